@@ -1,0 +1,36 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURE = Path(__file__).parent / "data" / "tupe_r_small"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def fixture_dir() -> Path:
+    return FIXTURE
+
+
+def tiny_config(**overrides):
+    from tupe import TupeConfig
+
+    values = dict(vocab_size=50, encoder_layers=2, encoder_embed_dim=16, encoder_ffn_embed_dim=32,
+                  encoder_attention_heads=4, max_positions=24, embedding_normalize=True)
+    values.update(overrides)
+    return TupeConfig(**values)
+
+
+def random_tokens(batch, length, vocab=50, seed=0, pad_to=None):
+    """<s> first, </s> last, non-special ids in between; rows of different lengths padded."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, length + 1, (batch,), generator=g)
+    lengths[0] = length
+    T = pad_to or length
+    tokens = torch.full((batch, T), 1, dtype=torch.long)
+    for b, n in enumerate(lengths.tolist()):
+        tokens[b, :n] = torch.randint(7, vocab, (n,), generator=g)
+        tokens[b, 0], tokens[b, n - 1] = 0, 2
+    return tokens

@@ -1,0 +1,151 @@
+"""Padding, batch order, dropout, and the baselines' forward/backward."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.conftest import random_tokens, tiny_config
+from tupe import TupeModel
+
+SCHEMES = [dict(), dict(rel_pos=True), dict(untie_cls=False), dict(pos_encoding="absolute"),
+           dict(pos_encoding="absolute", rel_pos=True), dict(encoder_normalize_before=True)]
+
+
+def perturbed(cfg):
+    torch.manual_seed(1)
+    model = TupeModel(cfg)
+    with torch.no_grad():   # move away from init so LayerNorm ones/zero biases hide nothing
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: str(s) or "tupe-a")
+def test_appending_padding_changes_nothing(scheme):
+    model = perturbed(tiny_config(**scheme))
+    tokens = random_tokens(4, 12)
+    padded = F.pad(tokens, (0, 7), value=1)
+    with torch.no_grad():
+        a, b = model(tokens), model(padded)
+    real = tokens.ne(1)
+    torch.testing.assert_close(a[real], b[:, :12][real], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES[:2] + SCHEMES[3:4], ids=["tupe-a", "tupe-r", "bert-a"])
+def test_batch_order_does_not_matter(scheme):
+    model = perturbed(tiny_config(**scheme))
+    tokens = random_tokens(5, 10, seed=3)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    with torch.no_grad():
+        a, b = model.extract_features(tokens), model.extract_features(tokens[perm])
+    real = tokens.ne(1)
+    torch.testing.assert_close(a[perm][real[perm]], b[real[perm]], atol=1e-5, rtol=1e-5)
+
+
+def test_single_sequence_equals_batched():
+    model = perturbed(tiny_config(rel_pos=True))
+    tokens = random_tokens(3, 11, seed=5)
+    with torch.no_grad():
+        batched = model.extract_features(tokens)
+        for b in range(3):
+            n = int(tokens[b].ne(1).sum())
+            alone = model.extract_features(tokens[b : b + 1, :n])
+            torch.testing.assert_close(alone[0], batched[b, :n], atol=1e-5, rtol=1e-5)
+
+
+def test_dropout_off_in_eval_on_in_train():
+    model = perturbed(tiny_config(rel_pos=True, dropout=0.3, attention_dropout=0.3))
+    tokens = random_tokens(2, 10)
+    with torch.no_grad():
+        assert torch.equal(model(tokens), model(tokens))
+        model.train()
+        assert not torch.allclose(model(tokens), model(tokens))
+
+
+def test_positions_matter_and_word_order_matters():
+    """A position-aware model must give different features to a permuted sentence."""
+    model = perturbed(tiny_config(rel_pos=True))
+    tokens = random_tokens(1, 10)
+    swapped = tokens.clone()
+    swapped[0, 2], swapped[0, 5] = tokens[0, 5], tokens[0, 2]
+    with torch.no_grad():
+        a, b = model.extract_features(tokens), model.extract_features(swapped)
+    assert not torch.allclose(a[0, 2], b[0, 5], atol=1e-4)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: str(s) or "tupe-a")
+def test_forward_backward_all_schemes(scheme):
+    cfg = tiny_config(**scheme)
+    model = TupeModel(cfg).train()
+    tokens = random_tokens(3, 12)
+    mask = tokens.ne(1) & (torch.rand(tokens.shape, generator=torch.Generator().manual_seed(0)) < 0.3)
+    mask[0, 1] = True
+    logits = model(tokens, masked_tokens=mask)
+    assert logits.shape == (int(mask.sum()), cfg.vocab_size)
+    F.cross_entropy(logits, tokens[mask]).backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), \
+        [n for n, g in grads.items() if g is None]
+    if cfg.pos_encoding == "tupe":
+        assert grads["encoder.untied_pos.pos_q_linear.weight"].abs().sum() > 0
+    else:
+        assert grads["encoder.embed_positions.weight"].abs().sum() > 0
+    if cfg.rel_pos:
+        assert grads["encoder.rel_pos_bias.relative_attention_bias.weight"].abs().sum() > 0
+
+
+def test_bert_a_has_no_untied_parameters_and_standard_scaling():
+    bert = TupeModel(tiny_config(pos_encoding="absolute"))
+    tupe_model = TupeModel(tiny_config())
+    names = set(dict(bert.named_parameters()))
+    assert not any("untied_pos" in n or "rel_pos_bias" in n for n in names)
+    assert "encoder.embed_positions.weight" in names
+    assert bert.encoder.positional_bias(5) is None
+    d = bert.cfg.head_dim
+    assert bert.encoder.layers[0].self_attn.scaling == pytest.approx(d ** -0.5)
+    assert tupe_model.encoder.layers[0].self_attn.scaling == pytest.approx((2 * d) ** -0.5)
+
+
+def test_attention_matches_explicit_softmax():
+    """SDPA with the folded mask equals the paper's formula written out."""
+    model = perturbed(tiny_config(rel_pos=True, encoder_layers=1))
+    enc, attn = model.encoder, model.encoder.layers[0].self_attn
+    tokens = random_tokens(2, 8)
+    x = enc.emb_layer_norm(enc.embed_tokens(tokens)) * tokens.ne(1).unsqueeze(-1)
+    B, T, C = x.shape
+    H, d = 4, C // 4
+    q, k, v = (x @ attn.in_proj_weight.T + attn.in_proj_bias).split(C, dim=-1)
+    q, k, v = (t.view(B, T, H, d).transpose(1, 2) for t in (q, k, v))
+    logits = q @ k.transpose(-1, -2) / (2 * d) ** 0.5 + enc.positional_bias(T)
+    logits = logits.masked_fill(tokens.eq(1)[:, None, None, :], float("-inf"))
+    y = (logits.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
+    want = enc.layers[0].self_attn_layer_norm(x + attn.out_proj(y))
+    got_mask = torch.zeros(B, 1, 1, T).masked_fill(tokens.eq(1)[:, None, None, :], float("-inf"))
+    got = enc.layers[0].self_attn_layer_norm(x + attn(x, got_mask + enc.positional_bias(T)))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_too_long_sequence_is_a_clear_error():
+    model = TupeModel(tiny_config(max_positions=8))
+    with pytest.raises(ValueError, match="exceeds max_positions=8"):
+        model(random_tokens(1, 9))
+
+
+def test_classification_heads():
+    model = perturbed(tiny_config())
+    head = model.register_classification_head("sentence_classification_head", 3)
+    assert model.register_classification_head("sentence_classification_head", 3) is head
+    model.register_classification_head("sts", 1)
+    tokens = random_tokens(4, 9)
+    assert model(tokens, classification_head_name="sentence_classification_head").shape == (4, 3)
+    assert model(tokens, classification_head_name="sts").shape == (4, 1)
+    with pytest.raises(KeyError, match="no classification head 'nope'"):
+        model(tokens, classification_head_name="nope")
+    with pytest.raises(ValueError, match="exists with 3 classes"):
+        model.register_classification_head("sentence_classification_head", 2)
+    # the head reads position 0 only (and a head added to an eval model is in eval mode)
+    assert not model.classification_heads["sts"].training
+    features = model.extract_features(tokens)
+    out = model.classification_heads["sts"](features)
+    features[:, 1:] = 0
+    torch.testing.assert_close(model.classification_heads["sts"](features), out)

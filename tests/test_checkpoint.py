@@ -1,0 +1,187 @@
+"""Checkpoint restore/save: original layout, own format, conversion, safety, errors."""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import tupe
+from tests.conftest import FIXTURE, random_tokens, tiny_config
+from tupe.checkpoint import (CheckpointError, fairseq_state_dict, read_checkpoint, save_fairseq)
+from tupe.cli import convert
+
+
+@pytest.fixture
+def ref_dir(tmp_path):
+    d = tmp_path / "ref"
+    shutil.copytree(FIXTURE, d)
+    for f in d.iterdir():
+        f.chmod(0o644)
+    return d
+
+
+def outputs(model, tokens):
+    with torch.no_grad():
+        return model(tokens), model.extract_features(tokens)
+
+
+def test_fixture_carries_fairseq_meters_read_as_inert_data():
+    state = read_checkpoint(FIXTURE / "checkpoint.pt")
+    assert isinstance(state["args"], argparse.Namespace)
+    meters = state["extra_state"]["train_meters"]
+    assert type(meters["train_loss"]).__name__ == "AverageMeter"
+    assert meters["train_loss"].count == 3 and meters["train_loss"].sum == 4.5
+    assert state["optimizer_history"][0]["num_updates"] == 1000
+
+
+def test_save_pretrained_round_trip(tmp_path):
+    model = tupe.load_model(FIXTURE / "checkpoint.pt")
+    model.register_classification_head("sentence_classification_head", 3)
+    model.save_pretrained(tmp_path / "own")
+    assert sorted(p.name for p in (tmp_path / "own").iterdir()) == ["config.json", "dict.txt", "model.safetensors"]
+    assert b"pickle" not in (tmp_path / "own" / "model.safetensors").read_bytes()[:200]
+    again = tupe.load_model(tmp_path / "own")
+    assert again.cfg == model.cfg and again.head_sizes == {"sentence_classification_head": 3}
+    assert again.dictionary == model.dictionary
+    tokens = random_tokens(3, 15, vocab=128)
+    for a, b in zip(outputs(model, tokens), outputs(again, tokens)):
+        assert torch.equal(a, b)
+    head = "sentence_classification_head"
+    with torch.no_grad():
+        assert torch.equal(model(tokens, classification_head_name=head),
+                           again(tokens, classification_head_name=head))
+
+
+def test_fp16_original_checkpoint_with_head_loads_as_float32(tmp_path):
+    model = tupe.load_model(FIXTURE / "checkpoint.pt")
+    model.register_classification_head("sentence_classification_head", 2)
+    save_fairseq(model, tmp_path / "ft" / "checkpoint_best.pt", fp16=True)
+    raw = torch.load(tmp_path / "ft" / "checkpoint_best.pt", weights_only=False)
+    assert raw["model"]["decoder.sentence_encoder.pos.weight"].dtype == torch.float16
+    assert "decoder.lm_head.weight" in raw["model"]
+    assert "classification_heads.sentence_classification_head.out_proj.weight" in raw["model"]
+    loaded = tupe.load_model(tmp_path / "ft")          # a training dir: picks checkpoint_best.pt
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    assert loaded.head_sizes == {"sentence_classification_head": 2}
+    tokens = random_tokens(2, 12, vocab=128)
+    a, b = outputs(model, tokens)[1], outputs(loaded, tokens)[1]
+    assert 0 < (a - b).abs().max() < 5e-2              # fp16 rounding only
+
+
+def test_training_directory_resolution(tmp_path, ref_dir):
+    model = tupe.load_model(ref_dir / "checkpoint.pt")
+    run = tmp_path / "run"
+    save_fairseq(model, run / "checkpoint_3_100.pt")
+    assert tupe.load_model(run).cfg == model.cfg       # the only checkpoint*.pt
+    save_fairseq(model, run / "checkpoint_3_200.pt")
+    with pytest.raises(CheckpointError, match="several checkpoints"):
+        tupe.load_model(run)
+    save_fairseq(model, run / "checkpoint_last.pt")
+    tupe.load_model(run)
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        tupe.load_model(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        tupe.load_model(tmp_path / "empty")
+
+
+def test_dictionary_beside_checkpoint_is_checked(ref_dir):
+    lines = (ref_dir / "dict.txt").read_text().splitlines()
+    (ref_dir / "dict.txt").write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(CheckpointError, match=r"dict.txt: 119 entries .* wrong dictionary"):
+        tupe.load_model(ref_dir / "checkpoint.pt")
+    (ref_dir / "dict.txt").unlink()
+    assert tupe.load_model(ref_dir / "checkpoint.pt").dictionary is None
+
+
+def test_data_path_in_args_is_never_used(ref_dir):
+    state = read_checkpoint(ref_dir / "checkpoint.pt")
+    assert tupe.load_model(ref_dir / "checkpoint.pt").dictionary is not None
+    assert not hasattr(state["args"], "data") or not Path(str(state["args"].data), "dict.txt").exists()
+
+
+class _Evil:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+def test_pickled_callable_is_refused_and_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    state = read_checkpoint(FIXTURE / "checkpoint.pt")
+    state["extra_state"]["payload"] = _Evil(marker)
+    torch.save(state, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused to load"):
+        tupe.load_model(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_missing_unexpected_and_misshapen_tensors_are_named(tmp_path):
+    state = read_checkpoint(FIXTURE / "checkpoint.pt")
+    bad = dict(state)
+    bad["model"] = dict(state["model"])
+    del bad["model"]["decoder.sentence_encoder.layers.1.fc2.bias"]
+    bad["model"]["decoder.sentence_encoder.bogus.weight"] = torch.zeros(3)
+    bad["model"]["decoder.lm_head.dense.weight"] = torch.zeros(5, 5)
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError) as err:
+        tupe.load_model(tmp_path / "bad.pt")
+    msg = str(err.value)
+    assert "missing: decoder.sentence_encoder.layers.1.fc2.bias" in msg
+    assert "unexpected: decoder.sentence_encoder.bogus.weight" in msg
+    assert "decoder.lm_head.dense.weight: checkpoint (5, 5) vs model (32, 32)" in msg
+
+
+def test_args_contradicting_weights_is_an_error(tmp_path):
+    state = read_checkpoint(FIXTURE / "checkpoint.pt")
+    state["args"].encoder_layers = 4
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="args.encoder_layers=4 but the weights say 2"):
+        tupe.load_model(tmp_path / "bad.pt")
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "x.pt").write_bytes(b"hello")
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+        tupe.load_model(tmp_path / "x.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "y.pt")
+    with pytest.raises(CheckpointError, match="no 'model' entry"):
+        tupe.load_model(tmp_path / "y.pt")
+
+
+@pytest.mark.parametrize("scheme", [dict(), dict(pos_encoding="absolute", rel_pos=True),
+                                    dict(untie_cls=False, encoder_normalize_before=True)])
+def test_our_schemes_survive_the_original_layout(tmp_path, scheme):
+    cfg = tiny_config(**scheme)
+    model = tupe.TupeModel(cfg).eval()
+    save_fairseq(model, tmp_path / "c.pt")
+    names = set(fairseq_state_dict(model))
+    assert all(n.startswith(("decoder.sentence_encoder.", "decoder.lm_head.")) for n in names)
+    loaded = tupe.load_model(tmp_path / "c.pt")
+    assert loaded.cfg == cfg
+    tokens = random_tokens(2, 10)
+    assert torch.equal(outputs(model, tokens)[0], outputs(loaded, tokens)[0])
+
+
+def test_convert_round_trip_cli(tmp_path, ref_dir):
+    assert convert.main([str(ref_dir / "checkpoint.pt"), str(tmp_path / "own")]) == 0
+    assert (tmp_path / "own" / "dict.txt").is_file()
+    assert convert.main([str(tmp_path / "own"), str(tmp_path / "back" / "checkpoint.pt")]) == 0
+    original, back = read_checkpoint(ref_dir / "checkpoint.pt"), read_checkpoint(tmp_path / "back" / "checkpoint.pt")
+    assert set(original["model"]) == set(back["model"])
+    assert all(torch.equal(original["model"][k], back["model"][k]) for k in original["model"])
+    for key in ("arch", "encoder_layers", "encoder_embed_dim", "rel_pos", "embedding_normalize",
+                "max_positions", "encoder_attention_heads"):
+        assert getattr(back["args"], key) == getattr(original["args"], key)
+    assert (tmp_path / "back" / "dict.txt").is_file()
+    # the console script form, and a clear error
+    proc = subprocess.run([sys.executable, "-m", "tupe.cli.convert", str(tmp_path / "nope"), str(tmp_path / "x")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "no such checkpoint" in proc.stderr

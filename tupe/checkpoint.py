@@ -1,0 +1,353 @@
+"""Checkpoints: the original (fairseq) layout, read safely, and the project's own format.
+
+* Original layout: ``torch.save`` of ``{args: Namespace, model: state dict, ...}`` with the
+  parameter names of NOTES.md section 2. Read with ``torch.load(weights_only=True)``: only
+  ``argparse.Namespace`` and fairseq's three meter classes (mapped to inert stand-ins) are
+  allowed; any other pickled object is refused before it can run.
+* Own format: a directory with ``config.json`` + ``model.safetensors`` (no pickle), plus
+  ``dict.txt`` and ``bpe-code`` when known.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from .config import TupeConfig
+from .data.dictionary import Dictionary, model_vocab_size
+from .model import TupeModel
+
+PathLike = Union[str, os.PathLike]
+ENC = "decoder.sentence_encoder."
+LM = "decoder.lm_head."
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+DICT_FILE, BPE_FILE = "dict.txt", "bpe-code"
+# Names directly under decoder.sentence_encoder. that belong to our positional modules.
+_UNTIED_POS = ("pos.", "pos_ln.", "pos_q_linear.", "pos_k_linear.")
+_REL_POS = ("relative_attention_bias.",)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read safely or does not fit the model."""
+
+
+# --------------------------------------------------------------------------- safe unpickling
+class _InertMeter:
+    """Stand-in for fairseq's meter classes: a plain attribute bag, no behaviour."""
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.__dict__})"
+
+
+class AverageMeter(_InertMeter):
+    pass
+
+
+class TimeMeter(_InertMeter):
+    pass
+
+
+class StopwatchMeter(_InertMeter):
+    pass
+
+
+SAFE_GLOBALS = [
+    argparse.Namespace,
+    (AverageMeter, "fairseq.meters.AverageMeter"),
+    (TimeMeter, "fairseq.meters.TimeMeter"),
+    (StopwatchMeter, "fairseq.meters.StopwatchMeter"),
+    # A loaded original checkpoint saved again pickles the stand-ins under their own names.
+    AverageMeter, TimeMeter, StopwatchMeter,
+]
+
+
+def read_checkpoint(path: PathLike) -> dict:
+    """``torch.load`` with weights_only=True and only the allow-listed globals."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refused to load: the file contains a pickled object that is not a tensor, "
+            f"a plain value, argparse.Namespace or a fairseq meter. Loading it could run code. "
+            f"Details: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # a truncated, foreign or corrupt file: torch raises many types
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({e})") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path}: not a TUPE/fairseq checkpoint (no 'model' entry)")
+    return state
+
+
+# --------------------------------------------------------------------------- name mapping
+def to_fairseq_name(name: str) -> str:
+    """Our parameter name -> the original's."""
+    for ours in ("encoder.untied_pos.", "encoder.rel_pos_bias.", "encoder."):
+        if name.startswith(ours):
+            return ENC + name[len(ours):]
+    if name.startswith("lm_head."):
+        return LM + name[len("lm_head."):]
+    return name
+
+
+def from_fairseq_name(name: str) -> str:
+    """The original's parameter name -> ours."""
+    if name.startswith(ENC):
+        rest = name[len(ENC):]
+        if rest.startswith(_UNTIED_POS):
+            return "encoder.untied_pos." + rest
+        if rest.startswith(_REL_POS):
+            return "encoder.rel_pos_bias." + rest
+        return "encoder." + rest
+    if name.startswith(LM):
+        return "lm_head." + name[len(LM):]
+    return name
+
+
+def fairseq_state_dict(model: TupeModel) -> dict[str, torch.Tensor]:
+    state = {to_fairseq_name(k): v for k, v in model.state_dict().items()}
+    state[LM + "weight"] = state[ENC + "embed_tokens.weight"]   # tied, stored twice as fairseq does
+    return state
+
+
+def _ours_from_fairseq(state: dict[str, torch.Tensor], path: PathLike) -> dict[str, torch.Tensor]:
+    state = dict(state)
+    lm_weight = state.pop(LM + "weight", None)
+    emb = state.get(ENC + "embed_tokens.weight")
+    if lm_weight is not None and emb is not None and not torch.equal(lm_weight, emb):
+        raise CheckpointError(f"{path}: {LM}weight differs from the token embedding; this code "
+                              f"supports only the tied LM head of the original model")
+    return {from_fairseq_name(k): v for k, v in state.items()}
+
+
+# --------------------------------------------------------------------------- config from shapes
+def config_from_checkpoint(args: Any, state: dict[str, torch.Tensor], path: PathLike = "") -> TupeConfig:
+    """Config from a checkpoint's ``args``, checked and completed by the tensor shapes."""
+    def shape(name: str) -> Optional[tuple]:
+        t = state.get(name)
+        return None if t is None else tuple(t.shape)
+
+    emb = shape(ENC + "embed_tokens.weight")
+    if emb is None:
+        raise CheckpointError(f"{path}: missing {ENC}embed_tokens.weight; not a TUPE model")
+    layer_ids = {int(k[len(ENC + "layers."):].split(".")[0]) for k in state if k.startswith(ENC + "layers.")}
+    derived: dict[str, Any] = dict(
+        vocab_size=emb[0], encoder_embed_dim=emb[1], encoder_layers=len(layer_ids),
+        embedding_normalize=ENC + "emb_layer_norm.weight" in state,
+        encoder_normalize_before=ENC + "emb_out_layer_norm.weight" in state,
+        rel_pos=ENC + "relative_attention_bias.weight" in state,
+        pos_encoding="absolute" if ENC + "embed_positions.weight" in state else "tupe",
+    )
+    if layer_ids:
+        derived["encoder_ffn_embed_dim"] = shape(ENC + "layers.0.fc1.weight")[0]
+    if derived["pos_encoding"] == "tupe":
+        rows = shape(ENC + "pos.weight")
+        if rows is None:
+            raise CheckpointError(f"{path}: missing {ENC}pos.weight (TUPE position table)")
+        derived["max_positions"] = rows[0] - 1
+    else:
+        derived["max_positions"] = shape(ENC + "embed_positions.weight")[0]
+    if derived["rel_pos"]:
+        bins, heads = shape(ENC + "relative_attention_bias.weight")
+        derived["rel_pos_bins"] = bins - 1
+        derived["encoder_attention_heads"] = heads
+
+    values = vars(args) if args is not None else {}
+    for key, value in derived.items():
+        stated = values.get(key)
+        # A flag that contradicts the weights means a broken or hand-edited checkpoint.
+        if stated is not None and stated != value:
+            raise CheckpointError(f"{path}: args.{key}={stated!r} but the weights say {value!r}")
+    try:
+        return TupeConfig.from_args(args or argparse.Namespace(), **derived)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+def _head_sizes(state: dict[str, torch.Tensor]) -> dict[str, int]:
+    heads = {}
+    for k, v in state.items():
+        if k.startswith("classification_heads.") and k.endswith(".out_proj.weight"):
+            heads[k[len("classification_heads."):-len(".out_proj.weight")]] = v.shape[0]
+    return heads
+
+
+def build_and_load(cfg: TupeConfig, state: dict[str, torch.Tensor], path: PathLike = "") -> TupeModel:
+    """Model from config + our-named state dict; any missing, extra or misshapen tensor is an error."""
+    model = TupeModel(cfg)
+    for name, k in _head_sizes(state).items():
+        model.register_classification_head(name, k)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(f"{to_fairseq_name(k)}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+                   for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append("missing: " + ", ".join(to_fairseq_name(k) for k in missing))
+        if unexpected:
+            parts.append("unexpected: " + ", ".join(to_fairseq_name(k) for k in unexpected))
+        if wrong:
+            parts.append("shape mismatch: " + "; ".join(wrong))
+        raise CheckpointError(f"{path}: checkpoint does not fit a {cfg.name} model ({'; '.join(parts)})")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- dictionary
+def attach_vocabulary(model: TupeModel, directory: Path) -> None:
+    """Attach ``dict.txt`` (checked against V) and ``bpe-code`` found in ``directory``."""
+    dict_path = directory / DICT_FILE
+    if dict_path.is_file():
+        d = Dictionary.load(dict_path)
+        if model_vocab_size(d) != model.cfg.vocab_size:
+            raise CheckpointError(
+                f"{dict_path}: {len(d) - d.nspecial} entries + {d.nspecial} specials + <mask> = "
+                f"{model_vocab_size(d)} symbols, but the model's vocabulary has "
+                f"{model.cfg.vocab_size}: this is the wrong dictionary for this checkpoint")
+        model.dictionary = d
+    bpe_path = directory / BPE_FILE
+    model.bpe_codes = str(bpe_path) if bpe_path.is_file() else None
+
+
+# --------------------------------------------------------------------------- public API
+def resolve_checkpoint(path: PathLike) -> Path:
+    """A file as is; in a training directory: checkpoint_best, else _last, else the only one."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise FileNotFoundError(f"no such checkpoint file or directory: {path}")
+    for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
+        if (path / name).is_file():
+            return path / name
+    found = sorted(path.glob("checkpoint*.pt"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise FileNotFoundError(f"{path}: no {CONFIG_FILE}/{WEIGHTS_FILE} and no checkpoint*.pt")
+    raise CheckpointError(f"{path}: several checkpoints and no checkpoint_best.pt or "
+                          f"checkpoint_last.pt; name one: {', '.join(p.name for p in found)}")
+
+
+def load_model(path: PathLike) -> TupeModel:
+    """A ready model (eval mode, float32) from an original/our training checkpoint file, a
+    directory of training checkpoints, or a ``save_pretrained`` directory."""
+    path = Path(path)
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        return load_pretrained(path)
+    ckpt = resolve_checkpoint(path)
+    state = read_checkpoint(ckpt)
+    cfg = config_from_checkpoint(state.get("args"), state["model"], ckpt)
+    model = build_and_load(cfg, _ours_from_fairseq(state["model"], ckpt), ckpt)
+    attach_vocabulary(model, ckpt.parent)
+    return model
+
+
+def _atomic_dir(directory: Path):
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+
+
+def save_pretrained(model: TupeModel, directory: PathLike, extra: Optional[dict] = None) -> None:
+    """Write ``config.json`` + ``model.safetensors`` (+ dict.txt, bpe-code); no pickle."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    tmp = _atomic_dir(directory)
+    try:
+        config = {"format": "tupe", "version": 1, "model": model.cfg.to_dict(),
+                  "classification_heads": model.head_sizes, **(extra or {})}
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        if model.dictionary is not None:
+            model.dictionary.save(tmp / DICT_FILE)
+        if model.bpe_codes:
+            shutil.copyfile(model.bpe_codes, tmp / BPE_FILE)
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_pretrained_config(directory: PathLike) -> dict:
+    path = Path(directory) / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    if config.get("format") != "tupe" or "model" not in config:
+        raise CheckpointError(f"{path}: not a tupe config (no format='tupe' / 'model')")
+    return config
+
+
+def load_pretrained(directory: PathLike) -> TupeModel:
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config = read_pretrained_config(directory)
+    try:
+        cfg = TupeConfig.from_dict(config["model"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: {e}") from None
+    state = load_file(str(directory / WEIGHTS_FILE))
+    model = build_and_load(cfg, state, directory / WEIGHTS_FILE)
+    stated = config.get("classification_heads", {})
+    if stated != model.head_sizes:
+        raise CheckpointError(f"{directory}: config lists heads {stated} but weights hold {model.head_sizes}")
+    attach_vocabulary(model, directory)
+    return model
+
+
+def fairseq_args(cfg: TupeConfig, base: Optional[dict] = None, **extra: Any) -> argparse.Namespace:
+    """A Namespace the original code can build the model from (base values kept)."""
+    values = dict(base or {})
+    values.setdefault("arch", "bert_base")
+    values.setdefault("task", "masked_lm")
+    values.setdefault("criterion", "masked_lm")
+    values.update(cfg.to_dict())
+    values.setdefault("tokens_per_sample", cfg.max_positions)
+    values.update(extra)
+    return argparse.Namespace(**values)
+
+
+def save_fairseq(model: TupeModel, path: PathLike, args: Optional[argparse.Namespace] = None,
+                 fp16: bool = False, **entries: Any) -> None:
+    """Write the original checkpoint layout atomically (tmp file + rename)."""
+    path = Path(path)
+    state = fairseq_state_dict(model)
+    if fp16:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    ckpt = {
+        "args": args if args is not None else fairseq_args(model.cfg),
+        "model": state,
+        "optimizer_history": entries.pop("optimizer_history", []),
+        "extra_state": entries.pop("extra_state", {}),
+        "last_optimizer_state": entries.pop("last_optimizer_state", None),
+        **entries,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

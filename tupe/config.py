@@ -1,0 +1,155 @@
+"""One typed model configuration, validated once, saved in every checkpoint.
+
+Field names are the original fairseq argument names (``encoder_layers``,
+``encoder_embed_dim``, ...) so that a checkpoint's ``args`` maps onto the config
+one to one, and the training flags (``--encoder-layers``) map onto it in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping, Optional
+
+POS_ENCODINGS = ("tupe", "absolute")
+ACTIVATIONS = ("gelu", "gelu_accurate", "relu", "tanh")
+
+# Named architectures (``--arch``). Dims only; every other field keeps its default.
+PRESETS: dict[str, dict[str, int]] = {
+    "bert_base": dict(encoder_layers=12, encoder_embed_dim=768, encoder_ffn_embed_dim=3072,
+                      encoder_attention_heads=12),
+    "bert_large": dict(encoder_layers=24, encoder_embed_dim=1024, encoder_ffn_embed_dim=4096,
+                       encoder_attention_heads=16),
+    # Small models for the demo and for tests.
+    "bert_small": dict(encoder_layers=4, encoder_embed_dim=256, encoder_ffn_embed_dim=1024,
+                       encoder_attention_heads=4),
+    "bert_tiny": dict(encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
+                      encoder_attention_heads=4),
+}
+
+
+class ConfigError(ValueError):
+    """An invalid model configuration."""
+
+
+@dataclass
+class TupeConfig:
+    """Everything that defines the encoder's shape and its positional scheme.
+
+    Positional schemes (the paper's names):
+      * TUPE-A: ``pos_encoding="tupe"``                  (default, the original model)
+      * TUPE-R: ``pos_encoding="tupe", rel_pos=True``
+      * TUPE-A-tie-cls: ``pos_encoding="tupe", untie_cls=False``
+      * BERT-A: ``pos_encoding="absolute"``               (positions added to the input)
+      * BERT-R: ``pos_encoding="absolute", rel_pos=True``
+    """
+
+    vocab_size: int
+    padding_idx: int = 1
+    encoder_layers: int = 12
+    encoder_embed_dim: int = 768
+    encoder_ffn_embed_dim: int = 3072
+    encoder_attention_heads: int = 12
+    max_positions: int = 512
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0
+    pooler_dropout: float = 0.1
+    activation_fn: str = "gelu"
+    pooler_activation_fn: str = "tanh"
+    encoder_normalize_before: bool = False
+    embedding_normalize: bool = False
+    pos_encoding: str = "tupe"
+    rel_pos: bool = False
+    rel_pos_bins: int = 32
+    max_rel_pos: int = 128
+    # None = the scheme's default: untied for "tupe", not applicable to "absolute".
+    untie_cls: Optional[bool] = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.untie_cls is None:
+            self.untie_cls = self.pos_encoding == "tupe"
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        def positive(name: str) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+        for name in ("vocab_size", "encoder_layers", "encoder_embed_dim",
+                     "encoder_ffn_embed_dim", "encoder_attention_heads", "max_positions",
+                     "rel_pos_bins", "max_rel_pos"):
+            positive(name)
+        if not 0 <= self.padding_idx < self.vocab_size:
+            raise ConfigError(f"padding_idx={self.padding_idx} is outside the vocabulary "
+                              f"(vocab_size={self.vocab_size})")
+        if self.encoder_embed_dim % self.encoder_attention_heads:
+            raise ConfigError(f"encoder_embed_dim={self.encoder_embed_dim} is not divisible by "
+                              f"encoder_attention_heads={self.encoder_attention_heads}")
+        for name in ("dropout", "attention_dropout", "activation_dropout", "pooler_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= float(value) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+        if self.activation_fn not in ACTIVATIONS:
+            raise ConfigError(f"activation_fn={self.activation_fn!r}; choose one of {ACTIVATIONS}")
+        if self.pooler_activation_fn not in ACTIVATIONS:
+            raise ConfigError(f"pooler_activation_fn={self.pooler_activation_fn!r}; "
+                              f"choose one of {ACTIVATIONS}")
+        if self.pos_encoding not in POS_ENCODINGS:
+            raise ConfigError(f"pos_encoding={self.pos_encoding!r}; choose one of {POS_ENCODINGS}")
+        if self.pos_encoding == "absolute" and self.untie_cls:
+            raise ConfigError("untie_cls=True needs pos_encoding='tupe': BERT-A/BERT-R add the "
+                              "position embedding to [CLS] at the input, so it cannot be untied")
+        if self.rel_pos_bins % 2 or self.rel_pos_bins < 4:
+            raise ConfigError(f"rel_pos_bins must be an even number >= 4, got {self.rel_pos_bins}")
+        if self.max_rel_pos <= self.rel_pos_bins // 4:
+            raise ConfigError(f"max_rel_pos={self.max_rel_pos} must exceed rel_pos_bins/4 "
+                              f"(the exact-bucket range)")
+
+    # ------------------------------------------------------------------ views
+    @property
+    def head_dim(self) -> int:
+        return self.encoder_embed_dim // self.encoder_attention_heads
+
+    @property
+    def name(self) -> str:
+        """The paper's name for this positional scheme."""
+        base = "TUPE" if self.pos_encoding == "tupe" else "BERT"
+        name = f"{base}-{'R' if self.rel_pos else 'A'}"
+        if self.pos_encoding == "tupe" and not self.untie_cls:
+            name += "-tie-cls"
+        return name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TupeConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration fields: {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def from_preset(cls, arch: str, vocab_size: int, **overrides: Any) -> "TupeConfig":
+        if arch not in PRESETS:
+            raise ConfigError(f"unknown architecture {arch!r}; choose one of {sorted(PRESETS)}")
+        return cls(vocab_size=vocab_size, **{**PRESETS[arch], **overrides})
+
+    @classmethod
+    def from_args(cls, args: Any, **overrides: Any) -> "TupeConfig":
+        """Build from an argparse Namespace (training flags or a checkpoint's ``args``).
+
+        Fields missing from ``args`` come from ``--arch``'s preset, then the defaults. An
+        original TUPE checkpoint has no ``pos_encoding``/``untie_cls``: that means TUPE with
+        an untied [CLS].
+        """
+        values: dict[str, Any] = dict(PRESETS.get(getattr(args, "arch", ""), {}))
+        for f in fields(cls):
+            if getattr(args, f.name, None) is not None:
+                values[f.name] = getattr(args, f.name)
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,103 @@
+"""Positional schemes as additive attention biases.
+
+Each module here is called ONCE per forward with the sequence length T and returns a
+bias of shape (H, T, T) that every layer adds to its attention logits. This is where
+the TUPE math lives:
+
+    alpha_ij = (x_i W^Q)(x_j W^K)^T / sqrt(2d)          <- word term, in the attention layer
+             + (p_i U^Q)(p_j U^K)^T / sqrt(2d)          <- UntiedPositionalCorrelation
+             + b_{bucket(j - i)}                        <- RelativePositionBias (TUPE-R)
+
+with the [CLS] token (position 0) untied: its row and column of the positional term are
+replaced by two learned per-head scalars (theta_1, theta_2 in the paper).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import TupeConfig
+
+
+class UntiedPositionalCorrelation(nn.Module):
+    """TUPE's positional term: ``(p_a U^Q)(p_b U^K)^T / sqrt(2d)``, shared by all layers.
+
+    The table ``pos`` has ``max_positions + 1`` rows; token i uses row i + 1. Row 0 exists
+    only for the [CLS] trick: with ``untie_cls``, ``P[0, 0]`` (row 0 with itself) fills the
+    whole [CLS] row ("[CLS] attends to others") and ``P[1, 1]`` the whole [CLS] column
+    ("others attend to [CLS]"); the row wins at (0, 0).
+    """
+
+    def __init__(self, cfg: TupeConfig):
+        super().__init__()
+        C, H = cfg.encoder_embed_dim, cfg.encoder_attention_heads
+        self.num_heads = H
+        self.untie_cls = cfg.untie_cls
+        self.scaling = (cfg.head_dim * 2) ** -0.5
+        self.pos = nn.Embedding(cfg.max_positions + 1, C)
+        self.pos_ln = nn.LayerNorm(C, eps=1e-5)
+        self.pos_q_linear = nn.Linear(C, C)
+        self.pos_k_linear = nn.Linear(C, C)
+
+    def forward(self, seq_len: int) -> torch.Tensor:
+        T, H = seq_len, self.num_heads
+        p = self.pos_ln(self.pos.weight[: T + 1])                                      # (T+1, C)
+        pos_q = self.pos_q_linear(p).view(T + 1, H, -1).transpose(0, 1) * self.scaling  # (H, T+1, d)
+        pos_k = self.pos_k_linear(p).view(T + 1, H, -1).transpose(0, 1)                 # (H, T+1, d)
+        corr = torch.bmm(pos_q, pos_k.transpose(1, 2))                                 # (H, T+1, T+1)
+        bias = corr[:, 1:, 1:]                                                         # (H, T, T)
+        if not self.untie_cls:
+            return bias
+        bias = bias.clone()
+        bias[:, :, 0] = corr[:, 1, 1].unsqueeze(-1)   # others -> [CLS]   (theta_2)
+        bias[:, 0, :] = corr[:, 0, 0].unsqueeze(-1)   # [CLS]  -> others  (theta_1)
+        return bias
+
+
+def relative_position_bucket(relative_position: torch.Tensor, num_buckets: int = 32,
+                             max_distance: int = 128) -> torch.Tensor:
+    """T5's bidirectional buckets of ``relative_position = key - query``.
+
+    Half of the buckets per sign (bucket + num_buckets/2 when the key is to the right);
+    within a sign, distances below num_buckets/4 are exact, larger ones logarithmic up to
+    ``max_distance`` and clipped to the last bucket.
+    """
+    n = -relative_position
+    half = num_buckets // 2
+    ret = (n < 0).long() * half
+    n = n.abs()
+    max_exact = half // 2
+    is_small = n < max_exact
+    # Float32 on purpose: the bucket edges must match the original implementation.
+    large = max_exact + (torch.log(n.float() / max_exact) / math.log(max_distance / max_exact)
+                         * (half - max_exact)).long()
+    large = torch.clamp(large, max=half - 1)
+    return ret + torch.where(is_small, n, large)
+
+
+class RelativePositionBias(nn.Module):
+    """TUPE-R / BERT-R: a learned per-head scalar for each relative-distance bucket.
+
+    The embedding has ``rel_pos_bins + 1`` rows. With ``untie_cls``, [CLS]'s column
+    ("others -> [CLS]") uses the extra last row and its row ("[CLS] -> others") uses row
+    ``rel_pos_bins // 2``, which the bucketing never produces; the row wins at (0, 0).
+    """
+
+    def __init__(self, cfg: TupeConfig):
+        super().__init__()
+        self.relative_attention_bias = nn.Embedding(cfg.rel_pos_bins + 1, cfg.encoder_attention_heads)
+        positions = torch.arange(cfg.max_positions)
+        bucket = relative_position_bucket(positions[None, :] - positions[:, None],  # (T, T): j - i
+                                          cfg.rel_pos_bins, cfg.max_rel_pos)
+        if cfg.untie_cls:
+            bucket[:, 0] = cfg.rel_pos_bins
+            bucket[0, :] = cfg.rel_pos_bins // 2
+        self.register_buffer("bucket", bucket, persistent=False)
+
+    def forward(self, seq_len: int) -> torch.Tensor:
+        bucket = self.bucket[:seq_len, :seq_len]                                       # (T, T)
+        return F.embedding(bucket, self.relative_attention_bias.weight).permute(2, 0, 1)  # (H, T, T)

@@ -1,0 +1,244 @@
+"""The TUPE encoder, its heads, and the model users call. Batch-first throughout.
+
+Read top to bottom: attention -> layer -> encoder -> heads -> TupeModel. The positional
+terms (the part that makes it TUPE) are in ``positional.py``; the encoder computes them
+once per forward and every layer receives them as one additive ``attn_mask``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import TupeConfig
+from .positional import RelativePositionBias, UntiedPositionalCorrelation
+
+
+def activation(name: str):
+    return {
+        "gelu": F.gelu,                                            # exact (erf) gelu
+        "gelu_accurate": lambda x: F.gelu(x, approximate="tanh"),
+        "relu": F.relu,
+        "tanh": torch.tanh,
+    }[name]
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention on SDPA; positions arrive only through ``attn_mask``.
+
+    TUPE scales the word logits by 1/sqrt(2d) (the positional term carries the same
+    factor); BERT-A/BERT-R keep the usual 1/sqrt(d).
+    """
+
+    def __init__(self, cfg: TupeConfig):
+        super().__init__()
+        C = cfg.encoder_embed_dim
+        self.num_heads = cfg.encoder_attention_heads
+        self.dropout = cfg.attention_dropout
+        scale_factor = 2 if cfg.pos_encoding == "tupe" else 1
+        self.scaling = (cfg.head_dim * scale_factor) ** -0.5
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * C, C))   # q, k, v stacked
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * C))
+        self.out_proj = nn.Linear(C, C)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)                     # (B, T, 3C)
+        q, k, v = qkv.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)        # 3 x (B, H, T, d)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask.to(q.dtype), scale=self.scaling,
+            dropout_p=self.dropout if self.training else 0.0)                          # (B, H, T, d)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class EncoderLayer(nn.Module):
+    """Post-LN (BERT) by default; pre-LN with ``encoder_normalize_before``."""
+
+    def __init__(self, cfg: TupeConfig):
+        super().__init__()
+        C = cfg.encoder_embed_dim
+        self.normalize_before = cfg.encoder_normalize_before
+        self.self_attn = SelfAttention(cfg)
+        self.self_attn_layer_norm = nn.LayerNorm(C, eps=1e-5)
+        self.fc1 = nn.Linear(C, cfg.encoder_ffn_embed_dim)
+        self.fc2 = nn.Linear(cfg.encoder_ffn_embed_dim, C)
+        self.final_layer_norm = nn.LayerNorm(C, eps=1e-5)
+        self.act = activation(cfg.activation_fn)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.activation_dropout = nn.Dropout(cfg.activation_dropout)
+
+    def _sublayer(self, x, norm, fn):
+        y = fn(norm(x) if self.normalize_before else x)
+        x = x + self.dropout(y)
+        return x if self.normalize_before else norm(x)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        x = self._sublayer(x, self.self_attn_layer_norm, lambda h: self.self_attn(h, attn_mask))
+        return self._sublayer(x, self.final_layer_norm,
+                              lambda h: self.fc2(self.activation_dropout(self.act(self.fc1(h)))))
+
+
+class Encoder(nn.Module):
+    """Word embedding -> (positional biases, computed once) -> layers -> features."""
+
+    def __init__(self, cfg: TupeConfig):
+        super().__init__()
+        C = cfg.encoder_embed_dim
+        self.cfg = cfg
+        self.padding_idx = cfg.padding_idx
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, C, padding_idx=cfg.padding_idx)
+        # BERT-A/BERT-R only: positions added to the input (row i for token i).
+        self.embed_positions = nn.Embedding(cfg.max_positions, C) if cfg.pos_encoding == "absolute" else None
+        self.emb_layer_norm = nn.LayerNorm(C, eps=1e-5) if cfg.embedding_normalize else None
+        self.dropout = nn.Dropout(cfg.dropout)
+        # TUPE: untied positional correlation; TUPE-R/BERT-R: relative bias.
+        self.untied_pos = UntiedPositionalCorrelation(cfg) if cfg.pos_encoding == "tupe" else None
+        self.rel_pos_bias = RelativePositionBias(cfg) if cfg.rel_pos else None
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
+        self.emb_out_layer_norm = nn.LayerNorm(C, eps=1e-5) if cfg.encoder_normalize_before else None
+
+    def positional_bias(self, seq_len: int) -> Optional[torch.Tensor]:
+        """The (H, T, T) bias added to every layer's logits, or None (BERT-A)."""
+        terms = [m(seq_len) for m in (self.untied_pos, self.rel_pos_bias) if m is not None]
+        return sum(terms[1:], terms[0]) if terms else None
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        B, T = tokens.shape
+        if T > self.cfg.max_positions:
+            raise ValueError(f"sequence length {T} exceeds max_positions={self.cfg.max_positions}; "
+                             f"truncate the input (e.g. --truncate-sequence) or use shorter blocks")
+        padding = tokens.eq(self.padding_idx)                                          # (B, T)
+        x = self.embed_tokens(tokens)                                                  # (B, T, C)
+        if self.embed_positions is not None:
+            x = x + self.embed_positions.weight[:T]
+        if self.emb_layer_norm is not None:
+            x = self.emb_layer_norm(x)
+        x = self.dropout(x)
+        x = x * (~padding).unsqueeze(-1).to(x.dtype)                                   # zero padding rows
+
+        # One additive mask for all layers: positional bias + -inf on padded keys.
+        key_mask = torch.zeros(B, 1, 1, T, dtype=x.dtype, device=x.device)
+        key_mask = key_mask.masked_fill(padding[:, None, None, :], float("-inf"))      # (B, 1, 1, T)
+        bias = self.positional_bias(T)                                                 # (H, T, T) | None
+        attn_mask = key_mask if bias is None else key_mask + bias.to(x.dtype).unsqueeze(0)  # (B, H|1, T|1, T)
+
+        for layer in self.layers:
+            x = layer(x, attn_mask)
+        if self.emb_out_layer_norm is not None:
+            x = self.emb_out_layer_norm(x)
+        return x                                                                       # (B, T, C)
+
+
+class MaskedLMHead(nn.Module):
+    """dense -> gelu -> LayerNorm -> projection tied to the token embedding (+ own bias)."""
+
+    def __init__(self, cfg: TupeConfig):
+        super().__init__()
+        C = cfg.encoder_embed_dim
+        self.dense = nn.Linear(C, C)
+        self.layer_norm = nn.LayerNorm(C, eps=1e-5)
+        self.act = activation(cfg.activation_fn)
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+
+    def forward(self, features: torch.Tensor, embedding: torch.Tensor,
+                masked_tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if masked_tokens is not None:
+            features = features[masked_tokens]                                         # (N, C)
+        x = self.layer_norm(self.act(self.dense(features)))
+        return F.linear(x, embedding) + self.bias                                      # (..., V)
+
+
+class ClassificationHead(nn.Module):
+    """[CLS] features -> dense -> tanh -> dropout -> out_proj."""
+
+    def __init__(self, cfg: TupeConfig, num_classes: int):
+        super().__init__()
+        C = cfg.encoder_embed_dim
+        self.dense = nn.Linear(C, C)
+        self.act = activation(cfg.pooler_activation_fn)
+        self.dropout = nn.Dropout(cfg.pooler_dropout)
+        self.out_proj = nn.Linear(C, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.dropout(self.act(self.dense(features[:, 0]))))        # (B, K)
+
+
+def init_bert_params(module: nn.Module) -> None:
+    """BERT init: N(0, 0.02) weights, zero biases, zeroed padding row."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.padding_idx is not None:
+            module.weight.data[module.padding_idx].zero_()
+    elif isinstance(module, SelfAttention):
+        nn.init.normal_(module.in_proj_weight, std=0.02)
+        nn.init.zeros_(module.in_proj_bias)
+
+
+class TupeModel(nn.Module):
+    """Encoder + masked-LM head + named classification heads.
+
+    * ``model(tokens)`` -> MLM logits (B, T, V)
+    * ``model(tokens, masked_tokens=mask)`` -> logits of the masked positions only (N, V)
+    * ``model(tokens, classification_head_name=name)`` -> (B, K)
+    * ``model.extract_features(tokens)`` -> last-layer features (B, T, C)
+
+    ``tokens`` is a LongTensor (B, T) with ``<s>`` (0) first and padding index 1.
+    """
+
+    DEFAULT_HEAD = "sentence_classification_head"
+
+    def __init__(self, cfg: TupeConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.lm_head = MaskedLMHead(cfg)
+        self.apply(init_bert_params)
+        self.classification_heads = nn.ModuleDict()   # created later: default PyTorch init
+        self.dictionary = None                        # attached by load_model when dict.txt is known
+        self.bpe_codes: Optional[str] = None          # path of the BPE codes, when known
+
+    def extract_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.encoder(tokens)
+
+    def forward(self, tokens: torch.Tensor, masked_tokens: Optional[torch.Tensor] = None,
+                classification_head_name: Optional[str] = None) -> torch.Tensor:
+        features = self.encoder(tokens)                                                # (B, T, C)
+        if classification_head_name is not None:
+            if classification_head_name not in self.classification_heads:
+                raise KeyError(f"no classification head {classification_head_name!r}; this model "
+                               f"has {sorted(self.classification_heads) or 'none'}")
+            return self.classification_heads[classification_head_name](features)
+        return self.lm_head(features, self.encoder.embed_tokens.weight, masked_tokens)
+
+    def register_classification_head(self, name: str = DEFAULT_HEAD, num_classes: int = 2) -> nn.Module:
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if name in self.classification_heads:
+            old = self.classification_heads[name].out_proj.out_features
+            if old != num_classes:
+                raise ValueError(f"classification head {name!r} exists with {old} classes, "
+                                 f"asked for {num_classes}")
+            return self.classification_heads[name]
+        device = self.encoder.embed_tokens.weight.device
+        self.classification_heads[name] = ClassificationHead(self.cfg, num_classes).to(device).train(self.training)
+        return self.classification_heads[name]
+
+    @property
+    def head_sizes(self) -> dict[str, int]:
+        return {name: head.out_proj.out_features for name, head in self.classification_heads.items()}
+
+    def save_pretrained(self, directory) -> None:
+        from ..checkpoint import save_pretrained
+        save_pretrained(self, directory)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
