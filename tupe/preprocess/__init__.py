@@ -1,0 +1,1 @@
+"""Preprocessing pipelines of the original TUPE scripts: pretraining corpus and GLUE."""

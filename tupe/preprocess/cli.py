@@ -1,0 +1,106 @@
+"""``tupe-preprocess``: the original pretraining and GLUE preprocessing, one command each.
+
+    tupe-preprocess pretrain --input wiki.txt books.txt --destdir data-bin/corpus --workers 8
+    tupe-preprocess glue --glue-dir glue_data --tasks ALL --bpe-dir data-bin/corpus --destdir data-bin/glue
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..data.bpe import BPEError
+from ..data.dictionary import DictionaryError
+from .common import PreprocessError
+from .text import LineFilter
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    p.add_argument("--force", action="store_true", help="replace an existing output directory")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tupe-preprocess", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="raw corpus -> bpe-code, dict.txt, train/valid .bin/.idx")
+    p.add_argument("--input", nargs="+", type=Path, required=True,
+                   help="plain text (paragraph per line, blank line = break) or WikiExtractor output")
+    p.add_argument("--destdir", type=Path, required=True)
+    p.add_argument("--cased", action="store_true", help="keep case (the paper's model is uncased)")
+    f = LineFilter()
+    p.add_argument("--min-chars", type=int, default=f.min_chars, help="shortest kept paragraph")
+    p.add_argument("--max-chars", type=int, default=f.max_chars, help="longest kept paragraph")
+    p.add_argument("--min-letters", type=int, default=f.min_letters, help="fewest ASCII letters")
+    p.add_argument("--min-letter-ratio", type=float, default=f.min_letter_ratio)
+    p.add_argument("--max-backslash-ratio", type=float, default=f.max_backslash_ratio)
+    p.add_argument("--max-pipe-ratio", type=float, default=f.max_pipe_ratio)
+    p.add_argument("--keep-vocab-fraction", type=float, default=0.21,
+                   help="keep the most frequent fraction of distinct words, others -> <unk> (1 = off)")
+    p.add_argument("--valid-every", type=int, default=200, help="every Nth paragraph goes to valid")
+    p.add_argument("--min-sentence-words", type=int, default=5,
+                   help="sentences shorter than this are merged with a neighbour")
+    p.add_argument("--max-merged-chars", type=int, default=250, help="longest merged sentence")
+    p.add_argument("--min-line-chars", type=int, default=20, help="drop shorter sentence lines")
+    p.add_argument("--bpe-merges", type=int, default=32640, help="merges to learn")
+    p.add_argument("--bpe-code", type=Path, help="reuse these fastBPE codes instead of learning")
+    p.add_argument("--nwords", type=int, default=32768, help="dictionary size incl. the 7 specials")
+    p.add_argument("--dict", type=Path, help="reuse this dict.txt instead of building one")
+    p.add_argument("--keep-text", action="store_true", help="keep the intermediate text files")
+    _add_common(p)
+
+    g = sub.add_parser("glue", help="GLUE TSVs -> TASK-bin/{input0,input1,label}")
+    g.add_argument("--glue-dir", type=Path, required=True, help="folder with CoLA/, SST-2/, ...")
+    g.add_argument("--tasks", default="ALL", help="ALL or a comma-separated list (CoLA,SST-2,...)")
+    g.add_argument("--bpe-dir", type=Path, required=True,
+                   help="the pretraining output (bpe-code and dict.txt)")
+    g.add_argument("--destdir", type=Path, required=True)
+    g.add_argument("--cased", action="store_true", help="keep case")
+    _add_common(g)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "pretrain":
+            from .pretrain import PretrainOptions, run_pretrain
+
+            opts = PretrainOptions(
+                inputs=args.input, destdir=args.destdir, workers=args.workers, cased=args.cased,
+                filter=LineFilter(args.min_chars, args.max_chars, args.min_letters, args.min_letter_ratio,
+                                  args.max_backslash_ratio, args.max_pipe_ratio),
+                keep_vocab_fraction=args.keep_vocab_fraction, valid_every=args.valid_every,
+                min_sentence_words=args.min_sentence_words, max_merged_chars=args.max_merged_chars,
+                min_line_chars=args.min_line_chars, bpe_merges=args.bpe_merges, bpe_code=args.bpe_code,
+                dict=args.dict, nwords=args.nwords, show_progress=not args.no_progress,
+                force=args.force, keep_text=args.keep_text)
+            s = run_pretrain(opts)
+            st = s["stats"]
+            print(f"tupe-preprocess: {args.destdir}: {st.get('lines_read', 0)} lines read, "
+                  f"{st.get('paragraphs_kept', 0)} paragraphs kept, train {st.get('train_sentences', 0)} / "
+                  f"valid {st.get('valid_sentences', 0)} lines, {s['tokens']} tokens, "
+                  f"dict {s['dictionary_size']}, unk {100 * s['unk_rate']:.2f}%, {s['duration_s']:.1f}s",
+                  file=sys.stderr)
+        else:
+            from .glue import run_glue
+
+            results = run_glue(args.glue_dir, args.tasks, args.bpe_dir, args.destdir, workers=args.workers,
+                               cased=args.cased, show_progress=not args.no_progress, force=args.force)
+            for task, info in results.items():
+                rows = ", ".join(f"{k} {v['rows']}" for k, v in info["splits"].items())
+                skipped = sum(v.get("skipped_malformed", 0) for v in info["splits"].values())
+                extra = f" ({skipped} malformed rows skipped)" if skipped else ""
+                print(f"tupe-preprocess: {task}: {rows}{extra}", file=sys.stderr)
+    except (PreprocessError, DictionaryError, BPEError, FileNotFoundError) as e:
+        print(f"tupe-preprocess: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Per-line text transforms of the original preprocessing scripts (NOTES.md section 6).
+
+Each function takes and returns ``str``; the pipelines in ``pretrain.py`` and ``glue.py``
+chain them. Moses normalisation and tokenisation come from sacremoses, sentence
+segmentation from sentencex (rule-based, no model download).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import regex  # sacremoses depends on it; supports \p{C}
+
+PROTECTED = ("<url>", "<unk>", "<email>", "<file>", "</s>")
+
+
+# --------------------------------------------------------------------------- step 1
+def decode_utf8(raw: bytes) -> tuple[str, int]:
+    """Decode, dropping bytes that are not valid UTF-8 (``iconv -c``); returns (text, dropped)."""
+    try:
+        return raw.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="ignore")
+        return text, len(raw) - len(text.encode("utf-8"))
+
+
+# --------------------------------------------------------------------------- step 2
+_PRE_CLEANUP = [
+    (re.compile(r"\s+"), " "),                 # tabs to spaces, collapse whitespace
+    (re.compile(r"\.{4,}"), "..."),
+    (re.compile(r"<<"), "«"),
+    (re.compile(r">>"), "»"),
+    (re.compile(r",,"), ","),
+    (re.compile(r",\."), "."),
+    (re.compile(r"(^|\s)\*(?=\S)"), r"\1"),    # an asterisk that starts a word
+]
+
+
+def pre_cleanup(text: str) -> str:
+    for pattern, repl in _PRE_CLEANUP:
+        text = pattern.sub(repl, text)
+    return text.strip()
+
+
+# --------------------------------------------------------------------------- step 3
+@lru_cache(maxsize=None)
+def _punct_normalizer():
+    from sacremoses import MosesPunctNormalizer
+    return MosesPunctNormalizer(lang="en", perl_parity=True)
+
+
+# remove-non-printing-char.perl: s/\p{C}/ /g (control, format, unassigned, private use).
+_NON_PRINTING = regex.compile(r"\p{C}")
+
+
+def normalize_punctuation(text: str) -> str:
+    return _NON_PRINTING.sub(" ", _punct_normalizer().normalize(text)).strip()
+
+
+# --------------------------------------------------------------------------- step 4
+def should_join(previous: str, line: str) -> bool:
+    """Join ``line`` to ``previous`` when that ends in a letter, digit or comma and this one
+    starts with a lower-case letter (a paragraph broken by a hard wrap)."""
+    if not previous or not line:
+        return False
+    last = previous[-1]
+    return (last.isalnum() or last == ",") and line[0].islower()
+
+
+@dataclass
+class LineFilter:
+    min_chars: int = 50
+    max_chars: int = 1_000_000
+    min_letters: int = 50
+    min_letter_ratio: float = 0.7
+    max_backslash_ratio: float = 0.05
+    max_pipe_ratio: float = 0.05
+
+    def reason(self, line: str) -> str | None:
+        """Why ``line`` is dropped, or None to keep it."""
+        n = len(line)
+        if n < self.min_chars:
+            return "too_short"
+        if n > self.max_chars:
+            return "too_long"
+        letters = sum(1 for c in line if ("a" <= c <= "z") or ("A" <= c <= "Z"))
+        if letters < self.min_letters or letters < self.min_letter_ratio * n:
+            return "few_letters"
+        if line.count("\\") > self.max_backslash_ratio * n:
+            return "backslashes"
+        if line.startswith("|") or line.count("|") > self.max_pipe_ratio * n:
+            return "pipes"
+        return None
+
+
+_ELLIPSIS = re.compile(r"(\.\.\.?)")
+_TRAILING = re.compile(r"""(?<=[^\s.,;:!?"'()\[\]{}])([.,;:!?"')\]}]+)(?=\s|$)""")
+_LEADING = re.compile(r"""(?:(?<=\s)|^)([("'\[{]+)(?=[^\s])""")
+
+
+def split_punctuation(text: str) -> str:
+    """Split punctuation off the ends of words; ``...`` and ``..`` become separate tokens."""
+    text = _ELLIPSIS.sub(r" \1 ", text)
+    text = _TRAILING.sub(r" \1", text)
+    text = _LEADING.sub(r"\1 ", text)
+    return " ".join(text.split())
+
+
+# --------------------------------------------------------------------------- step 5
+_URL = re.compile(r"(?:(?:https?|ftp)://|www\.)[^\s<>\"]+", re.IGNORECASE)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_FILE = re.compile(
+    r"\b[\w-]+\.(?:jpe?g|png|gif|bmp|svg|tiff?|pdf|docx?|xlsx?|pptx?|txt|csv|zip|gz|tar|rar|7z|exe|"
+    r"dll|mp3|mp4|wav|avi|mov|mkv|flac|ogg|iso|html?|xml|json|py|js|css|php)\b", re.IGNORECASE)
+_HYPHEN = re.compile(r"(?<=\w)-(?=\w)")
+
+
+def substitute_placeholders(text: str) -> str:
+    """URLs, e-mail addresses and file names -> ``<url>``, ``<email>``, ``<file>``; split
+    words at hyphens."""
+    text = _URL.sub(" <url> ", text)
+    text = _EMAIL.sub(" <email> ", text)
+    text = _FILE.sub(" <file> ", text)
+    text = _HYPHEN.sub(" - ", text)
+    return " ".join(text.split())
+
+
+# --------------------------------------------------------------------------- step 9
+@lru_cache(maxsize=None)
+def _moses_tokenizer():
+    from sacremoses import MosesTokenizer
+    return MosesTokenizer(lang="en")
+
+
+_PROTECTED_PATTERNS = [re.escape(p) for p in PROTECTED]
+
+
+def moses_tokenize(text: str) -> str:
+    """Moses tokenisation without escaping, protecting the placeholders."""
+    if not text:
+        return text
+    return _moses_tokenizer().tokenize(text, escape=False, return_str=True,
+                                       protected_patterns=_PROTECTED_PATTERNS)
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    from sentencex import segment
+    return [s.strip() for s in segment("en", paragraph) if s.strip()]
+
+
+# --------------------------------------------------------------------------- step 10
+def merge_short_sentences(sentences: list[str], min_words: int = 5, max_chars: int = 250) -> list[str]:
+    """Merge a sentence of fewer than ``min_words`` words with a neighbour in the same
+    document, preferring the neighbour that gives the shortest result, if it stays within
+    ``max_chars`` characters."""
+    out = list(sentences)
+    i = 0
+    while i < len(out):
+        if len(out[i].split()) >= min_words:
+            i += 1
+            continue
+        candidates = []
+        if i > 0:
+            candidates.append((len(out[i - 1]) + 1 + len(out[i]), i - 1))
+        if i + 1 < len(out):
+            candidates.append((len(out[i]) + 1 + len(out[i + 1]), i))
+        candidates = [c for c in candidates if c[0] <= max_chars]
+        if not candidates:
+            i += 1
+            continue
+        _, left = min(candidates)
+        out[left: left + 2] = [out[left] + " " + out[left + 1]]
+        i = left   # the merged sentence may still be short
+    return out
+
+
+# --------------------------------------------------------------------------- GLUE
+def glue_clean(text: str, lowercase: bool = True) -> str:
+    """The per-row transform of ``preprocess/glue/process.sh`` (before BPE)."""
+    text = normalize_punctuation(pre_cleanup(text))
+    if lowercase:
+        text = text.lower()
+    text = substitute_placeholders(split_punctuation(text))
+    text = moses_tokenize(text.replace("\\", " "))
+    return text.lower() if lowercase else text
