@@ -109,7 +109,7 @@ def split_punctuation(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- step 5
-_URL = re.compile(r"(?:(?:https?|ftp)://|www\.)[^\s<>\"]+", re.IGNORECASE)
+_URL = re.compile(r"(?:(?:https?|ftp)://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)\]}']", re.IGNORECASE)
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _FILE = re.compile(
     r"\b[\w-]+\.(?:jpe?g|png|gif|bmp|svg|tiff?|pdf|docx?|xlsx?|pptx?|txt|csv|zip|gz|tar|rar|7z|exe|"

@@ -1,0 +1,119 @@
+"""tupe-preprocess pretrain, end to end on a small generated corpus."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.preprocess.corpus import make_corpus
+from tupe.data.bpe import apply_line_reference, read_codes
+from tupe.data.dictionary import Dictionary
+from tupe.data.indexed_dataset import MMapIndexedDataset
+from tupe.preprocess.cli import main
+
+FAST = ["--bpe-merges", "300", "--valid-every", "10", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, corpus):
+    out = tmp_path_factory.mktemp("run") / "bin"
+    assert main(["pretrain", "--input", str(corpus), "--destdir", str(out), "--keep-text", *FAST]) == 0
+    return out
+
+
+def test_outputs_and_summary(prepared):
+    names = {p.name for p in prepared.iterdir()}
+    assert {"bpe-code", "dict.txt", "train.bin", "train.idx", "valid.bin", "valid.idx", "preprocess.json"} <= names
+    summary = json.loads((prepared / "preprocess.json").read_text())
+    st = summary["stats"]
+    assert st["dropped_too_short"] > 0 and st["dropped_pipes"] > 0        # the junk lines
+    assert st["paragraphs"] < st["lines_read"]                            # blank lines + joined wraps
+    assert st["train_sentences"] > 0 and st["valid_sentences"] > 0
+    assert 0 < summary["unk_rate"] < 0.5
+    assert summary["options"]["bpe_merges"] == 300 and summary["options"]["filter"]["min_chars"] == 50
+    assert set(summary["timings_s"]) == {"clean", "tokenize", "bpe_learn", "bpe_apply", "binarize"}
+    d = Dictionary.load(prepared / "dict.txt")
+    assert len(d) % 8 == 0 and len(d) == summary["dictionary_size"]
+
+
+def test_binarized_tokens_decode_back_to_the_bpe_text(prepared):
+    d = Dictionary.load(prepared / "dict.txt")
+    for split in ("train", "valid"):
+        ds = MMapIndexedDataset(prepared / split)
+        lines = (prepared / f"{split}.bpe").read_text().splitlines()
+        assert len(ds) == len(lines)
+        for i, line in enumerate(lines):
+            ids = ds[i]
+            assert ids[-1].item() == d.eos()
+            assert " ".join(d[j] for j in ids[:-1].tolist()) == line
+        # documents are separated by empty lines -> items of size 1 (just </s>)
+        assert (ds.sizes == 1).sum() == lines.count("") > 0
+
+
+def test_bpe_text_is_the_tokenised_text_with_codes_applied(prepared):
+    ranks = {(a, b): i for i, (a, b, _) in enumerate(read_codes(prepared / "bpe-code"))}
+    tok = (prepared / "train.tok").read_text().splitlines()
+    bpe = (prepared / "train.bpe").read_text().splitlines()
+    assert [apply_line_reference(line, ranks) for line in tok] == bpe
+    assert all(line == line.lower() for line in tok)                      # uncased by default
+    assert any("<unk>" in line.split() for line in tok)                   # the 21% word cut
+    assert all(len(line) >= 20 for line in tok if line)
+
+
+def test_valid_gets_every_nth_paragraph(prepared):
+    st = json.loads((prepared / "preprocess.json").read_text())["stats"]
+    kept = st["paragraphs_kept"] - st.get("dropped_empty_document", 0)
+    assert st["valid_documents"] == pytest.approx(kept / 10, abs=2)
+
+
+def test_reuse_codes_and_dict_and_workers_give_identical_binaries(tmp_path, corpus, prepared):
+    out = tmp_path / "again"
+    args = ["pretrain", "--input", str(corpus), "--destdir", str(out), "--workers", "2",
+            "--bpe-code", str(prepared / "bpe-code"), "--dict", str(prepared / "dict.txt"), *FAST]
+    assert main(args) == 0
+    for name in ("train.bin", "train.idx", "valid.bin", "valid.idx", "dict.txt", "bpe-code"):
+        assert (out / name).read_bytes() == (prepared / name).read_bytes(), name
+
+
+def test_wikiextractor_input_and_invalid_utf8(tmp_path):
+    src = make_corpus(tmp_path / "wiki.txt", wiki=True, seed=3)
+    src.write_bytes(src.read_bytes().replace(b"river", b"riv\xff\xfeer"))
+    out = tmp_path / "wiki"
+    assert main(["pretrain", "--input", str(src), "--destdir", str(out), "--keep-text", *FAST]) == 0
+    text = (out / "train.tok").read_text()
+    assert "<doc" not in text and "</doc>" not in text
+    st = json.loads((out / "preprocess.json").read_text())["stats"]
+    assert st["invalid_utf8_bytes"] > 0 and st["invalid_utf8_bytes"] % 2 == 0
+
+
+def test_bad_inputs(tmp_path, corpus, prepared, capsys):
+    def fails(args, message):
+        assert main(["pretrain", *args, "--destdir", str(tmp_path / "o"), *FAST]) == 1
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "o").exists()                               # nothing that looks complete
+        assert not list(tmp_path.glob(".o.tmp-*"))
+
+    fails(["--input", str(tmp_path / "missing.txt")], "missing.txt: input file not found")
+    (tmp_path / "empty.txt").write_text("\n\nshort\n")
+    fails(["--input", str(tmp_path / "empty.txt")], "empty corpus")
+    (tmp_path / "bad-dict.txt").write_text("".join(f"zzqq{i} {100 - i}\n" for i in range(50)))
+    fails(["--input", str(corpus), "--bpe-code", str(prepared / "bpe-code"), "--dict", str(tmp_path / "bad-dict.txt")],
+          "does not match the BPE codes")
+    (tmp_path / "codes").write_text("a b\n")
+    fails(["--input", str(corpus), "--bpe-code", str(tmp_path / "codes")], "codes:1: expected 'left right count'")
+    # an existing output directory is never overwritten by accident
+    assert main(["pretrain", "--input", str(corpus), "--destdir", str(prepared), *FAST]) == 1
+    assert "exists and is not empty" in capsys.readouterr().err
+
+
+def test_module_entry_point(tmp_path, corpus):
+    proc = subprocess.run([sys.executable, "-m", "tupe.preprocess", "pretrain", "--input", str(corpus),
+                           "--destdir", str(tmp_path / "m"), *FAST], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "paragraphs kept" in proc.stderr and (tmp_path / "m" / "train.idx").is_file()
