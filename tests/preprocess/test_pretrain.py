@@ -117,3 +117,25 @@ def test_module_entry_point(tmp_path, corpus):
                            "--destdir", str(tmp_path / "m"), *FAST], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "paragraphs kept" in proc.stderr and (tmp_path / "m" / "train.idx").is_file()
+
+
+def test_chunk_edges_do_not_change_the_result(tmp_path, corpus, prepared):
+    """Joining hard-wrapped lines across chunk edges: tiny chunks give the same paragraphs."""
+    from tupe.preprocess.pretrain import PretrainOptions, run_pretrain
+
+    opts = PretrainOptions(inputs=[corpus], destdir=tmp_path / "tiny", bpe_merges=300, valid_every=10,
+                           show_progress=False, keep_text=True, chunk_lines=1, workers=2)
+    run_pretrain(opts)
+    assert (tmp_path / "tiny" / "paragraphs.txt").read_text() == (prepared / "paragraphs.txt").read_text()
+    for name in ("train.bin", "train.idx", "valid.bin", "dict.txt"):
+        assert (tmp_path / "tiny" / name).read_bytes() == (prepared / name).read_bytes(), name
+    # the same as joining the whole corpus in one sequence
+    from tupe.preprocess import pretrain as P
+    from tupe.preprocess.text import LineFilter
+
+    P._init_worker({"cased": False})
+    lines = [P._normalize(line.encode())[0] if line.strip() else None for line in corpus.read_text().splitlines()]
+    paragraphs = P._join_lines(lines)
+    assert len(paragraphs) < sum(line is not None for line in lines)      # some lines were joined
+    expected = list(dict.fromkeys(t for t, _ in (P._finish(p, LineFilter()) for p in paragraphs) if t))
+    assert (prepared / "paragraphs.txt").read_text().splitlines() == expected

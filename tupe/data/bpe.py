@@ -7,12 +7,13 @@ last one; applied output marks every non-final piece with ``@@`` (``un@@ tied``)
 ``apply_word_reference`` is the specification (greedy by rank, all occurrences of the best
 pair merged left to right, as fastBPE does). ``BPE`` applies the same codes through HF
 ``tokenizers`` (compiled) and falls back to the reference for words with characters the
-codes never saw (the compiled model would drop them silently).
+compiled vocabulary does not hold (the compiled model would drop them silently).
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import os
 import re
 from collections import Counter, defaultdict
@@ -145,16 +146,30 @@ def apply_line_reference(line: str, ranks: dict[tuple[str, str], int]) -> str:
 
 
 class BPE:
-    """Apply fastBPE codes with HF ``tokenizers``; exact same output as the reference."""
+    """Apply fastBPE codes with HF ``tokenizers``; exactly the reference's output.
+
+    ``encode_ids`` returns piece ids (an id space of this object; ``pieces[i]`` is the
+    formatted piece, e.g. ``un@@`` or ``tied``), so that counting and binarizing can stay in
+    numpy; ``apply`` returns the BPE text.
+    """
 
     def __init__(self, merges: Sequence[tuple[str, str, int]]):
         from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
 
         self.ranks = {(a, b): i for i, (a, b, _) in enumerate(merges)}
-        chars: set[str] = set()
+        # Latin/Greek/Cyrillic/..., general punctuation and symbols, plus every character of
+        # the codes: a character that no merge uses stays a piece of its own, exactly as in
+        # fastBPE. Words with any other character go through the reference implementation.
+        code_chars: set[str] = set()
         for a, b, _ in merges:
             for piece in (a, b):
-                chars.update(piece[: -len(EOW)] if piece.endswith(EOW) else piece)
+                code_chars.update(piece[: -len(EOW)] if piece.endswith(EOW) else piece)
+        ranges = [(0x0000, 0x07FF), (0x2000, 0x2BFF)]
+        chars = {chr(c) for lo, hi in ranges for c in range(lo, hi + 1)} | code_chars
+        chars = {c for c in chars if not c.isspace()}
+        extra = "".join(sorted(c for c in code_chars if not any(lo <= ord(c) <= hi for lo, hi in ranges)))
+        self._unknown = re.compile("[^\\s" + "".join(f"\\u{lo:04x}-\\u{hi:04x}" for lo, hi in ranges)
+                                   + re.escape(extra).replace("]", "\\]") + "]")
         vocab: dict[str, int] = {}
         for c in sorted(chars):
             vocab.setdefault(c, len(vocab))
@@ -163,34 +178,57 @@ class BPE:
             vocab.setdefault(a, len(vocab))
             vocab.setdefault(b, len(vocab))
             vocab.setdefault(a + b, len(vocab))
-        self.known_chars = frozenset(chars)
         model = models.BPE(vocab=vocab, merges=[(a, b) for a, b, _ in merges],
                            end_of_word_suffix=EOW, fuse_unk=False)
         self.tokenizer = Tokenizer(model)
         self.tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         self.tokenizer.add_tokens([AddedToken(p, single_word=True, normalized=False) for p in sorted(PROTECTED)])
+        raw = sorted(self.tokenizer.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])
+        assert [i for _, i in raw] == list(range(len(raw)))
+        self.pieces: list[str] = [format_pieces([tok]) for tok, _ in raw]
+        self._piece_id = {p: i for i, p in enumerate(self.pieces)}
+        self.separator_id = self._piece_id["</s>"]   # never produced by BPE: a line separator
+        self._cache: dict[str, list[int]] = {}
+        self.cache_size = 1 << 20
 
     @classmethod
     def from_file(cls, path: Union[str, os.PathLike]) -> "BPE":
         return cls(read_codes(path))
 
-    def _fallback(self, line: str) -> str:
-        return apply_line_reference(line, self.ranks)
+    def _fallback_ids(self, line: str) -> list[int]:
+        """Words with characters beyond the compiled vocabulary: the reference; new pieces
+        get new ids."""
+        ids = []
+        for piece in apply_line_reference(line, self.ranks).split():
+            if piece not in self._piece_id:
+                self._piece_id[piece] = len(self.pieces)
+                self.pieces.append(piece)
+            ids.append(self._piece_id[piece])
+        return ids
+
+    def encode_ids(self, lines: Sequence[str]) -> list[list[int]]:
+        """Piece ids of each whitespace-tokenised line.
+
+        Distinct words are segmented once (in one compiled batch) and cached: text is
+        Zipfian, so most tokens are a dictionary lookup."""
+        cache = self._cache
+        split = [line.split() for line in lines]
+        missing = list({w for words in split for w in words if w not in cache})
+        if missing:
+            if len(cache) + len(missing) > self.cache_size:
+                cache.clear()
+            fast = [w for w in missing if self._unknown.search(w) is None]
+            for w, enc in zip(fast, self.tokenizer.encode_batch(fast, add_special_tokens=False)):
+                cache[w] = enc.ids
+            for w in missing:
+                if w not in cache:
+                    cache[w] = self._fallback_ids(w)
+        return [list(itertools.chain.from_iterable([cache[w] for w in words])) for words in split]
 
     def apply(self, lines: Sequence[str]) -> list[str]:
-        """BPE-encode a batch of whitespace-tokenised lines."""
-        out: list[Optional[str]] = [None] * len(lines)
-        fast_idx, fast_lines = [], []
-        for i, line in enumerate(lines):
-            if self.known_chars.issuperset(_WHITESPACE.sub("", _PROTECTED_WORD.sub("", line))):
-                fast_idx.append(i)
-                fast_lines.append(line)
-            else:
-                out[i] = self._fallback(line)
-        if fast_lines:
-            for i, enc in zip(fast_idx, self.tokenizer.encode_batch(fast_lines, add_special_tokens=False)):
-                out[i] = format_pieces(enc.tokens)
-        return out  # type: ignore[return-value]
+        """BPE text of a batch of whitespace-tokenised lines (``un@@ tied``)."""
+        pieces = self.pieces
+        return [" ".join([pieces[i] for i in ids]) for ids in self.encode_ids(lines)]
 
     def apply_line(self, line: str) -> str:
         return self.apply([line])[0]

@@ -43,18 +43,35 @@ class IndexedDatasetBuilder:
         self.prefix = str(prefix)
         self.dtype = np.dtype(dtype)
         self._bin = open(self.prefix + ".bin", "wb")
-        self.sizes: list[int] = []
+        self._pending: list[int] = []            # sizes not yet packed into an array
+        self._size_chunks: list[np.ndarray] = []
 
     def add_item(self, ids: Union[np.ndarray, torch.Tensor, Iterable[int]]) -> None:
         if isinstance(ids, torch.Tensor):
             ids = ids.numpy()
         arr = np.asarray(ids, dtype=self.dtype)
         self._bin.write(arr.tobytes(order="C"))
-        self.sizes.append(int(arr.size))
+        self._pending.append(int(arr.size))
+        if len(self._pending) >= 1 << 20:
+            self._flush_sizes()
+
+    def add_items(self, flat: np.ndarray, sizes: np.ndarray) -> None:
+        """Many items at once: their concatenation and their lengths."""
+        if int(np.sum(sizes)) != len(flat):
+            raise ValueError(f"sizes sum to {int(np.sum(sizes))} but {len(flat)} ids were given")
+        self._bin.write(np.ascontiguousarray(flat, dtype=self.dtype).tobytes())
+        self._flush_sizes()
+        self._size_chunks.append(np.asarray(sizes, dtype=np.int32))
+
+    def _flush_sizes(self) -> None:
+        if self._pending:
+            self._size_chunks.append(np.asarray(self._pending, dtype=np.int32))
+            self._pending = []
 
     def finalize(self) -> None:
         self._bin.close()
-        sizes = np.asarray(self.sizes, dtype=np.int32)
+        self._flush_sizes()
+        sizes = np.concatenate(self._size_chunks) if self._size_chunks else np.zeros(0, np.int32)
         pointers = np.zeros(len(sizes), dtype=np.int64)
         if len(sizes) > 1:
             np.cumsum(sizes[:-1].astype(np.int64) * self.dtype.itemsize, out=pointers[1:])

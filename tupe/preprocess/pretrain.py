@@ -19,6 +19,7 @@ the word-count tables; everything else streams through temporary files in the ou
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from collections import Counter
@@ -26,11 +27,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
+import numpy as np
+
 from ..data.bpe import BPE, PROTECTED, learn_bpe, read_codes, write_codes
 from ..data.dictionary import Dictionary
+from ..data.indexed_dataset import IndexedDatasetBuilder, best_fitting_dtype
 from . import text as T
-from .common import (PreprocessError, atomic_directory, binarize_lines, chunked, parallel_map,
-                     progress, read_lines)
+from .common import PreprocessError, atomic_directory, chunked, parallel_map, progress, read_lines
 
 
 @dataclass
@@ -64,18 +67,66 @@ def _init_worker(state: dict) -> None:
     _STATE.update(state)
 
 
-def _normalize_chunk(raw_lines: list[Optional[bytes]]) -> tuple[list[Optional[str]], int]:
-    """Pass 1 per-line work. ``None`` marks a paragraph break (blank line, <doc> marker)."""
-    out, dropped = [], 0
+def _normalize(raw: bytes) -> tuple[str, int]:
+    line, bad = T.decode_utf8(raw)
+    line = T.normalize_punctuation(T.pre_cleanup(line))
+    return (line if _STATE["cased"] else line.lower()), bad
+
+
+def _finish(para: str, line_filter: T.LineFilter) -> tuple[Optional[str], str]:
+    """Filter a joined paragraph, then split punctuation and substitute placeholders.
+    Returns (None, reason) for a dropped paragraph, else (text, "")."""
+    reason = line_filter.reason(para)
+    if reason:
+        return None, reason
+    return T.substitute_placeholders(T.split_punctuation(para)), ""
+
+
+def _join_lines(lines: list[Optional[str]]) -> list[str]:
+    """Join hard-wrapped lines into paragraphs; None is a paragraph break."""
+    paras: list[str] = []
+    current = ""
+    for line in lines:
+        if line is not None and current and T.should_join(current, line):
+            current += " " + line
+            continue
+        if current:
+            paras.append(current)
+        current = line or ""
+    if current:
+        paras.append(current)
+    return paras
+
+
+def _clean_chunk(raw_lines: list[Optional[bytes]]) -> dict:
+    """Pass 1 on a chunk of input lines (None = paragraph break): normalise, join, filter,
+    transform. The first and last paragraph may continue across the chunk's edges, so they
+    come back raw (``head``/``tail``) for the main process to join."""
+    lines, dropped = [], 0
     for raw in raw_lines:
         if raw is None:
-            out.append(None)
-            continue
-        line, bad = T.decode_utf8(raw)
-        dropped += bad
-        line = T.normalize_punctuation(T.pre_cleanup(line))
-        out.append(line if _STATE["cased"] else line.lower())
-    return out, dropped
+            lines.append(None)
+        else:
+            line, bad = _normalize(raw)
+            dropped += bad
+            lines.append(line)
+    paras = _join_lines(lines)
+    open_start = bool(lines) and lines[0] is not None and bool(paras)
+    open_end = bool(lines) and lines[-1] is not None and bool(paras)
+    head = paras[0] if open_start else None
+    tail = paras[-1] if open_end and (len(paras) > 1 or not open_start) else None
+    body = paras[(1 if head is not None else 0): len(paras) - (1 if tail is not None else 0)]
+    result = {"dropped_bytes": dropped, "head": head, "tail": tail, "single_open": open_start and open_end
+              and len(paras) == 1, "body": [], "counts": Counter()}
+    for para in body:
+        text, reason = _finish(para, _STATE["filter"])
+        if text is not None:
+            result["body"].append((text, hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()))
+            if _STATE["count_words"]:
+                result["counts"].update(text.split())
+        else:
+            result["body"].append((None, reason))
+    return result
 
 
 def _tokenize_chunk(paragraphs: list[str]) -> list[list[str]]:
@@ -109,54 +160,64 @@ def _raw_lines(paths: list[Path], stats: Counter, bar) -> Iterator[Optional[byte
         yield None
 
 
-def _join(lines: Iterator[Optional[str]]) -> Iterator[tuple[str, int]]:
-    """Join hard-wrapped lines; yields (paragraph, number of input lines in it)."""
-    current, parts = "", 0
-    for line in lines:
-        if line is not None and current and T.should_join(current, line):
-            current, parts = current + " " + line, parts + 1
-            continue
-        if current:
-            yield current, parts
-        current, parts = (line or ""), (1 if line else 0)
-    if current:
-        yield current, parts
-
-
 def pass1(opts: PretrainOptions, out_path: Path, stats: Counter) -> Counter:
     """Write kept, de-duplicated paragraphs to ``out_path``; return their word counts."""
     total = sum(p.stat().st_size for p in opts.inputs)
+    count_words = opts.keep_vocab_fraction < 1.0
     word_counts: Counter = Counter()
     seen: set[bytes] = set()
-    state = {"cased": opts.cased}
+    state = {"cased": opts.cased, "filter": opts.filter, "count_words": count_words}
+
     with progress(total=total, unit="B", unit_scale=True, desc="clean", disable=not opts.show_progress) as bar, \
             open(out_path, "w", encoding="utf-8") as out:
-        chunks = chunked(_raw_lines(opts.inputs, stats, bar), opts.chunk_lines * 4)
 
-        def normalized():
-            for lines, dropped in parallel_map(_normalize_chunk, chunks, opts.workers, _init_worker, (state,)):
-                stats["invalid_utf8_bytes"] += dropped
-                yield from lines
-
-        for para, _ in _join(normalized()):
+        def emit(text: Optional[str], digest_or_reason, counted: bool) -> None:
             stats["paragraphs"] += 1
-            reason = opts.filter.reason(para)
-            if reason:
-                stats[f"dropped_{reason}"] += 1
-                continue
-            para = T.substitute_placeholders(T.split_punctuation(para))
-            digest = hashlib.blake2b(para.encode("utf-8"), digest_size=8).digest()
-            if digest in seen:
+            if text is None:
+                stats[f"dropped_{digest_or_reason}"] += 1
+                return
+            if digest_or_reason in seen:
                 stats["dropped_duplicate"] += 1
-                continue
-            seen.add(digest)
-            out.write(para + "\n")
+                if counted:
+                    word_counts.subtract(text.split())
+                return
+            seen.add(digest_or_reason)
+            out.write(text + "\n")
             stats["paragraphs_kept"] += 1
-            if opts.keep_vocab_fraction < 1.0:
-                word_counts.update(para.split())
+            if count_words and not counted:
+                word_counts.update(text.split())
+
+        def finish(para: Optional[str]) -> None:   # a paragraph joined in this process
+            if para:
+                text, reason = _finish(para, opts.filter)
+                digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest() if text else reason
+                emit(text, digest, counted=False)
+
+        carry: Optional[str] = None   # the last paragraph so far, maybe continued by the next chunk
+        chunks = chunked(_raw_lines(opts.inputs, stats, bar), opts.chunk_lines * 4)
+        for res in parallel_map(_clean_chunk, chunks, opts.workers, _init_worker, (state,)):
+            stats["invalid_utf8_bytes"] += res["dropped_bytes"]
+            head = res["head"]
+            if res["single_open"]:
+                if carry and T.should_join(carry, head):
+                    carry += " " + head
+                else:
+                    finish(carry)
+                    carry = head
+                continue
+            if head is not None and carry and T.should_join(carry, head):
+                finish(carry + " " + head)
+            else:
+                finish(carry)
+                finish(head)
+            for text, digest_or_reason in res["body"]:
+                emit(text, digest_or_reason, counted=True)
+            word_counts.update(res["counts"])
+            carry = res["tail"]
             if opts.show_progress:
                 bar.set_postfix(kept=stats["paragraphs_kept"], refresh=False)
-    return word_counts
+        finish(carry)
+    return +word_counts   # drop words whose count fell to zero
 
 
 def frequent_words(word_counts: Counter, fraction: float) -> frozenset:
@@ -197,17 +258,52 @@ def pass2(opts: PretrainOptions, para_path: Path, train_path: Path, valid_path: 
 
 
 # --------------------------------------------------------------------------- BPE + dict
-def apply_bpe_file(bpe: BPE, src: Path, dst: Path, show_progress: bool, desc: str) -> Counter:
-    counts: Counter = Counter()
-    with open(dst, "w", encoding="utf-8") as out, \
+def bpe_encode_file(bpe: BPE, src: Path, dst: Path, show_progress: bool, desc: str) -> np.ndarray:
+    """BPE piece ids of every line of ``src``, each line followed by the separator id, as raw
+    int32 in ``dst`` (line lengths, separator included, in ``dst.sizes``); returns the piece
+    counts (separator excluded)."""
+    sep = bpe.separator_id
+    counts = np.zeros(len(bpe.pieces), dtype=np.int64)
+    with open(dst, "wb") as out, open(f"{dst}.sizes", "wb") as out_sizes, \
             progress(unit="line", desc=desc, disable=not show_progress) as bar:
         for lines in chunked(read_lines(src), 20000):
-            encoded = bpe.apply(lines)
-            for line in encoded:
-                counts.update(line.split())
-            out.write("\n".join(encoded) + "\n")
+            ids = bpe.encode_ids(lines)
+            flat = np.fromiter(itertools.chain.from_iterable(x + [sep] for x in ids), dtype=np.int32)
+            flat.tofile(out)
+            np.fromiter((len(x) + 1 for x in ids), dtype=np.int32, count=len(ids)).tofile(out_sizes)
+            c = np.bincount(flat, minlength=len(bpe.pieces))
+            if len(c) > len(counts):   # pieces added by the reference path
+                counts = np.pad(counts, (0, len(c) - len(counts)))
+            counts[: len(c)] += c
             bar.update(len(lines))
+    counts[sep] = 0
     return counts
+
+
+def binarize_pieces(bpe: BPE, pieces_path: Path, dictionary: Dictionary, prefix: Path,
+                    text_path: Optional[Path] = None) -> dict[str, int]:
+    """Map piece ids to dictionary ids (the separator becomes ``</s>``), vectorized."""
+    lut = np.array([dictionary.index(p) for p in bpe.pieces], dtype=np.int64)
+    lut[bpe.separator_id] = dictionary.eos()
+    stream = np.memmap(pieces_path, dtype=np.int32, mode="r") if pieces_path.stat().st_size else np.zeros(0, np.int32)
+    sizes = np.fromfile(f"{pieces_path}.sizes", dtype=np.int32)
+    unk = 0
+    text = open(text_path, "w", encoding="utf-8") if text_path is not None else None
+    with IndexedDatasetBuilder(prefix, best_fitting_dtype(len(dictionary) + 1)) as builder:
+        start = 0
+        for block in np.array_split(sizes, max(1, len(sizes) // (1 << 18))):   # bounded memory
+            end = start + int(block.sum())
+            pieces = np.asarray(stream[start:end])
+            ids = lut[pieces]
+            builder.add_items(ids, block)
+            unk += int((ids == dictionary.unk()).sum())
+            if text is not None:
+                for line in np.split(pieces, np.cumsum(block)[:-1]):
+                    text.write(" ".join(bpe.pieces[i] for i in line[:-1]) + "\n")
+            start = end
+    if text is not None:
+        text.close()
+    return {"sentences": len(sizes), "tokens": int(sizes.sum()), "unk": unk}
 
 
 def check_dict_matches_codes(dictionary: Dictionary, merges, dict_path: Path, codes_path: Path) -> None:
@@ -285,22 +381,25 @@ def run_pretrain(opts: PretrainOptions) -> dict:
         timings["bpe_learn"] = time.time() - t
         t = time.time()
         bpe = BPE(merges)
-        bpe_counts = apply_bpe_file(bpe, tmp / "train.tok", tmp / "train.bpe", opts.show_progress, "bpe train")
-        apply_bpe_file(bpe, tmp / "valid.tok", tmp / "valid.bpe", opts.show_progress, "bpe valid")
+        counts = bpe_encode_file(bpe, tmp / "train.tok", tmp / "train.pieces", opts.show_progress, "bpe train")
+        bpe_encode_file(bpe, tmp / "valid.tok", tmp / "valid.pieces", opts.show_progress, "bpe valid")
         timings["bpe_apply"] = time.time() - t
         t = time.time()
         if dictionary is None:
             dictionary = Dictionary()
-            dictionary.update(bpe_counts)
+            dictionary.update({bpe.pieces[i]: int(c) for i, c in enumerate(counts) if c})
             dictionary.finalize(nwords=opts.nwords, padding_factor=8)
         dictionary.save(tmp / "dict.txt")
         for split in ("train", "valid"):
-            s = binarize_lines(read_lines(tmp / f"{split}.bpe"), dictionary, tmp / split)
+            text = tmp / f"{split}.bpe" if opts.keep_text else None
+            s = binarize_pieces(bpe, tmp / f"{split}.pieces", dictionary, tmp / split, text)
             for k, v in s.items():
                 stats[f"{split}_{k}"] = v
+            (tmp / f"{split}.pieces").unlink()
+            (tmp / f"{split}.pieces.sizes").unlink()
         timings["binarize"] = time.time() - t
-        for name in ("paragraphs.txt", "train.tok", "valid.tok", "train.bpe", "valid.bpe"):
-            if not opts.keep_text:
+        if not opts.keep_text:
+            for name in ("paragraphs.txt", "train.tok", "valid.tok"):
                 (tmp / name).unlink()
         tokens = stats["train_tokens"] + stats["valid_tokens"]
         summary = {
