@@ -84,8 +84,9 @@ def main(argv=None) -> int:
             print(f"tupe-preprocess: {args.destdir}: {st.get('lines_read', 0)} lines read, "
                   f"{st.get('paragraphs_kept', 0)} paragraphs kept, train {st.get('train_sentences', 0)} / "
                   f"valid {st.get('valid_sentences', 0)} lines, {s['tokens']} tokens, "
-                  f"dict {s['dictionary_size']}, unk {100 * s['unk_rate']:.2f}%, {s['duration_s']:.1f}s",
-                  file=sys.stderr)
+                  f"dict {s['dictionary_size']}, unk {100 * s['unk_rate']:.2f}%, "
+                  f"{st.get('invalid_utf8_bytes', 0)} invalid UTF-8 bytes dropped, {s['duration_s']:.1f}s "
+                  f"(details in preprocess.json)", file=sys.stderr)
         else:
             from .glue import run_glue
 
