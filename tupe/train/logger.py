@@ -1,0 +1,104 @@
+"""Training logs: fairseq-like ``simple``/``json``/``tqdm`` lines, metrics.jsonl, TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+
+def _fmt(key: str, value) -> str:
+    if isinstance(value, float):
+        if key in ("lr",):
+            return f"{value:.4g}"
+        if key in ("wps", "wpb", "bsz", "wall", "train_wall"):
+            return f"{value:.0f}"
+        return f"{value:.3f}"
+    return str(value)
+
+
+class MetricsLogger:
+    """One place for every log line; rank 0 only (others get ``enabled=False``)."""
+
+    def __init__(self, log_format: str, save_dir: Optional[Path], tensorboard_logdir: str = "",
+                 enabled: bool = True):
+        self.format = log_format
+        self.enabled = enabled
+        self.start = time.time()
+        self.jsonl = None
+        if enabled and save_dir is not None:
+            save_dir.mkdir(parents=True, exist_ok=True)
+            self.jsonl = open(save_dir / "metrics.jsonl", "a", buffering=1)
+        self.tb_dir = tensorboard_logdir if enabled else ""
+        self._writers: dict = {}
+        self.bar = None
+
+    def info(self, message: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(message)
+        else:
+            print(message, flush=True)
+
+    def _writer(self, tag: str):
+        if not self.tb_dir:
+            return None
+        if tag not in self._writers:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self.info("warning: TensorBoard is not installed (pip install tensorboard); "
+                          "--tensorboard-logdir ignored, metrics.jsonl still written")
+                self.tb_dir = ""
+                return None
+            self._writers[tag] = SummaryWriter(str(Path(self.tb_dir) / tag))
+        return self._writers[tag]
+
+    def log(self, kind: str, stats: dict, step: int, prefix: str) -> None:
+        """``kind``: train / valid / ...; ``prefix``: the line's head (``epoch 001 | valid``)."""
+        if not self.enabled:
+            return
+        stats = {**stats, "wall": round(time.time() - self.start, 1)}
+        record = {"type": kind, **{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                   for k, v in stats.items()}}
+        if self.jsonl is not None:
+            self.jsonl.write(json.dumps(record) + "\n")
+        writer = self._writer(stats.get("subset", kind) if kind == "valid" else kind)
+        if writer is not None:
+            for k, v in stats.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch", "num_updates"):
+                    writer.add_scalar(k, v, step)
+            writer.flush()
+        if self.format == "none":
+            return
+        if self.format == "json":
+            print(json.dumps(record), flush=True)
+        elif self.format == "tqdm" and self.bar is not None and kind == "train":
+            self.bar.set_postfix({k: _fmt(k, v) for k, v in stats.items()
+                                  if k in ("loss", "ppl", "lr", "gnorm", "wps")}, refresh=False)
+        else:
+            body = " | ".join(f"{k} {_fmt(k, v)}" for k, v in stats.items() if k not in ("epoch", "subset"))
+            self.info(f"{prefix} | {body}")
+
+    def progress(self, iterable, total: int, desc: str):
+        if not self.enabled or self.format != "tqdm":
+            return iterable
+        from tqdm import tqdm
+        self.bar = tqdm(iterable, total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False)
+        return self.bar
+
+    def close_progress(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def close(self) -> None:
+        self.close_progress()
+        if self.jsonl is not None:
+            self.jsonl.close()
+        for w in self._writers.values():
+            w.close()

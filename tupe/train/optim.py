@@ -1,0 +1,112 @@
+"""fairseq's Adam, polynomial-decay schedule and dynamic fp16 loss scaler."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional
+
+import torch
+
+
+class FairseqAdam(torch.optim.Optimizer):
+    """Adam as fairseq implements it (NOTES.md section 4):
+
+    * decoupled weight decay ``p -= wd * lr * p`` on every parameter, before the update;
+    * ``denom = sqrt(v) + eps`` (eps added before bias correction);
+    * ``step_size = lr * sqrt(1 - b2^t) / (1 - b1^t)``; state in fp32.
+    """
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            b1, b2 = group["betas"]
+            lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+            for p in params:
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
+                    state["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
+                state["step"] += 1
+            step = self.state[params[0]]["step"]
+            grads = [p.grad.float() for p in params]
+            m = [self.state[p]["exp_avg"] for p in params]
+            v = [self.state[p]["exp_avg_sq"] for p in params]
+            torch._foreach_mul_(m, b1)
+            torch._foreach_add_(m, grads, alpha=1 - b1)
+            torch._foreach_mul_(v, b2)
+            torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+            denom = torch._foreach_sqrt(v)
+            torch._foreach_add_(denom, eps)
+            step_size = lr * math.sqrt(1 - b2 ** step) / (1 - b1 ** step)
+            if wd:
+                torch._foreach_mul_(params, 1 - wd * lr)
+            torch._foreach_addcdiv_(params, m, denom, value=-step_size)
+        return None
+
+
+class PolynomialDecay:
+    """fairseq's polynomial_decay: linear warmup to ``lr`` over ``warmup`` updates, then
+    ``(lr - end_lr) * (1 - (u - warmup) / (total - warmup)) ** power + end_lr``, then end_lr."""
+
+    def __init__(self, lr: float, warmup: int, total: int, end_lr: float = 0.0, power: float = 1.0):
+        if total <= warmup and total > 0:
+            raise ValueError(f"total updates ({total}) must exceed warmup updates ({warmup})")
+        self.lr, self.warmup, self.total, self.end_lr, self.power = lr, warmup, total, end_lr, power
+
+    def after(self, num_updates: int) -> float:
+        """The learning rate set after ``num_updates`` updates (used by the next update)."""
+        if self.warmup > 0 and num_updates <= self.warmup:
+            return self.lr * max(num_updates, 1) / self.warmup   # the first update uses lr / warmup
+        if num_updates >= self.total:
+            return self.end_lr
+        remaining = 1 - (num_updates - self.warmup) / (self.total - self.warmup)
+        return (self.lr - self.end_lr) * remaining ** self.power + self.end_lr
+
+    def for_update(self, update: int) -> float:
+        """The learning rate of update number ``update`` (1-based)."""
+        return self.after(update - 1)
+
+
+class DynamicLossScaler:
+    """fairseq's dynamic loss scaling for fp16: halve on overflow (the update is skipped; never
+    below ``threshold``), double after ``scale_window`` clean updates; fail at ``min_scale``."""
+
+    min_scale = 1e-4
+
+    def __init__(self, init_scale: float = 2 ** 7, scale_window: int = 2000,
+                 threshold: Optional[float] = None):
+        self.scale, self.scale_window, self.threshold = float(init_scale), scale_window, threshold
+        self.clean_updates = 0
+        self.overflows = 0
+
+    def update(self, overflow: bool) -> None:
+        if overflow:
+            self.overflows += 1
+            self.clean_updates = 0
+            self.scale /= 2.0
+            if self.threshold is not None:   # --threshold-loss-scale: never go below it
+                self.scale = max(self.scale, self.threshold)
+            if self.scale <= self.min_scale:
+                raise FloatingPointError(
+                    f"minimum loss scale reached ({self.min_scale}): the loss is probably exploding; "
+                    f"try a lower --lr or --bf16")
+            return
+        self.clean_updates += 1
+        if self.clean_updates % self.scale_window == 0:
+            self.scale *= 2.0
+
+    def state_dict(self) -> dict:
+        return {"scale": self.scale, "clean_updates": self.clean_updates, "overflows": self.overflows}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scale = float(state["scale"])
+        self.clean_updates = int(state["clean_updates"])
+        self.overflows = int(state.get("overflows", 0))

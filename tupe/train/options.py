@@ -1,0 +1,184 @@
+"""Command line of ``train.py``: fairseq's flag names, and their mapping onto TupeConfig.
+
+Every flag listed here does something; an unknown flag is an error (argparse's default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+from typing import Optional, Sequence
+
+from ..config import PRESETS, TupeConfig
+
+
+def _betas(text: str) -> tuple[float, float]:
+    try:
+        value = ast.literal_eval(text)
+        b1, b2 = (float(x) for x in value)
+    except (ValueError, SyntaxError, TypeError):
+        raise argparse.ArgumentTypeError(f"--adam-betas expects '(beta1, beta2)', got {text!r}") from None
+    return b1, b2
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in str(text).split(",")]
+
+
+def _bool_str(text: str) -> bool:
+    return str(text).lower() in ("1", "true", "yes")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train.py", description="Pretrain or finetune TUPE with fairseq's command line.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+    p.add_argument("data", help="binarized data directory; several joined by ':' are used one per epoch")
+
+    g = p.add_argument_group("task")
+    g.add_argument("--task", default="masked_lm", choices=["masked_lm"])
+    g.add_argument("--criterion", default="masked_lm", choices=["masked_lm"])
+    g.add_argument("--sample-break-mode", default="complete", choices=["none", "complete", "complete_doc", "eos"])
+    g.add_argument("--tokens-per-sample", type=int, default=512, help="block size, <s> included")
+    g.add_argument("--mask-prob", type=float, default=0.15)
+    g.add_argument("--leave-unmasked-prob", type=float, default=0.1)
+    g.add_argument("--random-token-prob", type=float, default=0.1)
+    g.add_argument("--mask-whole-words", action="store_true", help="mask whole words (BPE @@ aware)")
+    g.add_argument("--valid-subset", default="valid", help="comma-separated valid splits")
+    g.add_argument("--num-workers", type=int, default=1, help="data loader processes (capped to the CPUs)")
+    g.add_argument("--max-tokens", type=int, default=None)
+    g.add_argument("--max-sentences", "--batch-size", dest="max_sentences", type=int, default=None)
+    g.add_argument("--max-tokens-valid", type=int, default=None)
+    g.add_argument("--max-sentences-valid", type=int, default=None)
+    g.add_argument("--required-batch-size-multiple", type=int, default=8)
+    g.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true")
+    g.add_argument("--seed", type=int, default=1)
+
+    g = p.add_argument_group("model")
+    g.add_argument("--arch", "-a", default="bert_base", choices=sorted(PRESETS))
+    g.add_argument("--encoder-layers", type=int)
+    g.add_argument("--encoder-embed-dim", type=int)
+    g.add_argument("--encoder-ffn-embed-dim", type=int)
+    g.add_argument("--encoder-attention-heads", type=int)
+    g.add_argument("--max-positions", type=int, help="default: --tokens-per-sample")
+    g.add_argument("--dropout", type=float, default=0.1)
+    g.add_argument("--attention-dropout", type=float, default=0.1)
+    g.add_argument("--activation-dropout", type=float, default=0.0)
+    g.add_argument("--pooler-dropout", type=float, default=0.1)
+    g.add_argument("--activation-fn", default="gelu")
+    g.add_argument("--pooler-activation-fn", default="tanh")
+    g.add_argument("--encoder-normalize-before", action="store_true")
+    g.add_argument("--embedding-normalize", action="store_true")
+    g.add_argument("--pos-encoding", default="tupe", choices=["tupe", "absolute"],
+                   help="tupe = TUPE (untied positions); absolute = BERT-A baseline")
+    g.add_argument("--rel-pos", action="store_true", help="add the relative bias (TUPE-R / BERT-R)")
+    g.add_argument("--rel-pos-bins", type=int, default=32)
+    g.add_argument("--max-rel-pos", type=int, default=128)
+    g.add_argument("--tie-cls", action="store_true", help="do not untie [CLS] (TUPE-A-tie-cls ablation)")
+
+    g = p.add_argument_group("optimization")
+    g.add_argument("--optimizer", default="adam", choices=["adam"])
+    g.add_argument("--adam-betas", type=_betas, default=(0.9, 0.999))
+    g.add_argument("--adam-eps", type=float, default=1e-8)
+    g.add_argument("--weight-decay", "--wd", dest="weight_decay", type=float, default=0.0)
+    g.add_argument("--clip-norm", type=float, default=25.0)
+    g.add_argument("--lr", type=_floats, default=[0.25])
+    g.add_argument("--lr-scheduler", default="polynomial_decay", choices=["polynomial_decay"])
+    g.add_argument("--warmup-updates", type=int, default=0)
+    g.add_argument("--warmup-ratio", type=float, default=None,
+                   help="warmup = ratio x total updates, total from --max-epoch (finetuning)")
+    g.add_argument("--total-num-update", type=int, default=1000000)
+    g.add_argument("--end-learning-rate", type=float, default=0.0)
+    g.add_argument("--power", type=float, default=1.0)
+    g.add_argument("--update-freq", type=int, default=1, help="gradient accumulation steps")
+    g.add_argument("--max-update", type=int, default=0, help="0 = no limit")
+    g.add_argument("--max-epoch", type=int, default=0, help="0 = no limit")
+
+    g = p.add_argument_group("precision and hardware")
+    g.add_argument("--fp16", action="store_true", help="float16 autocast with dynamic loss scaling (CUDA)")
+    g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU and CUDA)")
+    g.add_argument("--fp16-init-scale", type=float, default=2 ** 7)
+    g.add_argument("--fp16-scale-window", type=int, default=None)
+    g.add_argument("--threshold-loss-scale", type=float, default=None)
+    g.add_argument("--cpu", action="store_true", help="train on the CPU even if CUDA is available")
+    g.add_argument("--ddp-backend", default="c10d", choices=["c10d", "no_c10d"])
+    g.add_argument("--find-unused-parameters", action="store_true")
+    g.add_argument("--distributed-world-size", type=int, default=None,
+                   help="checked against the launcher's WORLD_SIZE")
+
+    g = p.add_argument_group("checkpoints")
+    g.add_argument("--save-dir", default="checkpoints")
+    g.add_argument("--restore-file", default="checkpoint_last.pt")
+    g.add_argument("--reset-optimizer", action="store_true")
+    g.add_argument("--reset-lr-scheduler", action="store_true")
+    g.add_argument("--reset-meters", action="store_true")
+    g.add_argument("--reset-dataloader", action="store_true")
+    g.add_argument("--save-interval", type=int, default=1, help="save every N epochs")
+    g.add_argument("--save-interval-updates", type=int, default=0)
+    g.add_argument("--keep-interval-updates", type=int, default=-1)
+    g.add_argument("--keep-updates-list", type=int, nargs="+", default=[])
+    g.add_argument("--no-epoch-checkpoints", action="store_true")
+    g.add_argument("--no-last-checkpoints", action="store_true")
+    g.add_argument("--no-best-checkpoints", action="store_true")
+    g.add_argument("--no-save", action="store_true")
+    g.add_argument("--best-checkpoint-metric", default="loss")
+    g.add_argument("--maximize-best-checkpoint-metric", action="store_true")
+    g.add_argument("--validate-interval", type=int, default=1, help="validate every N epochs")
+    g.add_argument("--validate-interval-updates", type=int, default=0,
+                   help="validate N times per epoch, at evenly spaced updates")
+    g.add_argument("--disable-validation", action="store_true")
+
+    g = p.add_argument_group("logging")
+    g.add_argument("--log-format", default=None, choices=["simple", "json", "tqdm", "none"])
+    g.add_argument("--log-interval", type=int, default=100)
+    g.add_argument("--no-progress-bar", action="store_true")
+    g.add_argument("--tensorboard-logdir", default="")
+    return p
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.max_positions is None:
+        args.max_positions = args.tokens_per_sample
+    if args.max_tokens is None and args.max_sentences is None:
+        parser.error("give --max-sentences and/or --max-tokens (the batch size)")
+    if args.fp16 and args.bf16:
+        parser.error("--fp16 and --bf16 are exclusive")
+    if args.tokens_per_sample > args.max_positions:
+        parser.error(f"--tokens-per-sample {args.tokens_per_sample} exceeds --max-positions {args.max_positions}")
+    if args.update_freq < 1:
+        parser.error("--update-freq must be >= 1")
+    if args.warmup_ratio is not None and not args.max_epoch:
+        parser.error("--warmup-ratio needs --max-epoch (the total number of updates is derived from it)")
+    if args.log_format is None:
+        args.log_format = "simple" if args.no_progress_bar else "tqdm"
+    return args
+
+
+def model_config(args: argparse.Namespace, vocab_size: int, padding_idx: int = 1) -> TupeConfig:
+    """The one place where training flags become the model configuration."""
+    values = dict(PRESETS[args.arch])
+    for name in ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    return TupeConfig(
+        vocab_size=vocab_size, padding_idx=padding_idx, max_positions=args.max_positions,
+        dropout=args.dropout, attention_dropout=args.attention_dropout,
+        activation_dropout=args.activation_dropout, pooler_dropout=args.pooler_dropout,
+        activation_fn=args.activation_fn, pooler_activation_fn=args.pooler_activation_fn,
+        encoder_normalize_before=args.encoder_normalize_before,
+        embedding_normalize=args.embedding_normalize, pos_encoding=args.pos_encoding,
+        rel_pos=args.rel_pos, rel_pos_bins=args.rel_pos_bins, max_rel_pos=args.max_rel_pos,
+        untie_cls=False if args.tie_cls else None, **values)
+
+
+def checkpoint_args(args: argparse.Namespace, cfg: TupeConfig) -> argparse.Namespace:
+    """A Namespace of plain values for the checkpoint (what the original code stores), with
+    the resolved model fields (``pos_encoding``, ``untie_cls``, dims) filled in."""
+    plain = {}
+    for k, v in vars(args).items():
+        plain[k] = list(v) if isinstance(v, tuple) else v
+    plain["adam_betas"] = str(tuple(args.adam_betas))   # fairseq stores the string
+    plain.update(cfg.to_dict())
+    return argparse.Namespace(**plain)

@@ -1,0 +1,512 @@
+"""The training engine behind ``train.py`` / ``tupe-train`` (masked-LM pretraining).
+
+One process or ``torchrun``-launched data parallel (NCCL on GPUs, gloo on CPU). A run killed
+at any point and restarted with the same command resumes from ``checkpoint_last.pt`` and ends
+with the same weights (bitwise on CPU in fp32): model, optimizer, loss scaler, RNG and the
+position in the epoch's batch list are all in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from ..checkpoint import (CheckpointError, build_and_load, config_from_checkpoint, fairseq_state_dict,
+                          read_checkpoint, _ours_from_fairseq)
+from ..data.dictionary import MASK, Dictionary
+from ..data.indexed_dataset import MMapIndexedDataset, exists as dataset_exists
+from ..model import TupeModel
+from .data import (Masker, MaskedLMDataset, TokenBlockDataset, collate, ends_word_table, epoch_batches,
+                   shard)
+from .logger import MetricsLogger
+from .optim import DynamicLossScaler, FairseqAdam, PolynomialDecay
+from .options import checkpoint_args, model_config, parse_args
+
+LN2 = math.log(2)
+
+
+class TrainingError(RuntimeError):
+    """A fatal, explained problem (bad data path, diverged loss, ...)."""
+
+
+# --------------------------------------------------------------------------- setup helpers
+def cpu_supports_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+        return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+    except OSError:
+        return torch.backends.mps.is_available() if hasattr(torch.backends, "mps") else False
+
+
+def init_distributed(args) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if args.distributed_world_size is not None and args.distributed_world_size != world:
+        raise TrainingError(f"--distributed-world-size {args.distributed_world_size} but the launcher "
+                            f"started {world} process(es) (WORLD_SIZE); use torchrun --nproc_per_node")
+    use_cuda = torch.cuda.is_available() and not args.cpu
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo", init_method="env://")
+    return rank, world, device
+
+
+def load_dictionary(data_dir: Path) -> Dictionary:
+    path = data_dir / "dict.txt"
+    if not path.is_file():
+        raise TrainingError(f"{path}: dictionary not found (is {data_dir} a tupe-preprocess output?)")
+    d = Dictionary.load(path)
+    d.add_symbol(MASK)
+    return d
+
+
+def masked_lm_loss(model, batch: dict, device: torch.device, pad: int, autocast) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy (nats) over the masked positions only, and their number."""
+    tokens = batch["tokens"].to(device, non_blocking=True)
+    target = batch["target"].to(device, non_blocking=True)
+    masked = target.ne(pad)
+    with autocast:
+        logits = model(tokens, masked_tokens=masked)                    # (N, V): masked positions only
+    return F.cross_entropy(logits.float(), target[masked], reduction="sum"), int(masked.sum())
+
+
+# --------------------------------------------------------------------------- trainer
+class Trainer:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.rank, self.world, self.device = init_distributed(args)
+        self.master = self.rank == 0
+        self.save_dir = Path(args.save_dir)
+        self.log = MetricsLogger(args.log_format, self.save_dir if self.master else None,
+                                 args.tensorboard_logdir, enabled=self.master)
+        torch.manual_seed(args.seed)
+        self.data_dirs = [Path(p) for p in args.data.split(":") if p]
+        for d in self.data_dirs:
+            if not d.is_dir():
+                raise TrainingError(f"{d}: data directory not found")
+        self.dictionary = load_dictionary(self.data_dirs[0])
+        self.mask_idx = self.dictionary.index(MASK)
+        self.cfg = model_config(args, len(self.dictionary), self.dictionary.pad())
+        self.model = TupeModel(self.cfg).to(self.device)
+        self.precision = self._precision()
+        self.optimizer = FairseqAdam(self.model.parameters(), lr=args.lr[0], betas=args.adam_betas,
+                                     eps=args.adam_eps, weight_decay=args.weight_decay)
+        window = args.fp16_scale_window or max(1, 2 ** 14 // self.world // args.update_freq)
+        self.scaler = DynamicLossScaler(args.fp16_init_scale, window, args.threshold_loss_scale) \
+            if self.precision == "fp16" else None
+        self.masker = Masker(self.mask_idx, len(self.dictionary), self.dictionary.pad(),
+                             self.dictionary.nspecial, args.mask_prob, args.leave_unmasked_prob,
+                             args.random_token_prob, args.seed,
+                             ends_word_table(self.dictionary) if args.mask_whole_words else None)
+        self.num_updates, self.epoch, self.iterations_in_epoch = 0, 1, 0
+        self.best: Optional[float] = None
+        self.stop_requested = False
+        self._last_valid_is_best = False
+        self._blocks_cache: dict = {}
+        self.restore()
+        self.schedule = self._schedule()
+        self.ddp = self.model
+        if self.world > 1:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=args.find_unused_parameters)
+
+    # ------------------------------------------------------------------ configuration
+    def _precision(self) -> str:
+        a = self.args
+        if a.fp16 and self.device.type != "cuda":
+            mode = "bf16" if cpu_supports_bf16() else "fp32"
+            self.log.info(f"warning: --fp16 needs CUDA; training on the CPU in {mode} instead")
+            return mode
+        if a.fp16:
+            return "fp16"
+        if a.bf16:
+            return "bf16"
+        return "fp32"
+
+    def autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _schedule(self) -> PolynomialDecay:
+        a = self.args
+        total, warmup = a.total_num_update, a.warmup_updates
+        if a.warmup_ratio is not None:
+            batches, _ = self._epoch_batches(1)
+            total = math.ceil(len(batches) / self.world) * a.max_epoch
+            warmup = int(total * a.warmup_ratio)
+        return PolynomialDecay(a.lr[0], warmup, total, a.end_learning_rate, a.power)
+
+    # ------------------------------------------------------------------ data
+    def _split(self, directory: Path, split: str, skip_invalid: bool) -> MaskedLMDataset:
+        prefix = directory / split
+        if not dataset_exists(prefix):
+            raise TrainingError(f"{prefix}.bin/.idx not found")
+        key = (str(prefix),)
+        if key not in self._blocks_cache:
+            blocks = TokenBlockDataset(MMapIndexedDataset(prefix), self.args.tokens_per_sample,
+                                       self.args.sample_break_mode, self.dictionary.bos())
+            if len(blocks) == 0:
+                raise TrainingError(f"{prefix}: no samples (empty split)")
+            self._blocks_cache[key] = blocks
+        return MaskedLMDataset(self._blocks_cache[key], self.masker)
+
+    def _epoch_batches(self, epoch: int):
+        dataset = self._split(self.data_dirs[(epoch - 1) % len(self.data_dirs)], "train", True)
+        dataset.epoch = epoch
+        batches, skipped = epoch_batches(dataset, self.args.seed, epoch, self.args.max_tokens,
+                                         self.args.max_sentences, self.args.required_batch_size_multiple,
+                                         self.cfg.max_positions)
+        return (dataset, batches), skipped
+
+    def _loader(self, dataset, batches):
+        workers = min(self.args.num_workers, os.cpu_count() or 1)
+        return torch.utils.data.DataLoader(
+            dataset, batch_sampler=batches, num_workers=workers, collate_fn=partial(collate, pad_idx=1),
+            generator=torch.Generator().manual_seed(self.args.seed))   # never touches the global RNG
+
+    # ------------------------------------------------------------------ one update
+    def _forward(self, batch: dict) -> tuple[torch.Tensor, int]:
+        return masked_lm_loss(self.ddp, batch, self.device, self.dictionary.pad(), self.autocast())
+
+    def train_step(self, group: list[tuple[dict, bool]]) -> Optional[dict]:
+        """Forward/backward over ``update_freq`` micro-batches, then one optimizer step."""
+        self.model.train()
+        scale = self.scaler.scale if self.scaler else 1.0
+        totals = torch.zeros(4, dtype=torch.float64)   # loss (nats), sample_size, ntokens, nsentences
+        for j, (batch, dummy) in enumerate(group):
+            last = j == len(group) - 1
+            sync = contextlib.nullcontext() if (last or self.world == 1) else self.ddp.no_sync()
+            with sync:
+                loss, sample_size = self._forward(batch)
+                if dummy:
+                    loss = loss * 0.0
+                (loss * scale).backward()
+            if not dummy:
+                totals += torch.tensor([loss.item(), sample_size, batch["ntokens"], batch["nsentences"]],
+                                       dtype=torch.float64)
+        if self.world > 1:
+            dist.all_reduce(totals)
+        loss_sum, sample_size, ntokens, nsentences = totals.tolist()
+        # DDP averaged the gradients over W workers: W / sample_size turns them into the mean
+        # over all masked tokens of the update (and removes the loss scale).
+        factor = self.world / max(sample_size, 1.0) / scale
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        torch._foreach_mul_([p.grad for p in params], factor)
+        clip = self.args.clip_norm if self.args.clip_norm > 0 else float("inf")
+        gnorm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+        overflow = not math.isfinite(gnorm)
+        if self.scaler is not None and overflow:
+            self.scaler.update(True)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.log.info(f"| WARNING: overflow detected, skipping update {self.num_updates + 1}, "
+                          f"loss scale now {self.scaler.scale:g}")
+            return None
+        if overflow or not math.isfinite(loss_sum):
+            raise FloatingPointError(
+                f"loss is {loss_sum / max(sample_size, 1):g} (gradient norm {gnorm:g}) at update "
+                f"{self.num_updates + 1}: training diverged. Nothing was saved for this update; "
+                f"lower --lr or raise --warmup-updates and restart from the last checkpoint")
+        lr = self.schedule.for_update(self.num_updates + 1)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.num_updates += 1
+        if self.scaler is not None:
+            self.scaler.update(False)
+        return {"loss_sum": loss_sum, "sample_size": sample_size, "ntokens": ntokens,
+                "nsentences": nsentences, "gnorm": gnorm, "lr": lr}
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self) -> dict[str, dict]:
+        a = self.args
+        results = {}
+        self.model.eval()
+        for subset in [s for s in a.valid_subset.split(",") if s]:
+            dataset = self._split(self.data_dirs[0], subset, a.skip_invalid_size_inputs_valid_test)
+            dataset.epoch = 0   # fixed masks: valid numbers are comparable across epochs
+            batches, skipped = epoch_batches(dataset, a.seed, 0, a.max_tokens_valid or a.max_tokens,
+                                             a.max_sentences_valid or a.max_sentences,
+                                             a.required_batch_size_multiple, self.cfg.max_positions,
+                                             shuffle=False)
+            if skipped and not a.skip_invalid_size_inputs_valid_test:
+                raise TrainingError(f"{subset}: {skipped} samples are longer than --max-positions "
+                                    f"{self.cfg.max_positions}; pass --skip-invalid-size-inputs-valid-test")
+            totals = torch.zeros(2, dtype=torch.float64)
+            mine = [b for b in shard(batches, self.rank, self.world) if b is not None]
+            for batch in self._loader(dataset, mine):
+                with self.autocast():
+                    loss, n = self._forward(batch)
+                totals += torch.tensor([loss.item(), n], dtype=torch.float64)
+            if self.world > 1:
+                dist.all_reduce(totals)
+            loss_bits = totals[0].item() / max(totals[1].item(), 1) / LN2
+            stats = {"subset": subset, "epoch": self.epoch, "loss": loss_bits, "ppl": 2 ** loss_bits,
+                     "num_updates": self.num_updates}
+            if skipped:
+                stats["skipped"] = skipped
+            results[subset] = stats
+            self.log.log("valid", stats, self.num_updates, f"epoch {self.epoch:03d} | valid on '{subset}' subset")
+        first = next(iter(results.values()))
+        metric = first.get(a.best_checkpoint_metric)
+        if metric is None:
+            raise TrainingError(f"--best-checkpoint-metric {a.best_checkpoint_metric!r} is not a validation "
+                                f"metric of masked_lm (use loss or ppl)")
+        better = (self.best is None or (metric > self.best if a.maximize_best_checkpoint_metric else metric < self.best))
+        if better:
+            self.best = metric
+        self._last_valid_is_best = better
+        return results
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "args": checkpoint_args(self.args, self.cfg),
+            "model": fairseq_state_dict(self.model),
+            "optimizer_history": [{"criterion_name": "MaskedLmLoss", "optimizer_name": "FairseqAdam",
+                                   "lr_scheduler_state": {"best": self.best}, "num_updates": self.num_updates}],
+            "extra_state": {
+                "train_iterator": {"epoch": self.epoch, "iterations_in_epoch": self.iterations_in_epoch},
+                "best": self.best, "rng": rng,
+                "loss_scaler": self.scaler.state_dict() if self.scaler else None,
+                "precision": self.precision,
+            },
+            "last_optimizer_state": self.optimizer.state_dict(),
+        }
+
+    def save(self, end_of_epoch: bool, is_best: bool = False) -> None:
+        a = self.args
+        if not self.master or a.no_save:
+            return
+        names = []
+        if end_of_epoch:
+            if not a.no_epoch_checkpoints and (self.epoch - 1) % a.save_interval == 0:
+                names.append(f"checkpoint{self.epoch - 1}.pt")
+        elif a.save_interval_updates and self.num_updates % a.save_interval_updates == 0:
+            names.append(f"checkpoint_{self.epoch}_{self.num_updates}.pt")
+        if is_best and not a.no_best_checkpoints:
+            names.append("checkpoint_best.pt")
+        if not a.no_last_checkpoints:
+            names.append("checkpoint_last.pt")
+        if not names:
+            return
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.save_dir / f".tmp-{os.getpid()}.pt"
+        torch.save(self.state(), tmp)
+        for name in names:   # each file replaced atomically: a crash never leaves a torn one
+            part = self.save_dir / f".{name}.part"
+            shutil.copyfile(tmp, part)
+            os.replace(part, self.save_dir / name)
+        tmp.unlink()
+        self._retention()
+
+    def _retention(self) -> None:
+        a = self.args
+        if a.keep_interval_updates <= 0:
+            return
+        found = []
+        for p in self.save_dir.glob("checkpoint_*_*.pt"):
+            m = re.fullmatch(r"checkpoint_(\d+)_(\d+)\.pt", p.name)
+            if m:
+                found.append((int(m.group(2)), p))
+        found.sort(reverse=True)
+        for updates, p in found[a.keep_interval_updates:]:
+            if updates not in set(a.keep_updates_list):
+                p.unlink()
+
+    def restore(self) -> None:
+        a = self.args
+        path = Path(a.restore_file)
+        if not path.is_absolute() and not path.exists():
+            path = self.save_dir / a.restore_file
+        if not path.is_file():
+            if a.restore_file != "checkpoint_last.pt":
+                raise TrainingError(f"--restore-file {a.restore_file}: not found (also looked in {self.save_dir})")
+            return
+        state = read_checkpoint(path)
+        cfg = config_from_checkpoint(state.get("args"), state["model"], path)
+        self._check_compatible(cfg, path)
+        loaded = build_and_load(cfg, _ours_from_fairseq(state["model"], path), path)
+        self.model.load_state_dict(loaded.state_dict())
+        extra = state.get("extra_state", {})
+        if not a.reset_optimizer and state.get("last_optimizer_state"):
+            self.optimizer.load_state_dict(state["last_optimizer_state"])
+            if self.scaler is not None and extra.get("loss_scaler"):
+                self.scaler.load_state_dict(extra["loss_scaler"])
+        history = state.get("optimizer_history") or [{}]
+        if not a.reset_optimizer and not a.reset_lr_scheduler:
+            self.num_updates = int(history[-1].get("num_updates", 0))
+        if not a.reset_meters:
+            self.best = extra.get("best")
+        if not a.reset_dataloader and "train_iterator" in extra:
+            self.epoch = int(extra["train_iterator"]["epoch"])
+            self.iterations_in_epoch = int(extra["train_iterator"]["iterations_in_epoch"])
+        rng = extra.get("rng")
+        if rng is not None and not a.reset_dataloader:
+            torch.set_rng_state(rng["torch"])
+            if "cuda" in rng and self.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.log.info(f"| loaded checkpoint {path} (epoch {self.epoch}, {self.num_updates} updates)")
+
+    def _check_compatible(self, cfg, path: Path) -> None:
+        """The architecture comes from the flags; a checkpoint that differs is an error."""
+        diffs = []
+        for field in ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
+                      "max_positions", "pos_encoding", "rel_pos", "untie_cls", "embedding_normalize",
+                      "encoder_normalize_before", "vocab_size"):
+            ours, theirs = getattr(self.cfg, field), getattr(cfg, field)
+            if ours != theirs:
+                flag = "--" + field.replace("_", "-")
+                diffs.append(f"{field}: the checkpoint has {theirs!r}, the command line asks for {ours!r}"
+                             + (f" (add or remove {flag})" if isinstance(ours, bool) else ""))
+        if diffs:
+            raise TrainingError(f"{path} does not match the model of this command: " + "; ".join(diffs))
+
+    # ------------------------------------------------------------------ the loop
+    def _done(self) -> bool:
+        a = self.args
+        return (a.max_update and self.num_updates >= a.max_update) or \
+            (a.max_epoch and self.epoch > a.max_epoch) or self.stop_requested
+
+    def _handle_signal(self, signum, frame) -> None:
+        self.stop_requested = True
+        self.log.info(f"| received {signal.Signals(signum).name}: saving checkpoint_last.pt after this update")
+
+    def run(self) -> int:
+        a = self.args
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle_signal)
+        n_params = self.model.num_parameters()
+        self.log.info(f"| model {self.cfg.name} ({a.arch}), {n_params:,} parameters, vocabulary {self.cfg.vocab_size}")
+        self.log.info(f"| device {self.device}, {self.world} process(es), precision {self.precision}; effective "
+                      f"batch = {self.world} x {a.max_sentences or '-'} sentences (max {a.max_tokens or '-'} tokens) "
+                      f"x update-freq {a.update_freq}")
+        self.log.info(f"| lr schedule: peak {self.schedule.lr:g}, warmup {self.schedule.warmup}, "
+                      f"total {self.schedule.total} updates")
+        while not self._done():
+            self.train_epoch()
+        if self.stop_requested:
+            self.save(end_of_epoch=False)
+            self.log.info(f"| stopped at update {self.num_updates}; rerun the same command to resume")
+        self.log.info(f"| done training in {time.time() - self.log.start:.1f} seconds, {self.num_updates} updates")
+        self.log.close()
+        return 0
+
+    def train_epoch(self) -> None:
+        a = self.args
+        (dataset, batches), skipped = self._epoch_batches(self.epoch)
+        if skipped and self.iterations_in_epoch == 0:
+            self.log.info(f"| epoch {self.epoch:03d}: skipped {skipped} over-long samples (> {self.cfg.max_positions} tokens)")
+        mine = shard(batches, self.rank, self.world)
+        dummy = [b is None for b in mine]
+        mine = [b if b is not None else batches[0] for b in mine]
+        n = len(mine)
+        updates_per_epoch = math.ceil(n / a.update_freq)
+        k = a.validate_interval_updates
+        valid_at = {round(i * updates_per_epoch / k) for i in range(1, k)} if k > 1 else set()
+        start = self.iterations_in_epoch
+        loader = self.log.progress(self._loader(dataset, mine[start:]), total=n - start, desc=f"epoch {self.epoch:03d}")
+        window = {"loss_sum": 0.0, "sample_size": 0.0, "ntokens": 0.0, "nsentences": 0.0, "updates": 0,
+                  "gnorm": 0.0, "t": time.time()}
+        group = []
+        for i, batch in enumerate(loader, start):
+            group.append((batch, dummy[i]))
+            if len(group) < a.update_freq and i < n - 1:
+                continue
+            out = self.train_step(group)
+            group = []
+            self.iterations_in_epoch = i + 1
+            if out is not None:
+                for key in ("loss_sum", "sample_size", "ntokens", "nsentences", "gnorm"):
+                    window[key] += out[key]
+                window["updates"] += 1
+                window["lr"] = out["lr"]
+                if self.num_updates % a.log_interval == 0:
+                    self._log_train(window)
+                update_in_epoch = math.ceil((i + 1) / a.update_freq)
+                if not a.disable_validation and update_in_epoch in valid_at and i < n - 1:
+                    self.validate()
+                    self.save(end_of_epoch=False, is_best=self._last_valid_is_best)
+                elif a.save_interval_updates and self.num_updates % a.save_interval_updates == 0:
+                    self.save(end_of_epoch=False)
+            if self._done():
+                break
+        self.log.close_progress()
+        if window["updates"]:
+            self._log_train(window, end=True)
+        if self.stop_requested or (a.max_update and self.num_updates >= a.max_update and self.iterations_in_epoch < n):
+            # stopped inside the epoch: validate and save where we are
+            if not self.stop_requested:
+                best = self._validate_if_enabled()
+                self.save(end_of_epoch=False, is_best=best)
+            return
+        self.epoch += 1
+        self.iterations_in_epoch = 0
+        best = self._validate_if_enabled() if (self.epoch - 1) % a.validate_interval == 0 else False
+        self.save(end_of_epoch=True, is_best=best)
+
+    def _validate_if_enabled(self) -> bool:
+        if self.args.disable_validation:
+            return False
+        self.validate()
+        return self._last_valid_is_best
+
+    def _log_train(self, w: dict, end: bool = False) -> None:
+        if not w["updates"]:
+            return
+        elapsed = max(time.time() - w["t"], 1e-9)
+        loss = w["loss_sum"] / max(w["sample_size"], 1) / LN2
+        stats = {"epoch": self.epoch, "loss": loss, "ppl": 2 ** loss, "wps": w["ntokens"] / elapsed,
+                 "ups": w["updates"] / elapsed, "wpb": w["ntokens"] / w["updates"],
+                 "bsz": w["nsentences"] / w["updates"], "num_updates": self.num_updates, "lr": w["lr"],
+                 "gnorm": w["gnorm"] / w["updates"]}
+        if self.scaler is not None:
+            stats["loss_scale"] = self.scaler.scale
+        head = f"epoch {self.epoch:03d}" + (" | end of epoch" if end else "")
+        self.log.log("train", stats, self.num_updates, head)
+        for key in ("loss_sum", "sample_size", "ntokens", "nsentences", "gnorm"):
+            w[key] = 0.0
+        w["updates"], w["t"] = 0, time.time()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        trainer = Trainer(args)
+        return trainer.run()
+    except (TrainingError, CheckpointError, FloatingPointError, FileNotFoundError) as e:
+        print(f"train.py: error: {e}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
