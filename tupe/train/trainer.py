@@ -400,6 +400,12 @@ class Trainer:
 
     def run(self) -> int:
         a = self.args
+        if self.master and not a.no_save:   # make the run directory self-contained for load_model
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            for name in ("dict.txt", "bpe-code"):
+                src = self.data_dirs[0] / name
+                if src.is_file() and not (self.save_dir / name).exists():
+                    shutil.copyfile(src, self.save_dir / name)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle_signal)
         n_params = self.model.num_parameters()

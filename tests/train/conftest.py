@@ -1,0 +1,23 @@
+import pytest
+
+from tests.preprocess.corpus import make_corpus
+from tupe.preprocess.cli import main as preprocess
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlm")
+    corpus = make_corpus(root / "c.txt", paragraphs=400)
+    assert preprocess(["pretrain", "--input", str(corpus), "--destdir", str(root / "bin"), "--bpe-merges", "200",
+                       "--valid-every", "20", "--keep-vocab-fraction", "1", "--no-progress"]) == 0
+    return root / "bin"
+
+
+def tiny_args(data, save, *extra):
+    return [str(data), "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "bert_tiny",
+            "--sample-break-mode", "complete", "--tokens-per-sample", "32", "--optimizer", "adam",
+            "--adam-betas", "(0.9, 0.999)", "--adam-eps", "1e-6", "--clip-norm", "1.0",
+            "--lr-scheduler", "polynomial_decay", "--lr", "0.003", "--warmup-updates", "3",
+            "--total-num-update", "200", "--max-sentences", "8", "--seed", "1", "--mask-prob", "0.15",
+            "--embedding-normalize", "--log-format", "simple", "--log-interval", "1", "--save-dir", str(save),
+            "--rel-pos", "--num-workers", "0", "--skip-invalid-size-inputs-valid-test", *extra]

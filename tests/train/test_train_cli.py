@@ -1,0 +1,186 @@
+"""train.py end to end on tiny data: the original command, learning, resume, retention, DDP."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import tupe
+from tests.train.conftest import tiny_args
+from tupe.checkpoint import read_checkpoint
+from tupe.train.trainer import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def records(save_dir, kind="train"):
+    lines = (Path(save_dir) / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["type"] == kind]
+
+
+def original_command(data, save, arch="bert_tiny", max_update=3):
+    """The pretraining command of the original README, variables substituted."""
+    cmd = (f"{data} --fp16 --num-workers 16 --ddp-backend=c10d "
+           f"--task masked_lm --criterion masked_lm --arch {arch} "
+           f"--sample-break-mode complete --tokens-per-sample 32 "
+           f"--optimizer adam --adam-betas '(0.9, 0.999)' --adam-eps 1e-6 --clip-norm 1.0 "
+           f"--lr-scheduler polynomial_decay --lr 0.0005 --warmup-updates 2 --total-num-update {max_update} "
+           f"--dropout 0.1 --attention-dropout 0.1 --weight-decay 0.01 "
+           f"--max-sentences 4 --update-freq 2 --seed 1 "
+           f"--mask-prob 0.15 --embedding-normalize "
+           f"--max-update {max_update} --log-format simple --log-interval 1 "
+           f"--keep-updates-list 100000 300000 600000 1000000 "
+           f"--save-interval-updates 25000 --keep-interval-updates 3 --no-epoch-checkpoints "
+           f"--skip-invalid-size-inputs-valid-test --save-dir {save} --rel-pos")
+    return cmd
+
+
+def run_shell(cmd, cwd=ROOT):
+    return subprocess.run(["bash", "-c", f"{sys.executable} train.py {cmd}"], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_original_pretraining_command_runs(data_dir, tmp_path):
+    proc = run_shell(original_command(data_dir, tmp_path / "ck"))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "--fp16 needs CUDA" in proc.stdout + proc.stderr            # one clear warning on a CPU machine
+    assert "num_updates 3" in proc.stdout and "valid on 'valid' subset" in proc.stdout
+    files = sorted(p.name for p in (tmp_path / "ck").iterdir())
+    assert files == ["bpe-code", "checkpoint_best.pt", "checkpoint_last.pt", "dict.txt", "metrics.jsonl"]
+    model = tupe.load_model(tmp_path / "ck")                         # the safe loader reads it
+    assert model.cfg.name == "TUPE-R" and model.cfg.embedding_normalize and model.dictionary is not None
+    state = read_checkpoint(tmp_path / "ck" / "checkpoint_last.pt")
+    assert state["optimizer_history"][-1]["num_updates"] == 3
+    assert state["args"].adam_betas == "(0.9, 0.999)" and state["args"].rel_pos is True
+
+
+@pytest.mark.slow
+def test_original_pretraining_command_bert_base(data_dir, tmp_path):
+    proc = run_shell(original_command(data_dir, tmp_path / "ck", arch="bert_base", max_update=2))
+    assert proc.returncode == 0, proc.stderr
+    assert tupe.load_model(tmp_path / "ck").num_parameters() > 80_000_000
+
+
+def test_loss_decreases_and_checkpoint_loads(data_dir, tmp_path):
+    save = tmp_path / "ck"
+    assert main(tiny_args(data_dir, save, "--max-update", "60", "--dropout", "0", "--attention-dropout", "0")) == 0
+    losses = [r["loss"] for r in records(save)]
+    assert len(losses) == 60
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.5, losses
+    valid = records(save, "valid")
+    assert valid and valid[-1]["loss"] < losses[0]
+    model = tupe.load_model(save)
+    state = read_checkpoint(save / "checkpoint_last.pt")
+    emb = state["model"]["decoder.sentence_encoder.embed_tokens.weight"]
+    assert torch.equal(model.encoder.embed_tokens.weight, emb)
+
+
+def test_lr_values_and_retention(data_dir, tmp_path):
+    save = tmp_path / "ck"
+    args = tiny_args(data_dir, save, "--max-update", "10", "--total-num-update", "10", "--warmup-updates", "4",
+                     "--lr", "0.001", "--save-interval-updates", "2", "--keep-interval-updates", "2",
+                     "--keep-updates-list", "4", "--no-epoch-checkpoints")
+    assert main(args) == 0
+    lrs = [r["lr"] for r in records(save)]
+    want = [0.00025, 0.00025, 0.0005, 0.00075, 0.001, 5 / 6 * 1e-3, 4 / 6 * 1e-3, 3 / 6 * 1e-3, 2 / 6 * 1e-3, 1 / 6 * 1e-3]
+    assert lrs == pytest.approx(want)
+    names = sorted(p.name for p in save.glob("checkpoint*.pt"))
+    assert names == ["checkpoint_1_10.pt", "checkpoint_1_4.pt", "checkpoint_1_8.pt", "checkpoint_best.pt",
+                     "checkpoint_last.pt"]
+
+
+def model_tensors(path):
+    return read_checkpoint(path)["model"]
+
+
+def test_kill_and_resume_gives_identical_weights(data_dir, tmp_path):
+    extra = ["--max-update", "40", "--save-interval-updates", "3", "--max-sentences", "16", "--lr", "0.002",
+             "--total-num-update", "40"]
+    # the uninterrupted run (dropout on: the RNG state must be restored too); crosses an epoch
+    assert main(tiny_args(data_dir, tmp_path / "a", *extra)) == 0
+    assert records(tmp_path / "a")[-1]["epoch"] >= 2
+    cmd = [sys.executable, "train.py", *tiny_args(data_dir, tmp_path / "b", *extra)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if "num_updates 26 " in line:
+            proc.kill()                                                  # SIGKILL: no chance to save
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert read_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == 24
+    resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "loaded checkpoint" in resumed.stdout
+    a, b = model_tensors(tmp_path / "a" / "checkpoint_last.pt"), model_tensors(tmp_path / "b" / "checkpoint_last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
+    cmd = [sys.executable, "train.py", *tiny_args(data_dir, tmp_path / "c", "--max-update", "100000")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if "num_updates 5 " in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0 and "rerun the same command to resume" in out
+    n = read_checkpoint(tmp_path / "c" / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"]
+    assert n >= 5
+    assert tupe.load_model(tmp_path / "c").cfg.rel_pos
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gloo_equals_update_freq_two(data_dir, tmp_path):
+    common = ["--max-update", "6", "--dropout", "0", "--attention-dropout", "0", "--max-sentences", "4",
+              "--disable-validation"]
+    assert main(tiny_args(data_dir, tmp_path / "one", "--update-freq", "2", *common)) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "train.py",
+                           *tiny_args(data_dir, tmp_path / "two", *common)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 process(es)" in proc.stdout
+    one, two = records(tmp_path / "one"), records(tmp_path / "two")
+    assert len(one) == len(two) == 6
+    for a, b in zip(one, two):
+        assert a["bsz"] == b["bsz"] and a["lr"] == b["lr"]
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-5)
+
+
+def test_divergence_stops_with_a_clear_message(data_dir, tmp_path, capsys):
+    args = tiny_args(data_dir, tmp_path / "d", "--max-update", "200", "--lr", "1e30", "--clip-norm", "0",
+                     "--warmup-updates", "0", "--save-interval-updates", "1")
+    assert main(args) == 1
+    assert "training diverged" in capsys.readouterr().err
+    last = read_checkpoint(tmp_path / "d" / "checkpoint_last.pt")["model"]
+    assert all(torch.isfinite(t).all() for t in last.values())
+
+
+def test_bad_command_lines(data_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(tiny_args(data_dir, tmp_path / "x", "--no-such-flag"))
+    assert e.value.code == 2 and "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+    assert main(tiny_args(tmp_path / "nope", tmp_path / "x")) == 1
+    assert "nope: data directory not found" in capsys.readouterr().err
+
+
+def test_restore_file_architecture_mismatch_is_named(data_dir, tmp_path, capsys):
+    assert main(tiny_args(data_dir, tmp_path / "r", "--max-update", "2")) == 0
+    args = tiny_args(data_dir, tmp_path / "s", "--max-update", "2",
+                     "--restore-file", str(tmp_path / "r" / "checkpoint_last.pt"))
+    args.remove("--rel-pos")
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "rel_pos: the checkpoint has True, the command line asks for False (add or remove --rel-pos)" in err
