@@ -56,8 +56,31 @@ def test_relative_bias_cls_rows():
 def test_relative_bias_tie_cls_uses_plain_buckets():
     cfg = tiny_config(rel_pos=True, untie_cls=False)
     mod = RelativePositionBias(cfg)
-    assert mod.bucket[0, 0] == 0 and mod.bucket[0, 3] == bucket_by_hand(0, 3)
-    assert mod.bucket[3, 0] == bucket_by_hand(3, 0)
+    table = mod.relative_attention_bias.weight
+    bias = mod(6)
+    assert torch.equal(bias[:, 0, 0], table[0])
+    assert torch.equal(bias[:, 0, 3], table[bucket_by_hand(0, 3)])
+    assert torch.equal(bias[:, 3, 0], table[bucket_by_hand(3, 0)])
+
+
+@pytest.mark.parametrize("untie_cls", [True, False])
+def test_relative_bias_equals_direct_gather_with_log_buckets(untie_cls):
+    """The Toeplitz (unfold) construction equals gathering bucket(i, j) for every pair."""
+    cfg = tiny_config(rel_pos=True, max_positions=300, untie_cls=untie_cls)
+    mod = RelativePositionBias(cfg)
+    T = 300
+    pos = torch.arange(T)
+    bucket = relative_position_bucket(pos[None, :] - pos[:, None])
+    if untie_cls:
+        bucket[:, 0], bucket[0, :] = 32, 16
+    want = mod.relative_attention_bias.weight[bucket].permute(2, 0, 1)
+    assert torch.equal(mod(T), want)
+    assert torch.equal(mod(17), want[:, :17, :17])
+    # gradients reach exactly the rows that are used
+    mod(T).sum().backward()
+    grad = mod.relative_attention_bias.weight.grad
+    counts = torch.bincount(bucket.flatten(), minlength=33).float()
+    torch.testing.assert_close(grad, counts[:, None].expand_as(grad))
 
 
 def test_untied_correlation_by_hand():

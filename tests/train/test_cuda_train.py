@@ -20,7 +20,7 @@ def train_records(save):
 
 def test_fp16_trains_with_loss_scale(data_dir, tmp_path, capsys):
     save = tmp_path / "fp16"
-    assert main(tiny_args(data_dir, save, "--fp16", "--max-update", "30", "--fp16-init-scale", "128")) == 0
+    assert main(tiny_args(data_dir, save, "--fp16", "--max-update", "30", "--fp16-init-scale", "128", cpu=False)) == 0
     recs = train_records(save)
     assert len(recs) == 30 and all("loss_scale" in r for r in recs)
     assert recs[-1]["loss"] < recs[0]["loss"]
@@ -30,7 +30,7 @@ def test_fp16_trains_with_loss_scale(data_dir, tmp_path, capsys):
 
 def test_fp16_overflow_skips_updates_and_lowers_the_scale(data_dir, tmp_path, capsys):
     save = tmp_path / "overflow"
-    assert main(tiny_args(data_dir, save, "--fp16", "--max-update", "5", "--fp16-init-scale", str(2.0 ** 60))) == 0
+    assert main(tiny_args(data_dir, save, "--fp16", "--max-update", "5", "--fp16-init-scale", str(2.0 ** 60), cpu=False)) == 0
     out = capsys.readouterr().out
     assert "overflow detected, skipping update" in out
     recs = train_records(save)
@@ -39,5 +39,5 @@ def test_fp16_overflow_skips_updates_and_lowers_the_scale(data_dir, tmp_path, ca
 
 def test_bf16_on_cuda(data_dir, tmp_path):
     save = tmp_path / "bf16"
-    assert main(tiny_args(data_dir, save, "--bf16", "--max-update", "10")) == 0
+    assert main(tiny_args(data_dir, save, "--bf16", "--max-update", "10", cpu=False)) == 0
     assert len(train_records(save)) == 10

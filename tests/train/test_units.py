@@ -109,18 +109,22 @@ def test_fairseq_adam_formula():
     ref = p.detach().clone().double()
     m = torch.zeros(5, dtype=torch.float64)
     v = torch.zeros(5, dtype=torch.float64)
-    opt = FairseqAdam([p], lr=0.1, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
+    plain = torch.nn.Parameter(p.detach().clone())
+    opt = FairseqAdam([p], lr=0.1, betas=(0.9, 0.98), eps=0.1, weight_decay=0.01)   # big eps: placement matters
+    other = torch.optim.AdamW([plain], lr=0.1, betas=(0.9, 0.98), eps=0.1, weight_decay=0.01)
     for t in range(1, 4):
         g = torch.randn(5)
-        p.grad = g.clone()
+        p.grad, plain.grad = g.clone(), g.clone()
         opt.step()
+        other.step()
         g = g.double()
         m = 0.9 * m + 0.1 * g
         v = 0.98 * v + 0.02 * g * g
         step = 0.1 * math.sqrt(1 - 0.98 ** t) / (1 - 0.9 ** t)
         ref = ref - 0.01 * 0.1 * ref                     # decoupled decay first
-        ref = ref - step * m / (v.sqrt() + 1e-6)
+        ref = ref - step * m / (v.sqrt() + 0.1)
     torch.testing.assert_close(p.detach().double(), ref, atol=1e-6, rtol=0)
+    assert not torch.allclose(plain.detach().double(), ref, atol=1e-4)    # torch's AdamW is not this
 
 
 def test_dynamic_loss_scaler():

@@ -85,19 +85,29 @@ class RelativePositionBias(nn.Module):
     The embedding has ``rel_pos_bins + 1`` rows. With ``untie_cls``, [CLS]'s column
     ("others -> [CLS]") uses the extra last row and its row ("[CLS] -> others") uses row
     ``rel_pos_bins // 2``, which the bucketing never produces; the row wins at (0, 0).
+
+    The bias depends on j - i only (a Toeplitz matrix), so the embedding is looked up for the
+    2T - 1 distances and spread over (T, T) with ``unfold``: a (T x T) gather would make the
+    backward pass a slow scatter of T^2 values into 33 rows.
     """
 
     def __init__(self, cfg: TupeConfig):
         super().__init__()
+        self.num_buckets = cfg.rel_pos_bins
+        self.untie_cls = cfg.untie_cls
         self.relative_attention_bias = nn.Embedding(cfg.rel_pos_bins + 1, cfg.encoder_attention_heads)
-        positions = torch.arange(cfg.max_positions)
-        bucket = relative_position_bucket(positions[None, :] - positions[:, None],  # (T, T): j - i
-                                          cfg.rel_pos_bins, cfg.max_rel_pos)
-        if cfg.untie_cls:
-            bucket[:, 0] = cfg.rel_pos_bins
-            bucket[0, :] = cfg.rel_pos_bins // 2
-        self.register_buffer("bucket", bucket, persistent=False)
+        distance = torch.arange(-(cfg.max_positions - 1), cfg.max_positions)          # j - i
+        self.register_buffer("bucket", relative_position_bucket(distance, cfg.rel_pos_bins, cfg.max_rel_pos),
+                             persistent=False)                                           # (2L - 1,)
+        self.max_positions = cfg.max_positions
 
     def forward(self, seq_len: int) -> torch.Tensor:
-        bucket = self.bucket[:seq_len, :seq_len]                                       # (T, T)
-        return F.embedding(bucket, self.relative_attention_bias.weight).permute(2, 0, 1)  # (H, T, T)
+        T, L = seq_len, self.max_positions
+        buckets = self.bucket[L - T: L + T - 1]                                          # j - i = -(T-1) .. T-1
+        per_distance = F.embedding(buckets, self.relative_attention_bias.weight).t()     # (H, 2T-1)
+        bias = per_distance.unfold(1, T, 1).flip(1)            # (H, T, T): bias[h, i, j] = w[h, j - i + T - 1]
+        if self.untie_cls:
+            table = self.relative_attention_bias.weight
+            bias[:, :, 0] = table[self.num_buckets].unsqueeze(-1)        # others -> [CLS]
+            bias[:, 0, :] = table[self.num_buckets // 2].unsqueeze(-1)   # [CLS] -> others (wins at 0, 0)
+        return bias

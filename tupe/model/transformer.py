@@ -120,11 +120,13 @@ class Encoder(nn.Module):
         x = self.dropout(x)
         x = x * (~padding).unsqueeze(-1).to(x.dtype)                                   # zero padding rows
 
-        # One additive mask for all layers: positional bias + -inf on padded keys.
-        key_mask = torch.zeros(B, 1, 1, T, dtype=x.dtype, device=x.device)
+        # One additive mask for all layers: positional bias + -inf on padded keys, built once in
+        # the dtype attention will run in (under autocast: the autocast dtype).
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        key_mask = torch.zeros(B, 1, 1, T, dtype=dtype, device=x.device)
         key_mask = key_mask.masked_fill(padding[:, None, None, :], float("-inf"))      # (B, 1, 1, T)
         bias = self.positional_bias(T)                                                 # (H, T, T) | None
-        attn_mask = key_mask if bias is None else key_mask + bias.to(x.dtype).unsqueeze(0)  # (B, H|1, T|1, T)
+        attn_mask = key_mask if bias is None else key_mask + bias.to(dtype).unsqueeze(0)  # (B, H|1, T|1, T)
 
         for layer in self.layers:
             x = layer(x, attn_mask)

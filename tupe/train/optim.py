@@ -8,48 +8,34 @@ from typing import Iterable, Optional
 import torch
 
 
-class FairseqAdam(torch.optim.Optimizer):
+class FairseqAdam(torch.optim.AdamW):
     """Adam as fairseq implements it (NOTES.md section 4):
 
     * decoupled weight decay ``p -= wd * lr * p`` on every parameter, before the update;
     * ``denom = sqrt(v) + eps`` (eps added before bias correction);
     * ``step_size = lr * sqrt(1 - b2^t) / (1 - b1^t)``; state in fp32.
+
+    This is torch's (fused where available) AdamW with ``eps / sqrt(1 - b2^t)`` as its eps at
+    step t: AdamW divides by ``sqrt(v) / sqrt(1 - b2^t) + eps'``, which is then exactly
+    fairseq's ``(sqrt(v) + eps) / sqrt(1 - b2^t)``; its weight decay is the same decoupled form.
     """
 
     def __init__(self, params: Iterable, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        params = list(params)
+        devices = {p.device.type for p in params if isinstance(p, torch.Tensor)}
+        fused = devices <= {"cpu", "cuda"} and bool(devices)
+        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused)
+        for group in self.param_groups:
+            group["fairseq_eps"] = eps
 
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            b1, b2 = group["betas"]
-            lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
-            for p in params:
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
-                    state["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
-                state["step"] += 1
-            step = self.state[params[0]]["step"]
-            grads = [p.grad.float() for p in params]
-            m = [self.state[p]["exp_avg"] for p in params]
-            v = [self.state[p]["exp_avg_sq"] for p in params]
-            torch._foreach_mul_(m, b1)
-            torch._foreach_add_(m, grads, alpha=1 - b1)
-            torch._foreach_mul_(v, b2)
-            torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
-            denom = torch._foreach_sqrt(v)
-            torch._foreach_add_(denom, eps)
-            step_size = lr * math.sqrt(1 - b2 ** step) / (1 - b1 ** step)
-            if wd:
-                torch._foreach_mul_(params, 1 - wd * lr)
-            torch._foreach_addcdiv_(params, m, denom, value=-step_size)
-        return None
+            steps = [self.state[p]["step"] for p in group["params"] if p.grad is not None and self.state[p]]
+            t = int(steps[0]) + 1 if steps else 1
+            group["eps"] = group["fairseq_eps"] / math.sqrt(1 - group["betas"][1] ** t)
+        return super().step(closure)
 
 
 class PolynomialDecay:
