@@ -14,6 +14,21 @@ def fixture_dir() -> Path:
     return FIXTURE
 
 
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A small corpus through tupe-preprocess pretrain (bpe-code, dict.txt, train/valid)."""
+    from tests.preprocess.corpus import make_corpus
+    from tupe.preprocess.cli import main as preprocess
+
+    root = tmp_path_factory.mktemp("mlm")
+    corpus = make_corpus(root / "c.txt", paragraphs=400)
+    assert preprocess(["pretrain", "--input", str(corpus), "--destdir", str(root / "bin"), "--bpe-merges", "200",
+                       "--valid-every", "20", "--keep-vocab-fraction", "1", "--no-progress"]) == 0
+    return root / "bin"
+
+
+
+
 def tiny_config(**overrides):
     from tupe import TupeConfig
 

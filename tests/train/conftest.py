@@ -1,18 +1,3 @@
-import pytest
-
-from tests.preprocess.corpus import make_corpus
-from tupe.preprocess.cli import main as preprocess
-
-
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlm")
-    corpus = make_corpus(root / "c.txt", paragraphs=400)
-    assert preprocess(["pretrain", "--input", str(corpus), "--destdir", str(root / "bin"), "--bpe-merges", "200",
-                       "--valid-every", "20", "--keep-vocab-fraction", "1", "--no-progress"]) == 0
-    return root / "bin"
-
-
 def tiny_args(data, save, *extra, cpu=True):
     """A tiny TUPE-R run; on the CPU unless ``cpu=False`` (bitwise resume is a CPU property)."""
     return [str(data), *(["--cpu"] if cpu else []), "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "bert_tiny",

@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="binarized data directory; several joined by ':' are used one per epoch")
 
     g = p.add_argument_group("task")
-    g.add_argument("--task", default="masked_lm", choices=["masked_lm"])
-    g.add_argument("--criterion", default="masked_lm", choices=["masked_lm"])
+    g.add_argument("--task", default="masked_lm", choices=["masked_lm", "sentence_prediction"])
+    g.add_argument("--criterion", default=None, choices=["masked_lm", "sentence_prediction"],
+                   help="default: the task's own")
     g.add_argument("--sample-break-mode", default="complete", choices=["none", "complete", "complete_doc", "eos"])
     g.add_argument("--tokens-per-sample", type=int, default=512, help="block size, <s> included")
     g.add_argument("--mask-prob", type=float, default=0.15)
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--required-batch-size-multiple", type=int, default=8)
     g.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true")
     g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--init-token", type=int, default=None, help="sentence_prediction: first token (0 = <s>)")
+    g.add_argument("--separator-token", type=int, default=None, help="sentence_prediction: between inputs (2 = </s>)")
+    g.add_argument("--num-classes", type=int, default=-1, help="sentence_prediction: classes (1 with regression)")
+    g.add_argument("--regression-target", action="store_true", help="sentence_prediction: regression (STS-B)")
+    g.add_argument("--truncate-sequence", action="store_true", help="truncate inputs to --max-positions")
+    g.add_argument("--classification-head-name", default="sentence_classification_head")
 
     g = p.add_argument_group("model")
     g.add_argument("--arch", "-a", default="bert_base", choices=sorted(PRESETS))
@@ -145,12 +152,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error("give --max-sentences and/or --max-tokens (the batch size)")
     if args.fp16 and args.bf16:
         parser.error("--fp16 and --bf16 are exclusive")
-    if args.tokens_per_sample > args.max_positions:
+    if args.task == "masked_lm" and args.tokens_per_sample > args.max_positions:
         parser.error(f"--tokens-per-sample {args.tokens_per_sample} exceeds --max-positions {args.max_positions}")
     if args.update_freq < 1:
         parser.error("--update-freq must be >= 1")
     if args.warmup_ratio is not None and not args.max_epoch:
         parser.error("--warmup-ratio needs --max-epoch (the total number of updates is derived from it)")
+    if args.criterion is None:
+        args.criterion = args.task
+    if args.criterion != args.task:
+        parser.error(f"--criterion {args.criterion} does not go with --task {args.task}")
+    if args.task == "sentence_prediction":
+        if args.regression_target and args.num_classes not in (-1, 1):
+            parser.error("--regression-target needs --num-classes 1")
+        if args.regression_target:
+            args.num_classes = 1
+        if args.num_classes < 1:
+            parser.error("--task sentence_prediction needs --num-classes")
     if args.log_format is None:
         args.log_format = "simple" if args.no_progress_bar else "tqdm"
     return args

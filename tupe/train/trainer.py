@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import re
@@ -28,14 +29,12 @@ import torch.nn.functional as F
 
 from ..checkpoint import (CheckpointError, build_and_load, config_from_checkpoint, fairseq_state_dict,
                           read_checkpoint, _ours_from_fairseq)
-from ..data.dictionary import MASK, Dictionary
-from ..data.indexed_dataset import MMapIndexedDataset, exists as dataset_exists
 from ..model import TupeModel
-from .data import (Masker, MaskedLMDataset, TokenBlockDataset, collate, ends_word_table, epoch_batches,
-                   shard)
+from .data import shard
 from .logger import MetricsLogger
 from .optim import DynamicLossScaler, FairseqAdam, PolynomialDecay
 from .options import checkpoint_args, model_config, parse_args
+from .tasks import TaskError, build_task
 
 LN2 = math.log(2)
 
@@ -70,25 +69,6 @@ def init_distributed(args) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def load_dictionary(data_dir: Path) -> Dictionary:
-    path = data_dir / "dict.txt"
-    if not path.is_file():
-        raise TrainingError(f"{path}: dictionary not found (is {data_dir} a tupe-preprocess output?)")
-    d = Dictionary.load(path)
-    d.add_symbol(MASK)
-    return d
-
-
-def masked_lm_loss(model, batch: dict, device: torch.device, pad: int, autocast) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy (nats) over the masked positions only, and their number."""
-    tokens = batch["tokens"].to(device, non_blocking=True)
-    target = batch["target"].to(device, non_blocking=True)
-    masked = target.ne(pad)
-    with autocast:
-        logits = model(tokens, masked_tokens=masked)                    # (N, V): masked positions only
-    return F.cross_entropy(logits.float(), target[masked], reduction="sum"), int(masked.sum())
-
-
 # --------------------------------------------------------------------------- trainer
 class Trainer:
     def __init__(self, args: argparse.Namespace):
@@ -99,29 +79,23 @@ class Trainer:
         self.log = MetricsLogger(args.log_format, self.save_dir if self.master else None,
                                  args.tensorboard_logdir, enabled=self.master)
         torch.manual_seed(args.seed)
-        self.data_dirs = [Path(p) for p in args.data.split(":") if p]
-        for d in self.data_dirs:
-            if not d.is_dir():
-                raise TrainingError(f"{d}: data directory not found")
-        self.dictionary = load_dictionary(self.data_dirs[0])
-        self.mask_idx = self.dictionary.index(MASK)
+        self.task = build_task(args)
+        self.dictionary = self.task.dictionary
         self.cfg = model_config(args, len(self.dictionary), self.dictionary.pad())
-        self.model = TupeModel(self.cfg).to(self.device)
+        self.model = TupeModel(self.cfg)
+        self.task.prepare_model(self.model)          # classification heads: after the BERT init
+        self.model.to(self.device)
         self.precision = self._precision()
         self.optimizer = FairseqAdam(self.model.parameters(), lr=args.lr[0], betas=args.adam_betas,
                                      eps=args.adam_eps, weight_decay=args.weight_decay)
         window = args.fp16_scale_window or max(1, 2 ** 14 // self.world // args.update_freq)
         self.scaler = DynamicLossScaler(args.fp16_init_scale, window, args.threshold_loss_scale) \
             if self.precision == "fp16" else None
-        self.masker = Masker(self.mask_idx, len(self.dictionary), self.dictionary.pad(),
-                             self.dictionary.nspecial, args.mask_prob, args.leave_unmasked_prob,
-                             args.random_token_prob, args.seed,
-                             ends_word_table(self.dictionary) if args.mask_whole_words else None)
         self.num_updates, self.epoch, self.iterations_in_epoch = 0, 1, 0
         self.best: Optional[float] = None
+        self.best_record: Optional[dict] = None      # every subset's metrics at the best validation
         self.stop_requested = False
         self._last_valid_is_best = False
-        self._blocks_cache: dict = {}
         self.restore()
         self.schedule = self._schedule()
         self.ddp = self.model
@@ -152,43 +126,27 @@ class Trainer:
     def _schedule(self) -> PolynomialDecay:
         a = self.args
         total, warmup = a.total_num_update, a.warmup_updates
-        if a.warmup_ratio is not None:
-            batches, _ = self._epoch_batches(1)
+        if a.warmup_ratio is not None:   # the original counts batches, not update-freq groups
+            _, batches, _ = self._epoch_batches(1)
             total = math.ceil(len(batches) / self.world) * a.max_epoch
             warmup = int(total * a.warmup_ratio)
         return PolynomialDecay(a.lr[0], warmup, total, a.end_learning_rate, a.power)
 
     # ------------------------------------------------------------------ data
-    def _split(self, directory: Path, split: str, skip_invalid: bool) -> MaskedLMDataset:
-        prefix = directory / split
-        if not dataset_exists(prefix):
-            raise TrainingError(f"{prefix}.bin/.idx not found")
-        key = (str(prefix),)
-        if key not in self._blocks_cache:
-            blocks = TokenBlockDataset(MMapIndexedDataset(prefix), self.args.tokens_per_sample,
-                                       self.args.sample_break_mode, self.dictionary.bos())
-            if len(blocks) == 0:
-                raise TrainingError(f"{prefix}: no samples (empty split)")
-            self._blocks_cache[key] = blocks
-        return MaskedLMDataset(self._blocks_cache[key], self.masker)
-
     def _epoch_batches(self, epoch: int):
-        dataset = self._split(self.data_dirs[(epoch - 1) % len(self.data_dirs)], "train", True)
-        dataset.epoch = epoch
-        batches, skipped = epoch_batches(dataset, self.args.seed, epoch, self.args.max_tokens,
-                                         self.args.max_sentences, self.args.required_batch_size_multiple,
-                                         self.cfg.max_positions)
-        return (dataset, batches), skipped
+        dataset = self.task.dataset("train", epoch)
+        batches, skipped = self.task.batches(dataset, epoch, self.cfg.max_positions, train=True)
+        return dataset, batches, skipped
 
     def _loader(self, dataset, batches):
         workers = min(self.args.num_workers, os.cpu_count() or 1)
         return torch.utils.data.DataLoader(
-            dataset, batch_sampler=batches, num_workers=workers, collate_fn=partial(collate, pad_idx=1),
+            dataset, batch_sampler=batches, num_workers=workers, collate_fn=self.task.collater(),
             generator=torch.Generator().manual_seed(self.args.seed))   # never touches the global RNG
 
     # ------------------------------------------------------------------ one update
-    def _forward(self, batch: dict) -> tuple[torch.Tensor, int]:
-        return masked_lm_loss(self.ddp, batch, self.device, self.dictionary.pad(), self.autocast())
+    def _forward(self, batch: dict):
+        return self.task.loss(self.ddp, batch, self.device, self.autocast())
 
     def train_step(self, group: list[tuple[dict, bool]]) -> Optional[dict]:
         """Forward/backward over ``update_freq`` micro-batches, then one optimizer step."""
@@ -199,7 +157,7 @@ class Trainer:
             last = j == len(group) - 1
             sync = contextlib.nullcontext() if (last or self.world == 1) else self.ddp.no_sync()
             with sync:
-                loss, sample_size = self._forward(batch)
+                loss, sample_size, _ = self._forward(batch)
                 if dummy:
                     loss = loss * 0.0
                 (loss * scale).backward()
@@ -246,25 +204,28 @@ class Trainer:
         results = {}
         self.model.eval()
         for subset in [s for s in a.valid_subset.split(",") if s]:
-            dataset = self._split(self.data_dirs[0], subset, a.skip_invalid_size_inputs_valid_test)
-            dataset.epoch = 0   # fixed masks: valid numbers are comparable across epochs
-            batches, skipped = epoch_batches(dataset, a.seed, 0, a.max_tokens_valid or a.max_tokens,
-                                             a.max_sentences_valid or a.max_sentences,
-                                             a.required_batch_size_multiple, self.cfg.max_positions,
-                                             shuffle=False)
+            dataset = self.task.dataset(subset, 0)   # epoch 0: fixed masks, comparable across epochs
+            batches, skipped = self.task.batches(dataset, 0, self.cfg.max_positions, train=False)
             if skipped and not a.skip_invalid_size_inputs_valid_test:
                 raise TrainingError(f"{subset}: {skipped} samples are longer than --max-positions "
-                                    f"{self.cfg.max_positions}; pass --skip-invalid-size-inputs-valid-test")
+                                    f"{self.cfg.max_positions}; pass --skip-invalid-size-inputs-valid-test "
+                                    f"(or --truncate-sequence)")
             totals = torch.zeros(2, dtype=torch.float64)
+            outputs = []
             mine = [b for b in shard(batches, self.rank, self.world) if b is not None]
             for batch in self._loader(dataset, mine):
-                with self.autocast():
-                    loss, n = self._forward(batch)
+                loss, n, out = self._forward(batch)
                 totals += torch.tensor([loss.item(), n], dtype=torch.float64)
+                if out is not None:
+                    outputs.append(out)
             if self.world > 1:
                 dist.all_reduce(totals)
-            loss_bits = totals[0].item() / max(totals[1].item(), 1) / LN2
-            stats = {"subset": subset, "epoch": self.epoch, "loss": loss_bits, "ppl": 2 ** loss_bits,
+                if outputs or self.task.name != "masked_lm":
+                    gathered = [None] * self.world
+                    dist.all_gather_object(gathered, outputs)
+                    outputs = [o for part in gathered for o in part]
+            stats = {"subset": subset, "epoch": self.epoch,
+                     **self.task.metrics(totals[0].item(), totals[1].item(), outputs),
                      "num_updates": self.num_updates}
             if skipped:
                 stats["skipped"] = skipped
@@ -273,12 +234,14 @@ class Trainer:
         first = next(iter(results.values()))
         metric = first.get(a.best_checkpoint_metric)
         if metric is None:
+            names = [k for k in first if k not in ("subset", "epoch", "num_updates", "skipped")]
             raise TrainingError(f"--best-checkpoint-metric {a.best_checkpoint_metric!r} is not a validation "
-                                f"metric of masked_lm (use loss or ppl)")
-        better = (self.best is None or (metric > self.best if a.maximize_best_checkpoint_metric else metric < self.best))
-        if better:
+                                f"metric of {self.task.name} (choose from {', '.join(names)})")
+        better = self.best is None or (metric > self.best if a.maximize_best_checkpoint_metric else metric < self.best)
+        if better and math.isfinite(metric):
             self.best = metric
-        self._last_valid_is_best = better
+            self.best_record = {"num_updates": self.num_updates, "epoch": self.epoch, "valid": results}
+        self._last_valid_is_best = bool(better)
         return results
 
     # ------------------------------------------------------------------ checkpoints
@@ -289,11 +252,13 @@ class Trainer:
         return {
             "args": checkpoint_args(self.args, self.cfg),
             "model": fairseq_state_dict(self.model),
-            "optimizer_history": [{"criterion_name": "MaskedLmLoss", "optimizer_name": "FairseqAdam",
+            "optimizer_history": [{"criterion_name": {"masked_lm": "MaskedLmLoss"}.get(self.task.name,
+                                                                                        "SentencePredictionCriterion"),
+                                   "optimizer_name": "FairseqAdam",
                                    "lr_scheduler_state": {"best": self.best}, "num_updates": self.num_updates}],
             "extra_state": {
                 "train_iterator": {"epoch": self.epoch, "iterations_in_epoch": self.iterations_in_epoch},
-                "best": self.best, "rng": rng,
+                "best": self.best, "best_record": self.best_record, "rng": rng,
                 "loss_scaler": self.scaler.state_dict() if self.scaler else None,
                 "precision": self.precision,
             },
@@ -353,7 +318,19 @@ class Trainer:
         cfg = config_from_checkpoint(state.get("args"), state["model"], path)
         self._check_compatible(cfg, path)
         loaded = build_and_load(cfg, _ours_from_fairseq(state["model"], path), path)
-        self.model.load_state_dict(loaded.state_dict())
+        ours = self.model.head_sizes
+        for name, k in loaded.head_sizes.items():
+            if name in ours and ours[name] != k:
+                raise TrainingError(f"{path}: classification head {name!r} has {k} classes, "
+                                    f"--num-classes asks for {ours[name]}")
+            if name not in ours:
+                self.log.info(f"| dropping classification head {name!r} of {path.name} (not used by this task)")
+                del loaded.classification_heads[name]
+        missing, unexpected = self.model.load_state_dict(loaded.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("classification_heads.") for k in missing), (missing, unexpected)
+        if missing:
+            self.log.info(f"| new classification head(s) {sorted(set(k.split('.')[1] for k in missing))} "
+                          f"(not in {path.name})")
         extra = state.get("extra_state", {})
         if not a.reset_optimizer and state.get("last_optimizer_state"):
             self.optimizer.load_state_dict(state["last_optimizer_state"])
@@ -364,6 +341,7 @@ class Trainer:
             self.num_updates = int(history[-1].get("num_updates", 0))
         if not a.reset_meters:
             self.best = extra.get("best")
+            self.best_record = extra.get("best_record")
         if not a.reset_dataloader and "train_iterator" in extra:
             self.epoch = int(extra["train_iterator"]["epoch"])
             self.iterations_in_epoch = int(extra["train_iterator"]["iterations_in_epoch"])
@@ -402,14 +380,17 @@ class Trainer:
         a = self.args
         if self.master and not a.no_save:   # make the run directory self-contained for load_model
             self.save_dir.mkdir(parents=True, exist_ok=True)
+            data_dir = Path(a.data.split(":")[0])
+            sources = [data_dir, data_dir / "input0", Path(a.restore_file).parent]
             for name in ("dict.txt", "bpe-code"):
-                src = self.data_dirs[0] / name
-                if src.is_file() and not (self.save_dir / name).exists():
+                src = next((d / name for d in sources if (d / name).is_file()), None)
+                if src is not None and not (self.save_dir / name).exists():
                     shutil.copyfile(src, self.save_dir / name)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle_signal)
         n_params = self.model.num_parameters()
-        self.log.info(f"| model {self.cfg.name} ({a.arch}), {n_params:,} parameters, vocabulary {self.cfg.vocab_size}")
+        self.log.info(f"| task {self.task.name}, model {self.cfg.name} ({a.arch}), {n_params:,} parameters, "
+                      f"vocabulary {self.cfg.vocab_size}")
         self.log.info(f"| device {self.device}, {self.world} process(es), precision {self.precision}; effective "
                       f"batch = {self.world} x {a.max_sentences or '-'} sentences (max {a.max_tokens or '-'} tokens) "
                       f"x update-freq {a.update_freq}")
@@ -421,12 +402,17 @@ class Trainer:
             self.save(end_of_epoch=False)
             self.log.info(f"| stopped at update {self.num_updates}; rerun the same command to resume")
         self.log.info(f"| done training in {time.time() - self.log.start:.1f} seconds, {self.num_updates} updates")
+        if self.master and self.best_record is not None:
+            best = {"best_checkpoint_metric": a.best_checkpoint_metric, "best": self.best, **self.best_record}
+            if self.log.jsonl is not None:
+                self.log.jsonl.write(json.dumps({"type": "best", **best}) + "\n")
+            print(json.dumps({"best": best}), flush=True)
         self.log.close()
         return 0
 
     def train_epoch(self) -> None:
         a = self.args
-        (dataset, batches), skipped = self._epoch_batches(self.epoch)
+        dataset, batches, skipped = self._epoch_batches(self.epoch)
         if skipped and self.iterations_in_epoch == 0:
             self.log.info(f"| epoch {self.epoch:03d}: skipped {skipped} over-long samples (> {self.cfg.max_positions} tokens)")
         mine = shard(batches, self.rank, self.world)
@@ -472,9 +458,9 @@ class Trainer:
                 best = self._validate_if_enabled()
                 self.save(end_of_epoch=False, is_best=best)
             return
+        best = self._validate_if_enabled() if self.epoch % a.validate_interval == 0 else False
         self.epoch += 1
         self.iterations_in_epoch = 0
-        best = self._validate_if_enabled() if (self.epoch - 1) % a.validate_interval == 0 else False
         self.save(end_of_epoch=True, is_best=best)
 
     def _validate_if_enabled(self) -> bool:
@@ -506,7 +492,7 @@ def main(argv=None) -> int:
     try:
         trainer = Trainer(args)
         return trainer.run()
-    except (TrainingError, CheckpointError, FloatingPointError, FileNotFoundError) as e:
+    except (TrainingError, TaskError, CheckpointError, FloatingPointError, FileNotFoundError) as e:
         print(f"train.py: error: {e}", file=sys.stderr, flush=True)
         return 1
     finally:

@@ -17,7 +17,7 @@ from ..checkpoint import CheckpointError, load_model
 from ..data.dictionary import MASK
 from ..data.indexed_dataset import MMapIndexedDataset, exists as dataset_exists
 from .data import Masker, MaskedLMDataset, TokenBlockDataset, collate, epoch_batches
-from .trainer import TrainingError, load_dictionary, masked_lm_loss
+from .tasks import TaskError as TrainingError, load_dictionary, masked_lm_loss
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         model = load_model(args.path)
-        dictionary = load_dictionary(args.data)
+        dictionary = load_dictionary(args.data / "dict.txt")
         if len(dictionary) != model.cfg.vocab_size:
             raise TrainingError(f"{args.data / 'dict.txt'} gives {len(dictionary)} symbols with <mask>, "
                                 f"the model has {model.cfg.vocab_size}: wrong data for this checkpoint")

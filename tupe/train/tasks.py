@@ -1,0 +1,274 @@
+"""The two tasks of the engine: ``masked_lm`` (pretraining) and ``sentence_prediction`` (GLUE).
+
+A task knows its dictionary, builds a split's dataset, batches it for an epoch, computes the
+loss of a batch and turns validation outputs into metrics. The trainer does the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.dictionary import MASK, Dictionary
+from ..data.indexed_dataset import MMapIndexedDataset, exists as dataset_exists
+from .data import (Masker, MaskedLMDataset, TokenBlockDataset, batch_by_size, collate, ends_word_table,
+                   epoch_batches, filter_by_size)
+from .metrics import classification_metrics, regression_metrics
+
+LN2 = math.log(2)
+HEAD = "sentence_classification_head"
+
+
+class TaskError(RuntimeError):
+    """Bad data for a task: names the file."""
+
+
+def load_dictionary(path: Path) -> Dictionary:
+    if not path.is_file():
+        raise TaskError(f"{path}: dictionary not found (is {path.parent} a tupe-preprocess output?)")
+    d = Dictionary.load(path)
+    d.add_symbol(MASK)
+    return d
+
+
+def open_split(prefix: Path) -> MMapIndexedDataset:
+    if not dataset_exists(prefix):
+        raise TaskError(f"{prefix}.bin/.idx not found")
+    data = MMapIndexedDataset(prefix)
+    if len(data) == 0:
+        raise TaskError(f"{prefix}: empty split")
+    return data
+
+
+# --------------------------------------------------------------------------- masked LM
+def masked_lm_loss(model, batch: dict, device, pad: int, autocast) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy (nats) over the masked positions only, and their number."""
+    tokens = batch["tokens"].to(device, non_blocking=True)
+    target = batch["target"].to(device, non_blocking=True)
+    masked = target.ne(pad)
+    with autocast:
+        logits = model(tokens, masked_tokens=masked)                    # (N, V): masked positions only
+    return F.cross_entropy(logits.float(), target[masked], reduction="sum"), int(masked.sum())
+
+
+class MaskedLMTask:
+    name = "masked_lm"
+
+    def __init__(self, args):
+        self.args = args
+        self.data_dirs = [Path(p) for p in args.data.split(":") if p]
+        for d in self.data_dirs:
+            if not d.is_dir():
+                raise TaskError(f"{d}: data directory not found")
+        self.dictionary = load_dictionary(self.data_dirs[0] / "dict.txt")
+        self.pad = self.dictionary.pad()
+        self.masker = Masker(self.dictionary.index(MASK), len(self.dictionary), self.pad,
+                             self.dictionary.nspecial, args.mask_prob, args.leave_unmasked_prob,
+                             args.random_token_prob, args.seed,
+                             ends_word_table(self.dictionary) if args.mask_whole_words else None)
+        self._blocks: dict = {}
+
+    def prepare_model(self, model) -> None:
+        pass
+
+    def dataset(self, split: str, epoch: int):
+        directory = self.data_dirs[(epoch - 1) % len(self.data_dirs)] if split == "train" else self.data_dirs[0]
+        prefix = directory / split
+        if str(prefix) not in self._blocks:
+            self._blocks[str(prefix)] = TokenBlockDataset(open_split(prefix), self.args.tokens_per_sample,
+                                                          self.args.sample_break_mode, self.dictionary.bos())
+        return MaskedLMDataset(self._blocks[str(prefix)], self.masker, epoch)
+
+    def batches(self, dataset, epoch: int, max_positions: int, train: bool):
+        a = self.args
+        return epoch_batches(dataset, a.seed, epoch, a.max_tokens if train else (a.max_tokens_valid or a.max_tokens),
+                             a.max_sentences if train else (a.max_sentences_valid or a.max_sentences),
+                             a.required_batch_size_multiple, max_positions, shuffle=train)
+
+    def collater(self):
+        return partial(collate, pad_idx=self.pad)
+
+    def loss(self, model, batch: dict, device, autocast):
+        loss, n = masked_lm_loss(model, batch, device, self.pad, autocast)
+        return loss, n, None
+
+    def metrics(self, loss_sum: float, sample_size: float, outputs) -> dict:
+        bits = loss_sum / max(sample_size, 1) / LN2
+        return {"loss": bits, "ppl": 2 ** bits}
+
+
+# --------------------------------------------------------------------------- sentence prediction
+class SentencePredictionDataset(torch.utils.data.Dataset):
+    """init_token + input0 + separator_token + input1 (each input ends in ``</s>``), truncated
+    to ``max_positions`` with ``truncate``; label index (class) or float (regression)."""
+
+    def __init__(self, inputs: list[MMapIndexedDataset], labels, init_token: Optional[int],
+                 separator_token: Optional[int], max_positions: int, truncate: bool):
+        self.inputs, self.labels = inputs, labels
+        self.init, self.sep, self.max_positions, self.truncate = init_token, separator_token, max_positions, truncate
+        extra = (init_token is not None) + (separator_token is not None and len(inputs) > 1)
+        raw = sum(d.sizes.astype(np.int64) for d in inputs) + extra
+        self.sizes = np.minimum(raw, max_positions) if truncate else raw
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __getitem__(self, i: int):
+        parts = []
+        if self.init is not None:
+            parts.append(np.array([self.init]))
+        parts.append(self.inputs[0][i].numpy())
+        if len(self.inputs) > 1:
+            if self.sep is not None:
+                parts.append(np.array([self.sep]))
+            parts.append(self.inputs[1][i].numpy())
+        tokens = np.concatenate(parts)
+        if self.truncate:
+            tokens = tokens[: self.max_positions]
+        return i, tokens, self.labels[i] if self.labels is not None else 0
+
+
+def collate_sentences(samples, pad_idx: int, regression: bool) -> dict:
+    T = max(len(s[1]) for s in samples)
+    tokens = torch.full((len(samples), T), pad_idx, dtype=torch.long)
+    for b, (_, x, _) in enumerate(samples):
+        tokens[b, : len(x)] = torch.from_numpy(x)
+    target = torch.tensor([s[2] for s in samples], dtype=torch.float32 if regression else torch.long)
+    return {"id": torch.tensor([s[0] for s in samples]), "tokens": tokens, "target": target,
+            "nsentences": len(samples), "ntokens": int(tokens.ne(pad_idx).sum())}
+
+
+class SentencePredictionTask:
+    name = "sentence_prediction"
+
+    def __init__(self, args):
+        self.args = args
+        self.data_dir = Path(args.data)
+        if not self.data_dir.is_dir():
+            raise TaskError(f"{self.data_dir}: data directory not found")
+        self.dictionary = load_dictionary(self.data_dir / "input0" / "dict.txt")
+        self.pad = self.dictionary.pad()
+        self.regression = args.regression_target
+        self.n_inputs = 2 if (self.data_dir / "input1").is_dir() else 1
+        self.label_dict = None
+        self.positive = None
+        if not self.regression:
+            self.label_dict = Dictionary.load(self.data_dir / "label" / "dict.txt") \
+                if (self.data_dir / "label" / "dict.txt").is_file() else None
+            if self.label_dict is None:
+                raise TaskError(f"{self.data_dir / 'label' / 'dict.txt'}: label dictionary not found")
+            words = self.label_words
+            if len(words) < args.num_classes:
+                raise TaskError(f"{self.data_dir / 'label' / 'dict.txt'} has {len(words)} labels, "
+                                f"--num-classes is {args.num_classes}")
+            if args.num_classes == 2 and "1" in words:
+                self.positive = words.index("1")      # GLUE's F1 is for the label word "1"
+        self._cache: dict = {}
+
+    @property
+    def label_words(self) -> list[str]:
+        d = self.label_dict
+        return [s for s in d.symbols[d.nspecial:] if not s.startswith("madeupword")]
+
+    def prepare_model(self, model) -> None:
+        model.register_classification_head(self.args.classification_head_name, self.args.num_classes)
+
+    def _labels(self, split: str, n: int):
+        if self.regression:
+            path = self.data_dir / "label" / f"{split}.label"
+            if not path.is_file():
+                if split.startswith("test"):
+                    return None
+                raise TaskError(f"{path}: regression labels not found")
+            values = []
+            for lineno, line in enumerate(path.read_text().splitlines(), 1):
+                try:
+                    values.append(float(line))
+                except ValueError:
+                    raise TaskError(f"{path}:{lineno}: {line!r} is not a number") from None
+            if len(values) != n:
+                raise TaskError(f"{path}: {len(values)} labels for {n} inputs")
+            return values
+        prefix = self.data_dir / "label" / split
+        if not dataset_exists(prefix):
+            if split.startswith("test"):
+                return None
+            raise TaskError(f"{prefix}.bin/.idx not found")
+        data = MMapIndexedDataset(prefix)
+        if len(data) != n:
+            raise TaskError(f"{prefix}: {len(data)} labels for {n} inputs")
+        out = []
+        for i in range(n):
+            idx = int(data[i][0]) - self.label_dict.nspecial
+            if not 0 <= idx < self.args.num_classes:
+                word = self.label_dict[int(data[i][0])] if int(data[i][0]) < len(self.label_dict) else "?"
+                raise TaskError(f"{prefix}: row {i + 1}: label {word!r} is not one of the "
+                                f"{self.args.num_classes} classes {self.label_words[:self.args.num_classes]}")
+            out.append(idx)
+        return out
+
+    def dataset(self, split: str, epoch: int):
+        if split not in self._cache:
+            inputs = []
+            for k in range(self.n_inputs):
+                inputs.append(open_split(self.data_dir / f"input{k}" / split))
+            if self.n_inputs == 2 and len(inputs[0]) != len(inputs[1]):
+                raise TaskError(f"{self.data_dir}: input0/{split} has {len(inputs[0])} rows, "
+                                f"input1/{split} has {len(inputs[1])}")
+            a = self.args
+            self._cache[split] = SentencePredictionDataset(
+                inputs, self._labels(split, len(inputs[0])), a.init_token, a.separator_token,
+                a.max_positions, a.truncate_sequence)
+        return self._cache[split]
+
+    def batches(self, dataset, epoch: int, max_positions: int, train: bool):
+        """Shuffled order (not length-sorted), as the original; then shuffled batches."""
+        a = self.args
+        order = np.random.default_rng([a.seed, epoch, 2]).permutation(len(dataset)) if train \
+            else np.arange(len(dataset))
+        order, skipped = filter_by_size(order, dataset.sizes, max_positions)
+        batches = batch_by_size(order, dataset.sizes, a.max_tokens if train else (a.max_tokens_valid or a.max_tokens),
+                                a.max_sentences if train else (a.max_sentences_valid or a.max_sentences),
+                                a.required_batch_size_multiple)
+        if train:
+            perm = np.random.default_rng([a.seed, epoch, 3]).permutation(len(batches))
+            batches = [batches[i] for i in perm]
+        return batches, skipped
+
+    def collater(self):
+        return partial(collate_sentences, pad_idx=self.pad, regression=self.regression)
+
+    def loss(self, model, batch: dict, device, autocast):
+        tokens = batch["tokens"].to(device, non_blocking=True)
+        target = batch["target"].to(device, non_blocking=True)
+        with autocast:
+            logits = model(tokens, classification_head_name=self.args.classification_head_name)
+        logits = logits.float()
+        if self.regression:
+            pred = logits.view(-1)
+            loss = F.mse_loss(pred, target, reduction="sum")
+        else:
+            loss = F.cross_entropy(logits, target, reduction="sum")
+            pred = logits.argmax(-1)
+        return loss, len(target), (pred.detach().cpu(), target.detach().cpu())
+
+    def metrics(self, loss_sum: float, sample_size: float, outputs) -> dict:
+        out = {"loss": loss_sum / max(sample_size, 1) / LN2}
+        if outputs:
+            pred = torch.cat([p for p, _ in outputs]).numpy()
+            target = torch.cat([t for _, t in outputs]).numpy()
+            if self.regression:
+                out.update(regression_metrics(pred, target))
+            else:
+                out.update(classification_metrics(pred, target, self.positive))
+        return out
+
+
+def build_task(args):
+    return SentencePredictionTask(args) if args.task == "sentence_prediction" else MaskedLMTask(args)
