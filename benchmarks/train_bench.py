@@ -3,7 +3,7 @@ TUPE-A, TUPE-R and BERT-A, beside HF transformers' BertForMaskedLM of the same s
 batch, same process, fp32 and bf16 autocast.
 
     pip install -e '.[bench]'
-    python benchmarks/train_bench.py [--steps 3] [--device cpu|cuda] [--out benchmarks/results/train_<device>.json]
+    python benchmarks/train_bench.py [--steps 5] [--device cpu|cuda] [--out benchmarks/results/train_<device>.json]
 
 15% of the positions are masked. Our LM head projects only those (as in pretraining); HF
 projects every position. Both use the same optimizer (fairseq's Adam) so that only the
@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -58,35 +59,37 @@ def hf_bert(device):
     return model, step
 
 
-def measure(model, step, B, T, device, dtype, steps):
-    g = torch.Generator().manual_seed(0)
-    tokens = torch.randint(7, V, (B, T), generator=g)
-    tokens[:, 0] = 0
-    mask = torch.rand(B, T, generator=g) < 0.15
-    tokens, mask = tokens.to(device), mask.to(device)
-    target = tokens.clone()
-    opt = FairseqAdam(model.parameters(), lr=1e-4, weight_decay=0.01)
-    autocast = contextlib.nullcontext() if dtype == "fp32" else torch.autocast(device.type, dtype=torch.bfloat16)
-    times = []
-    for i in range(steps + 1):                       # the first step warms up
-        if device.type == "cuda":
+class Runner:
+    """One model with its optimizer and a fixed batch; ``step()`` times one full training step."""
+
+    def __init__(self, model, step, B, T, device, dtype):
+        g = torch.Generator().manual_seed(0)
+        tokens = torch.randint(7, V, (B, T), generator=g)
+        tokens[:, 0] = 0
+        self.mask = (torch.rand(B, T, generator=g) < 0.15).to(device)
+        self.tokens = tokens.to(device)
+        self.model, self.fn, self.device = model, step, device
+        self.opt = FairseqAdam(model.parameters(), lr=1e-4, weight_decay=0.01)
+        self.autocast = contextlib.nullcontext() if dtype == "fp32" else torch.autocast(device.type, dtype=torch.bfloat16)
+        self.times = []
+
+    def step(self, record: bool = True):
+        if self.device.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        loss = step(tokens, mask, target, autocast)
+        loss = self.fn(self.tokens, self.mask, self.tokens, self.autocast)
         loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
             torch.cuda.synchronize()
-        if i:
-            times.append(time.perf_counter() - t)
-    best = min(times)
-    return B * T / best, best
+        if record:
+            self.times.append(time.perf_counter() - t)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--steps", type=int, default=5, help="timed steps per model (median reported)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtypes", default="fp32,bf16")
     p.add_argument("--out", type=Path, default=None)
@@ -100,15 +103,25 @@ def main() -> None:
     print(json.dumps(machine))
     for B, T in SHAPES:
         for dtype in args.dtypes.split(","):
+            # all four models side by side, timed in turns (round robin), so that a slow spell of
+            # the machine hits every model alike; the median step time of each is reported
+            runners = {}
             for name in [*MODELS, "HF-BERT"]:
                 torch.manual_seed(0)
                 model, step = hf_bert(device) if name == "HF-BERT" else ours(name, device)
-                tps, sec = measure(model, step, B, T, device, dtype, args.steps)
-                row = {"model": name, "batch": B, "tokens": T, "dtype": dtype, "tokens_per_s": round(tps, 1),
-                       "step_s": round(sec, 4)}
+                runners[name] = Runner(model, step, B, T, device, dtype)
+                runners[name].step(record=False)                      # warm-up
+            for _ in range(args.steps):
+                for r in runners.values():
+                    r.step()
+            for name, r in runners.items():
+                sec = statistics.median(r.times)
+                row = {"model": name, "batch": B, "tokens": T, "dtype": dtype,
+                       "tokens_per_s": round(B * T / sec, 1), "step_s": round(sec, 4),
+                       "step_s_all": [round(x, 4) for x in r.times]}
                 results["rows"].append(row)
                 print(json.dumps(row), flush=True)
-                del model
+            del runners
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")

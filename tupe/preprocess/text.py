@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import regex  # sacremoses depends on it; supports \p{C}
 
-PROTECTED = ("<url>", "<unk>", "<email>", "<file>", "</s>")
+PROTECTED = ("<url>", "<unk>", "<email>", "<file>", "</s>", "<mask>")
 
 
 # --------------------------------------------------------------------------- step 1

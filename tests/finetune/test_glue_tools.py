@@ -1,0 +1,161 @@
+"""tupe-glue (sweep and aggregation), tupe-predict (submission files, raw text) and the hub API."""
+
+import io
+import json
+import shutil
+
+import pytest
+import torch
+
+import tupe
+from tupe.checkpoint import save_fairseq
+from tupe.cli import glue as sweep
+from tupe.cli import predict
+from tupe.train.trainer import main as train
+
+
+def record(m, mm=None, metric="accuracy"):
+    valid = {"valid": {metric: m}}
+    if mm is not None:
+        valid["valid1"] = {metric: mm}
+    return {"best_checkpoint_metric": metric, "best": m, "valid": valid}
+
+
+def test_aggregation_on_fabricated_runs():
+    runs = {
+        "RTE": {2e-5: {1: record(0.70), 2: record(0.60), 3: record(0.65)},
+                3e-5: {1: record(0.72), 2: record(0.50), 3: record(0.69)}},
+        "MNLI": {2e-5: {1: record(0.84, 0.83), 2: record(0.86, 0.80), 3: record(0.85, 0.86)}},
+        "STS-B": {1e-5: {1: record(0.88, metric="pearson"), 2: record(0.90, metric="pearson")}},
+    }
+    s = sweep.aggregate(runs)
+    assert s["RTE"]["lr"] == 3e-5 and s["RTE"]["median"] == pytest.approx(0.69)   # medians 0.65 vs 0.69
+    assert s["RTE"]["representative_seed"] == 3 and (s["RTE"]["min"], s["RTE"]["max"]) == (0.50, 0.72)
+    assert s["MNLI"]["columns"] == {"MNLI-m": pytest.approx(0.85), "MNLI-mm": pytest.approx(0.83)}
+    assert s["STS-B"]["columns"]["STS"] == pytest.approx(0.89) and s["STS-B"]["representative_seed"] == 1
+    header, rows = sweep.table(s, "TUPE-R", paper=True)
+    assert header[0] == "model" and header[-1] == "Avg" and len(header) == 11
+    assert rows[0][1:3] == [85.0, 83.0] and rows[0][-1] is None          # not all nine columns known
+    assert rows[1][0] == "BERT-A (paper)" and rows[-1][0] == "TUPE-A-tie-cls (paper)"
+    merged = {}
+    for i, (c, t, _) in enumerate(sweep.COLUMNS):
+        merged.setdefault(t, {"columns": {}})["columns"][c] = 0.5 + i / 100
+    _, rows = sweep.table(merged, "x", paper=False)
+    assert rows[0][-1] == pytest.approx(sum(50 + i for i in range(9)) / 9)
+
+
+@pytest.fixture(scope="module")
+def swept(order_task, pretrained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "runs"
+    args = ["--checkpoint", str(pretrained), "--data-dir", str(order_task), "--tasks", "SST-2",
+            "--lrs", "5e-3,1e-4", "--seeds", "2", "--epochs", "3", "--out", str(out), "--paper",
+            "--extra", "--cpu --arch bert_tiny"]
+    assert sweep.main(args) == 0
+    return out, args
+
+
+def test_sweep_runs_aggregates_and_keeps_the_representative(swept):
+    out, args = swept
+    results = json.loads((out / "results.json").read_text())
+    sst = results["tasks"]["SST-2"]
+    medians = {float(k): v for k, v in sst["medians_by_lr"].items()}
+    assert set(medians) == {5e-3, 1e-4} and sst["seeds"] == 2
+    assert sst["median"] == max(medians.values()) and medians[sst["lr"]] == sst["median"]
+    md = (out / "results.md").read_text()
+    assert "| TUPE-R |" in md and "TUPE-R (paper)" in md and f"SST-2: accuracy, lr {sst['lr']:g}" in md
+    assert (out / "results.csv").read_text().startswith("model,MNLI-m,MNLI-mm,QNLI,QQP,SST,CoLA,MRPC,RTE,STS,Avg")
+    best = out / "SST-2" / "best"
+    assert {"checkpoint_best.pt", "dict.txt", "bpe-code", "labels.json"} <= {p.name for p in best.iterdir()}
+    assert not list((out / "SST-2").glob("lr*_seed*/checkpoint*.pt"))         # the others deleted
+    assert len(list((out / "SST-2").glob("lr*_seed*/result.json"))) == 4
+    # resumable: a second call finds every result and runs nothing
+    before = (out / "SST-2" / "lr0.005_seed1" / "train.log").stat().st_mtime
+    assert sweep.main(args) == 0
+    assert (out / "SST-2" / "lr0.005_seed1" / "train.log").stat().st_mtime == before
+    assert json.loads((out / "results.json").read_text()) == results
+
+
+def test_submission_files_layout(swept, order_task, tmp_path):
+    out, _ = swept
+    assert predict.main(["--checkpoint", str(out / "SST-2" / "best"), "--glue-task", "SST-2",
+                         "--data", str(order_task / "SST-2-bin"), "--out", str(tmp_path), "--cpu"]) == 0
+    lines = (tmp_path / "SST-2.tsv").read_text().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 21
+    assert all(line.split("\t")[0] == str(i) and line.split("\t")[1] in ("0", "1") for i, line in enumerate(lines[1:]))
+
+
+def test_mnli_and_stsb_submissions(pretrained, order_task, tmp_path):
+    model = tupe.load_model(pretrained)
+    model.register_classification_head("sentence_classification_head", 3)
+    paths = predict.write_submission(model, "sentence_classification_head", "MNLI", order_task / "MNLI-bin", tmp_path)
+    assert [p.name for p in paths] == ["MNLI-m.tsv", "MNLI-mm.tsv"]
+    words = {line.split("\t")[1] for line in paths[0].read_text().splitlines()[1:]}
+    assert words <= {"entailment", "neutral", "contradiction"} and len(paths[1].read_text().splitlines()) == 6
+    reg = tupe.load_model(pretrained)
+    reg.register_classification_head("sentence_classification_head", 1)
+    (path,) = predict.write_submission(reg, "sentence_classification_head", "STS-B", order_task / "STS-B-bin", tmp_path)
+    values = [float(line.split("\t")[1]) for line in path.read_text().splitlines()[1:]]
+    assert len(values) == 5 and all(0.0 <= v <= 5.0 for v in values)
+    with pytest.raises(predict.HubError, match="no classification head 'nope'"):
+        predict.write_submission(model, "nope", "MNLI", order_task / "MNLI-bin", tmp_path)
+    shutil.copytree(order_task / "MNLI-bin", tmp_path / "broken")
+    shutil.rmtree(tmp_path / "broken" / "input1")
+    (tmp_path / "broken" / "input1").mkdir()
+    with pytest.raises(predict.HubError, match="input1/test.bin/.idx not found"):
+        predict.write_submission(model, "sentence_classification_head", "MNLI", tmp_path / "broken", tmp_path)
+
+
+def test_raw_text_prediction_and_hub(swept, monkeypatch, capsys):
+    out, _ = swept
+    monkeypatch.setattr("sys.stdin", io.StringIO("the river city was\nthe city river was\n"))
+    assert predict.main(["--checkpoint", str(out / "SST-2" / "best"), "--cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.split("\t")[0] in ("0", "1") and 0.5 <= float(line.split("\t")[1]) <= 1
+                                   for line in lines)
+    hub = tupe.from_pretrained(out / "SST-2" / "best")
+    ids = hub.encode("The river city.", "They were there!")
+    assert ids[0].item() == 0 and (ids == 2).sum() == 3                    # <s> a </s> </s> b </s>
+    assert (ids == 3).sum() == 0 and hub.decode(ids) == "the river city . they were there !"
+    assert (hub.encode("zqxj") == 3).sum() >= 1                            # unknown pieces: <unk>
+    assert hub.extract_features("the river city").shape == (1, len(hub.encode("the river city")), 32)
+    filled = hub.fill_mask("the <mask> city was", topk=3)
+    assert len(filled) == 3 and filled[0][1] >= filled[1][1] >= filled[2][1]
+    assert all(f[0].startswith("the ") and "<mask>" not in f[0] for f in filled)
+    logp = hub.predict("sentence_classification_head", "the river city")
+    assert logp.shape == (1, 2) and torch.allclose(logp.exp().sum(), torch.tensor(1.0))
+    label, prob = hub.predict_label("sentence_classification_head", "the river city")
+    assert label in ("0", "1") and 0.5 <= prob <= 1.0
+    with pytest.raises(tupe.hub.HubError, match="no classification head 'other'"):
+        hub.predict("other", "x")
+    with pytest.raises(tupe.hub.HubError, match="exactly one <mask>"):
+        hub.fill_mask("no mask here")
+
+
+def test_prediction_without_a_head_is_a_clear_error(pretrained, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("a sentence\n"))
+    assert predict.main(["--checkpoint", str(pretrained), "--cpu"]) == 1
+    assert "no classification head 'sentence_classification_head'" in capsys.readouterr().err
+
+
+def test_bad_finetuning_data(order_task, pretrained, tmp_path, capsys):
+    data = tmp_path / "MNLI-bin"
+    shutil.copytree(order_task / "MNLI-bin", data)
+    base = [str(data), "--task", "sentence_prediction", "--num-classes", "3", "--restore-file", str(pretrained),
+            "--arch", "bert_tiny", "--max-positions", "512", "--rel-pos", "--embedding-normalize", "--cpu",
+            "--max-sentences", "8", "--max-epoch", "1", "--lr", "1e-4", "--reset-optimizer",
+            "--save-dir", str(tmp_path / "ft"), "--no-progress-bar", "--init-token", "0", "--separator-token", "2"]
+    # a label outside the classes: --num-classes 2 while the data has 3 label words
+    assert train([*base[:4], "2", *base[5:]]) == 1
+    assert "is not one of the 2 classes" in capsys.readouterr().err
+    # a pair task without its second input
+    for ext in ("bin", "idx"):
+        (data / "input1" / f"valid.{ext}").unlink()
+    assert train(base) == 1
+    assert "input1/valid.bin/.idx not found" in capsys.readouterr().err
+    # an empty split
+    from tupe.data.indexed_dataset import IndexedDatasetBuilder
+    for k in ("input0", "input1"):
+        with IndexedDatasetBuilder(data / k / "valid"):
+            pass
+    assert train(base) == 1
+    assert "input0/valid: empty split" in capsys.readouterr().err

@@ -1,0 +1,284 @@
+"""``tupe-glue``: the paper's GLUE protocol in one command.
+
+For each task: a learning-rate grid x seeds of the original finetuning recipe (warmup ratio
+0.06, batch 32, 5 epochs for MNLI/QNLI/QQP and 10 otherwise), the median over seeds for each
+learning rate, the best learning rate, and a table in the layout of the paper's Table 1.
+
+    tupe-glue --checkpoint checkpoints/tupe-r/checkpoint_best.pt --data-dir data-bin/glue --out runs/glue
+
+Runs already finished (``result.json`` present) are skipped, so an interrupted sweep resumes.
+The best checkpoint of each task's representative run (best learning rate, median seed) is
+kept in ``OUT/TASK/best/`` for ``tupe-predict``; the other runs' checkpoints are deleted
+unless ``--keep-all``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..checkpoint import CheckpointError, config_from_checkpoint, read_checkpoint, resolve_checkpoint
+
+
+@dataclass(frozen=True)
+class TaskRecipe:
+    num_classes: int
+    metric: str
+    epochs: int
+    valid_subset: str = "valid"
+
+
+RECIPES = {
+    "MNLI": TaskRecipe(3, "accuracy", 5, "valid,valid1"),
+    "QNLI": TaskRecipe(2, "accuracy", 5),
+    "QQP": TaskRecipe(2, "accuracy", 5),
+    "SST-2": TaskRecipe(2, "accuracy", 10),
+    "CoLA": TaskRecipe(2, "mcc", 10),
+    "MRPC": TaskRecipe(2, "accuracy", 10),
+    "RTE": TaskRecipe(2, "accuracy", 10),
+    "STS-B": TaskRecipe(1, "pearson", 10),
+    "WNLI": TaskRecipe(2, "accuracy", 10),
+}
+# The paper's Table 1 columns: (column, task, valid subset).
+COLUMNS = [("MNLI-m", "MNLI", "valid"), ("MNLI-mm", "MNLI", "valid1"), ("QNLI", "QNLI", "valid"),
+           ("QQP", "QQP", "valid"), ("SST", "SST-2", "valid"), ("CoLA", "CoLA", "valid"),
+           ("MRPC", "MRPC", "valid"), ("RTE", "RTE", "valid"), ("STS", "STS-B", "valid")]
+PAPER = {  # GLUE dev, BERT-base size (NOTES.md section 5)
+    "BERT-A": [84.93, 84.91, 91.34, 91.04, 92.88, 55.19, 88.29, 68.61, 89.43, 82.96],
+    "BERT-R": [85.81, 85.84, 92.16, 91.12, 92.90, 55.43, 89.26, 71.46, 88.94, 83.66],
+    "TUPE-A": [86.05, 85.99, 91.92, 91.16, 93.19, 63.09, 88.37, 71.61, 88.88, 84.47],
+    "TUPE-R": [86.21, 86.19, 92.17, 91.30, 93.26, 63.56, 89.89, 73.56, 89.23, 85.04],
+    "TUPE-A-mid (300k)": [84.76, 84.83, 90.96, 91.00, 92.25, 62.13, 87.10, 68.79, 88.16, 83.33],
+    "TUPE-R-mid (300k)": [84.86, 85.21, 91.23, 91.14, 92.41, 62.47, 87.29, 69.85, 88.63, 83.68],
+    "TUPE-A-tie-cls": [85.91, 85.73, 91.90, 91.05, 93.17, 59.46, 88.53, 69.54, 88.97, 83.81],
+}
+
+
+def arch_flags(checkpoint: Path):
+    """The architecture flags that match a checkpoint (train.py takes the shape from flags),
+    and its config."""
+    state = read_checkpoint(checkpoint)
+    cfg = config_from_checkpoint(state.get("args"), state["model"], checkpoint)
+    flags = ["--arch", "bert_base", "--encoder-layers", str(cfg.encoder_layers),
+             "--encoder-embed-dim", str(cfg.encoder_embed_dim), "--encoder-ffn-embed-dim",
+             str(cfg.encoder_ffn_embed_dim), "--encoder-attention-heads", str(cfg.encoder_attention_heads),
+             "--pos-encoding", cfg.pos_encoding]
+    for on, flag in ((cfg.rel_pos, "--rel-pos"), (cfg.embedding_normalize, "--embedding-normalize"),
+                     (cfg.encoder_normalize_before, "--encoder-normalize-before"),
+                     (cfg.pos_encoding == "tupe" and not cfg.untie_cls, "--tie-cls")):
+        if on:
+            flags.append(flag)
+    return flags, cfg
+
+
+def finetune_args(data: Path, checkpoint: Path, save: Path, recipe: TaskRecipe, lr: float, seed: int,
+                  batch_size: int, arch: list[str], max_positions: int, extra: list[str]) -> list[str]:
+    """The original finetuning command (README of the TUPE code), variables substituted; the
+    best checkpoint is kept (no --no-best-checkpoints) so that prediction has one."""
+    args = [str(data), "--fp16", "--fp16-init-scale", "4", "--threshold-loss-scale", "1",
+            "--fp16-scale-window", "128", "--restore-file", str(checkpoint), "--max-positions", str(max_positions),
+            "--max-sentences", str(batch_size), "--max-tokens", "4400", "--task", "sentence_prediction",
+            "--reset-optimizer", "--reset-dataloader", "--reset-meters", "--required-batch-size-multiple", "1",
+            "--init-token", "0", "--separator-token", "2", "--criterion", "sentence_prediction",
+            "--num-classes", str(recipe.num_classes), "--dropout", "0.1", "--attention-dropout", "0.1",
+            "--weight-decay", "0.01", "--optimizer", "adam", "--adam-betas", "(0.9, 0.999)", "--adam-eps", "1e-06",
+            "--clip-norm", "1.0", "--validate-interval-updates", "2", "--lr-scheduler", "polynomial_decay",
+            "--lr", str(lr), "--warmup-ratio", "0.06", "--max-epoch", str(recipe.epochs), "--seed", str(seed),
+            "--save-dir", str(save), "--no-progress-bar", "--log-interval", "100", "--no-epoch-checkpoints",
+            "--no-last-checkpoints", "--find-unused-parameters", "--skip-invalid-size-inputs-valid-test",
+            "--truncate-sequence", "--tensorboard-logdir", str(save / "tb"), "--best-checkpoint-metric",
+            recipe.metric, "--maximize-best-checkpoint-metric", "--valid-subset", recipe.valid_subset, *arch]
+    if recipe.num_classes == 1:
+        args.append("--regression-target")
+    return args + extra
+
+
+def run_one(cmd: list[str], save: Path) -> Optional[dict]:
+    """One finetune; its ``{"best": ...}`` line becomes ``result.json``."""
+    result = save / "result.json"
+    if result.is_file():
+        return json.loads(result.read_text())
+    save.mkdir(parents=True, exist_ok=True)
+    with open(save / "train.log", "w") as log:
+        proc = subprocess.run([sys.executable, "-m", "tupe.train.trainer", *cmd], stdout=subprocess.PIPE,
+                              stderr=log, text=True)
+        log.write(proc.stdout)
+    best = [json.loads(line)["best"] for line in proc.stdout.splitlines() if line.startswith('{"best"')]
+    if proc.returncode != 0 or not best:
+        return None
+    result.write_text(json.dumps(best[-1], indent=2) + "\n")
+    return best[-1]
+
+
+# --------------------------------------------------------------------------- aggregation
+def column_value(best: dict, subset: str, metric: str) -> Optional[float]:
+    """A run's metric on ``subset`` at the validation where the first subset was best."""
+    value = best.get("valid", {}).get(subset, {}).get(metric)
+    return None if value is None else float(value)
+
+
+def aggregate(runs: dict[str, dict[float, dict[int, dict]]]) -> dict[str, dict]:
+    """``runs[task][lr][seed]`` = a run's best record. Per task: the median over seeds for each
+    learning rate, the learning rate with the best median, its spread, the representative
+    seed (the median run) and the table columns (medians at that learning rate)."""
+    out = {}
+    for task, by_lr in runs.items():
+        recipe = RECIPES[task]
+        medians = {}
+        for lr, by_seed in by_lr.items():
+            values = [column_value(b, "valid", recipe.metric) for b in by_seed.values()]
+            values = [v for v in values if v is not None]
+            if values:
+                medians[lr] = statistics.median(values)
+        if not medians:
+            continue
+        best_lr = max(medians, key=lambda lr: (medians[lr], -lr))
+        seeds = {s: column_value(b, "valid", recipe.metric) for s, b in runs[task][best_lr].items()}
+        seeds = {s: v for s, v in seeds.items() if v is not None}
+        ranked = sorted(seeds, key=lambda s: (seeds[s], s))
+        representative = ranked[(len(ranked) - 1) // 2]
+        columns = {}
+        for name, col_task, subset in COLUMNS:
+            if col_task == task:
+                vals = [column_value(b, subset, recipe.metric) for b in runs[task][best_lr].values()]
+                vals = [v for v in vals if v is not None]
+                if vals:
+                    columns[name] = statistics.median(vals)
+        out[task] = {"metric": recipe.metric, "lr": best_lr, "median": medians[best_lr],
+                     "medians_by_lr": medians, "min": min(seeds.values()), "max": max(seeds.values()),
+                     "seeds": len(seeds), "representative_seed": representative, "columns": columns}
+    return out
+
+
+def table(summary: dict[str, dict], label: str, paper: bool) -> tuple[list[str], list[list]]:
+    header = ["model"] + [c for c, _, _ in COLUMNS] + ["Avg"]
+    values = []
+    for name, task, _ in COLUMNS:
+        v = summary.get(task, {}).get("columns", {}).get(name)
+        values.append(None if v is None else round(100 * v, 2))
+    known = [v for v in values if v is not None]
+    avg = round(sum(known) / len(known), 2) if len(known) == len(values) else None
+    rows = [[label] + values + [avg]]
+    if paper:
+        rows += [[f"{k} (paper)"] + v for k, v in PAPER.items()]
+    return header, rows
+
+
+def write_tables(out: Path, summary: dict, label: str, paper: bool) -> str:
+    header, rows = table(summary, label, paper)
+    fmt = lambda v: "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
+    md = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    md += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    md.append("")
+    md.append("Per task: metric, best learning rate, median over seeds [min, max] (x100).")
+    md.append("")
+    for task, s in summary.items():
+        md.append(f"- {task}: {s['metric']}, lr {s['lr']:g}, {100 * s['median']:.2f} "
+                  f"[{100 * s['min']:.2f}, {100 * s['max']:.2f}] over {s['seeds']} seeds")
+    text = "\n".join(md) + "\n"
+    (out / "results.md").write_text(text)
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows([[("" if v is None else v) for v in row] for row in rows])
+    (out / "results.json").write_text(json.dumps({"label": label, "tasks": summary}, indent=2) + "\n")
+    return text
+
+
+def keep_representatives(out: Path, summary: dict, keep_all: bool) -> None:
+    for task, s in summary.items():
+        run = out / task / f"lr{s['lr']:g}_seed{s['representative_seed']}"
+        best = out / task / "best"
+        if (run / "checkpoint_best.pt").is_file():
+            best.mkdir(parents=True, exist_ok=True)
+            for name in ("checkpoint_best.pt", "dict.txt", "bpe-code", "labels.json", "result.json"):
+                if (run / name).is_file():
+                    shutil.copyfile(run / name, best / name)
+        if not keep_all:
+            for ckpt in (out / task).glob("lr*_seed*/checkpoint*.pt"):
+                ckpt.unlink()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="tupe-glue", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, type=Path, help="pretrained checkpoint (file or run dir)")
+    p.add_argument("--data-dir", required=True, type=Path, help="tupe-preprocess glue output (TASK-bin folders)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--tasks", default="ALL", help="ALL or e.g. RTE,MRPC,STS-B")
+    p.add_argument("--lrs", default="2e-5,3e-5,4e-5,5e-5")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 1..N per learning rate")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=None, help="override the per-task epochs")
+    p.add_argument("--jobs", type=int, default=1, help="finetunes run at the same time")
+    p.add_argument("--label", default=None, help="row name in the table (default: the checkpoint's scheme)")
+    p.add_argument("--paper", action="store_true", help="add the paper's rows to the table")
+    p.add_argument("--keep-all", action="store_true", help="keep every run's checkpoint")
+    p.add_argument("--extra", default="", help="more train.py flags for every run, e.g. '--cpu'")
+    args = p.parse_args(argv)
+    try:
+        checkpoint = resolve_checkpoint(args.checkpoint)
+        arch, cfg = arch_flags(checkpoint)
+        max_positions, label = cfg.max_positions, args.label or cfg.name
+    except (CheckpointError, FileNotFoundError) as e:
+        print(f"tupe-glue: error: {e}", file=sys.stderr)
+        return 1
+    tasks = list(RECIPES) if args.tasks.upper() == "ALL" else [t.strip() for t in args.tasks.split(",")]
+    for t in tasks:
+        if t not in RECIPES:
+            p.error(f"unknown task {t!r}; choose from {', '.join(RECIPES)}")
+        if not (args.data_dir / f"{t}-bin").is_dir():
+            print(f"tupe-glue: error: {args.data_dir / f'{t}-bin'} not found (run tupe-preprocess glue)",
+                  file=sys.stderr)
+            return 1
+    lrs = [float(x) for x in args.lrs.split(",")]
+    jobs = []
+    for task in tasks:
+        recipe = RECIPES[task]
+        if args.epochs:
+            recipe = TaskRecipe(recipe.num_classes, recipe.metric, args.epochs, recipe.valid_subset)
+        for lr in lrs:
+            for seed in range(1, args.seeds + 1):
+                save = args.out / task / f"lr{lr:g}_seed{seed}"
+                cmd = finetune_args(args.data_dir / f"{task}-bin", checkpoint, save, recipe, lr, seed,
+                                    args.batch_size, arch, max_positions, args.extra.split())
+                jobs.append((task, lr, seed, cmd, save))
+    print(f"tupe-glue: {len(jobs)} finetunes ({len(tasks)} tasks x {len(lrs)} lrs x {args.seeds} seeds), "
+          f"{args.jobs} at a time; logs in {args.out}/TASK/lr*_seed*/train.log", file=sys.stderr)
+    runs: dict = {}
+    failed = []
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [(job, pool.submit(run_one, job[3], job[4])) for job in jobs]
+        for i, ((task, lr, seed, _, save), fut) in enumerate(futures, 1):
+            best = fut.result()
+            if best is None:
+                failed.append(str(save))
+                print(f"tupe-glue: [{i}/{len(jobs)}] {task} lr {lr:g} seed {seed}: FAILED (see {save}/train.log)",
+                      file=sys.stderr)
+                continue
+            runs.setdefault(task, {}).setdefault(lr, {})[seed] = best
+            print(f"tupe-glue: [{i}/{len(jobs)}] {task} lr {lr:g} seed {seed}: "
+                  f"{best['best_checkpoint_metric']} {best['best']:.4f}", file=sys.stderr)
+    summary = aggregate(runs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = write_tables(args.out, summary, label, args.paper)
+    keep_representatives(args.out, summary, args.keep_all)
+    print(text)
+    print(f"tupe-glue: tables in {args.out}/results.{{md,csv,json}}", file=sys.stderr)
+    if failed:
+        print(f"tupe-glue: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""``tupe-predict``: predictions of a finetuned checkpoint.
+
+(a) GLUE test-set submission files from the binarized test split(s):
+
+    tupe-predict --checkpoint runs/glue/RTE/best --glue-task RTE --data data-bin/glue/RTE-bin --out submission/
+
+writes ``submission/RTE.tsv`` (``index<TAB>prediction``; MNLI: ``MNLI-m.tsv`` and ``MNLI-mm.tsv``).
+
+(b) Raw sentences (or tab-separated pairs), one per line, from a file or stdin, with the
+same cleaning, Moses tokenisation and BPE as the training data; prints label and probability:
+
+    echo -e "a sentence\\tits pair" | tupe-predict --checkpoint runs/glue/RTE/best
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import CheckpointError
+from ..data.dictionary import Dictionary
+from ..data.indexed_dataset import MMapIndexedDataset, exists as dataset_exists
+from ..hub import HubError, TupeHub, from_pretrained
+from ..model import TupeModel
+
+SUBMISSION_NAMES = {"MNLI": {"test": "MNLI-m", "test1": "MNLI-mm"}}
+WORD_LABELS = {"MNLI", "QNLI", "RTE"}          # the GLUE server wants words for these; 0/1 for the others
+
+
+def glue_test_rows(data: Path, split: str, n_inputs: int, max_positions: int) -> list[torch.Tensor]:
+    """``<s> input0 </s> [</s> input1 </s>]`` rows of a binarized test split, truncated."""
+    parts = []
+    for k in range(n_inputs):
+        prefix = data / f"input{k}" / split
+        if not dataset_exists(prefix):
+            raise HubError(f"{prefix}.bin/.idx not found (a pair task needs input0 and input1)")
+        parts.append(MMapIndexedDataset(prefix))
+    if n_inputs == 2 and len(parts[0]) != len(parts[1]):
+        raise HubError(f"{data}: input0/{split} and input1/{split} differ in length")
+    rows = []
+    for i in range(len(parts[0])):
+        ids = [torch.tensor([0]), parts[0][i]]
+        if n_inputs == 2:
+            ids += [torch.tensor([2]), parts[1][i]]
+        rows.append(torch.cat(ids)[:max_positions])
+    if not rows:
+        raise HubError(f"{data}/input0/{split}: empty split")
+    return rows
+
+
+@torch.no_grad()
+def predict_rows(model: TupeModel, head: str, rows: list[torch.Tensor], batch_size: int = 32) -> torch.Tensor:
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start: start + batch_size]
+        T = max(len(r) for r in chunk)
+        tokens = torch.full((len(chunk), T), 1, dtype=torch.long)
+        for b, r in enumerate(chunk):
+            tokens[b, : len(r)] = r
+        out.append(model(tokens.to(device), classification_head_name=head).float().cpu())
+    return torch.cat(out)
+
+
+def write_submission(model: TupeModel, head: str, task: str, data: Path, out_dir: Path) -> list[Path]:
+    if head not in model.classification_heads:
+        raise HubError(f"the checkpoint has no classification head {head!r} (it has "
+                       f"{sorted(model.classification_heads) or 'none'})")
+    n_classes = model.head_sizes[head]
+    label_dict = Dictionary.load(data / "label" / "dict.txt") if n_classes > 1 else None
+    n_inputs = 2 if (data / "input1").is_dir() else 1
+    splits = ["test", "test1"] if task == "MNLI" else ["test"]
+    written = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split in splits:
+        logits = predict_rows(model, head, glue_test_rows(data, split, n_inputs, model.cfg.max_positions))
+        path = out_dir / f"{SUBMISSION_NAMES.get(task, {}).get(split, task)}.tsv"
+        with open(path, "w") as f:
+            f.write("index\tprediction\n")
+            for i, row in enumerate(logits):
+                if label_dict is None:
+                    value = f"{min(max(row.item() * 5.0, 0.0), 5.0):.3f}"     # STS-B: back to 0..5
+                else:
+                    word = label_dict[int(row.argmax()) + label_dict.nspecial]
+                    value = word if task in WORD_LABELS else str(int(word))
+                f.write(f"{i}\t{value}\n")
+        written.append(path)
+    return written
+
+
+def predict_raw(hub: TupeHub, head: str, lines, out=None) -> int:
+    out = out or sys.stdout
+    n = 0
+    for lineno, line in enumerate(lines, 1):
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) > 2:
+            raise HubError(f"line {lineno}: expected a sentence or a tab-separated pair, got {len(fields)} fields")
+        label, prob = hub.predict_label(head, fields[0], fields[1] if len(fields) == 2 else None)
+        out.write(f"{label}\t{prob:.4f}\n" if prob == prob else f"{label}\n")
+        n += 1
+    return n
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="tupe-predict", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="finetuned checkpoint file or directory")
+    p.add_argument("--head", default="sentence_classification_head")
+    p.add_argument("--glue-task", help="write the GLUE submission file(s) for this task")
+    p.add_argument("--data", type=Path, help="the task's binarized folder (TASK-bin) for --glue-task")
+    p.add_argument("--out", type=Path, default=Path("."), help="folder for the submission files")
+    p.add_argument("--input", type=Path, help="raw sentences (TSV: sentence[TAB]pair); default stdin")
+    p.add_argument("--cpu", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        if args.glue_task:
+            if args.data is None:
+                p.error("--glue-task needs --data (the TASK-bin folder)")
+            from ..checkpoint import load_model
+            model = load_model(args.checkpoint)
+            if torch.cuda.is_available() and not args.cpu:
+                model.cuda()
+            for path in write_submission(model, args.head, args.glue_task, args.data, args.out):
+                print(f"tupe-predict: wrote {path}", file=sys.stderr)
+        else:
+            hub = from_pretrained(args.checkpoint)
+            if torch.cuda.is_available() and not args.cpu:
+                hub.cuda()
+            if args.head not in hub.model.classification_heads:
+                raise HubError(f"the checkpoint has no classification head {args.head!r} (it has "
+                               f"{sorted(hub.model.classification_heads) or 'none'})")
+            if args.input:
+                with open(args.input, encoding="utf-8") as src:
+                    n = predict_raw(hub, args.head, src)
+            else:
+                n = predict_raw(hub, args.head, sys.stdin)
+            if n == 0:
+                raise HubError(f"{args.input or 'stdin'}: no sentences to predict")
+    except (HubError, CheckpointError, FileNotFoundError) as e:
+        print(f"tupe-predict: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Using TUPE from Python, like fairseq's hub interface.
+
+    m = tupe.from_pretrained("checkpoints/tupe-r")       # original or own format, with dict.txt + bpe-code
+    ids = m.encode("TUPE unties positions.", "Second sentence.")
+    m.decode(ids); m.extract_features("some text"); m.fill_mask("the <mask> of words", topk=3)
+    m.predict("sentence_classification_head", "a sentence", "its pair")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from .checkpoint import load_model
+from .data.bpe import BPE
+from .data.dictionary import MASK
+from .model import TupeModel
+from .preprocess.text import glue_clean
+
+LABELS_FILE = "labels.json"
+
+
+class HubError(RuntimeError):
+    """A model directory that lacks what a call needs."""
+
+
+class TupeHub(torch.nn.Module):
+    def __init__(self, model: TupeModel, labels: Optional[dict[str, list[str]]] = None, cased: bool = False):
+        super().__init__()
+        if model.dictionary is None:
+            raise HubError("the model has no dictionary: put its dict.txt beside the checkpoint")
+        if model.bpe_codes is None:
+            raise HubError("the model has no BPE codes: put its bpe-code beside the checkpoint")
+        self.model = model
+        self.dictionary = model.dictionary
+        self.mask_idx = model.cfg.vocab_size - 1 if MASK not in self.dictionary else self.dictionary.index(MASK)
+        self.bpe = BPE.from_file(model.bpe_codes)
+        self.labels = labels or {}
+        self.cased = cased
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ text <-> ids
+    def bpe_text(self, text: str) -> str:
+        """The per-row cleaning of the GLUE pipeline (Moses normalisation and tokenisation,
+        lower-casing) and the BPE codes."""
+        return self.bpe.apply_line(glue_clean(text, lowercase=not self.cased))
+
+    def _ids(self, text: str) -> list[int]:
+        out = []
+        for piece in self.bpe_text(text).split():
+            out.append(self.mask_idx if piece == MASK else self.dictionary.index(piece))
+        return out + [self.dictionary.eos()]
+
+    def encode(self, text: str, text2: Optional[str] = None) -> torch.Tensor:
+        """``<s> text </s> [</s> text2 </s>]`` as the finetuning data was built."""
+        ids = [self.dictionary.bos()] + self._ids(text)
+        if text2 is not None:
+            ids += [self.dictionary.eos()] + self._ids(text2)
+        if len(ids) > self.model.cfg.max_positions:
+            ids = ids[: self.model.cfg.max_positions]
+        return torch.tensor(ids, dtype=torch.long)
+
+    def decode(self, ids: Union[torch.Tensor, list[int]]) -> str:
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        words = [MASK if i == self.mask_idx else self.dictionary[i] for i in ids
+                 if i not in (self.dictionary.bos(), self.dictionary.pad(), self.dictionary.eos())]
+        return (" ".join(words) + " ").replace("@@ ", "").strip()
+
+    # ------------------------------------------------------------------ model calls
+    def _batch(self, tokens: Union[str, torch.Tensor]) -> torch.Tensor:
+        if isinstance(tokens, str):
+            tokens = self.encode(tokens)
+        return (tokens if tokens.dim() == 2 else tokens.unsqueeze(0)).to(self.device)
+
+    @torch.no_grad()
+    def extract_features(self, tokens: Union[str, torch.Tensor]) -> torch.Tensor:
+        self.model.eval()
+        return self.model.extract_features(self._batch(tokens))
+
+    @torch.no_grad()
+    def fill_mask(self, text: str, topk: int = 5) -> list[tuple[str, float, str]]:
+        """``text`` with one ``<mask>``: the ``topk`` fillers as (filled text, probability, token)."""
+        if text.count(MASK) != 1:
+            raise HubError(f"fill_mask needs exactly one {MASK} in the text, got {text.count(MASK)}")
+        tokens = self._batch(text)
+        masked = tokens.eq(self.mask_idx)
+        self.model.eval()
+        probs = self.model(tokens, masked_tokens=masked).softmax(-1)[0]
+        values, indices = probs.topk(topk)
+        out = []
+        for p, i in zip(values.tolist(), indices.tolist()):
+            filled = tokens[0].clone()
+            filled[masked[0]] = i
+            out.append((self.decode(filled), p, self.dictionary[i]))
+        return out
+
+    @torch.no_grad()
+    def predict(self, head: str, text: str, text2: Optional[str] = None, return_logits: bool = False):
+        """Class log-probabilities (or the regression value) of a classification head; with
+        labels known (a finetuned directory), ``predict_label`` returns the label word."""
+        if head not in self.model.classification_heads:
+            raise HubError(f"the model has no classification head {head!r} (it has "
+                           f"{sorted(self.model.classification_heads) or 'none'})")
+        self.model.eval()
+        logits = self.model(self._batch(self.encode(text, text2)), classification_head_name=head)
+        if return_logits or logits.size(-1) == 1:
+            return logits
+        return logits.log_softmax(-1)
+
+    def predict_label(self, head: str, text: str, text2: Optional[str] = None) -> tuple[str, float]:
+        out = self.predict(head, text, text2)
+        if out.size(-1) == 1:
+            return f"{out.item() * 5:.4f}", float("nan")   # STS-B style: back to 0..5
+        prob, idx = out.exp()[0].max(-1)
+        words = self.labels.get(head)
+        return (words[idx] if words and idx < len(words) else str(int(idx))), float(prob)
+
+
+def from_pretrained(path: Union[str, Path], cased: bool = False) -> TupeHub:
+    """A model directory or checkpoint (original or own format) with its dict.txt and bpe-code."""
+    model = load_model(path)
+    directory = Path(path) if Path(path).is_dir() else Path(path).parent
+    labels = json.loads((directory / LABELS_FILE).read_text()) if (directory / LABELS_FILE).is_file() else None
+    return TupeHub(model, labels, cased)
