@@ -35,7 +35,8 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
         return
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     # Bounded in-flight work (Pool.imap would read the whole input ahead into memory).
-    with mp.get_context(method).Pool(workers, initializer=initializer, initargs=initargs) as pool:
+    pool = mp.get_context(method).Pool(workers, initializer=initializer, initargs=initargs)
+    try:
         pending: deque = deque()
         for item in items:
             pending.append(pool.apply_async(fn, (item,)))
@@ -43,6 +44,12 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+        # Graceful shutdown: terminate() can kill a worker while it holds the task queue's lock
+        # and leave the other one waiting on it forever.
+        pool.close()
+        pool.join()
+    finally:
+        pool.terminate()
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
