@@ -1,10 +1,10 @@
-# The two commands of the README: `make test` (and later `make demo`).
+# The two commands of the README: `make demo` and `make test`.
 # Each creates .venv on first use and installs the package into it; both are idempotent.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test test-all install clean
+.PHONY: demo test test-all install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(PY) -m tupe.demo --out runs/demo $(DEMO_ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

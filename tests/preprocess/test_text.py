@@ -49,6 +49,11 @@ def test_split_punctuation_and_placeholders():
 
 def test_moses_tokenize_protects_placeholders():
     assert T.moses_tokenize("don't <url> <unk>, ok") == "don 't <url> <unk> , ok"
+    long = " ".join(["<unk>, word's"] * 1500)           # sacremoses alone refuses > 1000 protected matches
+    out = T.moses_tokenize(long)
+    assert out == " ".join(["<unk> , word 's"] * 1500)
+    text = 'he said "yes" (twice), <unk> it\'s e-mail at 5.3% ... ok. ' * 30
+    assert T.moses_tokenize(text, max_protected=7) == T.moses_tokenize(text)   # pieces change nothing
 
 
 def test_merge_short_sentences():

@@ -137,12 +137,19 @@ def _moses_tokenizer():
 _PROTECTED_PATTERNS = [re.escape(p) for p in PROTECTED]
 
 
-def moses_tokenize(text: str) -> str:
-    """Moses tokenisation without escaping, protecting the placeholders."""
+def moses_tokenize(text: str, max_protected: int = 500) -> str:
+    """Moses tokenisation without escaping, protecting the placeholders. sacremoses refuses a
+    text with more than 1000 protected matches: such a text is tokenised in pieces cut at
+    whitespace (Moses' rules do not cross whitespace)."""
     if not text:
         return text
-    return _moses_tokenizer().tokenize(text, escape=False, return_str=True,
-                                       protected_patterns=_PROTECTED_PATTERNS)
+    tok = _moses_tokenizer()
+    if text.count("<") <= max_protected:
+        return tok.tokenize(text, escape=False, return_str=True, protected_patterns=_PROTECTED_PATTERNS)
+    words = text.split()
+    pieces = [" ".join(words[i: i + max_protected]) for i in range(0, len(words), max_protected)]
+    return " ".join(tok.tokenize(p, escape=False, return_str=True, protected_patterns=_PROTECTED_PATTERNS)
+                    for p in pieces)
 
 
 def split_sentences(paragraph: str) -> list[str]:

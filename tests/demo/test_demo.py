@@ -1,0 +1,50 @@
+"""The demo in --quick mode, end to end, and tupe-report on its output."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tupe.demo import DATA, MODELS, main as demo
+from tupe.report import main as report_main
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    assert demo(["--quick", "--out", str(out)]) == 0
+    return out
+
+
+def test_shipped_data_and_licence():
+    assert (DATA / "LICENSE.wordnet").read_text().startswith("WordNet Release 3.0")
+    header, *rows = (DATA / "task" / "train.tsv").read_text().splitlines()
+    assert header == "sentence\tlabel" and len(rows) == 4000
+    labels = [r.rsplit("\t", 1)[1] for r in rows]
+    assert set(labels) == {"0", "1"} and 0.4 < labels.count("1") / len(labels) < 0.6
+
+
+def test_quick_demo_report(quick_demo, capsys):
+    out = quick_demo
+    report = out / "report.md"
+    assert report.is_file()
+    text = report.read_text()
+    for png in ("pretrain_loss_updates.png", "pretrain_loss_wall.png", "lr_schedule.png", "finetune_curves.png"):
+        assert (out / png).stat().st_size > 1000 and f"]({png})" in text
+    table = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert sorted(row.split(" | ")[0].strip("| ") for row in table[:3]) == sorted(MODELS)   # a row per model
+    for name in MODELS:                       # every model's validation loss went down
+        recs = [json.loads(x) for x in (out / "pretrain" / name / "metrics.jsonl").read_text().splitlines()]
+        valid = [r["loss"] for r in recs if r["type"] == "valid"]
+        assert len(valid) >= 2 and valid[-1] < valid[0], (name, valid)
+        assert json.loads((out / "finetune" / name / "results.json").read_text())["tasks"]["SST-2"]["median"] > 0
+    assert report_main([str(out)]) == 0       # tupe-report alone re-makes it and prints the table
+    printed = capsys.readouterr().out
+    assert "| model | updates |" in printed and "report:" in printed
+
+
+def test_report_errors(tmp_path, capsys):
+    assert report_main([str(tmp_path / "nope")]) == 1
+    assert "run directory not found" in capsys.readouterr().err
+    assert report_main([str(tmp_path)]) == 1
+    assert "no metrics.jsonl" in capsys.readouterr().err
