@@ -3,11 +3,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Optional torch requirement installed first, e.g. `make test TORCH=torch==2.13.0` (a CPU wheel).
+TORCH ?=
 
 .PHONY: demo test test-all install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(if $(TORCH),$(PY) -m pip install -q '$(TORCH)')
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 

@@ -84,9 +84,9 @@ def main(argv=None) -> int:
         lrs, seeds, epochs = "1e-3", 1, 2
     else:
         arch = ["--arch", "bert_small"]
-        tps, batch, updates, merges = 128, 16, 1000, 8000
+        tps, batch, updates, merges = 128, 16, 600, 8000
         corpus_lines, rows = None, None
-        lrs, seeds, epochs = "1e-4,3e-4", 2, 3
+        lrs, seeds, epochs = "1e-4,3e-4", 2, 1
     if args.minutes is not None:
         updates = max(20, int(updates * args.minutes / (1.5 if args.quick else 15)))
     if args.updates is not None:

@@ -109,7 +109,8 @@ def test_kill_and_resume_gives_identical_weights(data_dir, tmp_path):
     assert main(tiny_args(data_dir, tmp_path / "a", *extra)) == 0
     assert records(tmp_path / "a")[-1]["epoch"] >= 2
     cmd = [sys.executable, "train.py", *tiny_args(data_dir, tmp_path / "b", *extra)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}   # same reduction order as run a
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     for line in proc.stdout:
         if "num_updates 26 " in line:
             proc.kill()                                                  # SIGKILL: no chance to save
@@ -117,7 +118,7 @@ def test_kill_and_resume_gives_identical_weights(data_dir, tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert read_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == 24
-    resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert "loaded checkpoint" in resumed.stdout
     a, b = model_tensors(tmp_path / "a" / "checkpoint_last.pt"), model_tensors(tmp_path / "b" / "checkpoint_last.pt")

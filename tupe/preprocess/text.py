@@ -146,8 +146,15 @@ def moses_tokenize(text: str, max_protected: int = 500) -> str:
     tok = _moses_tokenizer()
     if text.count("<") <= max_protected:
         return tok.tokenize(text, escape=False, return_str=True, protected_patterns=_PROTECTED_PATTERNS)
-    words = text.split()
-    pieces = [" ".join(words[i: i + max_protected]) for i in range(0, len(words), max_protected)]
+    pieces, current = [], []
+    for word in text.split():
+        current.append(word)
+        # cut after a word without a final period: Moses splits a period only at the very end
+        if len(current) >= max_protected and not word.endswith("."):
+            pieces.append(" ".join(current))
+            current = []
+    if current:
+        pieces.append(" ".join(current))
     return " ".join(tok.tokenize(p, escape=False, return_str=True, protected_patterns=_PROTECTED_PATTERNS)
                     for p in pieces)
 
