@@ -413,6 +413,8 @@ class Trainer:
                 self.log.jsonl.write(json.dumps({"type": "best", **best}) + "\n")
             print(json.dumps({"best": best}), flush=True)
         self.log.close()
+        if self.world > 1:
+            dist.barrier()   # rank 0 may still be saving: nobody tears the group down before it is done
         return 0
 
     def train_epoch(self) -> None:
