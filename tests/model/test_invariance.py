@@ -149,3 +149,19 @@ def test_classification_heads():
     out = model.classification_heads["sts"](features)
     features[:, 1:] = 0
     torch.testing.assert_close(model.classification_heads["sts"](features), out)
+
+
+@pytest.mark.parametrize("mask_shape", [(2, 4, 7, 7), (2, 1, 1, 7)], ids=["tupe-bias", "padding-only"])
+def test_cpu_training_attention_path_equals_sdpa(mask_shape):
+    """The explicit path used for CPU training with dropout computes SDPA's function."""
+    from tupe.model.transformer import attention_with_dropout
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 7, 8, generator=g) for _ in range(3))
+    mask = torch.randn(mask_shape, generator=g)
+    mask[..., -1] = float("-inf")
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3)
+    torch.testing.assert_close(attention_with_dropout(q, k, v, mask, 0.3, 0.0), want, atol=1e-5, rtol=1e-5)
+    torch.manual_seed(1)
+    dropped = attention_with_dropout(q, k, v, mask, 0.3, 0.5)
+    assert dropped.shape == want.shape and not torch.allclose(dropped, want)
