@@ -188,3 +188,19 @@ def test_restore_file_architecture_mismatch_is_named(data_dir, tmp_path, capsys)
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "rel_pos: the checkpoint has True, the command line asks for False (add or remove --rel-pos)" in err
+
+
+def test_tupe_validate_matches_the_training_validation(data_dir, tmp_path, capsys):
+    from tupe.train.validate import main as validate
+
+    save = tmp_path / "v"
+    assert main(tiny_args(data_dir, save, "--max-update", "8")) == 0
+    last_valid = records(save, "valid")[-1]
+    capsys.readouterr()
+    assert validate([str(data_dir), "--path", str(save), "--tokens-per-sample", "32",
+                     "--skip-invalid-size-inputs-valid-test", "--cpu"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["subset"] == "valid" and out["loss"] == pytest.approx(last_valid["loss"], abs=1e-3)
+    assert out["ppl"] == pytest.approx(2 ** out["loss"], rel=1e-3)
+    assert validate([str(data_dir), "--path", str(save), "--tokens-per-sample", "32", "--cpu"]) == 1
+    assert "pass --skip-invalid-size-inputs-valid-test" in capsys.readouterr().err

@@ -29,6 +29,13 @@ def _bool_str(text: str) -> bool:
     return str(text).lower() in ("1", "true", "yes")
 
 
+def add_masking_args(parser) -> None:
+    """BERT masking flags (train.py and tupe-validate share them)."""
+    parser.add_argument("--mask-prob", type=float, default=0.15)
+    parser.add_argument("--leave-unmasked-prob", type=float, default=0.1)
+    parser.add_argument("--random-token-prob", type=float, default=0.1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="train.py", description="Pretrain or finetune TUPE with fairseq's command line.",
@@ -41,9 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: the task's own")
     g.add_argument("--sample-break-mode", default="complete", choices=["none", "complete", "complete_doc", "eos"])
     g.add_argument("--tokens-per-sample", type=int, default=512, help="block size, <s> included")
-    g.add_argument("--mask-prob", type=float, default=0.15)
-    g.add_argument("--leave-unmasked-prob", type=float, default=0.1)
-    g.add_argument("--random-token-prob", type=float, default=0.1)
+    add_masking_args(g)
     g.add_argument("--mask-whole-words", action="store_true", help="mask whole words (BPE @@ aware)")
     g.add_argument("--valid-subset", default="valid", help="comma-separated valid splits")
     g.add_argument("--num-workers", type=int, default=1, help="data loader processes (capped to the CPUs)")

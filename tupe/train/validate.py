@@ -17,6 +17,7 @@ from ..checkpoint import CheckpointError, load_model
 from ..data.dictionary import MASK
 from ..data.indexed_dataset import MMapIndexedDataset, exists as dataset_exists
 from .data import Masker, MaskedLMDataset, TokenBlockDataset, collate, epoch_batches
+from .options import add_masking_args
 from .tasks import TaskError as TrainingError, load_dictionary, masked_lm_loss
 
 
@@ -29,9 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-break-mode", default="complete", choices=["none", "complete", "complete_doc", "eos"])
     p.add_argument("--max-sentences", "--batch-size", dest="max_sentences", type=int, default=16)
     p.add_argument("--max-tokens", type=int, default=None)
-    p.add_argument("--mask-prob", type=float, default=0.15)
-    p.add_argument("--leave-unmasked-prob", type=float, default=0.1)
-    p.add_argument("--random-token-prob", type=float, default=0.1)
+    add_masking_args(p)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true")
     p.add_argument("--cpu", action="store_true")
