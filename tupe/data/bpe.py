@@ -16,9 +16,8 @@ import heapq
 import itertools
 import os
 import re
-from collections import Counter, defaultdict
-from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from collections import defaultdict
+from typing import Iterable, Sequence, Union
 
 EOW = "</w>"
 SEP = "@@"
@@ -232,14 +231,3 @@ class BPE:
 
     def apply_line(self, line: str) -> str:
         return self.apply([line])[0]
-
-
-def word_counts_of(lines: Iterable[str]) -> Counter:
-    counts: Counter = Counter()
-    for line in lines:
-        counts.update(line.split())
-    return counts
-
-
-def codes_path(directory: Union[str, os.PathLike]) -> Path:
-    return Path(directory) / "bpe-code"

@@ -18,14 +18,11 @@ import shutil
 import signal
 import sys
 import time
-from functools import partial
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from ..checkpoint import (CheckpointError, build_and_load, config_from_checkpoint, fairseq_state_dict,
                           read_checkpoint, _ours_from_fairseq)
@@ -49,8 +46,8 @@ def cpu_supports_bf16() -> bool:
         with open("/proc/cpuinfo") as f:
             flags = f.read()
         return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
-    except OSError:
-        return torch.backends.mps.is_available() if hasattr(torch.backends, "mps") else False
+    except OSError:   # no /proc (not Linux): be conservative
+        return False
 
 
 def init_distributed(args) -> tuple[int, int, torch.device]:

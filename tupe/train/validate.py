@@ -6,19 +6,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import sys
-from functools import partial
 from pathlib import Path
 
 import torch
 
 from ..checkpoint import CheckpointError, load_model
-from ..data.dictionary import MASK
-from ..data.indexed_dataset import MMapIndexedDataset, exists as dataset_exists
-from .data import Masker, MaskedLMDataset, TokenBlockDataset, collate, epoch_batches
 from .options import add_masking_args
-from .tasks import TaskError as TrainingError, load_dictionary, masked_lm_loss
+from .tasks import MaskedLMTask, TaskError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,38 +37,36 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         model = load_model(args.path)
-        dictionary = load_dictionary(args.data / "dict.txt")
-        if len(dictionary) != model.cfg.vocab_size:
-            raise TrainingError(f"{args.data / 'dict.txt'} gives {len(dictionary)} symbols with <mask>, "
-                                f"the model has {model.cfg.vocab_size}: wrong data for this checkpoint")
+        # The trainer's own task: the same blocks, masks (epoch 0), batching and loss.
+        task = MaskedLMTask(argparse.Namespace(
+            data=str(args.data), tokens_per_sample=args.tokens_per_sample or model.cfg.max_positions,
+            sample_break_mode=args.sample_break_mode, mask_prob=args.mask_prob,
+            leave_unmasked_prob=args.leave_unmasked_prob, random_token_prob=args.random_token_prob,
+            seed=args.seed, mask_whole_words=False, max_tokens=args.max_tokens, max_sentences=args.max_sentences,
+            max_tokens_valid=None, max_sentences_valid=None, required_batch_size_multiple=1))
+        if len(task.dictionary) != model.cfg.vocab_size:
+            raise TaskError(f"{args.data / 'dict.txt'} gives {len(task.dictionary)} symbols with <mask>, "
+                            f"the model has {model.cfg.vocab_size}: wrong data for this checkpoint")
         device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
         model.to(device)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
-        tps = args.tokens_per_sample or model.cfg.max_positions
-        masker = Masker(dictionary.index(MASK), len(dictionary), dictionary.pad(), dictionary.nspecial,
-                        args.mask_prob, args.leave_unmasked_prob, args.random_token_prob, args.seed)
         for subset in [s for s in args.valid_subset.split(",") if s]:
-            prefix = args.data / subset
-            if not dataset_exists(prefix):
-                raise TrainingError(f"{prefix}.bin/.idx not found")
-            dataset = MaskedLMDataset(TokenBlockDataset(MMapIndexedDataset(prefix), tps, args.sample_break_mode,
-                                                        dictionary.bos()), masker, epoch=0)
-            batches, skipped = epoch_batches(dataset, args.seed, 0, args.max_tokens, args.max_sentences, 1,
-                                             model.cfg.max_positions, shuffle=False)
+            dataset = task.dataset(subset, 0)
+            batches, skipped = task.batches(dataset, 0, model.cfg.max_positions, train=False)
             if skipped and not args.skip_invalid_size_inputs_valid_test:
-                raise TrainingError(f"{subset}: {skipped} samples are longer than the model's max_positions "
-                                    f"{model.cfg.max_positions}; pass --skip-invalid-size-inputs-valid-test")
+                raise TaskError(f"{subset}: {skipped} samples are longer than the model's max_positions "
+                                f"{model.cfg.max_positions}; pass --skip-invalid-size-inputs-valid-test")
             loss_sum, count = 0.0, 0
-            loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=partial(collate, pad_idx=1))
+            loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=task.collater())
             with torch.no_grad():
                 for batch in loader:
-                    loss, n = masked_lm_loss(model, batch, device, dictionary.pad(), autocast)
+                    loss, n, _ = task.loss(model, batch, device, autocast)
                     loss_sum += loss.item()
                     count += n
-            bits = loss_sum / max(count, 1) / math.log(2)
-            print(json.dumps({"subset": subset, "loss": round(bits, 4), "ppl": round(2 ** bits, 4),
+            stats = task.metrics(loss_sum, count, None)
+            print(json.dumps({"subset": subset, "loss": round(stats["loss"], 4), "ppl": round(stats["ppl"], 4),
                               "masked_tokens": count, "samples": len(dataset) - skipped, "skipped": skipped}))
-    except (TrainingError, CheckpointError, FileNotFoundError) as e:
+    except (TaskError, CheckpointError, FileNotFoundError) as e:
         print(f"tupe-validate: error: {e}", file=sys.stderr)
         return 1
     return 0
