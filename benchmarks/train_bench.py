@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from tupe import TupeConfig, TupeModel
+from tupe.train.cpu import retain_freed_memory
 from tupe.train.optim import FairseqAdam
 
 V = 32769
@@ -95,6 +96,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     device = torch.device(args.device)
+    if device.type == "cpu":
+        retain_freed_memory()   # as the trainer does; all models in this process profit alike
     out = args.out or Path(__file__).parent / "results" / f"train_{device.type}.json"
     machine = {"device": torch.cuda.get_device_name() if device.type == "cuda" else
                (platform.processor() or platform.machine()), "cpus": os.cpu_count(),

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TupeConfig
+from .dropout import Dropout, dropout
 from .positional import RelativePositionBias, UntiedPositionalCorrelation
 
 
@@ -29,11 +30,11 @@ def activation(name: str):
 def attention_with_dropout(q, k, v, mask, scale: float, p: float) -> torch.Tensor:
     """softmax(q k^T * scale + mask) with dropout, @ v. On the CPU, SDPA runs its unfused math
     kernel whenever dropout is on; this is the same computation with the mask fused into the
-    product (baddbmm), measurably faster there."""
+    product (baddbmm) and the cheap dropout mask of ``dropout.py``, measurably faster there."""
     B, H, T, d = q.shape
     logits = torch.baddbmm(mask.expand(B, H, T, T).reshape(B * H, T, T), q.reshape(B * H, T, d),
                            k.reshape(B * H, T, d).transpose(1, 2), alpha=scale)          # (B*H, T, T)
-    probs = F.dropout(torch.softmax(logits, dim=-1), p)
+    probs = dropout(torch.softmax(logits, dim=-1), p)
     return torch.bmm(probs.to(v.dtype), v.reshape(B * H, T, d)).view(B, H, T, d)
 
 
@@ -84,8 +85,8 @@ class EncoderLayer(nn.Module):
         self.fc2 = nn.Linear(cfg.encoder_ffn_embed_dim, C)
         self.final_layer_norm = nn.LayerNorm(C, eps=1e-5)
         self.act = activation(cfg.activation_fn)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.activation_dropout = nn.Dropout(cfg.activation_dropout)
+        self.dropout = Dropout(cfg.dropout)
+        self.activation_dropout = Dropout(cfg.activation_dropout)
 
     def _sublayer(self, x, norm, fn):
         y = fn(norm(x) if self.normalize_before else x)
@@ -110,7 +111,7 @@ class Encoder(nn.Module):
         # BERT-A/BERT-R only: positions added to the input (row i for token i).
         self.embed_positions = nn.Embedding(cfg.max_positions, C) if cfg.pos_encoding == "absolute" else None
         self.emb_layer_norm = nn.LayerNorm(C, eps=1e-5) if cfg.embedding_normalize else None
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         # TUPE: untied positional correlation; TUPE-R/BERT-R: relative bias.
         self.untied_pos = UntiedPositionalCorrelation(cfg) if cfg.pos_encoding == "tupe" else None
         self.rel_pos_bias = RelativePositionBias(cfg) if cfg.rel_pos else None
@@ -178,7 +179,7 @@ class ClassificationHead(nn.Module):
         C = cfg.encoder_embed_dim
         self.dense = nn.Linear(C, C)
         self.act = activation(cfg.pooler_activation_fn)
-        self.dropout = nn.Dropout(cfg.pooler_dropout)
+        self.dropout = Dropout(cfg.pooler_dropout)
         self.out_proj = nn.Linear(C, num_classes)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

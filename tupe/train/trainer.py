@@ -27,6 +27,7 @@ import torch.distributed as dist
 from ..checkpoint import (CheckpointError, build_and_load, config_from_checkpoint, fairseq_state_dict,
                           read_checkpoint, _ours_from_fairseq)
 from ..model import TupeModel
+from .cpu import cpu_supports_bf16, retain_freed_memory
 from .data import shard
 from .logger import MetricsLogger
 from .optim import DynamicLossScaler, FairseqAdam, PolynomialDecay
@@ -41,15 +42,6 @@ class TrainingError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- setup helpers
-def cpu_supports_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-        return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
-    except OSError:   # no /proc (not Linux): be conservative
-        return False
-
-
 def init_distributed(args) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -72,6 +64,8 @@ class Trainer:
         self.args = args
         self.rank, self.world, self.device = init_distributed(args)
         self.master = self.rank == 0
+        if self.device.type == "cpu":
+            retain_freed_memory()                    # reuse pages step to step (see cpu.py)
         self.save_dir = Path(args.save_dir)
         self.log = MetricsLogger(args.log_format, self.save_dir if self.master else None,
                                  args.tensorboard_logdir, enabled=self.master)
