@@ -3,11 +3,21 @@ TUPE-A, TUPE-R and BERT-A, beside HF transformers' BertForMaskedLM of the same s
 batch, same process, fp32 and bf16 autocast.
 
     pip install -e '.[bench]'
-    python benchmarks/train_bench.py [--steps 5] [--device cpu|cuda] [--out benchmarks/results/train_<device>.json]
+    python benchmarks/train_bench.py [--steps 10] [--device cpu|cuda] [--out benchmarks/results/train_<device>.json]
 
 15% of the positions are masked. Our LM head projects only those (as in pretraining); HF
 projects every position. Both use the same optimizer (fairseq's Adam) so that only the
-models differ.
+models differ. All models of one shape and precision are timed in turns (round robin), so
+that a slow spell of a shared machine hits them alike; besides the median step time of each,
+the summary gives paired ratios (the median over rounds of step-time ratios taken within one
+round), which are what the targets compare.
+
+"matmul ceiling": the bf16 / fp32 speed ratio of the matrix products alone (forward and both
+backward products of the four linear layers of one BERT-base layer at the same token count,
+timed in isolation). A training step cannot gain more from bf16 than its matmuls do, less the
+work that does not shrink (optimizer, dropout masks, casts, norms). "TUPE-R bf16 weights"
+(bf16 rows only) is a further bound: the whole model, its residual stream and its optimizer
+state in bf16, no casts at all (numerically not what autocast training is; a yardstick).
 """
 
 from __future__ import annotations
@@ -33,9 +43,15 @@ SHAPES = [(8, 128), (2, 512)]
 MODELS = {"TUPE-A": dict(), "TUPE-R": dict(rel_pos=True), "BERT-A": dict(pos_encoding="absolute")}
 
 
+ALL_BF16 = "TUPE-R bf16 weights"   # bound, not a training recipe: see the module docstring
+
+
 def ours(name: str, device):
-    cfg = TupeConfig.from_preset("bert_base", vocab_size=V, max_positions=512, **MODELS[name])
+    all_bf16 = name == ALL_BF16
+    cfg = TupeConfig.from_preset("bert_base", vocab_size=V, max_positions=512, **MODELS["TUPE-R" if all_bf16 else name])
     model = TupeModel(cfg).to(device).train()
+    if all_bf16:
+        model.bfloat16()
 
     def step(tokens, mask, target, autocast):
         with autocast:
@@ -88,9 +104,70 @@ class Runner:
             self.times.append(time.perf_counter() - t)
 
 
+def cpu_name() -> str:
+    """Model name and bf16 instruction sets, from /proc/cpuinfo where there is one."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                 platform.machine())
+    flags = sorted({f for f in ("avx512_bf16", "amx_bf16") if f" {f}" in info})
+    return f"{model} ({', '.join(flags) or 'no native bf16'})"
+
+
+def matmul_ceiling(tokens: int, device, reps: int = 5) -> float:
+    """bf16 / fp32 speed of one BERT-base layer's linear-layer products (fwd + 2 bwd each)."""
+    shapes = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]        # qkv, out, fc1, fc2
+    seconds = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        g = torch.Generator().manual_seed(0)
+        mats = [(torch.randn(tokens, k, generator=g).to(device, dtype), torch.randn(n, k, generator=g).to(device, dtype),
+                 torch.randn(tokens, n, generator=g).to(device, dtype)) for k, n in shapes]
+
+        def products():
+            for x, w, dy in mats:
+                x @ w.t(), dy @ w, dy.t() @ x
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        products()
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            products()
+            times.append(time.perf_counter() - t)
+        seconds[dtype] = statistics.median(times)
+    return seconds[torch.float32] / seconds[torch.bfloat16]
+
+
+def paired(a: list[float], b: list[float]) -> float:
+    """Median over rounds of a[i] / b[i] (both timed in the same round)."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    by = {(r["model"], r["batch"], r["tokens"], r["dtype"]): r["step_s_all"] for r in rows}
+    out = []
+    for B, T in sorted({(r["batch"], r["tokens"]) for r in rows}, key=lambda s: s[1]):
+        line = {"batch": B, "tokens": T}
+        for dtype in ("fp32", "bf16"):
+            if ("TUPE-R", B, T, dtype) in by:
+                line[f"TUPE-R_speedup_over_HF_{dtype}"] = round(paired(by["HF-BERT", B, T, dtype], by["TUPE-R", B, T, dtype]), 3)
+                line[f"TUPE-R_overhead_vs_BERT-A_{dtype}"] = round(paired(by["TUPE-R", B, T, dtype], by["BERT-A", B, T, dtype]) - 1, 3)
+        if ("TUPE-R", B, T, "bf16") in by and ("TUPE-R", B, T, "fp32") in by:
+            for name in [*MODELS, "HF-BERT"]:      # different rounds: ratio of the medians
+                line[f"{name}_bf16_speedup"] = round(statistics.median(by[name, B, T, "fp32"]) /
+                                                     statistics.median(by[name, B, T, "bf16"]), 3)
+            if (ALL_BF16, B, T, "bf16") in by:
+                line["TUPE-R_bf16_weights_speedup"] = round(statistics.median(by["TUPE-R", B, T, "fp32"]) /
+                                                            statistics.median(by[ALL_BF16, B, T, "bf16"]), 3)
+        out.append(line)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=5, help="timed steps per model (median reported)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per model (median reported)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtypes", default="fp32,bf16")
     p.add_argument("--out", type=Path, default=None)
@@ -99,9 +176,8 @@ def main() -> None:
     if device.type == "cpu":
         retain_freed_memory()   # as the trainer does; all models in this process profit alike
     out = args.out or Path(__file__).parent / "results" / f"train_{device.type}.json"
-    machine = {"device": torch.cuda.get_device_name() if device.type == "cuda" else
-               (platform.processor() or platform.machine()), "cpus": os.cpu_count(),
-               "threads": torch.get_num_threads(), "torch": torch.__version__}
+    machine = {"device": torch.cuda.get_device_name() if device.type == "cuda" else cpu_name(),
+               "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__}
     results = {"machine": machine, "steps": args.steps, "rows": []}
     print(json.dumps(machine))
     for B, T in SHAPES:
@@ -109,7 +185,7 @@ def main() -> None:
             # all four models side by side, timed in turns (round robin), so that a slow spell of
             # the machine hits every model alike; the median step time of each is reported
             runners = {}
-            for name in [*MODELS, "HF-BERT"]:
+            for name in [*MODELS, "HF-BERT", *([ALL_BF16] if dtype == "bf16" else [])]:
                 torch.manual_seed(0)
                 model, step = hf_bert(device) if name == "HF-BERT" else ours(name, device)
                 runners[name] = Runner(model, step, B, T, device, dtype)
@@ -125,6 +201,13 @@ def main() -> None:
                 results["rows"].append(row)
                 print(json.dumps(row), flush=True)
             del runners
+        if "bf16" in args.dtypes and "fp32" in args.dtypes:
+            ceiling = matmul_ceiling(B * T, device)
+            results.setdefault("matmul_ceiling_bf16_speedup", {})[f"{B}x{T}"] = round(ceiling, 3)
+            print(json.dumps({"matmul_ceiling_bf16_speedup": round(ceiling, 3), "tokens": B * T}), flush=True)
+    results["summary"] = summarise(results["rows"])
+    for line in results["summary"]:
+        print(json.dumps(line))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
