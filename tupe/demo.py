@@ -6,7 +6,7 @@
 3. finetune each on the task over a small LR x seed grid (``tupe-glue``);
 4. write ``OUT/report.md`` with plots (``tupe-report``) and print the result table.
 
-Default budget about 15 minutes on 2 CPU cores; ``--quick`` about a minute (the tests use it);
+Default budget about 14 minutes on 2 CPU cores; ``--quick`` about a minute (the tests use it);
 ``--minutes N`` or ``--updates N`` scale it. On a GPU it runs unchanged (and faster).
 """
 
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     p.add_argument("--quick", action="store_true", help="about a minute: tiny models, a slice of the data")
-    p.add_argument("--minutes", type=float, default=None, help="scale the default budget (15 min on 2 cores)")
+    p.add_argument("--minutes", type=float, default=None, help="scale the default budget (14 min on 2 cores)")
     p.add_argument("--updates", type=int, default=None, help="pretraining updates per model")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         corpus_lines, rows = None, None
         lrs, seeds, epochs = "1e-4,3e-4", 2, 1
     if args.minutes is not None:
-        updates = max(20, int(updates * args.minutes / (1.5 if args.quick else 15)))
+        updates = max(20, int(updates * args.minutes / (1.5 if args.quick else 14)))
     if args.updates is not None:
         updates = args.updates
 
