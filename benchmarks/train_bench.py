@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from tupe import TupeConfig, TupeModel
-from tupe.train.cpu import retain_freed_memory
+from tupe.train.cpu import cpu_bf16_flags, retain_freed_memory
 from tupe.train.optim import FairseqAdam
 
 V = 32769
@@ -112,8 +112,7 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
     model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
                  platform.machine())
-    flags = sorted({f for f in ("avx512_bf16", "amx_bf16") if f" {f}" in info})
-    return f"{model} ({', '.join(flags) or 'no native bf16'})"
+    return f"{model} ({', '.join(cpu_bf16_flags()) or 'no native bf16'})"
 
 
 def matmul_ceiling(tokens: int, device, reps: int = 5) -> float:

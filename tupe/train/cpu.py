@@ -10,14 +10,20 @@ import sys
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3     # glibc mallopt parameters (malloc.h)
 
 
-def cpu_supports_bf16() -> bool:
-    """Native bf16 arithmetic (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+def cpu_bf16_flags() -> list[str]:
+    """The CPU's native bf16 instruction sets among AVX512-BF16 and AMX-BF16 (from /proc/cpuinfo;
+    empty where there is no such file: not Linux, so be conservative)."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = f.read()
-        return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
-    except OSError:   # no /proc (not Linux): be conservative
-        return False
+            info = f.read()
+    except OSError:
+        return []
+    return sorted(set(re.findall(r"\b(avx512_bf16|amx_bf16)\b", info)))
+
+
+def cpu_supports_bf16() -> bool:
+    """Native bf16 arithmetic (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    return bool(cpu_bf16_flags())
 
 
 def retain_freed_memory() -> bool:
