@@ -93,8 +93,12 @@ def read_checkpoint(path: PathLike) -> dict:
 
 
 # --------------------------------------------------------------------------- name mapping
+_QKV_OURS, _QKV_ORIG = ".self_attn.in_proj.", ".self_attn.in_proj_"
+
+
 def to_fairseq_name(name: str) -> str:
     """Our parameter name -> the original's."""
+    name = name.replace(_QKV_OURS, _QKV_ORIG)   # our fused q/k/v is a Linear: in_proj.weight
     for ours in ("encoder.untied_pos.", "encoder.rel_pos_bias.", "encoder."):
         if name.startswith(ours):
             return ENC + name[len(ours):]
@@ -105,6 +109,7 @@ def to_fairseq_name(name: str) -> str:
 
 def from_fairseq_name(name: str) -> str:
     """The original's parameter name -> ours."""
+    name = name.replace(_QKV_ORIG, _QKV_OURS)
     if name.startswith(ENC):
         rest = name[len(ENC):]
         if rest.startswith(_UNTIED_POS):
@@ -246,10 +251,11 @@ def resolve_checkpoint(path: PathLike) -> Path:
 
 def load_model(path: PathLike) -> TupeModel:
     """A ready model (eval mode, float32) from an original/our training checkpoint file, a
-    directory of training checkpoints, or a ``save_pretrained`` directory."""
+    directory of training checkpoints, a ``save_pretrained`` directory or a transformers folder
+    (``tupe-convert --hf``, or a ``TupeFor...`` model's ``save_pretrained``)."""
     path = Path(path)
     if path.is_dir() and (path / CONFIG_FILE).is_file():
-        return load_pretrained(path)
+        return load_hf_folder(path) if is_hf_folder(path) else load_pretrained(path)
     ckpt = resolve_checkpoint(path)
     state = read_checkpoint(ckpt)
     cfg = config_from_checkpoint(state.get("args"), state["model"], ckpt)
@@ -270,7 +276,7 @@ def save_pretrained(model: TupeModel, directory: PathLike, extra: Optional[dict]
     directory = Path(directory)
     tmp = _atomic_dir(directory)
     try:
-        config = {"format": "tupe", "version": 1, "model": model.cfg.to_dict(),
+        config = {"format": "tupe", "version": 2, "model": model.cfg.to_dict(),
                   "classification_heads": model.head_sizes, **(extra or {})}
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -306,11 +312,89 @@ def load_pretrained(directory: PathLike) -> TupeModel:
         cfg = TupeConfig.from_dict(config["model"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{directory / CONFIG_FILE}: {e}") from None
-    state = load_file(str(directory / WEIGHTS_FILE))
+    # Version 1 stored the fused q/k/v as in_proj_weight/in_proj_bias (now a Linear, in_proj.*).
+    state = {k.replace(_QKV_ORIG, _QKV_OURS): v for k, v in load_file(str(directory / WEIGHTS_FILE)).items()}
     model = build_and_load(cfg, state, directory / WEIGHTS_FILE)
     stated = config.get("classification_heads", {})
     if stated != model.head_sizes:
         raise CheckpointError(f"{directory}: config lists heads {stated} but weights hold {model.head_sizes}")
+    attach_vocabulary(model, directory)
+    return model
+
+
+# --------------------------------------------------------------------------- transformers folders
+# A transformers folder (tupe.hf) stores the same tensors as the native model under other names:
+#   tupe.encoder.*  <-> encoder.*        lm_head.*  <-> lm_head.*
+#   classifier.{dense,out_proj}.*  <-> classification_heads.<head>.{dense,out_proj}.*
+# Reading one needs no transformers install: config.json holds every TupeConfig field.
+HF_ENCODER, HF_CLASSIFIER = "tupe.", "classifier."
+
+
+def is_hf_folder(directory: PathLike) -> bool:
+    try:
+        return json.loads((Path(directory) / CONFIG_FILE).read_text()).get("model_type") == "tupe"
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def hf_state_dict(model: TupeModel, head: Optional[str] = None) -> dict[str, torch.Tensor]:
+    """The native model's tensors under the transformers names (``head``: the classification
+    head that becomes ``classifier``)."""
+    out = {}
+    for k, v in model.state_dict().items():
+        if k.startswith("classification_heads."):
+            name, rest = k[len("classification_heads."):].split(".", 1)
+            if name == head:
+                out[HF_CLASSIFIER + rest] = v
+        elif k.startswith("encoder."):
+            out[HF_ENCODER + k] = v
+        else:
+            out[k] = v
+    return out
+
+
+def load_hf_folder(directory: PathLike, head: str = TupeModel.DEFAULT_HEAD) -> TupeModel:
+    """A native model from a transformers folder. The sequence classifier becomes the
+    classification head ``head``; a missing masked-LM head (a classifier saved by transformers)
+    is initialised afresh, and heads the native model has no place for (token classification,
+    question answering) are left out; both are reported on stderr."""
+    import sys
+    from dataclasses import fields as dc_fields
+
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    names = {f.name for f in dc_fields(TupeConfig)}
+    try:
+        cfg = TupeConfig(**{k: v for k, v in config.items() if k in names})
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: {e}") from None
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} (sharded or .bin weights are not read here)")
+    hf = load_file(str(weights))
+    arch = (config.get("architectures") or [""])[0]
+    state, dropped = {}, []
+    for k, v in hf.items():
+        if k.startswith(HF_ENCODER):
+            state[k[len(HF_ENCODER):]] = v
+        elif k.startswith("lm_head."):
+            state[k] = v
+        elif k.startswith(HF_CLASSIFIER) and k[len(HF_CLASSIFIER):].startswith(("dense.", "out_proj.")) \
+                and arch != "TupeForTokenClassification":
+            state[f"classification_heads.{head}.{k[len(HF_CLASSIFIER):]}"] = v
+        else:
+            dropped.append(k)
+    if not any(k.startswith("lm_head.") for k in state):
+        fresh = TupeModel(cfg)
+        state.update({k: v for k, v in fresh.state_dict().items() if k.startswith("lm_head.")})
+        print(f"tupe: {directory} has no masked-LM head; initialised a new one (fine for finetuning "
+              f"and classification, not for fill-mask)", file=sys.stderr)
+    if dropped:
+        print(f"tupe: {directory}: left out {len(dropped)} tensors of a {arch or 'transformers'} head the "
+              f"native model does not have ({', '.join(sorted(dropped)[:4])})", file=sys.stderr)
+    model = build_and_load(cfg, state, weights)
     attach_vocabulary(model, directory)
     return model
 

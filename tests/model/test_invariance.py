@@ -114,14 +114,14 @@ def test_attention_matches_explicit_softmax():
     x = enc.emb_layer_norm(enc.embed_tokens(tokens)) * tokens.ne(1).unsqueeze(-1)
     B, T, C = x.shape
     H, d = 4, C // 4
-    q, k, v = (x @ attn.in_proj_weight.T + attn.in_proj_bias).split(C, dim=-1)
+    q, k, v = (x @ attn.in_proj.weight.T + attn.in_proj.bias).split(C, dim=-1)
     q, k, v = (t.view(B, T, H, d).transpose(1, 2) for t in (q, k, v))
     logits = q @ k.transpose(-1, -2) / (2 * d) ** 0.5 + enc.positional_bias(T)
     logits = logits.masked_fill(tokens.eq(1)[:, None, None, :], float("-inf"))
     y = (logits.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
     want = enc.layers[0].self_attn_layer_norm(x + attn.out_proj(y))
     got_mask = torch.zeros(B, 1, 1, T).masked_fill(tokens.eq(1)[:, None, None, :], float("-inf"))
-    got = enc.layers[0].self_attn_layer_norm(x + attn(x, got_mask + enc.positional_bias(T)))
+    got = enc.layers[0].self_attn_layer_norm(x + attn(x, got_mask + enc.positional_bias(T))[0])
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
@@ -154,14 +154,16 @@ def test_classification_heads():
 @pytest.mark.parametrize("mask_shape", [(2, 4, 7, 7), (2, 1, 1, 7)], ids=["tupe-bias", "padding-only"])
 def test_cpu_training_attention_path_equals_sdpa(mask_shape):
     """The explicit path used for CPU training with dropout computes SDPA's function."""
-    from tupe.model.transformer import attention_with_dropout
+    from tupe.model.transformer import eager_attention
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 4, 7, 8, generator=g) for _ in range(3))
     mask = torch.randn(mask_shape, generator=g)
     mask[..., -1] = float("-inf")
     want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3)
-    torch.testing.assert_close(attention_with_dropout(q, k, v, mask, 0.3, 0.0), want, atol=1e-5, rtol=1e-5)
+    got, probs = eager_attention(q, k, v, mask, 0.3, 0.0)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(probs, torch.softmax(q @ k.transpose(-1, -2) * 0.3 + mask, -1), atol=1e-6, rtol=1e-5)
     torch.manual_seed(1)
-    dropped = attention_with_dropout(q, k, v, mask, 0.3, 0.5)
+    dropped, _ = eager_attention(q, k, v, mask, 0.3, 0.5)
     assert dropped.shape == want.shape and not torch.allclose(dropped, want)

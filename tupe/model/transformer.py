@@ -7,11 +7,13 @@ once per forward and every layer receives them as one additive ``attn_mask``.
 
 from __future__ import annotations
 
-from typing import Optional
+from functools import partial
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..config import TupeConfig
 from .dropout import Dropout, dropout
@@ -27,15 +29,29 @@ def activation(name: str):
     }[name]
 
 
-def attention_with_dropout(q, k, v, mask, scale: float, p: float) -> torch.Tensor:
-    """softmax(q k^T * scale + mask) with dropout, @ v. On the CPU, SDPA runs its unfused math
-    kernel whenever dropout is on; this is the same computation with the mask fused into the
-    product (baddbmm) and the cheap dropout mask of ``dropout.py``, measurably faster there."""
+def eager_attention(q, k, v, mask, scale: float, p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T * scale + mask) with dropout, @ v; returns (output, probabilities).
+
+    Used where SDPA cannot serve: on the CPU with dropout on (SDPA runs its unfused math kernel
+    then; this one fuses the mask into the product with baddbmm and uses the cheap dropout mask
+    of ``dropout.py``, measurably faster), and when the attention probabilities are asked for.
+    """
     B, H, T, d = q.shape
     logits = torch.baddbmm(mask.expand(B, H, T, T).reshape(B * H, T, T), q.reshape(B * H, T, d),
                            k.reshape(B * H, T, d).transpose(1, 2), alpha=scale)          # (B*H, T, T)
-    probs = dropout(torch.softmax(logits, dim=-1), p)
-    return torch.bmm(probs.to(v.dtype), v.reshape(B * H, T, d)).view(B, H, T, d)
+    probs = torch.softmax(logits, dim=-1)
+    y = torch.bmm(dropout(probs, p).to(v.dtype), v.reshape(B * H, T, d)).view(B, H, T, d)
+    return y, probs.view(B, H, T, T)
+
+
+class QKVProjection(nn.Linear):
+    """The fused q, k, v in-projection (one ``3C x C`` weight, q/k/v stacked), a Linear of its own
+    so that adapters (LoRA) can target it by name (``in_proj``). Initialised as the original:
+    Xavier-uniform weight, zero bias (then BERT init for the whole model)."""
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.weight)
+        nn.init.zeros_(self.bias)
 
 
 class SelfAttention(nn.Module):
@@ -52,24 +68,25 @@ class SelfAttention(nn.Module):
         self.dropout = cfg.attention_dropout
         scale_factor = 2 if cfg.pos_encoding == "tupe" else 1
         self.scaling = (cfg.head_dim * scale_factor) ** -0.5
-        self.in_proj_weight = nn.Parameter(torch.empty(3 * C, C))   # q, k, v stacked
-        self.in_proj_bias = nn.Parameter(torch.zeros(3 * C))
+        self.in_proj = QKVProjection(C, 3 * C)        # q, k, v stacked (original: in_proj_weight/bias)
         self.out_proj = nn.Linear(C, C)
         self.explicit_cpu_dropout = True
-        nn.init.xavier_uniform_(self.in_proj_weight)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor,
+                need_weights: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(B, T, C) -> (B, T, C) and, with ``need_weights``, the probabilities (B, H, T, T)."""
         B, T, C = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)                     # (B, T, 3C)
+        qkv = self.in_proj(x)                                                          # (B, T, 3C)
         q, k, v = qkv.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)        # 3 x (B, H, T, d)
         mask = attn_mask.to(q.dtype)
-        if self.training and self.dropout > 0 and q.device.type == "cpu" and self.explicit_cpu_dropout:
-            y = attention_with_dropout(q, k, v, mask, self.scaling, self.dropout)     # (B, H, T, d)
+        p = self.dropout if self.training else 0.0
+        probs = None
+        if need_weights or (p > 0 and q.device.type == "cpu" and self.explicit_cpu_dropout):
+            y, probs = eager_attention(q, k, v, mask, self.scaling, p)                 # (B, H, T, d)
         else:
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, scale=self.scaling,
-                dropout_p=self.dropout if self.training else 0.0)                      # (B, H, T, d)
-        return self.out_proj(y.transpose(1, 2).reshape(B, T, C))
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling,
+                                               dropout_p=p)                            # (B, H, T, d)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, C)), (probs if need_weights else None)
 
 
 class EncoderLayer(nn.Module):
@@ -93,10 +110,25 @@ class EncoderLayer(nn.Module):
         x = x + self.dropout(y)
         return x if self.normalize_before else norm(x)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        x = self._sublayer(x, self.self_attn_layer_norm, lambda h: self.self_attn(h, attn_mask))
-        return self._sublayer(x, self.final_layer_norm,
-                              lambda h: self.fc2(self.activation_dropout(self.act(self.fc1(h)))))
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor,
+                need_weights: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        probs = None
+
+        def attend(h):
+            nonlocal probs
+            y, probs = self.self_attn(h, attn_mask, need_weights)
+            return y
+
+        x = self._sublayer(x, self.self_attn_layer_norm, attend)
+        x = self._sublayer(x, self.final_layer_norm,
+                           lambda h: self.fc2(self.activation_dropout(self.act(self.fc1(h)))))
+        return x, probs
+
+
+class EncoderOutput(NamedTuple):
+    last_hidden_state: torch.Tensor                        # (B, T, C)
+    hidden_states: Optional[tuple[torch.Tensor, ...]]      # embeddings + each layer: L+1 x (B, T, C)
+    attentions: Optional[tuple[torch.Tensor, ...]]         # L x (B, H, T, T)
 
 
 class Encoder(nn.Module):
@@ -117,6 +149,9 @@ class Encoder(nn.Module):
         self.rel_pos_bias = RelativePositionBias(cfg) if cfg.rel_pos else None
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.emb_out_layer_norm = nn.LayerNorm(C, eps=1e-5) if cfg.encoder_normalize_before else None
+        # Activation checkpointing of each layer in training (HF's gradient_checkpointing_enable()
+        # sets this flag and may set ``_gradient_checkpointing_func``).
+        self.gradient_checkpointing = False
 
     def positional_bias(self, seq_len: int) -> Optional[torch.Tensor]:
         """The (H, T, T) bias added to every layer's logits, or None (BERT-A)."""
@@ -124,12 +159,23 @@ class Encoder(nn.Module):
         return sum(terms[1:], terms[0]) if terms else None
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        B, T = tokens.shape
+        return self.encode(tokens).last_hidden_state                                   # (B, T, C)
+
+    def encode(self, tokens: Optional[torch.Tensor] = None, padding: Optional[torch.Tensor] = None,
+               embeds: Optional[torch.Tensor] = None, output_hidden_states: bool = False,
+               output_attentions: bool = False) -> EncoderOutput:
+        """The full forward. ``tokens`` (B, T), or ``embeds`` (B, T, C) in place of the token
+        embedding lookup; ``padding`` (B, T) True at padded positions (default: tokens equal to
+        the padding index). Positions count from each row's first token, so padding must be on
+        the right (the original's layout)."""
+        x = self.embed_tokens(tokens) if embeds is None else embeds                    # (B, T, C)
+        B, T, _ = x.shape
         if T > self.cfg.max_positions:
             raise ValueError(f"sequence length {T} exceeds max_positions={self.cfg.max_positions}; "
                              f"truncate the input (e.g. --truncate-sequence) or use shorter blocks")
-        padding = tokens.eq(self.padding_idx)                                          # (B, T)
-        x = self.embed_tokens(tokens)                                                  # (B, T, C)
+        if padding is None:
+            padding = tokens.eq(self.padding_idx) if tokens is not None else \
+                torch.zeros(B, T, dtype=torch.bool, device=x.device)                     # (B, T)
         if self.embed_positions is not None:
             x = x + self.embed_positions.weight[:T]
         if self.emb_layer_norm is not None:
@@ -145,11 +191,23 @@ class Encoder(nn.Module):
         bias = self.positional_bias(T)                                                 # (H, T, T) | None
         attn_mask = key_mask if bias is None else key_mask + bias.to(dtype).unsqueeze(0)  # (B, H|1, T|1, T)
 
+        hidden, attentions = [x] if output_hidden_states else None, [] if output_attentions else None
         for layer in self.layers:
-            x = layer(x, attn_mask)
+            if self.gradient_checkpointing and self.training:
+                run = getattr(self, "_gradient_checkpointing_func", None) or partial(checkpoint, use_reentrant=False)
+                x, probs = run(layer, x, attn_mask, output_attentions)
+            else:
+                x, probs = layer(x, attn_mask, output_attentions)
+            if output_attentions:
+                attentions.append(probs)
+            if output_hidden_states:
+                hidden.append(x)
         if self.emb_out_layer_norm is not None:
             x = self.emb_out_layer_norm(x)
-        return x                                                                       # (B, T, C)
+            if output_hidden_states:
+                hidden[-1] = x
+        return EncoderOutput(x, tuple(hidden) if hidden is not None else None,
+                             tuple(attentions) if attentions is not None else None)
 
 
 class MaskedLMHead(nn.Module):
@@ -188,7 +246,7 @@ class ClassificationHead(nn.Module):
 
 def init_bert_params(module: nn.Module) -> None:
     """BERT init: N(0, 0.02) weights, zero biases, zeroed padding row."""
-    if isinstance(module, nn.Linear):
+    if isinstance(module, nn.Linear) and not isinstance(module, QKVProjection):
         nn.init.normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
@@ -196,9 +254,9 @@ def init_bert_params(module: nn.Module) -> None:
         nn.init.normal_(module.weight, std=0.02)
         if module.padding_idx is not None:
             module.weight.data[module.padding_idx].zero_()
-    elif isinstance(module, SelfAttention):
-        nn.init.normal_(module.in_proj_weight, std=0.02)
-        nn.init.zeros_(module.in_proj_bias)
+    elif isinstance(module, SelfAttention):   # after its children, as the original's order
+        nn.init.normal_(module.in_proj.weight, std=0.02)
+        nn.init.zeros_(module.in_proj.bias)
 
 
 class TupeModel(nn.Module):

@@ -24,8 +24,8 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from ..checkpoint import (CheckpointError, build_and_load, config_from_checkpoint, fairseq_state_dict,
-                          read_checkpoint, _ours_from_fairseq)
+from ..checkpoint import (CONFIG_FILE, CheckpointError, build_and_load, config_from_checkpoint,
+                          fairseq_state_dict, load_model, read_checkpoint, _ours_from_fairseq)
 from ..model import TupeModel
 from .cpu import cpu_supports_bf16, retain_freed_memory
 from .data import shard
@@ -301,14 +301,19 @@ class Trainer:
         path = Path(a.restore_file)
         if not path.is_absolute() and not path.exists():
             path = self.save_dir / a.restore_file
-        if not path.is_file():
+        if path.is_dir() and (path / CONFIG_FILE).is_file():
+            # A save_pretrained / transformers folder: weights only (no optimizer, no progress).
+            loaded, state = load_model(path), {}
+            self._check_compatible(loaded.cfg, path)
+        elif not path.is_file():
             if a.restore_file != "checkpoint_last.pt":
                 raise TrainingError(f"--restore-file {a.restore_file}: not found (also looked in {self.save_dir})")
             return
-        state = read_checkpoint(path)
-        cfg = config_from_checkpoint(state.get("args"), state["model"], path)
-        self._check_compatible(cfg, path)
-        loaded = build_and_load(cfg, _ours_from_fairseq(state["model"], path), path)
+        else:
+            state = read_checkpoint(path)
+            cfg = config_from_checkpoint(state.get("args"), state["model"], path)
+            self._check_compatible(cfg, path)
+            loaded = build_and_load(cfg, _ours_from_fairseq(state["model"], path), path)
         ours = self.model.head_sizes
         for name, k in loaded.head_sizes.items():
             if name in ours and ours[name] != k:
