@@ -49,3 +49,7 @@ def random_tokens(batch, length, vocab=50, seed=0, pad_to=None):
         tokens[b, :n] = torch.randint(7, vocab, (n,), generator=g)
         tokens[b, 0], tokens[b, n - 1] = 0, 2
     return tokens
+
+
+# A pretrained tiny model and GLUE-format tasks, shared by tests/finetune and tests/hf.
+from tests.finetune.fixtures import order_task, pretrained  # noqa: E402,F401

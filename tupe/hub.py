@@ -14,7 +14,7 @@ from typing import Optional, Union
 
 import torch
 
-from .checkpoint import load_model
+from .checkpoint import CONFIG_FILE, is_hf_folder, load_model
 from .data.bpe import BPE
 from .data.dictionary import MASK
 from .model import TupeModel
@@ -127,4 +127,11 @@ def from_pretrained(path: Union[str, Path], cased: bool = False) -> TupeHub:
     model = load_model(path)
     directory = Path(path) if Path(path).is_dir() else Path(path).parent
     labels = json.loads((directory / LABELS_FILE).read_text()) if (directory / LABELS_FILE).is_file() else None
+    if labels is None and is_hf_folder(directory) and model.classification_heads:
+        # a transformers folder (e.g. saved by transformers.Trainer): the class names are id2label
+        config = json.loads((directory / CONFIG_FILE).read_text())
+        id2label = config.get("id2label") or {}
+        k = model.head_sizes.get(model.DEFAULT_HEAD, 0)
+        if k > 1 and all(str(i) in id2label for i in range(k)):
+            labels = {model.DEFAULT_HEAD: [id2label[str(i)] for i in range(k)]}
     return TupeHub(model, labels, cased)

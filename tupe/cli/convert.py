@@ -1,7 +1,14 @@
-"""``tupe-convert``: original (fairseq) checkpoint <-> own format (config.json + safetensors).
+"""``tupe-convert``: original (fairseq) checkpoint <-> own format (config.json + safetensors),
+and either of them -> a Hugging Face transformers folder.
 
     tupe-convert checkpoint.pt  out_dir/          # original -> own (dict.txt, bpe-code copied)
     tupe-convert out_dir/       checkpoint.pt     # own -> original layout (readable by the original code)
+    tupe-convert checkpoint.pt  hf_dir/ --hf      # -> transformers (needs the hf extra; import tupe.hf)
+
+With --hf a classification head becomes TupeForSequenceClassification's classifier (its label
+words from labels.json beside the checkpoint, or --label-dict label/dict.txt); the masked-LM
+head is kept too, so the folder serves AutoModelForMaskedLM and
+AutoModelForSequenceClassification.
 """
 
 from __future__ import annotations
@@ -10,9 +17,10 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
+from typing import Optional
 
 from ..checkpoint import (BPE_FILE, CONFIG_FILE, DICT_FILE, CheckpointError, fairseq_args,
-                          load_model, read_checkpoint, read_pretrained_config, resolve_checkpoint,
+                          is_hf_folder, load_model, read_checkpoint, read_pretrained_config, resolve_checkpoint,
                           save_fairseq, save_pretrained)
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -35,11 +43,44 @@ def to_own(src: Path, dest: Path) -> None:
 
 def to_fairseq(src: Path, dest: Path, fp16: bool) -> None:
     model = load_model(src)
-    base = read_pretrained_config(src).get("fairseq_args")
+    base = None if is_hf_folder(src) else read_pretrained_config(src).get("fairseq_args")
     save_fairseq(model, dest, args=fairseq_args(model.cfg, base), fp16=fp16)
     for name in (DICT_FILE, BPE_FILE):   # keep the vocabulary beside the converted file
         if (src / name).is_file() and not (dest.parent / name).exists():
             shutil.copyfile(src / name, dest.parent / name)
+
+
+def label_words_for(src: Path, head: str, label_dict: Optional[Path], k: int) -> Optional[list[str]]:
+    """Class names of ``head``: a GLUE label dictionary if given, else labels.json beside the checkpoint."""
+    import json
+
+    from ..data.dictionary import Dictionary
+    from ..hub import LABELS_FILE
+
+    if label_dict is not None:
+        d = Dictionary.load(label_dict)
+        words = d.symbols[d.nspecial:][:k]
+        if len(words) != k:
+            raise CheckpointError(f"{label_dict}: {len(words)} labels for a head of {k} classes")
+        return words
+    directory = src if src.is_dir() else src.parent
+    if (directory / LABELS_FILE).is_file():
+        words = json.loads((directory / LABELS_FILE).read_text()).get(head)
+        if words and len(words) == k:
+            return list(words)
+    return None
+
+
+def to_hf(src: Path, dest: Path, head: Optional[str], label_dict: Optional[Path], cased: bool) -> None:
+    try:
+        from ..hf import export_hf
+    except ImportError as e:
+        raise CheckpointError(str(e)) from None
+    model = load_model(src)
+    sizes = model.head_sizes
+    chosen = head or (model.DEFAULT_HEAD if model.DEFAULT_HEAD in sizes else (next(iter(sizes)) if len(sizes) == 1 else None))
+    words = label_words_for(src, chosen, label_dict, sizes[chosen]) if chosen in sizes else None
+    export_hf(model, dest, head=chosen, label_words=words, cased=cased)
 
 
 def main(argv=None) -> int:
@@ -47,19 +88,26 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", type=Path, help="checkpoint file / training dir, or an own-format dir")
     p.add_argument("dest", type=Path, help="output directory (own format) or .pt file (original)")
-    p.add_argument("--to", choices=("auto", "tupe", "fairseq"), default="auto",
+    p.add_argument("--to", choices=("auto", "tupe", "fairseq", "hf"), default="auto",
                    help="target format (auto: the other one)")
     p.add_argument("--fp16", action="store_true", help="store weights in float16 (original format)")
+    p.add_argument("--hf", action="store_true", help="write a Hugging Face transformers folder (same as --to hf)")
+    p.add_argument("--head", help="--hf: the classification head to export as the sequence classifier "
+                                  "(default: sentence_classification_head, or the only head)")
+    p.add_argument("--label-dict", type=Path, help="--hf: the task's label/dict.txt (class names)")
+    p.add_argument("--cased", action="store_true", help="--hf: the tokenizer keeps case (a --cased model)")
     args = p.parse_args(argv)
-    target = args.to
+    target = "hf" if args.hf else args.to
     if target == "auto":
         target = "fairseq" if (args.src / CONFIG_FILE).is_file() else "tupe"
     try:
-        if target == "tupe":
+        if target == "hf":
+            to_hf(args.src, args.dest, args.head, args.label_dict, args.cased)
+        elif target == "tupe":
             to_own(args.src, args.dest)
         else:
             if not (args.src / CONFIG_FILE).is_file():
-                raise CheckpointError(f"{args.src}: no {CONFIG_FILE}; --to fairseq needs an own-format directory")
+                raise CheckpointError(f"{args.src}: no {CONFIG_FILE}; --to fairseq needs an own-format or transformers directory")
             to_fairseq(args.src, args.dest, args.fp16)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"tupe-convert: error: {e}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""A pretrained tiny model and a small GLUE-format task whose label depends on word order."""
+"""Session fixtures shared by the finetuning and transformers tests (registered in tests/conftest.py):
+a pretrained tiny model and a small GLUE-format task whose label depends on word order."""
 
 import random
 

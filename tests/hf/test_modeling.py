@@ -1,0 +1,276 @@
+"""The transformers classes against the native model: same numbers, HF conventions honoured."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.conftest import FIXTURE, random_tokens, tiny_config
+from tests.model.test_invariance import perturbed
+from tupe import TupeConfig, TupeModel, load_model
+
+hf = pytest.importorskip("tupe.hf")
+from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForQuestionAnswering,  # noqa: E402
+                          AutoModelForSequenceClassification, AutoModelForTokenClassification)
+
+SCHEMES = {"TUPE-A": dict(), "TUPE-R": dict(rel_pos=True), "TUPE-A-tie-cls": dict(untie_cls=False),
+           "BERT-A": dict(pos_encoding="absolute"), "BERT-R": dict(pos_encoding="absolute", rel_pos=True)}
+
+
+def native_and_folder(scheme, tmp_path, num_classes=3):
+    model = perturbed(tiny_config(**SCHEMES[scheme]))
+    model.register_classification_head(model.DEFAULT_HEAD, num_classes)
+    with torch.no_grad():   # move the new head off its init too
+        for p in model.classification_heads.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.eval()
+    folder = hf.export_hf(model, tmp_path / "hf")
+    return model, folder
+
+
+def right_padded(pad_id):
+    """Rows of different lengths; padding filled with ``pad_id`` (any id: the mask decides)."""
+    tokens = random_tokens(4, 12, seed=7)
+    mask = tokens.ne(1).long()
+    return tokens.masked_fill(mask == 0, pad_id), mask, tokens
+
+
+# ----------------------------------------------------------------------------- configuration
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_config_round_trip(scheme, tmp_path):
+    cfg = tiny_config(**SCHEMES[scheme], activation_fn="gelu_accurate", dropout=0.2, max_rel_pos=64)
+    hcfg = hf.TupeHfConfig.from_tupe_config(cfg)
+    assert hcfg.to_tupe_config() == cfg
+    assert (hcfg.hidden_size, hcfg.num_hidden_layers, hcfg.num_attention_heads, hcfg.pad_token_id) == (
+        cfg.encoder_embed_dim, cfg.encoder_layers, cfg.encoder_attention_heads, cfg.padding_idx)
+    hcfg.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "tupe" and {k: saved[k] for k in cfg.to_dict()} == cfg.to_dict()
+    back = AutoConfig.from_pretrained(tmp_path)
+    assert type(back) is hf.TupeHfConfig and back.to_tupe_config() == cfg
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="not divisible"):
+        hf.TupeHfConfig(encoder_embed_dim=30, encoder_attention_heads=4)
+    with pytest.raises(ValueError, match="pos_encoding"):
+        hf.TupeHfConfig(pos_encoding="sinusoid")
+
+
+# ----------------------------------------------------------------------------- parity
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_parity_with_native_right_padding(scheme, tmp_path):
+    model, folder = native_and_folder(scheme, tmp_path)
+    tokens_pad5, mask, tokens = right_padded(pad_id=5)
+    real = mask.bool()
+    base = AutoModel.from_pretrained(folder).eval()
+    mlm = AutoModelForMaskedLM.from_pretrained(folder).eval()
+    cls = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    assert (type(base), type(mlm), type(cls)) == (hf.TupeHfModel, hf.TupeForMaskedLM, hf.TupeForSequenceClassification)
+    with torch.no_grad():
+        want_f = model.extract_features(tokens)
+        want_l = model(tokens)
+        want_c = model(tokens, classification_head_name=model.DEFAULT_HEAD)
+        got_f = base(tokens_pad5, attention_mask=mask).last_hidden_state
+        got_l = mlm(tokens_pad5, attention_mask=mask).logits
+        got_c = cls(tokens_pad5, attention_mask=mask).logits
+        # without attention_mask, tokens equal to pad_token_id are padding (the native rule)
+        got_nomask = base(tokens).last_hidden_state
+    torch.testing.assert_close(got_f[real], want_f[real], atol=1e-6, rtol=0)
+    torch.testing.assert_close(got_l[real], want_l[real], atol=1e-6, rtol=0)
+    torch.testing.assert_close(got_c, want_c, atol=1e-6, rtol=0)
+    torch.testing.assert_close(got_nomask[real], want_f[real], atol=1e-6, rtol=0)
+
+
+def test_reference_fixture_through_transformers(tmp_path):
+    """The original code's outputs, through an exported folder and AutoModelForMaskedLM."""
+    native = load_model(FIXTURE / "checkpoint.pt")
+    folder = hf.export_hf(native, tmp_path / "hf")
+    model = AutoModelForMaskedLM.from_pretrained(folder).eval()
+    expected = np.load(FIXTURE / "expected.npz")
+    for k in (0, 1):
+        tokens = torch.from_numpy(expected[f"tokens_{k}"]).long()
+        real = tokens.ne(1)
+        with torch.no_grad():
+            out = model(tokens, attention_mask=real.long(), output_hidden_states=True)
+            native_logits = native(tokens)
+        torch.testing.assert_close(out.logits[real], native_logits[real], atol=1e-6, rtol=0)
+        torch.testing.assert_close(out.logits[real], torch.from_numpy(expected[f"logits_{k}"])[real], atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.hidden_states[-1][real], torch.from_numpy(expected[f"features_{k}"])[real],
+                                   atol=1e-5, rtol=0)
+
+
+def test_left_padding_is_refused_with_a_clear_error(tmp_path):
+    _, folder = native_and_folder("TUPE-R", tmp_path)
+    model = AutoModel.from_pretrained(folder).eval()
+    tokens = random_tokens(2, 6)
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    with pytest.raises(hf.PaddingError, match="pad on the right"):
+        model(tokens, attention_mask=mask)
+
+
+def test_save_and_reload_is_bitwise(tmp_path):
+    _, folder = native_and_folder("TUPE-R", tmp_path)
+    for auto in (AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification):
+        a = auto.from_pretrained(folder)
+        a.save_pretrained(tmp_path / auto.__name__)
+        b = auto.from_pretrained(tmp_path / auto.__name__)
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), auto.__name__
+    # the MLM decoder is the token embedding itself, before and after a reload
+    mlm = AutoModelForMaskedLM.from_pretrained(tmp_path / "AutoModelForMaskedLM")
+    assert not any(k.startswith("lm_head.weight") for k in mlm.state_dict())
+
+
+# ----------------------------------------------------------------------------- HF conventions
+def test_hidden_states_attentions_and_tuples(tmp_path):
+    model, folder = native_and_folder("TUPE-R", tmp_path)
+    base = AutoModel.from_pretrained(folder).eval()
+    _, mask, tokens = right_padded(pad_id=1)
+    with torch.no_grad():
+        out = base(tokens, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+        as_tuple = base(tokens, attention_mask=mask, return_dict=False)
+    L, H, T = model.cfg.encoder_layers, model.cfg.encoder_attention_heads, tokens.size(1)
+    assert len(out.hidden_states) == L + 1 and len(out.attentions) == L
+    assert torch.equal(out.hidden_states[-1], out.last_hidden_state)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 1
+    torch.testing.assert_close(as_tuple[0], out.last_hidden_state, atol=1e-6, rtol=0)   # SDPA vs eager path
+    probs = out.attentions[0]
+    assert probs.shape == (4, H, T, T)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(4, H, T))
+    assert probs.masked_select(~mask.bool()[:, None, None, :].expand_as(probs)).abs().max() == 0
+    # the probabilities are the paper's: softmax(word logits / sqrt(2d) + positional bias), layer 0
+    enc = model.encoder
+    x = out.hidden_states[0]
+    attn = enc.layers[0].self_attn
+    q, k, _ = attn.in_proj(x).chunk(3, dim=-1)
+    d = q.size(-1) // H
+    q, k = (t.view(4, T, H, d).transpose(1, 2) for t in (q, k))
+    logits = q @ k.transpose(-1, -2) / (2 * d) ** 0.5 + enc.positional_bias(T)
+    want = logits.masked_fill(~mask.bool()[:, None, None, :], float("-inf")).softmax(-1)
+    torch.testing.assert_close(probs, want, atol=1e-6, rtol=1e-5)
+
+
+def test_inputs_embeds_equal_input_ids(tmp_path):
+    _, folder = native_and_folder("TUPE-A", tmp_path)
+    base = AutoModel.from_pretrained(folder).eval()
+    _, mask, tokens = right_padded(pad_id=1)
+    with torch.no_grad():
+        a = base(tokens, attention_mask=mask).last_hidden_state
+        b = base(inputs_embeds=base.get_input_embeddings()(tokens), attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="exactly one"):
+        base(tokens, inputs_embeds=base.get_input_embeddings()(tokens))
+    with pytest.raises(ValueError, match="no segment"):
+        base(tokens, token_type_ids=torch.ones_like(tokens))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
+    _, folder = native_and_folder("TUPE-R", tmp_path)
+    _, mask, tokens = right_padded(pad_id=1)
+    labels = torch.tensor([0, 2, 1, 1])
+    grads = []
+    for checkpointing in (False, True):
+        model = AutoModelForSequenceClassification.from_pretrained(folder, dropout=0.0, attention_dropout=0.0,
+                                                                   pooler_dropout=0.0).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert model.tupe.encoder.gradient_checkpointing
+        model(tokens, attention_mask=mask, labels=labels).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for n in grads[0]:
+        torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-6, rtol=1e-5, msg=n)
+
+
+def test_resize_token_embeddings_keeps_the_tie(tmp_path):
+    _, folder = native_and_folder("TUPE-R", tmp_path)
+    model = AutoModelForMaskedLM.from_pretrained(folder).eval()
+    tokens = random_tokens(2, 8)
+    with torch.no_grad():
+        before = model(tokens).logits
+    V = model.config.vocab_size
+    model.resize_token_embeddings(V + 6)
+    with torch.no_grad():
+        after = model(tokens).logits
+    assert after.shape[-1] == V + 6 == model.config.vocab_size == model.lm_head.bias.numel()
+    torch.testing.assert_close(after[..., :V], before, atol=1e-6, rtol=0)
+    with torch.no_grad():   # the decoder follows the (new) embedding: tied
+        model.get_input_embeddings().weight[V + 2] += 1.0
+        moved = model(tokens).logits
+    assert not torch.allclose(moved[..., V + 2], after[..., V + 2])
+    model.save_pretrained(tmp_path / "resized")
+    again = AutoModelForMaskedLM.from_pretrained(tmp_path / "resized")
+    assert again.config.vocab_size == V + 6
+
+
+@pytest.mark.parametrize("problem", ["single_label_classification", "multi_label_classification", "regression"])
+def test_sequence_classification_losses(problem, tmp_path):
+    _, folder = native_and_folder("TUPE-R", tmp_path, num_classes=1 if problem == "regression" else 3)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    _, mask, tokens = right_padded(pad_id=1)
+    g = torch.Generator().manual_seed(0)
+    if problem == "single_label_classification":
+        labels = torch.tensor([0, 2, 1, 2])
+    elif problem == "multi_label_classification":
+        labels = (torch.rand(4, 3, generator=g) > 0.5).float()
+    else:
+        labels = torch.rand(4, generator=g)
+    with torch.no_grad():
+        out = model(tokens, attention_mask=mask, labels=labels)
+    assert model.config.problem_type == problem
+    want = {"single_label_classification": lambda: F.cross_entropy(out.logits, labels),
+            "multi_label_classification": lambda: F.binary_cross_entropy_with_logits(out.logits, labels),
+            "regression": lambda: F.mse_loss(out.logits.squeeze(-1), labels)}[problem]()
+    torch.testing.assert_close(out.loss, want)
+
+
+def test_masked_lm_loss_ignores_minus_100(tmp_path):
+    _, folder = native_and_folder("TUPE-R", tmp_path)
+    model = AutoModelForMaskedLM.from_pretrained(folder).eval()
+    _, mask, tokens = right_padded(pad_id=1)
+    labels = torch.full_like(tokens, -100)
+    labels[0, 3], labels[2, 1] = 11, 20
+    with torch.no_grad():
+        out = model(tokens, attention_mask=mask, labels=labels)
+    want = F.cross_entropy(torch.stack([out.logits[0, 3], out.logits[2, 1]]), torch.tensor([11, 20]))
+    torch.testing.assert_close(out.loss, want)
+
+
+def test_token_classification_and_question_answering(tmp_path):
+    model, folder = native_and_folder("TUPE-R", tmp_path)
+    _, mask, tokens = right_padded(pad_id=1)
+    tok = AutoModelForTokenClassification.from_pretrained(folder, num_labels=5).eval()
+    qa = AutoModelForQuestionAnswering.from_pretrained(folder).eval()
+    assert (type(tok), type(qa)) == (hf.TupeForTokenClassification, hf.TupeForQuestionAnswering)
+    labels = torch.randint(0, 5, tokens.shape).masked_fill(mask == 0, -100)
+    with torch.no_grad():
+        want = model.extract_features(tokens)
+        t_out = tok(tokens, attention_mask=mask, labels=labels)
+        q_out = qa(tokens, attention_mask=mask, start_positions=torch.tensor([1, 2, 0, 3]),
+                   end_positions=torch.tensor([4, 2, 1, 50]))
+    assert t_out.logits.shape == (4, 12, 5)
+    torch.testing.assert_close(t_out.logits, tok.classifier(want), atol=1e-6, rtol=0)
+    torch.testing.assert_close(t_out.loss, F.cross_entropy(t_out.logits.reshape(-1, 5), labels.view(-1)))
+    start, end = qa.qa_outputs(want).unbind(-1)
+    torch.testing.assert_close(q_out.start_logits, start, atol=1e-6, rtol=0)
+    # end position 50 is outside the input: ignored, as transformers does
+    want_loss = (F.cross_entropy(start, torch.tensor([1, 2, 0, 3]))
+                 + F.cross_entropy(end[:3], torch.tensor([4, 2, 1]))) / 2
+    torch.testing.assert_close(q_out.loss, want_loss)
+
+
+def test_every_class_wraps_the_native_encoder(tmp_path):
+    """One implementation: the transformers classes hold the native Encoder, not a copy."""
+    from tupe.model.transformer import Encoder, SelfAttention
+
+    _, folder = native_and_folder("TUPE-R", tmp_path)
+    for auto in (AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification,
+                 AutoModelForTokenClassification, AutoModelForQuestionAnswering):
+        model = auto.from_pretrained(folder)
+        encoders = [m for m in model.modules() if isinstance(m, Encoder)]
+        attentions = [m for m in model.modules() if isinstance(m, SelfAttention)]
+        assert len(encoders) == 1 and len(attentions) == TupeConfig(**model.config.to_tupe_config().to_dict()).encoder_layers

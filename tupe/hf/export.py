@@ -1,0 +1,71 @@
+"""Native model -> transformers folder (what ``tupe-convert SRC OUT --hf`` writes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from safetensors.torch import save_file
+
+from ..checkpoint import WEIGHTS_FILE, hf_state_dict
+from ..model import TupeModel
+from .configuration import TupeHfConfig
+from .tokenization import TupeTokenizer
+
+
+def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Optional[str] = None,
+              label_words: Optional[Sequence[str]] = None, cased: bool = False) -> Path:
+    """Write ``config.json``, ``model.safetensors`` and, when the model knows its vocabulary,
+    the tokenizer (``dict.txt``, ``bpe-code``, ``tokenizer_config.json``).
+
+    ``head``: the classification head that becomes ``TupeForSequenceClassification``'s
+    classifier (default: ``sentence_classification_head`` if present, else the only head);
+    ``label_words``: its class names (``id2label``). The masked-LM head is always kept, so one
+    folder serves ``AutoModelForMaskedLM`` and ``AutoModelForSequenceClassification``.
+    """
+    directory = Path(directory)
+    sizes = model.head_sizes
+    if head is None and sizes:
+        head = model.DEFAULT_HEAD if model.DEFAULT_HEAD in sizes else (next(iter(sizes)) if len(sizes) == 1 else None)
+        if head is None:
+            raise ValueError(f"the model has several classification heads {sorted(sizes)}; choose one (--head)")
+    if head is not None and head not in sizes:
+        raise ValueError(f"no classification head {head!r}; the model has {sorted(sizes) or 'none'}")
+    extra = {}
+    if head is not None:
+        k = sizes[head]
+        if label_words is not None and len(label_words) != k:
+            raise ValueError(f"{len(label_words)} label words for a head of {k} classes")
+        words = list(label_words) if label_words is not None else [f"LABEL_{i}" for i in range(k)]
+        extra = dict(num_labels=k, id2label=dict(enumerate(words)), label2id={w: i for i, w in enumerate(words)},
+                     architectures=["TupeForSequenceClassification"])
+        if k == 1:
+            extra["problem_type"] = "regression"
+    else:
+        extra = dict(architectures=["TupeForMaskedLM"])
+    config = TupeHfConfig.from_tupe_config(model.cfg, **extra)
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        config.save_pretrained(tmp)
+        state = {k: v.detach().contiguous() for k, v in hf_state_dict(model, head).items()}
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        if model.dictionary is not None and model.bpe_codes:
+            dict_file = tmp / "dict.txt"
+            model.dictionary.save(dict_file)
+            shutil.copyfile(model.bpe_codes, tmp / "bpe-code")
+            TupeTokenizer(str(dict_file), str(tmp / "bpe-code"), cased=cased,
+                          model_max_length=model.cfg.max_positions).save_pretrained(tmp)
+        if head is not None and label_words is not None:   # tupe-predict reads label words from here too
+            (tmp / "labels.json").write_text(json.dumps({model.DEFAULT_HEAD: list(label_words)}) + "\n")
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory

@@ -1,0 +1,276 @@
+"""TUPE as transformers models. Every class wraps the one native implementation
+(:class:`tupe.model.transformer.Encoder` and its heads): there is no second copy of the
+attention or of the positional terms here, only input/output plumbing.
+
+State-dict layout (what ``save_pretrained`` writes)::
+
+    tupe.encoder.*            the native encoder (native names, prefixed with ``tupe.``)
+    lm_head.*                 the native masked-LM head (decoder tied to the token embedding)
+    classifier.*              sequence classification: the native classification head
+                              (dense -> tanh -> dropout -> out_proj on <s>);
+                              token classification: Linear(C, num_labels)
+    qa_outputs.*              question answering: Linear(C, 2)
+
+An exported folder may hold ``lm_head.*`` and ``classifier.*`` together (``tupe-convert --hf``
+keeps everything the checkpoint had); each class takes what it uses and ignores the rest.
+
+Padding: positions count from each row's first token (as the original), so padding must be on
+the right. ``attention_mask`` marks the real tokens (any pad id works); a left-padded batch is
+refused with a clear error rather than silently shifting every position. Without
+``attention_mask``, tokens equal to ``pad_token_id`` are padding (the native rule).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import (BaseModelOutput, MaskedLMOutput, QuestionAnsweringModelOutput,
+                                           SequenceClassifierOutput, TokenClassifierOutput)
+
+from ..model.dropout import Dropout
+from ..model.positional import RelativePositionBias, relative_position_bucket
+from ..model.transformer import ClassificationHead, Encoder, MaskedLMHead
+from .configuration import TupeHfConfig
+
+
+class PaddingError(ValueError):
+    """An ``attention_mask`` TUPE cannot honour exactly (left padding, holes)."""
+
+
+def padding_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) 1 = real token, 0 = padding -> (B, T) bool, True at padding; refuses left padding."""
+    real = attention_mask.bool()
+    exporting = torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+    if not exporting and bool((real[:, 1:] & ~real[:, :-1]).any()):
+        raise PaddingError(
+            "attention_mask has a padded position before a real token (left padding or a hole). "
+            "TUPE counts positions from each row's first token, as the original model was trained, "
+            "so pad on the right: tokenizer.padding_side = 'right' (the TupeTokenizer default).")
+    return ~real
+
+
+class TupePreTrainedModel(PreTrainedModel):
+    config_class = TupeHfConfig
+    config: TupeHfConfig
+    base_model_prefix = "tupe"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["EncoderLayer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """BERT init (normal(0, initializer_range), zero biases, unit LayerNorms, zero padding
+        row), as the native ``init_bert_params``; the LM head's own bias starts at zero."""
+        super()._init_weights(module)
+        if isinstance(module, MaskedLMHead):
+            init.zeros_(module.bias)
+        elif isinstance(module, RelativePositionBias):   # a computed (non-persistent) buffer
+            distance = torch.arange(-(module.max_positions - 1), module.max_positions)
+            init.copy_(module.bucket, relative_position_bucket(
+                distance, self.config.rel_pos_bins, self.config.max_rel_pos))
+
+    def _outputs_flags(self, output_hidden_states, output_attentions, return_dict):
+        cfg = self.config
+        return (cfg.output_hidden_states if output_hidden_states is None else output_hidden_states,
+                bool(getattr(cfg, "output_attentions", False)) if output_attentions is None else output_attentions,
+                cfg.return_dict if return_dict is None else return_dict)
+
+
+class TupeHfModel(TupePreTrainedModel):
+    """The bare encoder: ``last_hidden_state`` (B, T, C), optionally every layer's hidden state
+    (embedding output first) and attention probabilities. TUPE has no pooler: the
+    classification head holds its own dense + tanh."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\.", r"^classifier\.", r"^qa_outputs\."]
+
+    def __init__(self, config: TupeHfConfig):
+        super().__init__(config)
+        self.encoder = Encoder(config.to_tupe_config())
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.encoder.embed_tokens = value
+        self.encoder.cfg.vocab_size = value.num_embeddings
+
+    def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
+                token_type_ids: Optional[torch.Tensor] = None, position_ids: Optional[torch.Tensor] = None,
+                inputs_embeds: Optional[torch.Tensor] = None, output_hidden_states: Optional[bool] = None,
+                output_attentions: Optional[bool] = None, return_dict: Optional[bool] = None, **kwargs):
+        hidden_flag, attn_flag, return_dict = self._outputs_flags(output_hidden_states, output_attentions, return_dict)
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids and inputs_embeds")
+        if position_ids is not None:
+            raise ValueError("TUPE takes no position_ids: positions are 0..T-1 from each row's first "
+                             "token (right padding), as in the original model")
+        if token_type_ids is not None and bool(token_type_ids.ne(0).any()):
+            raise ValueError("TUPE has no segment (token type) embeddings; pairs are marked by "
+                             "'</s> </s>' between the sentences, as the TupeTokenizer builds them")
+        padding = padding_from_mask(attention_mask) if attention_mask is not None else None
+        out = self.encoder.encode(input_ids, padding=padding, embeds=inputs_embeds,
+                                  output_hidden_states=hidden_flag, output_attentions=attn_flag)
+        result = BaseModelOutput(last_hidden_state=out.last_hidden_state, hidden_states=out.hidden_states,
+                                 attentions=out.attentions)
+        return result if return_dict else result.to_tuple()
+
+
+class _WithEncoder(TupePreTrainedModel):
+    """A task model: ``self.tupe`` (the bare encoder) + a head."""
+
+    def __init__(self, config: TupeHfConfig):
+        super().__init__(config)
+        self.tupe = TupeHfModel(config)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.tupe.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.tupe.set_input_embeddings(value)
+
+    def _encode(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                output_hidden_states, output_attentions) -> BaseModelOutput:
+        return self.tupe(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                         position_ids=position_ids, inputs_embeds=inputs_embeds,
+                         output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                         return_dict=True)
+
+
+class TupeForMaskedLM(_WithEncoder):
+    """Masked-LM logits over the whole vocabulary (B, T, V); the output projection is the token
+    embedding itself (one tensor, tied by construction) plus the head's own bias. ``labels``:
+    (B, T) token ids, -100 where no loss is wanted."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^classifier\.", r"^qa_outputs\."]
+
+    def __init__(self, config: TupeHfConfig):
+        super().__init__(config)
+        self.lm_head = MaskedLMHead(self.tupe.encoder.cfg)
+        self.post_init()
+
+    def get_output_embeddings(self) -> None:
+        """None: the decoder is the input embedding itself (nothing separate to tie or resize)."""
+        return None
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        n, old = embeddings.num_embeddings, self.lm_head.bias
+        if old.numel() != n:   # the head's bias follows the vocabulary (new entries start at 0)
+            bias = torch.zeros(n, dtype=old.dtype, device=old.device)
+            bias[: min(n, old.numel())] = old.data[: min(n, old.numel())]
+            self.lm_head.bias = nn.Parameter(bias)
+        return embeddings
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels: Optional[torch.Tensor] = None, output_hidden_states=None,
+                output_attentions=None, return_dict=None, **kwargs):
+        hidden_flag, attn_flag, return_dict = self._outputs_flags(output_hidden_states, output_attentions, return_dict)
+        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, hidden_flag, attn_flag)
+        logits = self.lm_head(out.last_hidden_state, self.tupe.encoder.embed_tokens.weight)   # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(logits.view(-1, logits.size(-1)), labels.view(-1).to(logits.device))
+        result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return result if return_dict else result.to_tuple()
+
+
+def sequence_classification_loss(config: TupeHfConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """transformers' convention: ``problem_type`` (inferred once when unset) picks MSE,
+    cross-entropy or per-label binary cross-entropy."""
+    num_labels = logits.size(-1)
+    if config.problem_type is None:
+        if num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        return MSELoss()(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype)) if num_labels == 1 \
+            else MSELoss()(logits, labels.to(logits.dtype))
+    if config.problem_type == "single_label_classification":
+        return CrossEntropyLoss()(logits.view(-1, num_labels), labels.view(-1))
+    return BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
+
+
+class TupeForSequenceClassification(_WithEncoder):
+    """The original classification head on ``<s>`` (dense -> tanh -> dropout -> out_proj);
+    ``num_labels`` classes, or 1 for regression. Losses follow ``config.problem_type``."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\.", r"^qa_outputs\."]
+
+    def __init__(self, config: TupeHfConfig):
+        super().__init__(config)
+        self.classifier = ClassificationHead(self.tupe.encoder.cfg, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels: Optional[torch.Tensor] = None, output_hidden_states=None,
+                output_attentions=None, return_dict=None, **kwargs):
+        hidden_flag, attn_flag, return_dict = self._outputs_flags(output_hidden_states, output_attentions, return_dict)
+        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, hidden_flag, attn_flag)
+        logits = self.classifier(out.last_hidden_state)                                   # (B, K)
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels.to(logits.device))
+        result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                          attentions=out.attentions)
+        return result if return_dict else result.to_tuple()
+
+
+class TupeForTokenClassification(_WithEncoder):
+    """Per-token logits (B, T, num_labels): dropout + Linear on the last layer."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\.", r"^qa_outputs\."]
+
+    def __init__(self, config: TupeHfConfig):
+        super().__init__(config)
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
+        self.dropout = Dropout(p)
+        self.classifier = nn.Linear(config.encoder_embed_dim, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels: Optional[torch.Tensor] = None, output_hidden_states=None,
+                output_attentions=None, return_dict=None, **kwargs):
+        hidden_flag, attn_flag, return_dict = self._outputs_flags(output_hidden_states, output_attentions, return_dict)
+        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, hidden_flag, attn_flag)
+        logits = self.classifier(self.dropout(out.last_hidden_state))                     # (B, T, K)
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(logits.view(-1, logits.size(-1)), labels.view(-1).to(logits.device))
+        result = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                       attentions=out.attentions)
+        return result if return_dict else result.to_tuple()
+
+
+class TupeForQuestionAnswering(_WithEncoder):
+    """Extractive QA: start and end logits (B, T) from Linear(C, 2) on the last layer."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\.", r"^classifier\."]
+
+    def __init__(self, config: TupeHfConfig):
+        super().__init__(config)
+        self.qa_outputs = nn.Linear(config.encoder_embed_dim, 2)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, start_positions: Optional[torch.Tensor] = None,
+                end_positions: Optional[torch.Tensor] = None, output_hidden_states=None,
+                output_attentions=None, return_dict=None, **kwargs):
+        hidden_flag, attn_flag, return_dict = self._outputs_flags(output_hidden_states, output_attentions, return_dict)
+        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, hidden_flag, attn_flag)
+        start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(-1)     # 2 x (B, T)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            ignored = start_logits.size(1)   # positions outside the input are ignored, as in transformers
+            loss_fct = CrossEntropyLoss(ignore_index=ignored)
+            loss = (loss_fct(start_logits, start_positions.view(-1).clamp(0, ignored).to(start_logits.device))
+                    + loss_fct(end_logits, end_positions.view(-1).clamp(0, ignored).to(end_logits.device))) / 2
+        result = QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits.contiguous(),
+                                              end_logits=end_logits.contiguous(),
+                                              hidden_states=out.hidden_states, attentions=out.attentions)
+        return result if return_dict else result.to_tuple()
