@@ -91,6 +91,13 @@ class TupeTokenizer(PreTrainedTokenizer):
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         return 4 if pair else 2
 
+    def _encode_plus(self, *args, return_offsets_mapping: bool = False, **kwargs):
+        if return_offsets_mapping:
+            raise NotImplementedError(
+                "TupeTokenizer cannot return offsets: Moses normalisation rewrites the text before BPE, "
+                "so token offsets into the raw string are not defined")
+        return super()._encode_plus(*args, **kwargs)
+
     # ------------------------------------------------------------------ files
     def save_vocabulary(self, save_directory: str, filename_prefix: Optional[str] = None) -> tuple[str, str]:
         """``dict.txt`` and ``bpe-code``, byte for byte the files the tokenizer was built from."""
