@@ -45,7 +45,7 @@ class PaddingError(ValueError):
 def padding_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """(B, T) 1 = real token, 0 = padding -> (B, T) bool, True at padding; refuses left padding."""
     real = attention_mask.bool()
-    exporting = torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+    exporting = torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
     if not exporting and bool((real[:, 1:] & ~real[:, :-1]).any()):
         raise PaddingError(
             "attention_mask has a padded position before a real token (left padding or a hole). "

@@ -79,6 +79,16 @@ def relative_position_bucket(relative_position: torch.Tensor, num_buckets: int =
     return ret + torch.where(is_small, n, large)
 
 
+def toeplitz(w: torch.Tensor, T: int) -> torch.Tensor:
+    """(H, 2T-1) values per distance -> (H, T, T) with ``out[h, i, j] = w[h, j - i + T - 1]``.
+
+    Rows of w, each padded to 2T, laid end to end: element T-1 + i(2T-1) + j of that flat
+    buffer is w[j - i + T - 1]. Dense ops only (the backward is a sum over rows)."""
+    H = w.size(0)
+    flat = F.pad(w.unsqueeze(1).expand(H, T, 2 * T - 1), (0, 1)).reshape(H, -1)       # (H, 2T^2)
+    return flat[:, T - 1: T - 1 + T * (2 * T - 1)].view(H, T, 2 * T - 1)[:, :, :T]
+
+
 class RelativePositionBias(nn.Module):
     """TUPE-R / BERT-R: a learned per-head scalar for each relative-distance bucket.
 
@@ -87,8 +97,9 @@ class RelativePositionBias(nn.Module):
     ``rel_pos_bins // 2``, which the bucketing never produces; the row wins at (0, 0).
 
     The bias depends on j - i only (a Toeplitz matrix), so the embedding is looked up for the
-    2T - 1 distances and spread over (T, T) with ``unfold``: a (T x T) gather would make the
-    backward pass a slow scatter of T^2 values into 33 rows.
+    2T - 1 distances and spread over (T, T) by the "skewing" reshape of ``toeplitz``: a
+    (T x T) gather would make the backward pass a slow scatter of T^2 values into 33 rows. The
+    reshape keeps T symbolic, so the bias is computed inside an exported (ONNX) graph for any length.
     """
 
     def __init__(self, cfg: TupeConfig):
@@ -105,7 +116,7 @@ class RelativePositionBias(nn.Module):
         T, L = seq_len, self.max_positions
         buckets = self.bucket[L - T: L + T - 1]                                          # j - i = -(T-1) .. T-1
         per_distance = F.embedding(buckets, self.relative_attention_bias.weight).t()     # (H, 2T-1)
-        bias = per_distance.unfold(1, T, 1).flip(1)            # (H, T, T): bias[h, i, j] = w[h, j - i + T - 1]
+        bias = toeplitz(per_distance, T)                       # (H, T, T): bias[h, i, j] = w[h, j - i + T - 1]
         if self.untie_cls:
             table = self.relative_attention_bias.weight
             bias[:, :, 0] = table[self.num_buckets].unsqueeze(-1)        # others -> [CLS]

@@ -81,7 +81,10 @@ class SelfAttention(nn.Module):
         mask = attn_mask.to(q.dtype)
         p = self.dropout if self.training else 0.0
         probs = None
-        if need_weights or (p > 0 and q.device.type == "cpu" and self.explicit_cpu_dropout):
+        # Eager where SDPA cannot serve: attention probabilities asked for, CPU training with dropout,
+        # and graph export (ONNX: SDPA's decomposition returns another memory layout than traced).
+        if need_weights or torch.compiler.is_exporting() or \
+                (p > 0 and q.device.type == "cpu" and self.explicit_cpu_dropout):
             y, probs = eager_attention(q, k, v, mask, self.scaling, p)                 # (B, H, T, d)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling,
