@@ -11,7 +11,7 @@ TORCH ?=
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(if $(TORCH),$(PY) -m pip install -q '$(TORCH)')
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,hf]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,0 +1,102 @@
+"""Finetune an exported TUPE model on a TSV classification task with transformers.Trainer.
+
+    tupe-convert checkpoints/tupe-r hf/tupe-r --hf           # once: a transformers folder
+    python examples/hf_finetune.py --model hf/tupe-r --train glue_data/SST-2/train.tsv \
+        --valid glue_data/SST-2/dev.tsv --text-columns sentence --label-column label --out runs/sst2
+
+A pair task names two text columns (e.g. --text-columns sentence1 sentence2). The files have a
+header line; labels are read as words and numbered in order of first appearance in --train.
+Copy this file and change what you need: it is plain transformers code.
+"""
+
+import argparse
+import csv
+import json
+import sys
+
+import numpy as np
+import torch
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                          TrainingArguments)
+
+import tupe.hf  # noqa: F401  (registers TUPE with the Auto classes)
+
+
+def read_tsv(path, text_columns, label_column):
+    csv.field_size_limit(sys.maxsize)
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    for name in [*text_columns, label_column]:
+        if rows and name not in rows[0]:
+            sys.exit(f"{path}: no column {name!r} (columns: {', '.join(rows[0])})")
+    if not rows:
+        sys.exit(f"{path}: no rows")
+    return [[r[c] for c in text_columns] for r in rows], [r[label_column] for r in rows]
+
+
+class TextDataset(torch.utils.data.Dataset):
+    def __init__(self, tokenizer, texts, labels, label2id, max_length):
+        self.items = []
+        for line, (text, label) in enumerate(zip(texts, labels), 2):
+            if label not in label2id:
+                sys.exit(f"line {line}: label {label!r} does not occur in the training file")
+            enc = tokenizer(*text, truncation=True, max_length=max_length)
+            self.items.append({**enc, "labels": label2id[label]})
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="a transformers folder (tupe-convert ... --hf)")
+    p.add_argument("--train", required=True)
+    p.add_argument("--valid", required=True)
+    p.add_argument("--text-columns", nargs="+", required=True, help="one column, or two for a pair task")
+    p.add_argument("--label-column", required=True)
+    p.add_argument("--out", required=True, help="where the finetuned model and tokenizer are saved")
+    p.add_argument("--epochs", type=float, default=3)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+
+    train_x, train_y = read_tsv(args.train, args.text_columns, args.label_column)
+    valid_x, valid_y = read_tsv(args.valid, args.text_columns, args.label_column)
+    labels = list(dict.fromkeys(train_y))
+    label2id = {w: i for i, w in enumerate(labels)}
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        args.model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id)
+    train = TextDataset(tokenizer, train_x, train_y, label2id, args.max_length)
+    valid = TextDataset(tokenizer, valid_x, valid_y, label2id, args.max_length)
+
+    def accuracy(pred):
+        return {"accuracy": float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())}
+
+    training_args = TrainingArguments(
+        output_dir=args.out, num_train_epochs=args.epochs, learning_rate=args.lr, warmup_steps=0.06,
+        weight_decay=0.01, per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=64,
+        eval_strategy="epoch", save_strategy="no", logging_steps=10, seed=args.seed, report_to="none")
+    trainer = Trainer(model=model, args=training_args, train_dataset=train, eval_dataset=valid,
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=accuracy)
+    before = trainer.evaluate()
+    trainer.train()
+    after = trainer.evaluate()
+    trainer.save_model(args.out)
+    tokenizer.save_pretrained(args.out)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    summary = {"labels": labels, "accuracy_before": before["eval_accuracy"], "accuracy": after["eval_accuracy"],
+               "majority": max(valid_y.count(w) for w in labels) / len(valid_y),
+               "first_loss": losses[0], "last_loss": losses[-1]}
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""transformers tooling on exported TUPE models, with real runs on data the tests make:
+tupe-convert --hf, pipelines, Trainer (examples/hf_finetune.py), LoRA with peft, ONNX."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import tupe
+from tupe.cli.convert import main as convert
+
+hf = pytest.importorskip("tupe.hf")
+from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def pretrained_dir(pretrained, data_dir, tmp_path_factory):
+    """The tiny pretraining run's checkpoint with its dict.txt and bpe-code beside it."""
+    d = tmp_path_factory.mktemp("pre_with_vocab")
+    shutil.copyfile(pretrained, d / "checkpoint_last.pt")
+    for name in ("dict.txt", "bpe-code"):
+        shutil.copyfile(data_dir / name, d / name)
+    return d
+
+
+@pytest.fixture(scope="module")
+def exported(pretrained_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hf") / "tupe-r"
+    assert convert([str(pretrained_dir), str(out), "--hf"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def topic_task(tmp_path_factory):
+    """SST-2-layout TSVs whose label is the topic word in the sentence ("river" or "city", among
+    filler words): a task a tiny model learns in a few epochs (the word-order task of
+    tests/finetune needs hundreds of updates before it takes off)."""
+    import random
+
+    from tests.finetune.fixtures import FILLER
+    from tests.preprocess.glue_data import write
+
+    rng = random.Random(5)
+    root = tmp_path_factory.mktemp("topic")
+    for split, n in (("train", 400), ("dev", 200)):
+        rows = []
+        for _ in range(n):
+            words = [rng.choice(FILLER) for _ in range(rng.randint(3, 8))]
+            label = rng.random() < 0.5
+            words.insert(rng.randint(0, len(words)), "river" if label else "city")
+            rows.append((" ".join(words), int(label)))
+        write(root / f"{split}.tsv", [("sentence", "label")] + rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def finetuned_hf(exported, topic_task, tmp_path_factory):
+    """examples/hf_finetune.py on the topic task."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import hf_finetune
+    finally:
+        sys.path.pop(0)
+    out = tmp_path_factory.mktemp("hfft") / "run"
+    summary = hf_finetune.main(["--model", str(exported), "--train", str(topic_task / "train.tsv"),
+                                "--valid", str(topic_task / "dev.tsv"), "--text-columns", "sentence",
+                                "--label-column", "label", "--out", str(out), "--epochs", "4", "--lr", "3e-3",
+                                "--seed", "1"])
+    return out, summary
+
+
+def task_batches(exported, task_dir, batch_size=16):
+    """A task's train/dev TSVs as tokenized, padded batches with labels."""
+    import csv
+
+    tok = AutoTokenizer.from_pretrained(exported)
+    out = []
+    for split in ("train", "dev"):
+        with open(task_dir / f"{split}.tsv", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        batches = []
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i: i + batch_size]
+            enc = tok([r["sentence"] for r in chunk], padding=True, return_tensors="pt")
+            enc["labels"] = torch.tensor([int(r["label"]) for r in chunk])
+            batches.append(dict(enc))
+        out.append(batches)
+    return out
+
+
+@torch.no_grad()
+def accuracy(model, batches):
+    model.eval()
+    hits = n = 0
+    for b in batches:
+        hits += int((model(**b).logits.argmax(-1) == b["labels"]).sum())
+        n += len(b["labels"])
+    model.train()
+    return hits / n
+
+
+def varied_batches(tok):
+    texts = ["the river", "a city of the river and the city of a river", "city", "the of and to in a is that"]
+    yield dict(tok(texts, padding=True, return_tensors="pt"))
+    yield dict(tok(texts[1:2], return_tensors="pt"))
+    yield dict(tok([" ".join(texts)] * 5, texts[:1] * 5, padding=True, return_tensors="pt"))
+
+
+def test_exported_folder_layout_and_parity(exported, pretrained_dir):
+    files = {p.name for p in exported.iterdir()}
+    assert {"config.json", "model.safetensors", "dict.txt", "bpe-code", "tokenizer_config.json"} <= files
+    config = json.loads((exported / "config.json").read_text())
+    assert config["model_type"] == "tupe" and config["architectures"] == ["TupeForMaskedLM"]
+    native = tupe.load_model(pretrained_dir)
+    model = AutoModelForMaskedLM.from_pretrained(exported).eval()
+    tok = AutoTokenizer.from_pretrained(exported)
+    batch = tok(["the river and the city", "a city"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = native(batch["input_ids"])
+        got = model(**batch).logits
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(got[real], want[real], atol=1e-6, rtol=0)
+    # and back: load_model reads the transformers folder, tupe-convert writes the original layout
+    again = tupe.load_model(exported)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), native.state_dict().values()))
+
+
+def test_fill_mask_pipeline_matches_the_hub(exported, pretrained_dir):
+    fill = pipeline("fill-mask", model=str(exported), top_k=3)
+    hub = tupe.from_pretrained(pretrained_dir)
+    text = "the river <mask> the city"
+    got = fill(text)
+    want = hub.fill_mask(text, topk=3)
+    assert [r["token_str"].strip() for r in got] == [w[2] for w in want]
+    for r, w in zip(got, want):
+        assert r["score"] == pytest.approx(w[1], abs=1e-6)
+
+
+def test_convert_a_finetuned_training_run(order_task, pretrained, data_dir, tmp_path):
+    """A native finetuning run dir (checkpoint + labels.json) -> AutoModelForSequenceClassification
+    with the original's class logits and label words; text-classification pipeline = tupe hub."""
+    from tests.finetune.test_finetune import finetune_command, run
+
+    run_dir = tmp_path / "ft"
+    proc = run(finetune_command(order_task / "SST-2-bin", pretrained, run_dir, epochs=1).replace(
+        "--no-best-checkpoints ", "").replace("--no-last-checkpoints ", ""))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("dict.txt", "bpe-code"):
+        shutil.copyfile(data_dir / name, run_dir / name)
+    out = tmp_path / "hf"
+    assert convert([str(run_dir), str(out), "--hf"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    words = json.loads((run_dir / "labels.json").read_text())["sentence_classification_head"]
+    assert config["architectures"] == ["TupeForSequenceClassification"]
+    assert [config["id2label"][str(i)] for i in range(2)] == words
+    native = tupe.load_model(run_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tok = AutoTokenizer.from_pretrained(out)
+    sentences = ["the river city of a", "he city river was", "city river"]
+    batch = tok(sentences, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = torch.cat([native(tok(s, return_tensors="pt")["input_ids"],
+                                 classification_head_name="sentence_classification_head") for s in sentences])
+        got = model(**batch).logits
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    classify = pipeline("text-classification", model=str(out))
+    hub = tupe.from_pretrained(run_dir)
+    for s, r in zip(sentences, classify(sentences)):
+        word, prob = hub.predict_label("sentence_classification_head", s)
+        assert r["label"] == word and r["score"] == pytest.approx(prob, abs=1e-6)
+    # and the way back to the original layout
+    assert convert([str(out), str(tmp_path / "back.pt")]) == 0
+    back = tupe.load_model(tmp_path / "back.pt")
+    assert back.head_sizes == {"sentence_classification_head": 2}
+
+
+def test_trainer_finetuning_example(finetuned_hf):
+    out, summary = finetuned_hf
+    assert summary["last_loss"] < summary["first_loss"]
+    assert summary["accuracy"] >= summary["majority"] + 0.15, summary     # majority ~0.5
+    assert summary["accuracy"] > summary["accuracy_before"]
+
+
+def test_hf_finetuned_model_goes_through_tupe_tools(finetuned_hf, tmp_path):
+    """A model finetuned with transformers, read by tupe.load_model / tupe-predict."""
+    out, summary = finetuned_hf
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tok = AutoTokenizer.from_pretrained(out)
+    native = tupe.load_model(out)
+    assert native.head_sizes == {"sentence_classification_head": 2}
+    batch = tok(["the river city", "a city river is"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = model(**batch).logits
+        got = torch.cat([native(tok(s, return_tensors="pt")["input_ids"], classification_head_name="sentence_classification_head")
+                         for s in ("the river city", "a city river is")])
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    from tupe.cli.predict import main as predict
+
+    src = tmp_path / "in.tsv"
+    src.write_text("the river city\na city river is\n")
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert predict(["--checkpoint", str(out), "--input", str(src), "--cpu"]) == 0
+    labels = [line.split("\t")[0] for line in buf.getvalue().splitlines()]
+    assert labels == [model.config.id2label[int(i)] for i in want.argmax(-1)]
+
+
+def test_lora_trains_only_adapters_and_improves(exported, topic_task, tmp_path):
+    from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+
+    from transformers import get_linear_schedule_with_warmup
+
+    train, valid = task_batches(exported, topic_task)
+    torch.manual_seed(0)
+    base = AutoModelForSequenceClassification.from_pretrained(exported, num_labels=2)
+    frozen = {k: v.clone() for k, v in base.state_dict().items() if not k.startswith("classifier.")}
+    acc_frozen = accuracy(base, valid)
+    r = 4
+    model = get_peft_model(base, LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=8, lora_dropout=0.0,
+                                            target_modules=hf.LORA_TARGET_MODULES))
+    trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
+    lora = {n: k for n, k in trainable.items() if "lora_" in n}
+    rest = {n for n in trainable if "lora_" not in n}
+    assert rest and all(".classifier." in n for n in rest)         # plus the new task head (modules_to_save)
+    cfg = base.config
+    C, F_, L = cfg.encoder_embed_dim, cfg.encoder_ffn_embed_dim, cfg.encoder_layers
+    per_layer = r * ((C + 3 * C) + (C + C) + (C + F_) + (F_ + C))  # in_proj (fused q/k/v), out_proj, fc1, fc2
+    # (the classifier's own out_proj is a target name too: LoRA on the trainable head copy)
+    assert sum(k for n, k in lora.items() if ".encoder." in n) == L * per_layer
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    epochs = 4
+    schedule = get_linear_schedule_with_warmup(opt, len(train) // 4, epochs * len(train))
+    model.train()
+    losses = []
+    for epoch in range(epochs):
+        for batch in train:
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            schedule.step()
+            opt.zero_grad()
+            losses.append(loss.item())
+    assert sum(losses[-10:]) < sum(losses[:10])
+    acc_lora = accuracy(model, valid)
+    assert acc_lora >= acc_frozen + 0.15 and acc_lora >= 0.7, (acc_frozen, acc_lora)
+    merged_base = {k.replace("base_model.model.", ""): v for k, v in model.state_dict().items()}
+    for k, v in frozen.items():   # the pretrained weights did not move
+        name = k.replace(".weight", ".base_layer.weight").replace(".bias", ".base_layer.bias")
+        assert torch.equal(merged_base.get(name, merged_base.get(k)), v), k
+    model.save_pretrained(tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    fresh = AutoModelForSequenceClassification.from_pretrained(exported, num_labels=2)
+    reloaded = PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
+    model.eval()
+    with torch.no_grad():
+        b = valid[0]
+        torch.testing.assert_close(reloaded(**b).logits, model(**b).logits, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["base", "classifier"])
+def test_onnx_export_runs_in_onnxruntime(exported, kind, tmp_path):
+    import onnxruntime as ort
+
+    from tupe.hf.onnx import export_onnx
+
+    cls = hf.TupeHfModel if kind == "base" else hf.TupeForSequenceClassification
+    model = cls.from_pretrained(exported).eval()
+    path = export_onnx(model, tmp_path / f"{kind}.onnx")
+    session = ort.InferenceSession(str(path))
+    tok = AutoTokenizer.from_pretrained(exported)
+    for batch in varied_batches(tok):   # lengths and batch sizes other than the export's
+        with torch.no_grad():
+            want = model(**batch)[0]
+        got = session.run(None, {k: v.numpy() for k, v in batch.items()})[0]
+        assert got.shape == tuple(want.shape)
+        assert abs(got - want.numpy()).max() <= 1e-4
