@@ -173,6 +173,10 @@ def test_convert_a_finetuned_training_run(order_task, pretrained, data_dir, tmp_
     for s, r in zip(sentences, classify(sentences)):
         word, prob = hub.predict_label("sentence_classification_head", s)
         assert r["label"] == word and r["score"] == pytest.approx(prob, abs=1e-6)
+    # label words from the task's label dictionary give the same names
+    assert convert([str(run_dir), str(tmp_path / "hf2"), "--hf", "--label-dict",
+                    str(order_task / "SST-2-bin" / "label" / "dict.txt")]) == 0
+    assert json.loads((tmp_path / "hf2" / "config.json").read_text())["id2label"] == config["id2label"]
     # and the way back to the original layout
     assert convert([str(out), str(tmp_path / "back.pt")]) == 0
     back = tupe.load_model(tmp_path / "back.pt")
@@ -283,3 +287,47 @@ def test_onnx_export_runs_in_onnxruntime(exported, kind, tmp_path):
         got = session.run(None, {k: v.numpy() for k, v in batch.items()})[0]
         assert got.shape == tuple(want.shape)
         assert abs(got - want.numpy()).max() <= 1e-4
+
+
+def test_restore_file_reads_a_transformers_folder(exported, order_task, tmp_path):
+    """train.py --restore-file HF_FOLDER: finetuning starts from the exported weights."""
+    from tests.finetune.test_finetune import finetune_command, run
+
+    proc = run(finetune_command(order_task / "SST-2-bin", exported, tmp_path / "ft", epochs=1))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = proc.stdout + proc.stderr
+    assert "new classification head(s) ['sentence_classification_head']" in log, log[-2000:]
+
+
+def test_tupe_glue_takes_a_transformers_folder(exported, order_task, tmp_path):
+    from tupe.cli import glue as sweep
+
+    out = tmp_path / "runs"
+    assert sweep.main(["--checkpoint", str(exported), "--data-dir", str(order_task), "--tasks", "SST-2",
+                       "--lrs", "5e-3", "--seeds", "1", "--epochs", "1", "--out", str(out),
+                       "--extra=--cpu"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["label"] == "TUPE-R" and "SST-2" in results["tasks"]
+    assert (out / "SST-2" / "best" / "checkpoint_best.pt").is_file()
+
+
+def test_convert_original_file_and_own_format(tmp_path):
+    """The original fairseq file and the own format give the same transformers folder, and it
+    reproduces the original code's recorded outputs."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from tests.conftest import FIXTURE
+
+    assert convert([str(FIXTURE / "checkpoint.pt"), str(tmp_path / "a"), "--hf"]) == 0
+    assert convert([str(FIXTURE / "checkpoint.pt"), str(tmp_path / "own")]) == 0
+    assert convert([str(tmp_path / "own"), str(tmp_path / "b"), "--hf"]) == 0
+    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    model = AutoModelForMaskedLM.from_pretrained(tmp_path / "a").eval()
+    expected = np.load(FIXTURE / "expected.npz")
+    tokens = torch.from_numpy(expected["tokens_1"]).long()
+    real = tokens.ne(1)
+    with torch.no_grad():
+        logits = model(tokens, attention_mask=real.long()).logits
+    torch.testing.assert_close(logits[real], torch.from_numpy(expected["logits_1"])[real], atol=1e-5, rtol=0)

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..checkpoint import CheckpointError, config_from_checkpoint, read_checkpoint, resolve_checkpoint
+from ..checkpoint import (CONFIG_FILE, CheckpointError, config_from_checkpoint, load_model, read_checkpoint,
+                          resolve_checkpoint)
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,13 @@ PAPER = {  # GLUE dev, BERT-base size (NOTES.md section 5)
 
 def arch_flags(checkpoint: Path):
     """The architecture flags that match a checkpoint (train.py takes the shape from flags),
-    and its config."""
-    state = read_checkpoint(checkpoint)
-    cfg = config_from_checkpoint(state.get("args"), state["model"], checkpoint)
+    and its config. ``checkpoint``: a training checkpoint file, or a model directory (own format
+    or a transformers folder)."""
+    if checkpoint.is_dir() and (checkpoint / CONFIG_FILE).is_file():
+        cfg = load_model(checkpoint).cfg
+    else:
+        state = read_checkpoint(checkpoint)
+        cfg = config_from_checkpoint(state.get("args"), state["model"], checkpoint)
     flags = ["--arch", "bert_base", "--encoder-layers", str(cfg.encoder_layers),
              "--encoder-embed-dim", str(cfg.encoder_embed_dim), "--encoder-ffn-embed-dim",
              str(cfg.encoder_ffn_embed_dim), "--encoder-attention-heads", str(cfg.encoder_attention_heads),
@@ -226,7 +231,7 @@ def main(argv=None) -> int:
     p.add_argument("--extra", default="", help="more train.py flags for every run, e.g. '--cpu'")
     args = p.parse_args(argv)
     try:
-        checkpoint = resolve_checkpoint(args.checkpoint)
+        checkpoint = args.checkpoint if (args.checkpoint / CONFIG_FILE).is_file() else resolve_checkpoint(args.checkpoint)
         arch, cfg = arch_flags(checkpoint)
         max_positions, label = cfg.max_positions, args.label or cfg.name
     except (CheckpointError, FileNotFoundError) as e:
