@@ -13,11 +13,20 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.checkpoint import checkpoint
 
 from ..config import TupeConfig
 from .dropout import Dropout, dropout
 from .positional import RelativePositionBias, UntiedPositionalCorrelation
+
+
+# Optimizer steps taken in this process. Fused optimizers (torch's fused AdamW, which
+# FairseqAdam uses) update parameters without bumping their version counters, so the eval-mode
+# positional-bias cache also keys on this count (see Encoder.positional_bias).
+_optimizer_steps = [0]
+register_optimizer_step_post_hook(
+    lambda optimizer, args, kwargs: _optimizer_steps.__setitem__(0, _optimizer_steps[0] + 1))
 
 
 def activation(name: str):
@@ -137,6 +146,8 @@ class EncoderOutput(NamedTuple):
 class Encoder(nn.Module):
     """Word embedding -> (positional biases, computed once) -> layers -> features."""
 
+    BIAS_CACHE_LENGTHS = 8   # lengths whose eval-mode positional bias is kept
+
     def __init__(self, cfg: TupeConfig):
         super().__init__()
         C = cfg.encoder_embed_dim
@@ -155,11 +166,45 @@ class Encoder(nn.Module):
         # Activation checkpointing of each layer in training (HF's gradient_checkpointing_enable()
         # sets this flag and may set ``_gradient_checkpointing_func``).
         self.gradient_checkpointing = False
+        self._bias_cache: dict = {}     # eval-mode positional bias per length (positional_bias)
 
     def positional_bias(self, seq_len: int) -> Optional[torch.Tensor]:
-        """The (H, T, T) bias added to every layer's logits, or None (BERT-A)."""
-        terms = [m(seq_len) for m in (self.untied_pos, self.rel_pos_bias) if m is not None]
-        return sum(terms[1:], terms[0]) if terms else None
+        """The (H, T, T) bias added to every layer's logits, or None (BERT-A).
+
+        It depends on the length and the positional parameters only, so in eval mode without
+        autograd it is computed once per length and reused (inference), keyed by the parameters'
+        identity, dtype, device and version counters and on the count of optimizer steps: an
+        optimizer step, ``load_state_dict``, ``.to()`` or any in-place change makes a new one
+        (writes through ``p.data`` bypass the counters: call ``clear_positional_cache()`` after
+        those). Never under training, autograd or export.
+        """
+        modules = [m for m in (self.untied_pos, self.rel_pos_bias) if m is not None]
+        if not modules:
+            return None
+        cacheable = not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling()
+                         or torch.compiler.is_exporting() or torch.jit.is_tracing())
+        if cacheable:
+            state = (_optimizer_steps[0], *((p.data_ptr(), p._version, p.dtype, p.device)
+                                            for m in modules for p in m.parameters()))
+            key = (seq_len, torch.is_inference_mode_enabled())
+            if self._bias_cache.get("state") != state:
+                self._bias_cache = {"state": state}
+            if key in self._bias_cache:
+                return self._bias_cache[key]
+        terms = [m(seq_len) for m in modules]
+        bias = sum(terms[1:], terms[0])                                                # (H, T, T)
+        if cacheable:
+            if len(self._bias_cache) > self.BIAS_CACHE_LENGTHS:
+                self._bias_cache = {"state": state}
+            self._bias_cache[key] = bias
+        return bias
+
+    def clear_positional_cache(self) -> None:
+        self._bias_cache = {}
+
+    def train(self, mode: bool = True) -> "Encoder":
+        self.clear_positional_cache()
+        return super().train(mode)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.encode(tokens).last_hidden_state                                   # (B, T, C)
