@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from tupe import TupeConfig, TupeModel
-from tupe.train.cpu import cpu_bf16_flags, retain_freed_memory
+from tupe.train.cpu import EMULATED_BF16, cpu_bf16_flags, cpu_supports_bf16, retain_freed_memory
 from tupe.train.optim import FairseqAdam
 
 V = 32769
@@ -179,6 +179,13 @@ def main() -> None:
                "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__}
     results = {"machine": machine, "steps": args.steps, "rows": []}
     print(json.dumps(machine))
+    dtypes = args.dtypes.split(",")
+    if device.type == "cpu" and "bf16" in dtypes and not cpu_supports_bf16():
+        # never report a bf16 ratio where bf16 is emulated: it measures the emulation
+        dtypes.remove("bf16")
+        results["bf16_skipped"] = f"this CPU has no native bf16: {EMULATED_BF16}"
+        print(json.dumps({"bf16_skipped": results["bf16_skipped"]}))
+    args.dtypes = ",".join(dtypes)
     for B, T in SHAPES:
         for dtype in args.dtypes.split(","):
             # all four models side by side, timed in turns (round robin), so that a slow spell of

@@ -154,8 +154,17 @@ def config_from_checkpoint(args: Any, state: dict[str, torch.Tensor], path: Path
         embedding_normalize=ENC + "emb_layer_norm.weight" in state,
         encoder_normalize_before=ENC + "emb_out_layer_norm.weight" in state,
         rel_pos=ENC + "relative_attention_bias.weight" in state,
-        pos_encoding="absolute" if ENC + "embed_positions.weight" in state else "tupe",
     )
+    # The positional scheme: from its tables where it has some (BERT-A: embed_positions, TUPE:
+    # pos), else as stated (RoPE, ALiBi and NoPE have no tensors; an original checkpoint states
+    # nothing and has TUPE's tables).
+    stated_scheme = getattr(args, "pos_encoding", None)
+    if ENC + "embed_positions.weight" in state:
+        derived["pos_encoding"] = "absolute"
+    elif ENC + "pos.weight" in state or stated_scheme in (None, "tupe", "absolute"):
+        derived["pos_encoding"] = "tupe"
+    else:
+        derived["pos_encoding"] = stated_scheme
     if layer_ids:
         derived["encoder_ffn_embed_dim"] = shape(ENC + "layers.0.fc1.weight")[0]
     if derived["pos_encoding"] == "tupe":
@@ -163,7 +172,7 @@ def config_from_checkpoint(args: Any, state: dict[str, torch.Tensor], path: Path
         if rows is None:
             raise CheckpointError(f"{path}: missing {ENC}pos.weight (TUPE position table)")
         derived["max_positions"] = rows[0] - 1
-    else:
+    elif derived["pos_encoding"] == "absolute":
         derived["max_positions"] = shape(ENC + "embed_positions.weight")[0]
     if derived["rel_pos"]:
         bins, heads = shape(ENC + "relative_attention_bias.weight")

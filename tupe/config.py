@@ -11,7 +11,9 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional
 
-POS_ENCODINGS = ("tupe", "absolute")
+POS_ENCODINGS = ("tupe", "absolute", "rope", "alibi", "none")
+# The paper's names (and today's baselines), by pos_encoding; "-A"/"-R" added where the paper does.
+SCHEME_NAMES = {"tupe": "TUPE", "absolute": "BERT", "rope": "RoPE", "alibi": "ALiBi", "none": "NoPE"}
 ACTIVATIONS = ("gelu", "gelu_accurate", "relu", "tanh")
 
 # Named architectures (``--arch``). Dims only; every other field keeps its default.
@@ -42,6 +44,10 @@ class TupeConfig:
       * TUPE-A-tie-cls: ``pos_encoding="tupe", untie_cls=False``
       * BERT-A: ``pos_encoding="absolute"``               (positions added to the input)
       * BERT-R: ``pos_encoding="absolute", rel_pos=True``
+    Today's baselines (``rel_pos=True`` adds the T5 bias to any of them, e.g. RoPE-R):
+      * RoPE:  ``pos_encoding="rope"``   rotary q/k in every layer (RoFormer), base ``rope_theta``
+      * ALiBi: ``pos_encoding="alibi"``  symmetric bias -slope_h * |j - i|, slopes 2^(-8h/H)
+      * NoPE:  ``pos_encoding="none"``   no positional information at all (a control)
     """
 
     vocab_size: int
@@ -65,6 +71,7 @@ class TupeConfig:
     max_rel_pos: int = 128
     # None = the scheme's default: untied for "tupe", not applicable to "absolute".
     untie_cls: Optional[bool] = field(default=None)
+    rope_theta: float = 10000.0
 
     def __post_init__(self) -> None:
         if self.untie_cls is None:
@@ -99,9 +106,13 @@ class TupeConfig:
                               f"choose one of {ACTIVATIONS}")
         if self.pos_encoding not in POS_ENCODINGS:
             raise ConfigError(f"pos_encoding={self.pos_encoding!r}; choose one of {POS_ENCODINGS}")
-        if self.pos_encoding == "absolute" and self.untie_cls:
-            raise ConfigError("untie_cls=True needs pos_encoding='tupe': BERT-A/BERT-R add the "
-                              "position embedding to [CLS] at the input, so it cannot be untied")
+        if self.pos_encoding != "tupe" and self.untie_cls:
+            raise ConfigError(f"untie_cls=True needs pos_encoding='tupe' (got {self.pos_encoding!r}): only "
+                              f"TUPE's positional term has a [CLS] row and column to untie")
+        if self.pos_encoding == "rope" and self.head_dim % 2:
+            raise ConfigError(f"pos_encoding='rope' needs an even head dimension, got {self.head_dim}")
+        if isinstance(self.rope_theta, bool) or not float(self.rope_theta) > 1.0:
+            raise ConfigError(f"rope_theta must be a number > 1, got {self.rope_theta!r}")
         if self.rel_pos_bins % 2 or self.rel_pos_bins < 4:
             raise ConfigError(f"rel_pos_bins must be an even number >= 4, got {self.rel_pos_bins}")
         if self.max_rel_pos <= self.rel_pos_bins // 4:
@@ -115,9 +126,12 @@ class TupeConfig:
 
     @property
     def name(self) -> str:
-        """The paper's name for this positional scheme."""
-        base = "TUPE" if self.pos_encoding == "tupe" else "BERT"
-        name = f"{base}-{'R' if self.rel_pos else 'A'}"
+        """The paper's name for this positional scheme (TUPE-A, BERT-R, RoPE, ALiBi-R, NoPE, ...)."""
+        base = SCHEME_NAMES[self.pos_encoding]
+        if self.pos_encoding in ("tupe", "absolute"):
+            name = f"{base}-{'R' if self.rel_pos else 'A'}"
+        else:
+            name = f"{base}-R" if self.rel_pos else base
         if self.pos_encoding == "tupe" and not self.untie_cls:
             name += "-tie-cls"
         return name

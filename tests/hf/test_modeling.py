@@ -16,7 +16,9 @@ from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModel
                           AutoModelForSequenceClassification, AutoModelForTokenClassification)
 
 SCHEMES = {"TUPE-A": dict(), "TUPE-R": dict(rel_pos=True), "TUPE-A-tie-cls": dict(untie_cls=False),
-           "BERT-A": dict(pos_encoding="absolute"), "BERT-R": dict(pos_encoding="absolute", rel_pos=True)}
+           "BERT-A": dict(pos_encoding="absolute"), "BERT-R": dict(pos_encoding="absolute", rel_pos=True),
+           "RoPE": dict(pos_encoding="rope"), "RoPE-R": dict(pos_encoding="rope", rel_pos=True),
+           "ALiBi": dict(pos_encoding="alibi"), "NoPE": dict(pos_encoding="none")}
 
 
 def native_and_folder(scheme, tmp_path, num_classes=3):
@@ -274,3 +276,13 @@ def test_every_class_wraps_the_native_encoder(tmp_path):
         encoders = [m for m in model.modules() if isinstance(m, Encoder)]
         attentions = [m for m in model.modules() if isinstance(m, SelfAttention)]
         assert len(encoders) == 1 and len(attentions) == TupeConfig(**model.config.to_tupe_config().to_dict()).encoder_layers
+
+
+def test_hf_config_declares_every_native_field_with_its_default():
+    from dataclasses import MISSING, fields
+
+    hcfg = hf.TupeHfConfig()
+    for f in fields(TupeConfig):
+        assert hasattr(hf.TupeHfConfig, f.name) or f.name in hcfg.__dict__, f.name
+        if f.default is not MISSING and f.name != "untie_cls":
+            assert getattr(hcfg, f.name) == f.default, f.name

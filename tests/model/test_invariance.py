@@ -8,7 +8,9 @@ from tests.conftest import random_tokens, tiny_config
 from tupe import TupeModel
 
 SCHEMES = [dict(), dict(rel_pos=True), dict(untie_cls=False), dict(pos_encoding="absolute"),
-           dict(pos_encoding="absolute", rel_pos=True), dict(encoder_normalize_before=True)]
+           dict(pos_encoding="absolute", rel_pos=True), dict(encoder_normalize_before=True),
+           dict(pos_encoding="rope"), dict(pos_encoding="rope", rel_pos=True), dict(pos_encoding="alibi"),
+           dict(pos_encoding="none")]
 
 
 def perturbed(cfg):
@@ -88,7 +90,7 @@ def test_forward_backward_all_schemes(scheme):
         [n for n, g in grads.items() if g is None]
     if cfg.pos_encoding == "tupe":
         assert grads["encoder.untied_pos.pos_q_linear.weight"].abs().sum() > 0
-    else:
+    elif cfg.pos_encoding == "absolute":
         assert grads["encoder.embed_positions.weight"].abs().sum() > 0
     if cfg.rel_pos:
         assert grads["encoder.rel_pos_bias.relative_attention_bias.weight"].abs().sum() > 0

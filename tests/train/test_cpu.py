@@ -31,3 +31,20 @@ def test_big_tensors_reuse_pages_after_retain_freed_memory():
     # them after the first few (how many depends on what the heap held before)
     assert sum(faults) < 5 * pages, faults
     assert max(faults[-5:]) < pages // 10, faults
+
+
+@pytest.mark.parametrize("native, force, want", [(True, False, "bf16"), (False, False, "fp32"), (False, True, "bf16")])
+def test_bf16_on_a_cpu_without_native_bf16_falls_back_with_one_warning(monkeypatch, native, force, want):
+    from types import SimpleNamespace
+
+    import tupe.train.trainer as trainer
+
+    monkeypatch.setattr(trainer, "cpu_supports_bf16", lambda: native)
+    said = []
+    fake = SimpleNamespace(args=SimpleNamespace(fp16=False, bf16=True, force_bf16=force), device=torch.device("cpu"),
+                           log=SimpleNamespace(info=said.append))
+    assert trainer.Trainer._precision(fake) == want
+    warnings = [s for s in said if "without native bf16" in s]
+    assert len(warnings) == (1 if (not native and not force) else 0)
+    if warnings:
+        assert "GFLOP/s" in warnings[0] and "--force-bf16" in warnings[0]

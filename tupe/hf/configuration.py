@@ -53,6 +53,7 @@ class TupeHfConfig(PreTrainedConfig):
     rel_pos_bins: int = 32
     max_rel_pos: int = 128
     untie_cls: bool | None = None
+    rope_theta: float = 10000.0
     # --- transformers-side settings ---
     bos_token_id: int | None = 0
     eos_token_id: int | None = 2

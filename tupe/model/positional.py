@@ -1,7 +1,8 @@
 """Positional schemes as additive attention biases.
 
-Each module here is called ONCE per forward with the sequence length T and returns a
-bias of shape (H, T, T) that every layer adds to its attention logits. This is where
+Each bias module here is called ONCE per forward with the sequence length T (and the device,
+which only the parameter-free ones need) and returns a bias of shape (H, T, T) that every
+layer adds to its attention logits. This is where
 the TUPE math lives:
 
     alpha_ij = (x_i W^Q)(x_j W^K)^T / sqrt(2d)          <- word term, in the attention layer
@@ -10,6 +11,11 @@ the TUPE math lives:
 
 with the [CLS] token (position 0) untied: its row and column of the positional term are
 replaced by two learned per-head scalars (theta_1, theta_2 in the paper).
+
+Today's baselines live here too: ``ALiBiBias`` is another (H, T, T) bias; RoPE cannot be a
+bias (it rotates q and k before their product), so ``RotaryEmbedding`` returns the (cos, sin)
+tables once per forward and the attention applies ``apply_rotary`` to q and k: the one hook
+the attention layer has for positions besides the additive mask.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ class UntiedPositionalCorrelation(nn.Module):
         self.pos_q_linear = nn.Linear(C, C)
         self.pos_k_linear = nn.Linear(C, C)
 
-    def forward(self, seq_len: int) -> torch.Tensor:
+    def forward(self, seq_len: int, device=None) -> torch.Tensor:
         T, H = seq_len, self.num_heads
         p = self.pos_ln(self.pos.weight[: T + 1])                                      # (T+1, C)
         pos_q = self.pos_q_linear(p).view(T + 1, H, -1).transpose(0, 1) * self.scaling  # (H, T+1, d)
@@ -112,7 +118,7 @@ class RelativePositionBias(nn.Module):
                              persistent=False)                                           # (2L - 1,)
         self.max_positions = cfg.max_positions
 
-    def forward(self, seq_len: int) -> torch.Tensor:
+    def forward(self, seq_len: int, device=None) -> torch.Tensor:
         T, L = seq_len, self.max_positions
         buckets = self.bucket[L - T: L + T - 1]                                          # j - i = -(T-1) .. T-1
         per_distance = F.embedding(buckets, self.relative_attention_bias.weight).t()     # (H, 2T-1)
@@ -122,3 +128,49 @@ class RelativePositionBias(nn.Module):
             bias[:, :, 0] = table[self.num_buckets].unsqueeze(-1)        # others -> [CLS]
             bias[:, 0, :] = table[self.num_buckets // 2].unsqueeze(-1)   # [CLS] -> others (wins at 0, 0)
         return bias
+
+
+class ALiBiBias(nn.Module):
+    """Symmetric (bidirectional) ALiBi: ``bias[h, i, j] = -slope_h * |j - i|`` with
+    ``slope_h = 2^(-8h/H)`` for heads h = 1..H. No parameters."""
+
+    def __init__(self, cfg: TupeConfig):
+        super().__init__()
+        self.num_heads = cfg.encoder_attention_heads
+
+    def slopes(self, device=None) -> torch.Tensor:
+        H = self.num_heads
+        return torch.pow(2.0, -8.0 * torch.arange(1, H + 1, device=device, dtype=torch.float32) / H)   # (H,)
+
+    def forward(self, seq_len: int, device=None) -> torch.Tensor:
+        pos = torch.arange(seq_len, device=device)
+        distance = (pos[None, :] - pos[:, None]).abs().float()                          # (T, T)
+        return -self.slopes(device)[:, None, None] * distance                           # (H, T, T)
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE (RoFormer): channel pairs (c, c + d/2) of q and k rotated by angle
+    ``t * theta^(-2c/d)`` at position t, so that q_i . k_j depends on j - i only. No parameters;
+    the (cos, sin) tables (T, d) are computed once per forward."""
+
+    def __init__(self, cfg: TupeConfig):
+        super().__init__()
+        self.head_dim = cfg.head_dim
+        self.theta = float(cfg.rope_theta)
+
+    def forward(self, seq_len: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.head_dim
+        inv_freq = self.theta ** (-torch.arange(0, d, 2, device=device, dtype=torch.float32) / d)   # (d/2,)
+        angles = torch.arange(seq_len, device=device, dtype=torch.float32)[:, None] * inv_freq     # (T, d/2)
+        angles = torch.cat([angles, angles], dim=-1)                                               # (T, d)
+        return angles.cos(), angles.sin()
+
+
+def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """Rotate (B, H, T, d) queries and keys by the (T, d) tables (in q's dtype)."""
+    cos, sin = cos.to(q.dtype), sin.to(q.dtype)
+
+    def rotate(x):
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+    return rotate(q), rotate(k)

@@ -18,7 +18,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import TupeConfig
 from .dropout import Dropout, dropout
-from .positional import RelativePositionBias, UntiedPositionalCorrelation
+from .positional import (ALiBiBias, RelativePositionBias, RotaryEmbedding, UntiedPositionalCorrelation,
+                         apply_rotary)
 
 
 # Optimizer steps taken in this process. Fused optimizers (torch's fused AdamW, which
@@ -64,10 +65,11 @@ class QKVProjection(nn.Linear):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention on SDPA; positions arrive only through ``attn_mask``.
+    """Multi-head self-attention on SDPA; positions arrive through ``attn_mask`` (every additive
+    scheme) and, for RoPE only, through ``rotary``: the (cos, sin) tables that rotate q and k.
 
     TUPE scales the word logits by 1/sqrt(2d) (the positional term carries the same
-    factor); BERT-A/BERT-R keep the usual 1/sqrt(d).
+    factor); every other scheme keeps the usual 1/sqrt(d).
     """
 
     def __init__(self, cfg: TupeConfig):
@@ -81,12 +83,15 @@ class SelfAttention(nn.Module):
         self.out_proj = nn.Linear(C, C)
         self.explicit_cpu_dropout = True
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor,
-                need_weights: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, need_weights: bool = False,
+                rotary: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+                ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(B, T, C) -> (B, T, C) and, with ``need_weights``, the probabilities (B, H, T, T)."""
         B, T, C = x.shape
         qkv = self.in_proj(x)                                                          # (B, T, 3C)
         q, k, v = qkv.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)        # 3 x (B, H, T, d)
+        if rotary is not None:                                                         # RoPE
+            q, k = apply_rotary(q, k, *rotary)
         mask = attn_mask.to(q.dtype)
         p = self.dropout if self.training else 0.0
         probs = None
@@ -122,13 +127,14 @@ class EncoderLayer(nn.Module):
         x = x + self.dropout(y)
         return x if self.normalize_before else norm(x)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor,
-                need_weights: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, need_weights: bool = False,
+                rotary: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+                ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         probs = None
 
         def attend(h):
             nonlocal probs
-            y, probs = self.self_attn(h, attn_mask, need_weights)
+            y, probs = self.self_attn(h, attn_mask, need_weights, rotary)
             return y
 
         x = self._sublayer(x, self.self_attn_layer_norm, attend)
@@ -158,9 +164,12 @@ class Encoder(nn.Module):
         self.embed_positions = nn.Embedding(cfg.max_positions, C) if cfg.pos_encoding == "absolute" else None
         self.emb_layer_norm = nn.LayerNorm(C, eps=1e-5) if cfg.embedding_normalize else None
         self.dropout = Dropout(cfg.dropout)
-        # TUPE: untied positional correlation; TUPE-R/BERT-R: relative bias.
+        # TUPE: untied positional correlation; ALiBi: distance bias; any scheme with rel_pos: the
+        # T5 relative bias (TUPE-R, BERT-R, RoPE-R, ...); RoPE: q/k rotation tables.
         self.untied_pos = UntiedPositionalCorrelation(cfg) if cfg.pos_encoding == "tupe" else None
+        self.alibi = ALiBiBias(cfg) if cfg.pos_encoding == "alibi" else None
         self.rel_pos_bias = RelativePositionBias(cfg) if cfg.rel_pos else None
+        self.rotary = RotaryEmbedding(cfg) if cfg.pos_encoding == "rope" else None
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.emb_out_layer_norm = nn.LayerNorm(C, eps=1e-5) if cfg.encoder_normalize_before else None
         # Activation checkpointing of each layer in training (HF's gradient_checkpointing_enable()
@@ -169,7 +178,7 @@ class Encoder(nn.Module):
         self._bias_cache: dict = {}     # eval-mode positional bias per length (positional_bias)
 
     def positional_bias(self, seq_len: int) -> Optional[torch.Tensor]:
-        """The (H, T, T) bias added to every layer's logits, or None (BERT-A).
+        """The (H, T, T) bias added to every layer's logits, or None (BERT-A, RoPE, NoPE).
 
         It depends on the length and the positional parameters only, so in eval mode without
         autograd it is computed once per length and reused (inference), keyed by the parameters'
@@ -178,20 +187,21 @@ class Encoder(nn.Module):
         (writes through ``p.data`` bypass the counters: call ``clear_positional_cache()`` after
         those). Never under training, autograd or export.
         """
-        modules = [m for m in (self.untied_pos, self.rel_pos_bias) if m is not None]
+        modules = [m for m in (self.untied_pos, self.alibi, self.rel_pos_bias) if m is not None]
         if not modules:
             return None
+        device = self.embed_tokens.weight.device
         cacheable = not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling()
                          or torch.compiler.is_exporting() or torch.jit.is_tracing())
         if cacheable:
             state = (_optimizer_steps[0], *((p.data_ptr(), p._version, p.dtype, p.device)
                                             for m in modules for p in m.parameters()))
-            key = (seq_len, torch.is_inference_mode_enabled())
+            key = (seq_len, torch.is_inference_mode_enabled(), device)
             if self._bias_cache.get("state") != state:
                 self._bias_cache = {"state": state}
             if key in self._bias_cache:
                 return self._bias_cache[key]
-        terms = [m(seq_len) for m in modules]
+        terms = [m(seq_len, device) for m in modules]
         bias = sum(terms[1:], terms[0])                                                # (H, T, T)
         if cacheable:
             if len(self._bias_cache) > self.BIAS_CACHE_LENGTHS:
@@ -238,14 +248,15 @@ class Encoder(nn.Module):
         key_mask = key_mask.masked_fill(padding[:, None, None, :], float("-inf"))      # (B, 1, 1, T)
         bias = self.positional_bias(T)                                                 # (H, T, T) | None
         attn_mask = key_mask if bias is None else key_mask + bias.to(dtype).unsqueeze(0)  # (B, H|1, T|1, T)
+        rotary = self.rotary(T, x.device) if self.rotary is not None else None        # 2 x (T, d) | None
 
         hidden, attentions = [x] if output_hidden_states else None, [] if output_attentions else None
         for layer in self.layers:
             if self.gradient_checkpointing and self.training:
                 run = getattr(self, "_gradient_checkpointing_func", None) or partial(checkpoint, use_reentrant=False)
-                x, probs = run(layer, x, attn_mask, output_attentions)
+                x, probs = run(layer, x, attn_mask, output_attentions, rotary)
             else:
-                x, probs = layer(x, attn_mask, output_attentions)
+                x, probs = layer(x, attn_mask, output_attentions, rotary)
             if output_attentions:
                 attentions.append(probs)
             if output_hidden_states:

@@ -9,7 +9,7 @@ import argparse
 import ast
 from typing import Optional, Sequence
 
-from ..config import PRESETS, TupeConfig
+from ..config import POS_ENCODINGS, PRESETS, TupeConfig
 
 
 def _betas(text: str) -> tuple[float, float]:
@@ -81,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pooler-activation-fn", default="tanh")
     g.add_argument("--encoder-normalize-before", action="store_true")
     g.add_argument("--embedding-normalize", action="store_true")
-    g.add_argument("--pos-encoding", default="tupe", choices=["tupe", "absolute"],
-                   help="tupe = TUPE (untied positions); absolute = BERT-A baseline")
+    g.add_argument("--pos-encoding", default="tupe", choices=list(POS_ENCODINGS),
+                   help="tupe = TUPE (untied positions); absolute = BERT-A baseline; rope = rotary q/k; "
+                        "alibi = symmetric ALiBi bias; none = no positions (NoPE)")
+    g.add_argument("--rope-theta", type=float, default=10000.0, help="RoPE base (--pos-encoding rope)")
     g.add_argument("--rel-pos", action="store_true", help="add the relative bias (TUPE-R / BERT-R)")
     g.add_argument("--rel-pos-bins", type=int, default=32)
     g.add_argument("--max-rel-pos", type=int, default=128)
@@ -108,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("precision and hardware")
     g.add_argument("--fp16", action="store_true", help="float16 autocast with dynamic loss scaling (CUDA)")
-    g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU and CUDA)")
+    g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU and CUDA); on a CPU without "
+                   "native bf16 (AVX512-BF16/AMX) it falls back to fp32 with a warning")
+    g.add_argument("--force-bf16", action="store_true", help="keep bf16 autocast on a CPU without native bf16 "
+                   "(emulated there: many times slower than fp32; for numerics experiments)")
     g.add_argument("--fp16-init-scale", type=float, default=2 ** 7)
     g.add_argument("--fp16-scale-window", type=int, default=None)
     g.add_argument("--threshold-loss-scale", type=float, default=None)
@@ -193,7 +198,7 @@ def model_config(args: argparse.Namespace, vocab_size: int, padding_idx: int = 1
         encoder_normalize_before=args.encoder_normalize_before,
         embedding_normalize=args.embedding_normalize, pos_encoding=args.pos_encoding,
         rel_pos=args.rel_pos, rel_pos_bins=args.rel_pos_bins, max_rel_pos=args.max_rel_pos,
-        untie_cls=False if args.tie_cls else None, **values)
+        untie_cls=False if args.tie_cls else None, rope_theta=args.rope_theta, **values)
 
 
 def checkpoint_args(args: argparse.Namespace, cfg: TupeConfig) -> argparse.Namespace:

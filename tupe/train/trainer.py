@@ -27,7 +27,7 @@ import torch.distributed as dist
 from ..checkpoint import (CONFIG_FILE, CheckpointError, build_and_load, config_from_checkpoint,
                           fairseq_state_dict, load_model, read_checkpoint, _ours_from_fairseq)
 from ..model import TupeModel
-from .cpu import cpu_supports_bf16, retain_freed_memory
+from .cpu import EMULATED_BF16, cpu_supports_bf16, retain_freed_memory
 from .data import shard
 from .logger import MetricsLogger
 from .optim import DynamicLossScaler, FairseqAdam, PolynomialDecay
@@ -104,7 +104,11 @@ class Trainer:
             return mode
         if a.fp16:
             return "fp16"
-        if a.bf16:
+        if a.bf16 and self.device.type == "cpu" and not cpu_supports_bf16() and not a.force_bf16:
+            self.log.info(f"warning: --bf16 on a CPU without native bf16 (no AVX512-BF16 or AMX): {EMULATED_BF16}; "
+                          f"training in fp32 instead (--force-bf16 keeps bf16)")
+            return "fp32"
+        if a.bf16 or a.force_bf16:
             return "bf16"
         return "fp32"
 
