@@ -21,6 +21,19 @@ from .model import TupeModel
 from .preprocess.text import glue_clean
 
 LABELS_FILE = "labels.json"
+SCORE_RANGES = "score_ranges"      # labels.json: {head: [lo, hi]} of regression heads
+
+
+def task_score_range(data_dir: Union[str, Path]) -> tuple[float, float]:
+    """The original score range of a binarized regression task: ``task.json``'s
+    (``tupe-preprocess task --regression LO HI``), else GLUE's STS-B range 0..5."""
+    for name in ("task.json", "glue.json"):
+        path = Path(data_dir) / name
+        if path.is_file():
+            lo_hi = json.loads(path.read_text()).get("score_range")
+            if lo_hi:
+                return float(lo_hi[0]), float(lo_hi[1])
+    return 0.0, 5.0
 
 
 class HubError(RuntimeError):
@@ -115,8 +128,9 @@ class TupeHub(torch.nn.Module):
 
     def predict_label(self, head: str, text: str, text2: Optional[str] = None) -> tuple[str, float]:
         out = self.predict(head, text, text2)
-        if out.size(-1) == 1:
-            return f"{out.item() * 5:.4f}", float("nan")   # STS-B style: back to 0..5
+        if out.size(-1) == 1:   # regression: back to the task's range (STS-B: 0..5)
+            lo, hi = self.labels.get(SCORE_RANGES, {}).get(head, (0.0, 5.0))
+            return f"{lo + out.item() * (hi - lo):.4f}", float("nan")
         prob, idx = out.exp()[0].max(-1)
         words = self.labels.get(head)
         return (words[idx] if words and idx < len(words) else str(int(idx))), float(prob)

@@ -49,6 +49,22 @@ RECIPES = {
     "STS-B": TaskRecipe(1, "pearson", 10),
     "WNLI": TaskRecipe(2, "accuracy", 10),
 }
+
+
+def recipe_for(task: str, data_dir: Path) -> TaskRecipe:
+    """GLUE's recipe, or one for your own task (``tupe-preprocess task``) from its ``task.json``:
+    its number of classes, accuracy (Pearson for regression), 10 epochs."""
+    if task in RECIPES:
+        return RECIPES[task]
+    info_path = data_dir / f"{task}-bin" / "task.json"
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{info_path} not found: {task!r} is not a GLUE task, and its folder was not "
+                                f"written by tupe-preprocess task")
+    info = json.loads(info_path.read_text())
+    regression = bool(info.get("regression"))
+    return TaskRecipe(1 if regression else int(info["num_classes"]), "pearson" if regression else "accuracy", 10)
+
+
 # The paper's Table 1 columns: (column, task, valid subset).
 COLUMNS = [("MNLI-m", "MNLI", "valid"), ("MNLI-mm", "MNLI", "valid1"), ("QNLI", "QNLI", "valid"),
            ("QQP", "QQP", "valid"), ("SST", "SST-2", "valid"), ("CoLA", "CoLA", "valid"),
@@ -131,13 +147,13 @@ def column_value(best: dict, subset: str, metric: str) -> Optional[float]:
     return None if value is None else float(value)
 
 
-def aggregate(runs: dict[str, dict[float, dict[int, dict]]]) -> dict[str, dict]:
+def aggregate(runs: dict[str, dict[float, dict[int, dict]]], recipes: Optional[dict] = None) -> dict[str, dict]:
     """``runs[task][lr][seed]`` = a run's best record. Per task: the median over seeds for each
     learning rate, the learning rate with the best median, its spread, the representative
     seed (the median run) and the table columns (medians at that learning rate)."""
     out = {}
     for task, by_lr in runs.items():
-        recipe = RECIPES[task]
+        recipe = (recipes or RECIPES)[task]
         medians = {}
         for lr, by_seed in by_lr.items():
             values = [column_value(b, "valid", recipe.metric) for b in by_seed.values()]
@@ -219,7 +235,8 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", required=True, type=Path, help="pretrained checkpoint (file or run dir)")
     p.add_argument("--data-dir", required=True, type=Path, help="tupe-preprocess glue output (TASK-bin folders)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--tasks", default="ALL", help="ALL or e.g. RTE,MRPC,STS-B")
+    p.add_argument("--tasks", default="ALL", help="ALL (the GLUE tasks) or names, e.g. RTE,MRPC,STS-B; your own "
+                   "tasks (tupe-preprocess task) by folder name: NAME for DATA_DIR/NAME-bin")
     p.add_argument("--lrs", default="2e-5,3e-5,4e-5,5e-5")
     p.add_argument("--seeds", type=int, default=5, help="seeds 1..N per learning rate")
     p.add_argument("--batch-size", type=int, default=32)
@@ -238,17 +255,21 @@ def main(argv=None) -> int:
         print(f"tupe-glue: error: {e}", file=sys.stderr)
         return 1
     tasks = list(RECIPES) if args.tasks.upper() == "ALL" else [t.strip() for t in args.tasks.split(",")]
+    recipes = {}
     for t in tasks:
-        if t not in RECIPES:
-            p.error(f"unknown task {t!r}; choose from {', '.join(RECIPES)}")
         if not (args.data_dir / f"{t}-bin").is_dir():
-            print(f"tupe-glue: error: {args.data_dir / f'{t}-bin'} not found (run tupe-preprocess glue)",
-                  file=sys.stderr)
+            print(f"tupe-glue: error: {args.data_dir / f'{t}-bin'} not found (run tupe-preprocess glue, or "
+                  f"tupe-preprocess task for your own task; GLUE tasks: {', '.join(RECIPES)})", file=sys.stderr)
+            return 1
+        try:
+            recipes[t] = recipe_for(t, args.data_dir)
+        except (FileNotFoundError, KeyError, ValueError) as e:
+            print(f"tupe-glue: error: {e}", file=sys.stderr)
             return 1
     lrs = [float(x) for x in args.lrs.split(",")]
     jobs = []
     for task in tasks:
-        recipe = RECIPES[task]
+        recipe = recipes[task]
         if args.epochs:
             recipe = TaskRecipe(recipe.num_classes, recipe.metric, args.epochs, recipe.valid_subset)
         for lr in lrs:
@@ -273,7 +294,7 @@ def main(argv=None) -> int:
             runs.setdefault(task, {}).setdefault(lr, {})[seed] = best
             print(f"tupe-glue: [{i}/{len(jobs)}] {task} lr {lr:g} seed {seed}: "
                   f"{best['best_checkpoint_metric']} {best['best']:.4f}", file=sys.stderr)
-    summary = aggregate(runs)
+    summary = aggregate(runs, recipes)
     args.out.mkdir(parents=True, exist_ok=True)
     text = write_tables(args.out, summary, label, args.paper)
     keep_representatives(args.out, summary, args.keep_all)

@@ -23,11 +23,12 @@ import torch
 from ..checkpoint import CheckpointError
 from ..data.dictionary import Dictionary
 from ..data.indexed_dataset import MMapIndexedDataset, exists as dataset_exists
-from ..hub import HubError, TupeHub, from_pretrained
+from ..hub import HubError, TupeHub, from_pretrained, task_score_range
 from ..model import TupeModel
 
 SUBMISSION_NAMES = {"MNLI": {"test": "MNLI-m", "test1": "MNLI-mm"}}
-WORD_LABELS = {"MNLI", "QNLI", "RTE"}          # the GLUE server wants words for these; 0/1 for the others
+# GLUE tasks whose server wants 0/1 (the others, and your own tasks, get the label words)
+NUMERIC_LABELS = {"CoLA", "SST-2", "MRPC", "QQP", "WNLI"}
 
 
 def glue_test_rows(data: Path, split: str, n_inputs: int, max_positions: int) -> list[torch.Tensor]:
@@ -73,6 +74,7 @@ def write_submission(model: TupeModel, head: str, task: str, data: Path, out_dir
     n_classes = model.head_sizes[head]
     label_dict = Dictionary.load(data / "label" / "dict.txt") if n_classes > 1 else None
     n_inputs = 2 if (data / "input1").is_dir() else 1
+    lo, hi = task_score_range(data)
     splits = ["test", "test1"] if task == "MNLI" else ["test"]
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -82,11 +84,11 @@ def write_submission(model: TupeModel, head: str, task: str, data: Path, out_dir
         with open(path, "w") as f:
             f.write("index\tprediction\n")
             for i, row in enumerate(logits):
-                if label_dict is None:
-                    value = f"{min(max(row.item() * 5.0, 0.0), 5.0):.3f}"     # STS-B: back to 0..5
+                if label_dict is None:   # back to the task's range (STS-B: 0..5), clipped to it
+                    value = f"{min(max(lo + row.item() * (hi - lo), lo), hi):.3f}"
                 else:
                     word = label_dict[int(row.argmax()) + label_dict.nspecial]
-                    value = word if task in WORD_LABELS else str(int(word))
+                    value = str(int(word)) if task in NUMERIC_LABELS else word
                 f.write(f"{i}\t{value}\n")
         written.append(path)
     return written
@@ -113,7 +115,8 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="finetuned checkpoint file or directory")
     p.add_argument("--head", default="sentence_classification_head")
-    p.add_argument("--glue-task", help="write the GLUE submission file(s) for this task")
+    p.add_argument("--glue-task", help="write the GLUE submission file(s) for this task (or predictions for "
+                                       "the test split of your own task: any name, label words written)")
     p.add_argument("--data", type=Path, help="the task's binarized folder (TASK-bin) for --glue-task")
     p.add_argument("--out", type=Path, default=Path("."), help="folder for the submission files")
     p.add_argument("--input", type=Path, help="raw sentences (TSV: sentence[TAB]pair); default stdin")

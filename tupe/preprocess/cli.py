@@ -61,7 +61,30 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--destdir", type=Path, required=True)
     g.add_argument("--cased", action="store_true", help="keep case")
     _add_common(g)
+
+    t = sub.add_parser("task", help="your own labelled TSV/CSV -> NAME-bin/{input0,input1,label} + task.json",
+                       description=task_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--train", type=Path, required=True)
+    t.add_argument("--valid", type=Path, required=True)
+    t.add_argument("--test", type=Path, help="optional; unlabeled if it lacks the label column")
+    t.add_argument("--text-columns", nargs="+", required=True,
+                   help="1-based number(s) or header name(s): one column, or two for a sentence pair")
+    t.add_argument("--label-column", required=True, help="1-based number or header name")
+    t.add_argument("--header", action="store_true", help="the first line of each file names the columns")
+    t.add_argument("--delimiter", default="auto", help="auto (.csv: comma, else tab), tab, comma or a character")
+    t.add_argument("--regression", nargs=2, type=float, metavar=("LO", "HI"),
+                   help="numeric labels in [LO, HI] (stored scaled to [0, 1]) instead of classes")
+    t.add_argument("--bpe-dir", type=Path, required=True, help="the pretraining output (bpe-code and dict.txt)")
+    t.add_argument("--destdir", type=Path, required=True, help="the task folder to write, e.g. data-bin/topics-bin")
+    t.add_argument("--cased", action="store_true", help="keep case")
+    _add_common(t)
     return parser
+
+
+def task_doc() -> str:
+    from . import task
+
+    return task.__doc__
 
 
 def main(argv=None) -> int:
@@ -87,6 +110,13 @@ def main(argv=None) -> int:
                   f"dict {s['dictionary_size']}, unk {100 * s['unk_rate']:.2f}%, "
                   f"{st.get('invalid_utf8_bytes', 0)} invalid UTF-8 bytes dropped, {s['duration_s']:.1f}s "
                   f"(details in preprocess.json)", file=sys.stderr)
+        elif args.command == "task":
+            from .task import run_task
+
+            run_task(args.train, args.valid, args.test, args.text_columns, args.label_column, args.bpe_dir,
+                     args.destdir, header=args.header, delimiter=args.delimiter,
+                     regression=tuple(args.regression) if args.regression else None, workers=args.workers,
+                     cased=args.cased, show_progress=not args.no_progress, force=args.force)
         else:
             from .glue import run_glue
 

@@ -74,6 +74,7 @@ class SplitRows:
     texts: list[tuple[str, ...]]
     labels: Optional[list[str]]
     skipped_malformed: int = 0
+    lines: Optional[list[int]] = None      # the file line of each row, where known
 
 
 def read_split(task: GlueTask, split: str, path: Path) -> SplitRows:
@@ -136,6 +137,50 @@ def build_label_dictionary(labels: list[str]) -> Dictionary:
     return d
 
 
+def write_task(out: Path, name: str, splits: dict, n_inputs: int, label_dict: Optional[Dictionary],
+               score_range: Optional[tuple[float, float]], bpe: BPE, dictionary: Dictionary, dict_path: Path,
+               workers: int, cased: bool, show_progress: bool) -> dict:
+    """Write ``input0/ [input1/] label/`` for validated rows (``splits[split] = (path, SplitRows)``):
+    texts cleaned, BPE-encoded and binarized with the pretraining dictionary; class labels
+    through ``label_dict``; regression scores mapped from ``score_range`` to [0, 1] into
+    ``label/SPLIT.label``. Returns the task's description (rows per split, label words)."""
+    for k in range(n_inputs):
+        (out / f"input{k}").mkdir(parents=True)
+        shutil.copyfile(dict_path, out / f"input{k}" / "dict.txt")
+    (out / "label").mkdir()
+    if label_dict is not None:
+        label_dict.save(out / "label" / "dict.txt")
+    num_classes = 1 if label_dict is None else len(label_dict) - label_dict.nspecial
+    info: dict = {"num_classes": num_classes, "regression": label_dict is None, "inputs": n_inputs, "splits": {}}
+    if label_dict is not None:
+        # label words in class order (label dictionaries are padded with madeupword entries)
+        info["label_words"] = [w for w in label_dict.symbols[label_dict.nspecial:] if not w.startswith("madeupword")]
+        info["num_classes"] = len(info["label_words"])
+    else:
+        info["score_range"] = list(score_range)
+    lo, hi = score_range or (0.0, 1.0)
+    for split, (path, rows) in splits.items():
+        cleaned: list[tuple[str, ...]] = []
+        with progress(total=len(rows.texts), unit="row", desc=f"{name} {split}",
+                      disable=not show_progress) as bar:
+            for chunk in parallel_map(_clean_rows, chunked(rows.texts, 200), workers, _init_clean, (cased,)):
+                cleaned.extend(chunk)
+                bar.update(len(chunk))
+        for k in range(n_inputs):
+            encoded = bpe.apply([row[k] for row in cleaned])
+            binarize_lines(encoded, dictionary, out / f"input{k}" / split)
+        if rows.labels is not None:
+            if label_dict is not None:
+                binarize_lines(rows.labels, label_dict, out / "label" / split)
+            else:
+                with open(out / "label" / f"{split}.label", "w") as f:
+                    for value in rows.labels:
+                        f.write(f"{(float(value) - lo) / (hi - lo)}\n")
+        info["splits"][split] = {"file": str(path), "rows": len(rows.texts),
+                                 "skipped_malformed": rows.skipped_malformed}
+    return info
+
+
 def process_task(task: GlueTask, raw_dir: Path, bpe: BPE, dictionary: Dictionary, dict_path: Path,
                  out: Path, workers: int, cased: bool, show_progress: bool) -> dict:
     task_dir = raw_dir / task.name
@@ -160,37 +205,12 @@ def process_task(task: GlueTask, raw_dir: Path, bpe: BPE, dictionary: Dictionary
             if unseen:
                 raise PreprocessError(f"{path}: label(s) {', '.join(unseen)} never occur in the training "
                                       f"split, so the label dictionary has no class for them")
-    n_inputs = len(task.inputs)
-    for k in range(n_inputs):
-        (out / f"input{k}").mkdir(parents=True)
-        shutil.copyfile(dict_path, out / f"input{k}" / "dict.txt")
-    (out / "label").mkdir()
-    if label_dict is not None:
-        label_dict.save(out / "label" / "dict.txt")
-
-    info: dict = {"task": task.name, "num_classes": task.num_classes, "regression": task.labels is None,
-                  "inputs": n_inputs, "splits": {}}
+    info = write_task(out, task.name, splits, len(task.inputs), label_dict, None if task.labels else (0.0, 5.0),
+                      bpe, dictionary, dict_path, workers, cased, show_progress)
+    info["task"] = task.name
+    info["num_classes"] = task.num_classes    # the task's fixed label set, whatever train holds
     if label_dict is not None:
         info["label_words"] = label_dict.symbols[label_dict.nspecial:][: task.num_classes]
-    for split, (path, rows) in splits.items():
-        cleaned: list[tuple[str, ...]] = []
-        with progress(total=len(rows.texts), unit="row", desc=f"{task.name} {split}",
-                      disable=not show_progress) as bar:
-            for chunk in parallel_map(_clean_rows, chunked(rows.texts, 200), workers, _init_clean, (cased,)):
-                cleaned.extend(chunk)
-                bar.update(len(chunk))
-        for k in range(n_inputs):
-            encoded = bpe.apply([row[k] for row in cleaned])
-            binarize_lines(encoded, dictionary, out / f"input{k}" / split)
-        if rows.labels is not None:
-            if label_dict is not None:
-                binarize_lines(rows.labels, label_dict, out / "label" / split)
-            else:
-                with open(out / "label" / f"{split}.label", "w") as f:
-                    for value in rows.labels:
-                        f.write(f"{float(value) / 5.0}\n")
-        info["splits"][split] = {"file": str(path), "rows": len(rows.texts),
-                                 "skipped_malformed": rows.skipped_malformed}
     (out / "glue.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 

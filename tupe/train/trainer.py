@@ -381,11 +381,13 @@ class Trainer:
         if self.master and not a.no_save:   # make the run directory self-contained for load_model
             self.save_dir.mkdir(parents=True, exist_ok=True)
             words = getattr(self.task, "label_words", None)
-            if words is not None or getattr(self.task, "regression", False):
-                from ..hub import LABELS_FILE
-                (self.save_dir / LABELS_FILE).write_text(json.dumps(
-                    {a.classification_head_name: (words or [])[: a.num_classes]}) + "\n")
             data_dir = Path(a.data.split(":")[0])
+            if words is not None or getattr(self.task, "regression", False):
+                from ..hub import LABELS_FILE, SCORE_RANGES, task_score_range
+                labels = {a.classification_head_name: (words or [])[: a.num_classes]}
+                if getattr(self.task, "regression", False):   # predictions are mapped back to this range
+                    labels[SCORE_RANGES] = {a.classification_head_name: list(task_score_range(data_dir))}
+                (self.save_dir / LABELS_FILE).write_text(json.dumps(labels) + "\n")
             sources = [data_dir, data_dir / "input0", Path(a.restore_file).parent]
             for name in ("dict.txt", "bpe-code"):
                 src = next((d / name for d in sources if (d / name).is_file()), None)
