@@ -6,8 +6,11 @@
 3. finetune each on the task over a small LR x seed grid (``tupe-glue``);
 4. write ``OUT/report.md`` with plots (``tupe-report``) and print the result table.
 
-Default budget about 14 minutes on 2 CPU cores; ``--quick`` about a minute (the tests use it);
-``--minutes N`` or ``--updates N`` scale it. On a GPU it runs unchanged (and faster).
+It is a preset of ``tupe-study`` (three schemes, one pretraining LR). Default budget about 13
+minutes on 2 CPU cores: the pretraining updates and finetuning rows are scaled down by the
+machine's measured speed, so that a slower CPU (AVX2 only) stays within about the same time;
+``--quick`` about a minute (the tests use it); ``--minutes N`` or ``--updates N`` set the
+budget. On a GPU it runs unchanged (and faster).
 """
 
 from __future__ import annotations
@@ -57,80 +60,77 @@ def updates_per_epoch(bin_dir: Path, tokens_per_sample: int, batch: int) -> int:
     return max(1, math.ceil(len(blocks) / batch))
 
 
+# This machine's (2-core AMD EPYC, AVX512-BF16) seconds per pretraining update of the default
+# demo's slowest model; slower machines get a proportionally smaller budget (see main).
+REFERENCE_SECONDS_PER_UPDATE = 0.30
+DEFAULT_UPDATES, DEFAULT_TRAIN_ROWS = 540, 4000
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="tupe-demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     p.add_argument("--quick", action="store_true", help="about a minute: tiny models, a slice of the data")
-    p.add_argument("--minutes", type=float, default=None, help="scale the default budget (14 min on 2 cores)")
+    p.add_argument("--minutes", type=float, default=None, help="scale the default budget (13 min on 2 cores)")
     p.add_argument("--updates", type=int, default=None, help="pretraining updates per model")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
 
-    from .cli import glue as sweep
     from .preprocess.cli import main as preprocess
     from .report import make_report
-    from .train.trainer import main as train
+    from .study import StudyPlan, run_study, seconds_per_update
 
     start = time.time()
     out = args.out
     if out.exists():
         shutil.rmtree(out)
     (out / "data").mkdir(parents=True)
+    schemes = list(MODELS)
     if args.quick:
-        arch = ["--arch", "bert_tiny", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128"]
-        tps, batch, updates, merges = 64, 16, 120, 1000
-        corpus_lines, rows = 12000, {"train": 600, "dev": 200, "test": 50}
-        lrs, seeds, epochs = "1e-3", 1, 2
+        plan = StudyPlan(schemes=schemes, lrs=[1e-3], updates=120, tokens_per_sample=64, batch=16, validations=5,
+                         arch=["--arch", "bert_tiny", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128"],
+                         ft_lrs=[1e-3], ft_seeds=1, ft_epochs=2)
+        merges, corpus_lines, rows = 1000, 12000, {"train": 600, "dev": 200, "test": 50}
     else:
-        arch = ["--arch", "bert_small"]
-        tps, batch, updates, merges = 128, 16, 600, 8000
-        corpus_lines, rows = None, None
-        lrs, seeds, epochs = "1e-4,3e-4", 2, 1
-    if args.minutes is not None:
-        updates = max(20, int(updates * args.minutes / (1.5 if args.quick else 14)))
-    if args.updates is not None:
-        updates = args.updates
+        plan = StudyPlan(schemes=schemes, lrs=[1e-3], updates=DEFAULT_UPDATES, tokens_per_sample=128, batch=16,
+                         validations=5, arch=["--arch", "bert_small"], ft_lrs=[1e-4, 3e-4], ft_seeds=2, ft_epochs=1)
+        merges, corpus_lines, rows = 8000, None, None
 
-    log(f"1/4 preprocessing the WordNet corpus{' (a slice)' if corpus_lines else ''} and the task")
+    log(f"1/4 preprocessing the WordNet corpus{' (a slice)' if corpus_lines else ''}")
     corpus = prepare_corpus(out / "data", corpus_lines)
     bin_dir = out / "data" / "bin"
     if preprocess(["pretrain", "--input", str(corpus), "--destdir", str(bin_dir), "--bpe-merges", str(merges),
                    "--nwords", "16384", "--valid-every", "50", "--workers", str(args.workers), "--no-progress",
                    "--min-chars", "40", "--min-letters", "30"]) != 0:
         return 1
+
+    if args.updates is not None:
+        plan.updates = args.updates
+    elif args.minutes is not None:
+        plan.updates = max(20, int(plan.updates * args.minutes / (1.5 if args.quick else 13)))
+    elif not args.quick:
+        # Fit the stated time on slower machines: scale pretraining updates and finetuning rows by
+        # this machine's measured speed against the reference (never up).
+        speed = min(1.0, REFERENCE_SECONDS_PER_UPDATE / seconds_per_update(plan, bin_dir, out / "data"))
+        plan.updates = max(60, int(DEFAULT_UPDATES * speed))
+        if speed < 0.95:
+            rows = {"train": int(DEFAULT_TRAIN_ROWS * speed), "dev": 800, "test": 400}
+        log(f"   this machine runs at {speed:.2f}x the reference speed: {plan.updates} updates per model"
+            + (f", {rows['train']} finetuning rows" if rows else ""))
+
+    log("   preparing the labelled task")
     glue_raw = prepare_task(out / "data", rows)
     if preprocess(["glue", "--glue-dir", str(glue_raw), "--tasks", "SST-2", "--bpe-dir", str(bin_dir),
                    "--destdir", str(out / "data" / "glue-bin"), "--workers", str(args.workers), "--no-progress"]) != 0:
         return 1
+    plan.task = str(out / "data" / "glue-bin" / "SST-2-bin")
 
-    per_epoch = updates_per_epoch(bin_dir, tps, batch)
-    checks = max(1, round(per_epoch / max(1, updates / 5)))   # ~5 validations over the budget
-    log(f"2/4 pretraining {', '.join(MODELS)}: {updates} updates each ({per_epoch} per epoch), "
-        f"{arch[1]}, {tps} tokens, batch {batch}")
-    for name, flags in MODELS.items():
-        t = time.time()
-        code = train([str(bin_dir), *arch, "--task", "masked_lm", "--sample-break-mode", "complete",
-                      "--tokens-per-sample", str(tps), "--max-positions", str(tps), "--max-sentences", str(batch),
-                      "--lr", "1e-3", "--warmup-updates", str(max(1, updates // 10)), "--total-num-update",
-                      str(updates), "--max-update", str(updates), "--adam-betas", "(0.9, 0.98)",
-                      "--adam-eps", "1e-6", "--clip-norm", "1.0", "--weight-decay", "0.01", "--seed", "1",
-                      "--mask-prob", "0.15", "--embedding-normalize", "--validate-interval-updates", str(checks),
-                      "--no-epoch-checkpoints", "--num-workers", "0", "--log-format", "none", "--log-interval",
-                      str(max(1, updates // 50)), "--save-dir", str(out / "pretrain" / name),
-                      "--skip-invalid-size-inputs-valid-test", *flags])
-        if code != 0:
-            return code
-        log(f"    {name}: {time.time() - t:.0f}s")
-
-    log(f"3/4 finetuning each on the WordNet task (lr {lrs}, {seeds} seed(s), {epochs} epochs)")
-    for name in MODELS:
-        code = sweep.main(["--checkpoint", str(out / "pretrain" / name / "checkpoint_last.pt"),
-                           "--data-dir", str(out / "data" / "glue-bin"), "--tasks", "SST-2", "--lrs", lrs,
-                           "--seeds", str(seeds), "--epochs", str(epochs), "--batch-size", "32",
-                           "--out", str(out / "finetune" / name), "--label", name])
-        if code != 0:
-            return code
+    log(f"2-3/4 pretraining {', '.join(schemes)} ({plan.updates} updates each), then finetuning each")
+    try:
+        run_study(plan, bin_dir, out, args.workers)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"tupe-demo: error: {e}", file=sys.stderr)
+        return 1
 
     log("4/4 report")
     report, table = make_report(out, title="tupe demo: TUPE-R vs TUPE-A vs BERT-A on WordNet")

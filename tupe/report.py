@@ -154,10 +154,21 @@ def make_report(run_dir: Path, title: str = "tupe run report") -> tuple[Path, st
     pretrain, finetune, sweeps = collect(run_dir)
     if not pretrain and not finetune:
         raise ValueError(f"{run_dir}: no metrics.jsonl with training records below it")
-    files = plots(run_dir, pretrain, finetune)
+    md = [f"# {title}", "", f"Run directory: `{run_dir}`", ""]
+    study = (run_dir / "study.json").is_file()
+    if study:   # tupe-study / tupe-demo: the study's own tables and plots, best-LR runs only in the table
+        from .study import study_report
+
+        section, files = study_report(run_dir)
+        md += [section]
+        best = json.loads((run_dir / "study.json").read_text()).get("best_lr", {})
+        pretrain = {Path(k).parent.name: v for k, v in pretrain.items()
+                    if Path(k).parent.name in best and Path(k).name == f"lr{float(best[Path(k).parent.name]):g}"}
+        files += plots(run_dir, {}, finetune)
+    else:
+        files = plots(run_dir, pretrain, finetune)
     header, rows = summary_table(pretrain, sweeps)
     table = markdown_table(header, rows) if rows else ""
-    md = [f"# {title}", "", f"Run directory: `{run_dir}`", ""]
     if table:
         md += ["## Final numbers", "", table]
     for key, res in sweeps.items():

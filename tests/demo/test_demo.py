@@ -29,12 +29,15 @@ def test_quick_demo_report(quick_demo, capsys):
     report = out / "report.md"
     assert report.is_file()
     text = report.read_text()
-    for png in ("pretrain_loss_updates.png", "pretrain_loss_wall.png", "lr_schedule.png", "finetune_curves.png"):
+    for png in ("study_valid_loss.png", "study_lr_grid.png", "finetune_curves.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in text
-    table = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    for section in ("### Pretraining", "updates to reach BERT-A's final loss", "### Finetuning on SST-2"):
+        assert section in text, section
+    final = text.split("## Final numbers")[1]
+    table = [line for line in final.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert sorted(row.split(" | ")[0].strip("| ") for row in table[:3]) == sorted(MODELS)   # a row per model
     for name in MODELS:                       # every model's validation loss went down
-        recs = [json.loads(x) for x in (out / "pretrain" / name / "metrics.jsonl").read_text().splitlines()]
+        recs = [json.loads(x) for x in (out / "pretrain" / name / "lr0.001" / "metrics.jsonl").read_text().splitlines()]
         valid = [r["loss"] for r in recs if r["type"] == "valid"]
         assert len(valid) >= 2 and valid[-1] < valid[0], (name, valid)
         assert json.loads((out / "finetune" / name / "results.json").read_text())["tasks"]["SST-2"]["median"] > 0

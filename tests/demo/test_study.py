@@ -1,0 +1,60 @@
+"""tupe-study end to end (--quick) on a preprocessed corpus and a labelled task."""
+
+import json
+
+import pytest
+
+from tupe.study import main as study, updates_to_reach
+
+
+def test_updates_to_reach_interpolates():
+    curve = [(10, 9.0), (20, 7.0), (30, 6.0)]
+    assert updates_to_reach(curve, 8.0) == pytest.approx(15.0)
+    assert updates_to_reach(curve, 9.5) == 10.0
+    assert updates_to_reach(curve, 5.0) is None
+
+
+@pytest.fixture(scope="module")
+def quick_study(data_dir, order_task, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "run"
+    args = ["--corpus", str(data_dir), "--task", str(order_task / "SST-2-bin"), "--schemes",
+            "TUPE-R,BERT-A,RoPE", "--lrs", "1e-3,3e-3", "--quick", "--updates", "24",
+            "--out", str(out)]
+    assert study(args) == 0
+    return out, args
+
+
+def test_quick_study_report_has_every_section(quick_study):
+    out, _ = quick_study
+    state = json.loads((out / "study.json").read_text())
+    assert set(state["best_lr"]) == {"TUPE-R", "BERT-A", "RoPE"}
+    assert len(state["runs"]) == 6 and all(r["final_valid_loss"] for r in state["runs"].values())
+    for scheme, lr in state["best_lr"].items():      # the best LR has the lowest final validation loss
+        losses = {k: r["final_valid_loss"] for k, r in state["runs"].items() if k.startswith(scheme + "/")}
+        assert losses[f"{scheme}/lr{lr:g}"] == min(losses.values())
+    text = (out / "report.md").read_text()
+    for section in ("### Pretraining", "updates to reach BERT-A's final loss", "### Finetuning on SST-2",
+                    "paired difference vs BERT-A", "seeds better than BERT-A", "Machine:", "tokens/s",
+                    "## Final numbers"):
+        assert section in text, section
+    for png in ("study_valid_loss.png", "study_lr_grid.png", "finetune_curves.png"):
+        assert (out / png).stat().st_size > 1000 and f"]({png})" in text
+    section = text.split("### Finetuning on SST-2")[1].split("\n\n")[1]
+    rows = section.splitlines()[2:]
+    assert [r.split(" | ")[0] for r in rows] == ["| TUPE-R", "| BERT-A", "| RoPE"]
+    assert all(r.rstrip(" |").rsplit(" | ", 1)[1] in ("0/2", "1/2", "2/2") for r in rows if not r.startswith("| BERT-A"))
+
+
+def test_study_resumes_without_rerunning(quick_study, capsys):
+    out, args = quick_study
+    before = {p: p.stat().st_mtime for p in out.glob("pretrain/*/*/checkpoint_last.pt")}
+    assert study(args) == 0
+    assert "done before, skipped" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime for p in out.glob("pretrain/*/*/checkpoint_last.pt")} == before
+
+
+def test_bad_study_arguments(tmp_path, data_dir, capsys):
+    assert study(["--corpus", str(data_dir), "--schemes", "TUPE-R,XYZ", "--updates", "5", "--out", str(tmp_path)]) == 1
+    assert "unknown scheme 'XYZ'" in capsys.readouterr().err
+    assert study(["--corpus", str(data_dir), "--schemes", "TUPE-R", "--updates", "5", "--out", str(tmp_path)]) == 1
+    assert "baseline 'BERT-A' is not among" in capsys.readouterr().err
