@@ -51,3 +51,12 @@ def test_report_errors(tmp_path, capsys):
     assert "run directory not found" in capsys.readouterr().err
     assert report_main([str(tmp_path)]) == 1
     assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_demo_budget_scales_with_machine_speed():
+    from tupe.demo import DEFAULT_TRAIN_ROWS, DEFAULT_UPDATES, REFERENCE_SECONDS_PER_UPDATE, scaled_budget
+
+    assert scaled_budget(REFERENCE_SECONDS_PER_UPDATE) == (DEFAULT_UPDATES, None)
+    assert scaled_budget(REFERENCE_SECONDS_PER_UPDATE / 3) == (DEFAULT_UPDATES, None)    # never grows
+    updates, rows = scaled_budget(REFERENCE_SECONDS_PER_UPDATE * 2.5)                    # an AVX2-only CPU
+    assert updates == int(DEFAULT_UPDATES / 2.5) and rows["train"] == int(DEFAULT_TRAIN_ROWS / 2.5)
