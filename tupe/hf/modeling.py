@@ -133,6 +133,9 @@ class _WithEncoder(TupePreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.tupe.set_input_embeddings(value)
 
+    def _result(self, result, return_dict: Optional[bool]):
+        return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
+
     def _encode(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                 output_hidden_states, output_attentions) -> BaseModelOutput:
         return self.tupe(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
@@ -169,14 +172,14 @@ class TupeForMaskedLM(_WithEncoder):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: Optional[torch.Tensor] = None, output_hidden_states=None,
                 output_attentions=None, return_dict=None, **kwargs):
-        hidden_flag, attn_flag, return_dict = self._outputs_flags(output_hidden_states, output_attentions, return_dict)
-        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, hidden_flag, attn_flag)
+        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                           output_hidden_states, output_attentions)
         logits = self.lm_head(out.last_hidden_state, self.tupe.encoder.embed_tokens.weight)   # (B, T, V)
         loss = None
         if labels is not None:
             loss = CrossEntropyLoss()(logits.view(-1, logits.size(-1)), labels.view(-1).to(logits.device))
         result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
-        return result if return_dict else result.to_tuple()
+        return self._result(result, return_dict)
 
 
 def sequence_classification_loss(config: TupeHfConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -212,13 +215,13 @@ class TupeForSequenceClassification(_WithEncoder):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: Optional[torch.Tensor] = None, output_hidden_states=None,
                 output_attentions=None, return_dict=None, **kwargs):
-        hidden_flag, attn_flag, return_dict = self._outputs_flags(output_hidden_states, output_attentions, return_dict)
-        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, hidden_flag, attn_flag)
+        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                           output_hidden_states, output_attentions)
         logits = self.classifier(out.last_hidden_state)                                   # (B, K)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels.to(logits.device))
         result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
                                           attentions=out.attentions)
-        return result if return_dict else result.to_tuple()
+        return self._result(result, return_dict)
 
 
 class TupeForTokenClassification(_WithEncoder):
@@ -236,15 +239,15 @@ class TupeForTokenClassification(_WithEncoder):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: Optional[torch.Tensor] = None, output_hidden_states=None,
                 output_attentions=None, return_dict=None, **kwargs):
-        hidden_flag, attn_flag, return_dict = self._outputs_flags(output_hidden_states, output_attentions, return_dict)
-        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, hidden_flag, attn_flag)
+        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                           output_hidden_states, output_attentions)
         logits = self.classifier(self.dropout(out.last_hidden_state))                     # (B, T, K)
         loss = None
         if labels is not None:
             loss = CrossEntropyLoss()(logits.view(-1, logits.size(-1)), labels.view(-1).to(logits.device))
         result = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
                                        attentions=out.attentions)
-        return result if return_dict else result.to_tuple()
+        return self._result(result, return_dict)
 
 
 class TupeForQuestionAnswering(_WithEncoder):
@@ -261,8 +264,8 @@ class TupeForQuestionAnswering(_WithEncoder):
                 inputs_embeds=None, start_positions: Optional[torch.Tensor] = None,
                 end_positions: Optional[torch.Tensor] = None, output_hidden_states=None,
                 output_attentions=None, return_dict=None, **kwargs):
-        hidden_flag, attn_flag, return_dict = self._outputs_flags(output_hidden_states, output_attentions, return_dict)
-        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, hidden_flag, attn_flag)
+        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                           output_hidden_states, output_attentions)
         start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(-1)     # 2 x (B, T)
         loss = None
         if start_positions is not None and end_positions is not None:
@@ -273,4 +276,4 @@ class TupeForQuestionAnswering(_WithEncoder):
         result = QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits.contiguous(),
                                               end_logits=end_logits.contiguous(),
                                               hidden_states=out.hidden_states, attentions=out.attentions)
-        return result if return_dict else result.to_tuple()
+        return self._result(result, return_dict)
