@@ -6,7 +6,7 @@
 3. finetune each on the task over a small LR x seed grid (``tupe-glue``);
 4. write ``OUT/report.md`` with plots (``tupe-report``) and print the result table.
 
-It is a preset of ``tupe-study`` (three schemes, one pretraining LR). Default budget about 13
+It is a preset of ``tupe-study`` (three schemes, one pretraining LR). Default budget 14-17
 minutes on 2 CPU cores: the pretraining updates and finetuning rows are scaled down by the
 machine's measured speed, so that a slower CPU (AVX2 only) stays within about the same time;
 ``--quick`` about a minute (the tests use it); ``--minutes N`` or ``--updates N`` set the
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     p.add_argument("--quick", action="store_true", help="about a minute: tiny models, a slice of the data")
-    p.add_argument("--minutes", type=float, default=None, help="scale the default budget (13 min on 2 cores)")
+    p.add_argument("--minutes", type=float, default=None, help="scale the default budget (14-17 min on 2 cores)")
     p.add_argument("--updates", type=int, default=None, help="pretraining updates per model")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
