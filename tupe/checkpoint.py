@@ -396,8 +396,11 @@ def load_hf_folder(directory: PathLike, head: str = TupeModel.DEFAULT_HEAD) -> T
         else:
             dropped.append(k)
     if not any(k.startswith("lm_head.") for k in state):
-        fresh = TupeModel(cfg)
-        state.update({k: v for k, v in fresh.state_dict().items() if k.startswith("lm_head.")})
+        from .model.transformer import MaskedLMHead, init_bert_params
+
+        head = MaskedLMHead(cfg)          # only the head, BERT-initialised as in a new model
+        head.apply(init_bert_params)
+        state.update({f"lm_head.{k}": v for k, v in head.state_dict().items()})
         print(f"tupe: {directory} has no masked-LM head; initialised a new one (fine for finetuning "
               f"and classification, not for fill-mask)", file=sys.stderr)
     if dropped:

@@ -33,7 +33,7 @@ from transformers.modeling_outputs import (BaseModelOutput, MaskedLMOutput, Ques
                                            SequenceClassifierOutput, TokenClassifierOutput)
 
 from ..model.dropout import Dropout
-from ..model.positional import RelativePositionBias, relative_position_bucket
+from ..model.positional import RelativePositionBias
 from ..model.transformer import ClassificationHead, Encoder, MaskedLMHead
 from .configuration import TupeHfConfig
 
@@ -69,9 +69,7 @@ class TupePreTrainedModel(PreTrainedModel):
         if isinstance(module, MaskedLMHead):
             init.zeros_(module.bias)
         elif isinstance(module, RelativePositionBias):   # a computed (non-persistent) buffer
-            distance = torch.arange(-(module.max_positions - 1), module.max_positions)
-            init.copy_(module.bucket, relative_position_bucket(
-                distance, self.config.rel_pos_bins, self.config.max_rel_pos))
+            init.copy_(module.bucket, module.bucket_table())
 
     def _outputs_flags(self, output_hidden_states, output_attentions, return_dict):
         cfg = self.config

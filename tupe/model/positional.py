@@ -113,10 +113,13 @@ class RelativePositionBias(nn.Module):
         self.num_buckets = cfg.rel_pos_bins
         self.untie_cls = cfg.untie_cls
         self.relative_attention_bias = nn.Embedding(cfg.rel_pos_bins + 1, cfg.encoder_attention_heads)
-        distance = torch.arange(-(cfg.max_positions - 1), cfg.max_positions)          # j - i
-        self.register_buffer("bucket", relative_position_bucket(distance, cfg.rel_pos_bins, cfg.max_rel_pos),
-                             persistent=False)                                           # (2L - 1,)
-        self.max_positions = cfg.max_positions
+        self.max_positions, self.max_distance = cfg.max_positions, cfg.max_rel_pos
+        self.register_buffer("bucket", self.bucket_table(), persistent=False)            # (2L - 1,)
+
+    def bucket_table(self) -> torch.Tensor:
+        """The bucket of every distance j - i = -(L-1) .. L-1 (a computed buffer)."""
+        distance = torch.arange(-(self.max_positions - 1), self.max_positions)
+        return relative_position_bucket(distance, self.num_buckets, self.max_distance)
 
     def forward(self, seq_len: int, device=None) -> torch.Tensor:
         T, L = seq_len, self.max_positions
