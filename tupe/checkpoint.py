@@ -123,12 +123,51 @@ def from_fairseq_name(name: str) -> str:
 
 
 def fairseq_state_dict(model: TupeModel) -> dict[str, torch.Tensor]:
+    """The original layout; an ELECTRA model: its discriminator so, plus ``generator.*`` and
+    ``rtd_head.*`` (see ``model/electra.py``)."""
+    from .model.electra import ElectraModel, electra_state_dict
+
+    if isinstance(model, ElectraModel):
+        return electra_state_dict(model, fairseq_state_dict(model.discriminator))
     state = {to_fairseq_name(k): v for k, v in model.state_dict().items()}
-    state[LM + "weight"] = state[ENC + "embed_tokens.weight"]   # tied, stored twice as fairseq does
+    if model.lm_head is not None:
+        state[LM + "weight"] = state[ENC + "embed_tokens.weight"]   # tied, stored twice as fairseq does
     return state
 
 
+def fresh_lm_head(embed_dim: int, vocab_size: int) -> dict[str, torch.Tensor]:
+    """A new masked-LM head (our names), BERT-initialised from a fixed seed (the global RNG is
+    not touched): for a model stored without one (an ELECTRA discriminator, a transformers
+    classifier)."""
+    g = torch.Generator().manual_seed(0)
+    return {"lm_head.dense.weight": torch.randn(embed_dim, embed_dim, generator=g) * 0.02,
+            "lm_head.dense.bias": torch.zeros(embed_dim),
+            "lm_head.layer_norm.weight": torch.ones(embed_dim), "lm_head.layer_norm.bias": torch.zeros(embed_dim),
+            "lm_head.bias": torch.zeros(vocab_size)}
+
+
+def discriminator_of(state: dict[str, torch.Tensor], path: PathLike) -> dict[str, torch.Tensor]:
+    """An ELECTRA checkpoint's discriminator in the original layout (generator and replaced-token
+    head left out, a fresh masked-LM head added), with a one-line note on stderr."""
+    import sys
+
+    from .model.electra import split_electra_state
+
+    disc, gen, rtd = split_electra_state(state)
+    emb = disc.get(ENC + "embed_tokens.weight")
+    if emb is not None and LM + "dense.weight" not in disc:
+        disc.update({LM + k[len("lm_head."):]: v for k, v in fresh_lm_head(emb.shape[1], emb.shape[0]).items()})
+        disc[LM + "weight"] = emb
+    print(f"tupe: {path}: ELECTRA checkpoint: using its discriminator (left out the generator, "
+          f"{len(gen)} tensors, and the replaced-token head; the masked-LM head is new)", file=sys.stderr)
+    return disc
+
+
 def _ours_from_fairseq(state: dict[str, torch.Tensor], path: PathLike) -> dict[str, torch.Tensor]:
+    from .model.electra import is_electra_state
+
+    if is_electra_state(state):
+        state = discriminator_of(state, path)
     state = dict(state)
     lm_weight = state.pop(LM + "weight", None)
     emb = state.get(ENC + "embed_tokens.weight")
@@ -273,6 +312,46 @@ def load_model(path: PathLike) -> TupeModel:
     return model
 
 
+def is_electra_checkpoint(path: PathLike) -> bool:
+    """A training checkpoint (file or run directory) of ``--task electra``."""
+    from .model.electra import is_electra_state
+
+    path = Path(path)
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        return False
+    return is_electra_state(read_checkpoint(resolve_checkpoint(path))["model"])
+
+
+def load_electra(path: PathLike):
+    """The whole ELECTRA model (generator, discriminator, replaced-token head) of a ``--task
+    electra`` checkpoint, eval mode, float32. ``load_model`` gives the discriminator alone."""
+    from .model.electra import DEFAULT_DISC_WEIGHT, ElectraModel, generator_config, is_electra_state, \
+        split_electra_state
+
+    ckpt = resolve_checkpoint(path)
+    state = read_checkpoint(ckpt)
+    if not is_electra_state(state["model"]):
+        raise CheckpointError(f"{ckpt}: not an ELECTRA checkpoint (no generator.* tensors)")
+    disc, gen, rtd = split_electra_state({k: v.float() if v.is_floating_point() else v
+                                          for k, v in state["model"].items()})
+    cfg = config_from_checkpoint(state.get("args"), disc, ckpt)
+    info = state.get("electra") or {}
+    try:
+        gen_cfg = TupeConfig.from_dict(info["generator"]) if "generator" in info else generator_config(cfg)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{ckpt}: generator configuration: {e}") from None
+    model = ElectraModel(cfg, gen_cfg, info.get("disc_weight", DEFAULT_DISC_WEIGHT))
+    for part, tensors, module in (("discriminator", _ours_from_fairseq(disc, ckpt), model.discriminator),
+                                  ("generator", gen, model.generator), ("replaced-token head", rtd, model.rtd_head)):
+        try:
+            module.load_state_dict(tensors)
+        except RuntimeError as e:
+            raise CheckpointError(f"{ckpt}: the {part} does not fit its configuration: "
+                                  f"{str(e).splitlines()[-1].strip()}") from None
+    attach_vocabulary(model.discriminator, ckpt.parent)
+    return model.eval()
+
+
 def _atomic_dir(directory: Path):
     directory.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -396,11 +475,7 @@ def load_hf_folder(directory: PathLike, head: str = TupeModel.DEFAULT_HEAD) -> T
         else:
             dropped.append(k)
     if not any(k.startswith("lm_head.") for k in state):
-        from .model.transformer import MaskedLMHead, init_bert_params
-
-        head = MaskedLMHead(cfg)          # only the head, BERT-initialised as in a new model
-        head.apply(init_bert_params)
-        state.update({f"lm_head.{k}": v for k, v in head.state_dict().items()})
+        state.update(fresh_lm_head(cfg.encoder_embed_dim, cfg.vocab_size))
         print(f"tupe: {directory} has no masked-LM head; initialised a new one (fine for finetuning "
               f"and classification, not for fill-mask)", file=sys.stderr)
     if dropped:

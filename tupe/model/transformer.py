@@ -154,12 +154,14 @@ class Encoder(nn.Module):
 
     BIAS_CACHE_LENGTHS = 8   # lengths whose eval-mode positional bias is kept
 
-    def __init__(self, cfg: TupeConfig):
+    def __init__(self, cfg: TupeConfig, embed_tokens: bool = True):
         super().__init__()
         C = cfg.encoder_embed_dim
         self.cfg = cfg
         self.padding_idx = cfg.padding_idx
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, C, padding_idx=cfg.padding_idx)
+        # embed_tokens=False: an encoder fed ``embeds`` only (ELECTRA's generator reads the
+        # discriminator's token embedding through a projection).
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, C, padding_idx=cfg.padding_idx) if embed_tokens else None
         # BERT-A/BERT-R only: positions added to the input (row i for token i).
         self.embed_positions = nn.Embedding(cfg.max_positions, C) if cfg.pos_encoding == "absolute" else None
         self.emb_layer_norm = nn.LayerNorm(C, eps=1e-5) if cfg.embedding_normalize else None
@@ -190,7 +192,7 @@ class Encoder(nn.Module):
         modules = [m for m in (self.untied_pos, self.alibi, self.rel_pos_bias) if m is not None]
         if not modules:
             return None
-        device = self.embed_tokens.weight.device
+        device = self.layers[0].fc1.weight.device
         cacheable = not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling()
                          or torch.compiler.is_exporting() or torch.jit.is_tracing())
         if cacheable:
@@ -270,13 +272,15 @@ class Encoder(nn.Module):
 
 
 class MaskedLMHead(nn.Module):
-    """dense -> gelu -> LayerNorm -> projection tied to the token embedding (+ own bias)."""
+    """dense -> gelu -> LayerNorm -> projection tied to the token embedding (+ own bias).
+    ``embed_dim``: the tied embedding's width when it differs from the encoder's (ELECTRA's
+    generator: dense maps C -> E)."""
 
-    def __init__(self, cfg: TupeConfig):
+    def __init__(self, cfg: TupeConfig, embed_dim: Optional[int] = None):
         super().__init__()
-        C = cfg.encoder_embed_dim
-        self.dense = nn.Linear(C, C)
-        self.layer_norm = nn.LayerNorm(C, eps=1e-5)
+        C, E = cfg.encoder_embed_dim, embed_dim or cfg.encoder_embed_dim
+        self.dense = nn.Linear(C, E)
+        self.layer_norm = nn.LayerNorm(E, eps=1e-5)
         self.act = activation(cfg.activation_fn)
         self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
 
@@ -352,6 +356,9 @@ class TupeModel(nn.Module):
                 raise KeyError(f"no classification head {classification_head_name!r}; this model "
                                f"has {sorted(self.classification_heads) or 'none'}")
             return self.classification_heads[classification_head_name](features)
+        if self.lm_head is None:
+            raise RuntimeError("this model has no masked-LM head (an ELECTRA discriminator): "
+                               "use extract_features or a classification head")
         return self.lm_head(features, self.encoder.embed_tokens.weight, masked_tokens)
 
     def register_classification_head(self, name: str = DEFAULT_HEAD, num_classes: int = 2) -> nn.Module:

@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="binarized data directory; several joined by ':' are used one per epoch")
 
     g = p.add_argument_group("task")
-    g.add_argument("--task", default="masked_lm", choices=["masked_lm", "sentence_prediction"])
-    g.add_argument("--criterion", default=None, choices=["masked_lm", "sentence_prediction"],
+    g.add_argument("--task", default="masked_lm", choices=["masked_lm", "electra", "sentence_prediction"])
+    g.add_argument("--criterion", default=None, choices=["masked_lm", "electra", "sentence_prediction"],
                    help="default: the task's own")
     g.add_argument("--sample-break-mode", default="complete", choices=["none", "complete", "complete_doc", "eos"])
     g.add_argument("--tokens-per-sample", type=int, default=512, help="block size, <s> included")
@@ -89,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rel-pos-bins", type=int, default=32)
     g.add_argument("--max-rel-pos", type=int, default=128)
     g.add_argument("--tie-cls", action="store_true", help="do not untie [CLS] (TUPE-A-tie-cls ablation)")
+
+    g = p.add_argument_group("electra (--task electra: generator + replaced-token detection)")
+    g.add_argument("--generator-size-divisor", type=int, default=4,
+                   help="generator width, FFN width and heads = the discriminator's / this (ELECTRA: 4 Small/Large, 3 Base)")
+    g.add_argument("--generator-layers", type=int, default=None, help="default: the discriminator's")
+    g.add_argument("--generator-embed-dim", type=int, default=None)
+    g.add_argument("--generator-ffn-embed-dim", type=int, default=None)
+    g.add_argument("--generator-attention-heads", type=int, default=None)
+    g.add_argument("--disc-weight", type=float, default=50.0, help="loss = mlm + disc_weight * rtd")
 
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", default="adam", choices=["adam"])
@@ -162,7 +171,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error("give --max-sentences and/or --max-tokens (the batch size)")
     if args.fp16 and args.bf16:
         parser.error("--fp16 and --bf16 are exclusive")
-    if args.task == "masked_lm" and args.tokens_per_sample > args.max_positions:
+    if args.task in ("masked_lm", "electra") and args.tokens_per_sample > args.max_positions:
         parser.error(f"--tokens-per-sample {args.tokens_per_sample} exceeds --max-positions {args.max_positions}")
     if args.update_freq < 1:
         parser.error("--update-freq must be >= 1")
@@ -179,6 +188,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             args.num_classes = 1
         if args.num_classes < 1:
             parser.error("--task sentence_prediction needs --num-classes")
+    if args.task == "electra" and args.generator_size_divisor < 1:
+        parser.error("--generator-size-divisor must be >= 1")
     if args.log_format is None:
         args.log_format = "simple" if args.no_progress_bar else "tqdm"
     return args
@@ -199,6 +210,14 @@ def model_config(args: argparse.Namespace, vocab_size: int, padding_idx: int = 1
         embedding_normalize=args.embedding_normalize, pos_encoding=args.pos_encoding,
         rel_pos=args.rel_pos, rel_pos_bins=args.rel_pos_bins, max_rel_pos=args.max_rel_pos,
         untie_cls=False if args.tie_cls else None, rope_theta=args.rope_theta, **values)
+
+
+def generator_config(args: argparse.Namespace, cfg: TupeConfig) -> TupeConfig:
+    """ELECTRA's generator from the --generator-* flags (see model/electra.py)."""
+    from ..model.electra import generator_config as build
+
+    return build(cfg, args.generator_size_divisor, args.generator_layers, args.generator_embed_dim,
+                 args.generator_ffn_embed_dim, args.generator_attention_heads)
 
 
 def checkpoint_args(args: argparse.Namespace, cfg: TupeConfig) -> argparse.Namespace:

@@ -74,6 +74,10 @@ class MaskedLMTask:
                              ends_word_table(self.dictionary) if args.mask_whole_words else None)
         self._blocks: dict = {}
 
+    def build_model(self, cfg):
+        from ..model import TupeModel
+        return TupeModel(cfg)
+
     def prepare_model(self, model) -> None:
         pass
 
@@ -101,6 +105,69 @@ class MaskedLMTask:
     def metrics(self, loss_sum: float, sample_size: float, outputs) -> dict:
         bits = loss_sum / max(sample_size, 1) / LN2
         return {"loss": bits, "ppl": 2 ** bits}
+
+
+# --------------------------------------------------------------------------- ELECTRA
+class ElectraDataset(MaskedLMDataset):
+    """MaskedLMDataset whose samples also carry the epoch (for the batch's sampling seed)."""
+
+    def __getitem__(self, i: int):
+        return (*super().__getitem__(i), self.epoch)
+
+
+def collate_electra(samples, pad_idx: int) -> dict:
+    return {**collate([s[:3] for s in samples], pad_idx), "epoch": samples[0][3]}
+
+
+class ElectraTask(MaskedLMTask):
+    """Replaced-token detection (``--task electra``): the masked-LM data and masks, a generator
+    and a discriminator (``model/electra.py``). The loss handed to the trainer is summed like
+    masked_lm's (per masked token); the statistics below are logged beside it."""
+
+    name = "electra"
+    # summed per batch, all-reduced, turned into the logged metrics by ``derived_stats``
+    stat_keys = ("mlm_loss", "masked", "rtd_loss", "tokens", "rtd_correct", "replaced")
+
+    def build_model(self, cfg):
+        from ..config import ConfigError
+        from ..model.electra import ElectraModel
+        from .options import generator_config
+
+        try:
+            gen_cfg = generator_config(self.args, cfg)
+        except (ConfigError, ValueError) as e:
+            raise TaskError(f"ELECTRA generator: {e} (see --generator-size-divisor / --generator-*)") from None
+        return ElectraModel(cfg, gen_cfg, self.args.disc_weight)
+
+    def dataset(self, split: str, epoch: int):
+        base = super().dataset(split, epoch)
+        return ElectraDataset(base.blocks, base.masker, epoch)
+
+    def collater(self):
+        return partial(collate_electra, pad_idx=self.pad)
+
+    def loss(self, model, batch: dict, device, autocast):
+        from ..model.electra import batch_seed
+
+        tokens = batch["tokens"].to(device, non_blocking=True)
+        target = batch["target"].to(device, non_blocking=True)
+        seed = batch_seed(self.args.seed, batch["epoch"], batch["id"].tolist())
+        loss, stats = model(tokens, target, seed, autocast)
+        return loss, int(stats["masked"]), {k: float(stats[k]) for k in self.stat_keys}
+
+    @staticmethod
+    def derived_stats(s: dict) -> dict:
+        """gen_loss: generator MLM (bits per masked token); disc_loss: replaced-token BCE (bits per
+        token); disc_acc: discriminator accuracy over tokens; replaced: fraction of tokens replaced."""
+        tokens, masked = max(s["tokens"], 1), max(s["masked"], 1)
+        return {"gen_loss": s["mlm_loss"] / masked / LN2, "disc_loss": s["rtd_loss"] / tokens / LN2,
+                "disc_acc": s["rtd_correct"] / tokens, "replaced": s["replaced"] / tokens}
+
+    def metrics(self, loss_sum: float, sample_size: float, outputs) -> dict:
+        out = {"loss": loss_sum / max(sample_size, 1) / LN2}   # ELECTRA's objective, per masked token
+        if outputs:
+            out.update(self.derived_stats({k: sum(o[k] for o in outputs) for k in self.stat_keys}))
+        return out
 
 
 # --------------------------------------------------------------------------- sentence prediction
@@ -175,6 +242,10 @@ class SentencePredictionTask:
     def label_words(self) -> list[str]:
         d = self.label_dict
         return [s for s in d.symbols[d.nspecial:] if not s.startswith("madeupword")]
+
+    def build_model(self, cfg):
+        from ..model import TupeModel
+        return TupeModel(cfg)
 
     def prepare_model(self, model) -> None:
         model.register_classification_head(self.args.classification_head_name, self.args.num_classes)
@@ -271,4 +342,4 @@ class SentencePredictionTask:
 
 
 def build_task(args):
-    return SentencePredictionTask(args) if args.task == "sentence_prediction" else MaskedLMTask(args)
+    return {"sentence_prediction": SentencePredictionTask, "electra": ElectraTask}.get(args.task, MaskedLMTask)(args)

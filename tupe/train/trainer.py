@@ -26,7 +26,6 @@ import torch.distributed as dist
 
 from ..checkpoint import (CONFIG_FILE, CheckpointError, build_and_load, config_from_checkpoint,
                           fairseq_state_dict, load_model, read_checkpoint, _ours_from_fairseq)
-from ..model import TupeModel
 from .cpu import EMULATED_BF16, cpu_supports_bf16, retain_freed_memory
 from .data import shard
 from .logger import MetricsLogger
@@ -73,7 +72,8 @@ class Trainer:
         self.task = build_task(args)
         self.dictionary = self.task.dictionary
         self.cfg = model_config(args, len(self.dictionary), self.dictionary.pad())
-        self.model = TupeModel(self.cfg)
+        self.model = self.task.build_model(self.cfg)  # TupeModel, or ElectraModel for --task electra
+        self.stat_keys = tuple(getattr(self.task, "stat_keys", ()))   # task statistics logged beside the loss
         self.task.prepare_model(self.model)          # classification heads: after the BERT init
         self.model.to(self.device)
         self.precision = self._precision()
@@ -147,21 +147,24 @@ class Trainer:
         """Forward/backward over ``update_freq`` micro-batches, then one optimizer step."""
         self.model.train()
         scale = self.scaler.scale if self.scaler else 1.0
-        totals = torch.zeros(4, dtype=torch.float64)   # loss (nats), sample_size, ntokens, nsentences
+        # loss (nats), sample_size, ntokens, nsentences, then the task's statistics (ELECTRA)
+        totals = torch.zeros(4 + len(self.stat_keys), dtype=torch.float64)
         for j, (batch, dummy) in enumerate(group):
             last = j == len(group) - 1
             sync = contextlib.nullcontext() if (last or self.world == 1) else self.ddp.no_sync()
             with sync:
-                loss, sample_size, _ = self._forward(batch)
+                loss, sample_size, out = self._forward(batch)
                 if dummy:
                     loss = loss * 0.0
                 (loss * scale).backward()
             if not dummy:
-                totals += torch.tensor([loss.item(), sample_size, batch["ntokens"], batch["nsentences"]],
+                stats = [out[k] for k in self.stat_keys]
+                totals += torch.tensor([loss.item(), sample_size, batch["ntokens"], batch["nsentences"], *stats],
                                        dtype=torch.float64)
         if self.world > 1:
             dist.all_reduce(totals)
-        loss_sum, sample_size, ntokens, nsentences = totals.tolist()
+        loss_sum, sample_size, ntokens, nsentences = totals[:4].tolist()
+        task_stats = dict(zip(self.stat_keys, totals[4:].tolist()))
         # DDP averaged the gradients over W workers: W / sample_size turns them into the mean
         # over all masked tokens of the update (and removes the loss scale).
         factor = self.world / max(sample_size, 1.0) / scale
@@ -190,7 +193,7 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.update(False)
         return {"loss_sum": loss_sum, "sample_size": sample_size, "ntokens": ntokens,
-                "nsentences": nsentences, "gnorm": gnorm, "lr": lr}
+                "nsentences": nsentences, "gnorm": gnorm, "lr": lr, **task_stats}
 
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
@@ -247,8 +250,8 @@ class Trainer:
         return {
             "args": checkpoint_args(self.args, self.cfg),
             "model": fairseq_state_dict(self.model),
-            "optimizer_history": [{"criterion_name": {"masked_lm": "MaskedLmLoss"}.get(self.task.name,
-                                                                                        "SentencePredictionCriterion"),
+            "optimizer_history": [{"criterion_name": {"masked_lm": "MaskedLmLoss", "electra": "ElectraLoss"}.get(
+                                       self.task.name, "SentencePredictionCriterion"),
                                    "optimizer_name": "FairseqAdam",
                                    "lr_scheduler_state": {"best": self.best}, "num_updates": self.num_updates}],
             "extra_state": {
@@ -258,6 +261,8 @@ class Trainer:
                 "precision": self.precision,
             },
             "last_optimizer_state": self.optimizer.state_dict(),
+            **({"electra": {"generator": self.model.gen_cfg.to_dict(), "disc_weight": self.model.disc_weight}}
+               if self.task.name == "electra" else {}),
         }
 
     def save(self, end_of_epoch: bool, is_best: bool = False) -> None:
@@ -305,7 +310,11 @@ class Trainer:
         path = Path(a.restore_file)
         if not path.is_absolute() and not path.exists():
             path = self.save_dir / a.restore_file
-        if path.is_dir() and (path / CONFIG_FILE).is_file():
+        if self.task.name == "electra":
+            state = self._restore_electra(path)
+            if state is None:
+                return
+        elif path.is_dir() and (path / CONFIG_FILE).is_file():
             # A save_pretrained / transformers folder: weights only (no optimizer, no progress).
             loaded, state = load_model(path), {}
             self._check_compatible(loaded.cfg, path)
@@ -318,6 +327,11 @@ class Trainer:
             cfg = config_from_checkpoint(state.get("args"), state["model"], path)
             self._check_compatible(cfg, path)
             loaded = build_and_load(cfg, _ours_from_fairseq(state["model"], path), path)
+        if self.task.name != "electra":
+            self._load_weights(loaded, path)
+        self._restore_progress(state, path)
+
+    def _load_weights(self, loaded, path: Path) -> None:
         ours = self.model.head_sizes
         for name, k in loaded.head_sizes.items():
             if name in ours and ours[name] != k:
@@ -331,9 +345,43 @@ class Trainer:
         if missing:
             self.log.info(f"| new classification head(s) {sorted(set(k.split('.')[1] for k in missing))} "
                           f"(not in {path.name})")
+
+    def _restore_electra(self, path: Path) -> Optional[dict]:
+        """Generator, discriminator and replaced-token head from an ELECTRA checkpoint (None: none
+        to resume from). Any other checkpoint is an error: its generator would be missing."""
+        from ..model.electra import is_electra_state, split_electra_state
+
+        if not path.is_file():
+            if self.args.restore_file != "checkpoint_last.pt" or path.exists():
+                raise TrainingError(f"--restore-file {self.args.restore_file}: not an ELECTRA training checkpoint "
+                                    f"file (looked in {self.save_dir})")
+            return None
+        state = read_checkpoint(path)
+        if not is_electra_state(state["model"]):
+            raise TrainingError(f"{path} is not an ELECTRA checkpoint (no generator.* tensors); --task electra "
+                                f"resumes only its own checkpoints")
+        disc, gen, rtd = split_electra_state(state["model"])
+        self._check_compatible(config_from_checkpoint(state.get("args"), disc, path), path)
+        model = self.model
+        for part, tensors, module in (("generator", gen, model.generator), ("replaced-token head", rtd, model.rtd_head)):
+            try:
+                module.load_state_dict(tensors)
+            except RuntimeError as e:
+                raise TrainingError(f"{path}: the {part} does not match this command's (--generator-*): "
+                                    f"{str(e).splitlines()[-1].strip()}") from None
+        model.discriminator.load_state_dict(_ours_from_fairseq(disc, path))
+        return state
+
+    def _restore_progress(self, state: dict, path: Path) -> None:
+        a = self.args
         extra = state.get("extra_state", {})
         if not a.reset_optimizer and state.get("last_optimizer_state"):
-            self.optimizer.load_state_dict(state["last_optimizer_state"])
+            try:
+                self.optimizer.load_state_dict(state["last_optimizer_state"])
+            except (ValueError, KeyError, RuntimeError) as e:
+                raise TrainingError(f"{path}: its optimizer state does not fit this model ({e}); to start "
+                                    f"from its weights only add --reset-optimizer (finetuning: also "
+                                    f"--reset-dataloader --reset-meters, as the original commands do)") from None
             if self.scaler is not None and extra.get("loss_scaler"):
                 self.scaler.load_state_dict(extra["loss_scaler"])
         history = state.get("optimizer_history") or [{}]
@@ -434,7 +482,7 @@ class Trainer:
         start = self.iterations_in_epoch
         loader = self.log.progress(self._loader(dataset, mine[start:]), total=n - start, desc=f"epoch {self.epoch:03d}")
         window = {"loss_sum": 0.0, "sample_size": 0.0, "ntokens": 0.0, "nsentences": 0.0, "updates": 0,
-                  "gnorm": 0.0, "t": time.time()}
+                  "gnorm": 0.0, "t": time.time(), **{k: 0.0 for k in self.stat_keys}}
         group = []
         for i, batch in enumerate(loader, start):
             group.append((batch, dummy[i]))
@@ -444,7 +492,7 @@ class Trainer:
             group = []
             self.iterations_in_epoch = i + 1
             if out is not None:
-                for key in ("loss_sum", "sample_size", "ntokens", "nsentences", "gnorm"):
+                for key in ("loss_sum", "sample_size", "ntokens", "nsentences", "gnorm", *self.stat_keys):
                     window[key] += out[key]
                 window["updates"] += 1
                 window["lr"] = out["lr"]
@@ -487,11 +535,14 @@ class Trainer:
                  "ups": w["updates"] / elapsed, "wpb": w["ntokens"] / w["updates"],
                  "bsz": w["nsentences"] / w["updates"], "num_updates": self.num_updates, "lr": w["lr"],
                  "gnorm": w["gnorm"] / w["updates"]}
+        if self.stat_keys:
+            del stats["ppl"]                        # ELECTRA's objective is not a likelihood
+            stats.update(self.task.derived_stats({k: w[k] for k in self.stat_keys}))
         if self.scaler is not None:
             stats["loss_scale"] = self.scaler.scale
         head = f"epoch {self.epoch:03d}" + (" | end of epoch" if end else "")
         self.log.log("train", stats, self.num_updates, head)
-        for key in ("loss_sum", "sample_size", "ntokens", "nsentences", "gnorm"):
+        for key in ("loss_sum", "sample_size", "ntokens", "nsentences", "gnorm", *self.stat_keys):
             w[key] = 0.0
         w["updates"], w["t"] = 0, time.time()
 

@@ -1,5 +1,6 @@
 """``tupe-validate DATA --path CHECKPOINT``: masked-LM loss and perplexity of a checkpoint on
-binarized splits, without training (fairseq's validate.py)."""
+binarized splits, without training (fairseq's validate.py); for an ELECTRA checkpoint its
+objective, generator and discriminator losses, discriminator accuracy and replaced fraction."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, load_model
+from ..checkpoint import CheckpointError, is_electra_checkpoint, load_electra, load_model
 from .options import add_masking_args
-from .tasks import MaskedLMTask, TaskError
+from .tasks import ElectraTask, MaskedLMTask, TaskError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,9 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        model = load_model(args.path)
+        electra = is_electra_checkpoint(args.path)
+        model = load_electra(args.path) if electra else load_model(args.path)
         # The trainer's own task: the same blocks, masks (epoch 0), batching and loss.
-        task = MaskedLMTask(argparse.Namespace(
+        task = (ElectraTask if electra else MaskedLMTask)(argparse.Namespace(
             data=str(args.data), tokens_per_sample=args.tokens_per_sample or model.cfg.max_positions,
             sample_break_mode=args.sample_break_mode, mask_prob=args.mask_prob,
             leave_unmasked_prob=args.leave_unmasked_prob, random_token_prob=args.random_token_prob,
@@ -56,15 +58,17 @@ def main(argv=None) -> int:
             if skipped and not args.skip_invalid_size_inputs_valid_test:
                 raise TaskError(f"{subset}: {skipped} samples are longer than the model's max_positions "
                                 f"{model.cfg.max_positions}; pass --skip-invalid-size-inputs-valid-test")
-            loss_sum, count = 0.0, 0
+            loss_sum, count, outputs = 0.0, 0, []
             loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=task.collater())
             with torch.no_grad():
                 for batch in loader:
-                    loss, n, _ = task.loss(model, batch, device, autocast)
+                    loss, n, out = task.loss(model, batch, device, autocast)
                     loss_sum += loss.item()
                     count += n
-            stats = task.metrics(loss_sum, count, None)
-            print(json.dumps({"subset": subset, "loss": round(stats["loss"], 4), "ppl": round(stats["ppl"], 4),
+                    if out is not None:
+                        outputs.append(out)
+            stats = task.metrics(loss_sum, count, outputs)   # ELECTRA: + gen_loss, disc_loss, disc_acc, replaced
+            print(json.dumps({"subset": subset, **{k: round(v, 4) for k, v in stats.items()},
                               "masked_tokens": count, "samples": len(dataset) - skipped, "skipped": skipped}))
     except (TaskError, CheckpointError, FileNotFoundError) as e:
         print(f"tupe-validate: error: {e}", file=sys.stderr)
