@@ -11,11 +11,14 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -72,11 +75,76 @@ SAFE_GLOBALS = [
 ]
 
 
+# --------------------------------------------------------------------------- integrity
+# A training run records the SHA-256 of every checkpoint it writes in SAVE_DIR/checkpoints.sha256
+# (``sha256sum`` format, so ``sha256sum -c checkpoints.sha256`` checks them by hand too);
+# ``read_checkpoint`` verifies a file listed there before unpickling anything.
+MANIFEST = "checkpoints.sha256"
+_ZIP_MEMBER = re.compile(r"(data\.pkl|\.format_version|\.storage_alignment|byteorder|version|"
+                         r"\.data/serialization_id|\.data/version|data/\d+)")
+
+
+def sha256_file(path: PathLike, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(directory: PathLike) -> dict[str, str]:
+    path = Path(directory) / MANIFEST
+    out = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            digest, _, name = line.partition("  ")
+            if len(digest) == 64 and name:
+                out[name] = digest
+    return out
+
+
+def write_manifest(directory: PathLike, entries: dict[str, str]) -> None:
+    """Atomically rewrite the manifest (entries whose file is gone are dropped)."""
+    directory = Path(directory)
+    text = "".join(f"{d}  {n}\n" for n, d in sorted(entries.items()) if (directory / n).is_file())
+    tmp = directory / f".{MANIFEST}.{os.getpid()}.part"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, directory / MANIFEST)
+
+
+def verify_checksum(path: Path) -> None:
+    want = read_manifest(path.parent).get(path.name)
+    if want is not None and sha256_file(path) != want:
+        raise CheckpointError(f"{path}: damaged: its SHA-256 differs from the one recorded when it was written "
+                              f"({path.parent / MANIFEST}). If you replaced the file on purpose, delete its line "
+                              f"there")
+
+
+def check_archive(path: Path) -> None:
+    """A zip checkpoint may hold only what torch.save writes (one folder: data.pkl, data/N, version...)."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        names = zipfile.ZipFile(path).namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"{path}: damaged zip archive ({e})") from None
+    prefixes = {n.split("/", 1)[0] for n in names}
+    odd = [n for n in names if "/" not in n or not _ZIP_MEMBER.fullmatch(n.split("/", 1)[1])]
+    if len(prefixes) != 1 or odd:
+        raise CheckpointError(f"{path}: refused to load: the archive holds members torch.save does not write "
+                              f"({', '.join((odd or sorted(prefixes))[:3])})")
+
+
 def read_checkpoint(path: PathLike) -> dict:
-    """``torch.load`` with weights_only=True and only the allow-listed globals."""
+    """``torch.load`` with weights_only=True and only the allow-listed globals, after checking the
+    file's recorded checksum (if any) and the archive's members."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes): not a checkpoint")
+    verify_checksum(path)
+    check_archive(path)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             state = torch.load(path, map_location="cpu", weights_only=True)

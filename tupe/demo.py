@@ -87,6 +87,9 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=None, help="scale the default budget (14-17 min on 2 cores)")
     p.add_argument("--updates", type=int, default=None, help="pretraining updates per model")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--objective", default="mlm", choices=["mlm", "electra", "both"],
+                   help="pretraining objective: masked LM (the paper's), ELECTRA (generator + replaced-token "
+                        "detection, same budget), or both side by side (twice the pretraining time)")
     args = p.parse_args(argv)
 
     from .preprocess.cli import main as preprocess
@@ -135,8 +138,9 @@ def main(argv=None) -> int:
                    "--destdir", str(out / "data" / "glue-bin"), "--workers", str(args.workers), "--no-progress"]) != 0:
         return 1
     plan.task = str(out / "data" / "glue-bin" / "SST-2-bin")
+    plan.objectives = ["mlm", "electra"] if args.objective == "both" else [args.objective]
 
-    log(f"2-3/4 pretraining {', '.join(schemes)} ({plan.updates} updates each), then finetuning each")
+    log(f"2-3/4 pretraining {', '.join(plan.names)} ({plan.updates} updates each), then finetuning each")
     try:
         run_study(plan, bin_dir, out, args.workers)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
@@ -144,7 +148,8 @@ def main(argv=None) -> int:
         return 1
 
     log("4/4 report")
-    report, table = make_report(out, title="tupe demo: TUPE-R vs TUPE-A vs BERT-A on WordNet")
+    objective = {"mlm": "", "electra": " (ELECTRA)", "both": " (masked LM and ELECTRA)"}[args.objective]
+    report, table = make_report(out, title=f"tupe demo: TUPE-R vs TUPE-A vs BERT-A on WordNet{objective}")
     print(table, end="")
     print(f"report: {report} ({time.time() - start:.0f}s)")
     return 0

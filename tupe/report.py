@@ -40,7 +40,7 @@ def collect(run_dir: Path) -> tuple[dict, dict, dict]:
         valid = [r for r in recs if r.get("type") == "valid"]
         if any(k in r for r in valid for k in FINETUNE_METRICS):
             finetune[name] = {"train": train, "valid": valid}
-        elif any("ppl" in r for r in train + valid):
+        elif any("ppl" in r or "gen_loss" in r for r in train + valid):   # masked LM or ELECTRA
             pretrain[name] = {"train": train, "valid": valid}
     for path in sorted(run_dir.rglob("results.json")):
         sweeps[str(path.parent.relative_to(run_dir))] = json.loads(path.read_text())
@@ -136,8 +136,10 @@ def summary_table(pretrain: dict, sweeps: dict) -> tuple[list[str], list[list[st
                     parts.append(f"{task} {s['metric']} {100 * s['median']:.1f} [{100 * s['min']:.1f}, "
                                  f"{100 * s['max']:.1f}]")
                 downstream = "; ".join(parts) or "-"
-        rows.append([short, str(updates), f"{last['loss']:.3f}" if last else "-",
-                     f"{last['ppl']:.1f}" if last else "-", downstream])
+        loss = f"{last['loss']:.3f}" if last else "-"
+        if "gen_loss" in last:   # ELECTRA: its objective, then the generator's MLM and the discriminator's BCE
+            loss += f" (generator {last['gen_loss']:.3f}, discriminator {last['disc_loss']:.3f})"
+        rows.append([short, str(updates), loss, f"{last['ppl']:.1f}" if last.get("ppl") else "-", downstream])
     return header, rows
 
 

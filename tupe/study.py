@@ -39,6 +39,18 @@ SCHEMES: dict[str, list[str]] = {
     "ALiBi": ["--pos-encoding", "alibi"], "NoPE": ["--pos-encoding", "none"],
 }
 STUDY_FILE = "study.json"
+OBJECTIVES = ("mlm", "electra")
+ELECTRA_PREFIX = "ELECTRA-"          # a run name: the scheme (masked LM) or ELECTRA-<scheme>
+
+
+def run_names(schemes: list[str], objectives: list[str]) -> list[str]:
+    """Every (objective, scheme) pair as one run name, masked LM first: TUPE-R, ..., ELECTRA-TUPE-R, ..."""
+    return [("" if o == "mlm" else ELECTRA_PREFIX) + s for o in objectives for s in schemes]
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """Run name -> (objective, scheme)."""
+    return ("electra", name[len(ELECTRA_PREFIX):]) if name.startswith(ELECTRA_PREFIX) else ("mlm", name)
 
 
 def log(msg: str) -> None:
@@ -63,6 +75,15 @@ class StudyPlan:
     ft_epochs: Optional[int] = None
     ft_batch: int = 32
     max_updates: Optional[int] = None      # cap on the calibrated updates
+    objectives: list[str] = field(default_factory=lambda: ["mlm"])   # mlm and/or electra
+
+    @property
+    def names(self) -> list[str]:
+        return run_names(self.schemes, self.objectives)
+
+    def baseline_of(self, name: str) -> str:
+        """The baseline a run is compared with: the baseline scheme under the same objective."""
+        return run_names([self.baseline], [split_name(name)[0]])[0]
 
 
 def machine() -> dict:
@@ -105,12 +126,14 @@ def prepare_corpus(corpus: Path, out: Path, workers: int, extra: list[str]) -> P
     return bin_dir
 
 
-def pretrain_args(plan: StudyPlan, data: Path, scheme: str, lr: float, updates: int, save: Path) -> list[str]:
+def pretrain_args(plan: StudyPlan, data: Path, name: str, lr: float, updates: int, save: Path) -> list[str]:
     from .demo import updates_per_epoch
 
+    objective, scheme = split_name(name)
+    task = "electra" if objective == "electra" else "masked_lm"
     per_epoch = updates_per_epoch(data, plan.tokens_per_sample, plan.batch)
     checks = max(1, round(per_epoch / max(1, updates / plan.validations)))   # "N times per epoch"
-    return [str(data), *plan.arch, "--task", "masked_lm", "--sample-break-mode", "complete",
+    return [str(data), *plan.arch, "--task", task, "--criterion", task, "--sample-break-mode", "complete",
             "--tokens-per-sample", str(plan.tokens_per_sample), "--max-positions", str(plan.tokens_per_sample),
             "--max-sentences", str(plan.batch), "--lr", f"{lr:g}", "--warmup-updates", str(max(1, updates // 10)),
             "--total-num-update", str(updates), "--max-update", str(updates), "--adam-betas", "(0.9, 0.98)",
@@ -126,7 +149,7 @@ def seconds_per_update(plan: StudyPlan, data: Path, out: Path, steps: int = 8) -
     from .train.trainer import main as train
 
     worst = 0.0
-    for scheme in plan.schemes:
+    for scheme in plan.names:
         save = out / "calibration" / scheme
         t = time.time()
         args = pretrain_args(plan, data, scheme, plan.lrs[0], steps, save)
@@ -143,7 +166,7 @@ def seconds_per_update(plan: StudyPlan, data: Path, out: Path, steps: int = 8) -
 def calibrate(plan: StudyPlan, data: Path, out: Path) -> int:
     """Updates per run so that all pretraining runs fit ``plan.minutes``, budgeted for the slowest scheme."""
     worst = seconds_per_update(plan, data, out)
-    runs = len(plan.schemes) * len(plan.lrs)
+    runs = len(plan.names) * len(plan.lrs)
     # The timed steps leave out validation, checkpoints and start-up; whole runs took about 1.5x
     # the timed step time here (bert_small, 8 validations per run).
     updates = int(plan.minutes * 60 / (runs * worst * 1.5))
@@ -171,6 +194,9 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
     for s in plan.schemes:
         if s not in SCHEMES:
             raise ValueError(f"unknown scheme {s!r}; choose from {', '.join(SCHEMES)}")
+    for o in plan.objectives:
+        if o not in OBJECTIVES:
+            raise ValueError(f"unknown objective {o!r}; choose from {', '.join(OBJECTIVES)}")
     if plan.baseline not in plan.schemes:
         raise ValueError(f"the baseline {plan.baseline!r} is not among the schemes {plan.schemes}")
     if (plan.updates is None) == (plan.minutes is None):
@@ -189,7 +215,7 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
                   "machine": machine(), "runs": state.get("runs", {})})
     state_path.write_text(json.dumps(state, indent=2) + "\n")
 
-    runs = [(s, lr) for s in plan.schemes for lr in plan.lrs]
+    runs = [(s, lr) for s in plan.names for lr in plan.lrs]
     for i, (scheme, lr) in enumerate(runs, 1):
         save = out / "pretrain" / scheme / f"lr{lr:g}"
         key = f"{scheme}/lr{lr:g}"
@@ -208,19 +234,19 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
         log(f"    {key}: valid loss {state['runs'][key]['final_valid_loss']:.3f} bits, {time.time() - t:.0f}s")
 
     best = {}
-    for scheme in plan.schemes:
+    for scheme in plan.names:
         candidates = {lr: state["runs"][f"{scheme}/lr{lr:g}"]["final_valid_loss"] for lr in plan.lrs}
         candidates = {lr: v for lr, v in candidates.items() if v is not None and math.isfinite(v)}
         if not candidates:
             raise RuntimeError(f"{scheme}: no run ended with a finite validation loss")
         best[scheme] = min(candidates, key=lambda lr: (candidates[lr], lr))
-    state["best_lr"] = {s: best[s] for s in plan.schemes}
+    state["best_lr"] = {s: best[s] for s in plan.names}
     state_path.write_text(json.dumps(state, indent=2) + "\n")
     log("best pretraining LR per scheme: " + ", ".join(f"{s} {lr:g}" for s, lr in best.items()))
 
     if task is not None:
         name = task.name[: -len("-bin")]
-        for scheme in plan.schemes:
+        for scheme in plan.names:
             ckpt = out / "pretrain" / scheme / f"lr{best[scheme]:g}" / "checkpoint_last.pt"
             log(f"finetuning {scheme} (lr {best[scheme]:g} model) on {name}: lrs "
                 f"{','.join(f'{x:g}' for x in plan.ft_lrs)} x {plan.ft_seeds} seeds")
@@ -271,7 +297,9 @@ def study_report(out: Path) -> tuple[str, list[str]]:
 
     state = json.loads((out / STUDY_FILE).read_text())
     plan = state["plan"]
-    schemes, lrs, baseline = plan["schemes"], plan["lrs"], plan["baseline"]
+    objectives = plan.get("objectives", ["mlm"])
+    schemes, lrs, baseline = run_names(plan["schemes"], objectives), plan["lrs"], plan["baseline"]
+    baseline_of = {s: run_names([baseline], [split_name(s)[0]])[0] for s in schemes}
     best = {s: float(v) for s, v in state.get("best_lr", {}).items()}
     curves = {}
     for scheme in schemes:
@@ -280,16 +308,20 @@ def study_report(out: Path) -> tuple[str, list[str]]:
             curves[scheme, lr] = [(r["num_updates"], r["loss"]) for r in recs
                                   if r.get("type") == "valid" and r.get("loss") is not None]
     files = []
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for i, scheme in enumerate(schemes):
-        c = curves.get((scheme, best.get(scheme)), [])
-        if c:
-            ax.plot(*zip(*c), "o-", color=f"C{i}", label=f"{scheme} (lr {best[scheme]:g})")
-    ax.set_xlabel("updates")
-    ax.set_ylabel("validation masked-LM loss (bits)")
-    ax.set_title("Validation loss, best LR of each scheme")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ylabels = {"mlm": "validation masked-LM loss (bits)",
+               "electra": "validation ELECTRA objective (bits per masked token)"}
+    fig, axes = plt.subplots(1, len(objectives), figsize=(7.5 * len(objectives), 4.5), squeeze=False)
+    for ax, objective in zip(axes[0], objectives):
+        for i, scheme in enumerate(plan["schemes"]):
+            name = run_names([scheme], [objective])[0]
+            c = curves.get((name, best.get(name)), [])
+            if c:
+                ax.plot(*zip(*c), "o-", color=f"C{i}", label=f"{name} (lr {best[name]:g})")
+        ax.set_xlabel("updates")
+        ax.set_ylabel(ylabels[objective])
+        ax.set_title(f"{'Masked LM' if objective == 'mlm' else 'ELECTRA'}: validation loss, best LR of each scheme")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "study_valid_loss.png", dpi=110)
     plt.close(fig)
@@ -321,13 +353,13 @@ def study_report(out: Path) -> tuple[str, list[str]]:
            f"Budget: {state['updates']} updates per run ({' '.join(plan['arch'])}, {plan['tokens_per_sample']} "
            f"tokens x {plan['batch']}), seed {plan['seed']}, LR grid {', '.join(f'{x:g}' for x in lrs)}. "
            f"Total wall time {state.get('wall_s', 0) / 60:.1f} min.", ""]
-    base_curve = curves.get((baseline, best.get(baseline)), [])
-    target = base_curve[-1][1] if base_curve else None
-    base_updates = base_curve[-1][0] if base_curve else None
     header = ["scheme", "best LR", "final valid loss (bits) per LR", f"updates to reach {baseline}'s final loss",
               "wall time (best LR)", "tokens/s"]
     rows = []
     for scheme in schemes:
+        base_curve = curves.get((baseline_of[scheme], best.get(baseline_of[scheme])), [])
+        target = base_curve[-1][1] if base_curve else None
+        base_updates = base_curve[-1][0] if base_curve else None
         per_lr = []
         for lr in lrs:
             run = state["runs"].get(f"{scheme}/lr{lr:g}", {})
@@ -341,7 +373,10 @@ def study_report(out: Path) -> tuple[str, list[str]]:
                      f"{run.get('seconds', 0) / 60:.1f} min", f"{run.get('tokens_per_s') or 0:.0f}"])
     md += ["### Pretraining", "", _table(header, rows),
            f"Updates to reach the baseline's final validation loss: linear between validation points; the "
-           f"paper's claim is that TUPE-A reaches BERT-A's final loss in 30% of its steps.", ""]
+           f"paper's claim is that TUPE-A reaches BERT-A's final loss in 30% of its steps."
+           + (" ELECTRA runs (ELECTRA-<scheme>) report their own objective (generator MLM + 50 x replaced-token "
+              "BCE, per masked token) and are compared with ELECTRA-" + baseline + "." if "electra" in objectives else ""),
+           ""]
 
     finetune = out / "finetune"
     task = Path(plan["task"]).name[: -len("-bin")] if plan.get("task") else None
@@ -359,11 +394,11 @@ def study_report(out: Path) -> tuple[str, list[str]]:
             per_seed[scheme] = (res["metric"], seed_values(finetune / scheme, task, res["lr"], res["metric"]))
             rows.append([scheme, f"{res['metric']} (lr {res['lr']:g})",
                          f"{100 * res['median']:.1f} [{100 * res['min']:.1f}, {100 * res['max']:.1f}]"])
-        base = per_seed.get(baseline, (None, {}))[1]
         for row in rows:
             vals = per_seed[row[0]][1]
+            base = per_seed.get(baseline_of[row[0]], (None, {}))[1]
             common = sorted(set(vals) & set(base))
-            if row[0] == baseline or not common:
+            if row[0] == baseline_of[row[0]] or not common:
                 row += ["-", "-"]
                 continue
             diffs = [vals[s] - base[s] for s in common]
@@ -371,7 +406,8 @@ def study_report(out: Path) -> tuple[str, list[str]]:
         md += [f"### Finetuning on {task}", "", _table(header, rows) if rows else "(no finetuning results)",
                "Each scheme's best-LR model, finetuned over the same LR grid and the same seeds; the table "
                "uses each scheme's best finetuning LR (median over seeds); the paired difference compares "
-               "seed with seed at those LRs.", ""]
+               "seed with seed at those LRs" + (" (ELECTRA runs against ELECTRA-" + baseline + ")"
+                                                  if "electra" in objectives else "") + ".", ""]
     return "\n".join(md), files
 
 
@@ -393,6 +429,8 @@ def main(argv=None) -> int:
     p.add_argument("--schemes", default="TUPE-R,TUPE-A,BERT-A,RoPE,ALiBi,NoPE",
                    help=f"comma-separated, from {', '.join(SCHEMES)}")
     p.add_argument("--baseline", default="BERT-A")
+    p.add_argument("--objectives", default="mlm", help="pretraining objectives, comma-separated: mlm, electra "
+                   "(ELECTRA-<scheme> runs: generator + replaced-token detection, --task electra)")
     p.add_argument("--lrs", default="3e-4,1e-3,3e-3", help="pretraining LR grid")
     p.add_argument("--quick", action="store_true", help="a smoke run: bert_tiny, 64 tokens, 30 updates (unless "
                    "given), one finetuning LR, 2 seeds, 1 epoch")
@@ -422,7 +460,8 @@ def main(argv=None) -> int:
                      tokens_per_sample=args.tokens_per_sample, batch=args.batch, seed=args.seed,
                      validations=args.validations, baseline=args.baseline,
                      task=str(args.task) if args.task else None, ft_lrs=parse_floats(args.ft_lrs),
-                     ft_seeds=args.ft_seeds, ft_epochs=args.ft_epochs)
+                     ft_seeds=args.ft_seeds, ft_epochs=args.ft_epochs,
+                     objectives=[o.strip() for o in args.objectives.split(",") if o.strip()])
     try:
         report = run_study(plan, args.corpus, args.out, args.workers)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -58,3 +58,24 @@ def test_bad_study_arguments(tmp_path, data_dir, capsys):
     assert "unknown scheme 'XYZ'" in capsys.readouterr().err
     assert study(["--corpus", str(data_dir), "--schemes", "TUPE-R", "--updates", "5", "--out", str(tmp_path)]) == 1
     assert "baseline 'BERT-A' is not among" in capsys.readouterr().err
+
+
+def test_study_with_electra_beside_masked_lm(data_dir, order_task, tmp_path):
+    out = tmp_path / "both"
+    assert study(["--corpus", str(data_dir), "--task", str(order_task / "SST-2-bin"), "--schemes", "TUPE-R,BERT-A",
+                  "--lrs", "1e-3", "--quick", "--updates", "16", "--objectives", "mlm,electra",
+                  "--out", str(out)]) == 0
+    state = json.loads((out / "study.json").read_text())
+    assert set(state["best_lr"]) == {"TUPE-R", "BERT-A", "ELECTRA-TUPE-R", "ELECTRA-BERT-A"}
+    electra = [json.loads(x) for x in (out / "pretrain" / "ELECTRA-TUPE-R" / "lr0.001" / "metrics.jsonl").read_text().splitlines()]
+    assert any("disc_acc" in r for r in electra if r["type"] == "valid")
+    text = (out / "report.md").read_text()
+    assert "ELECTRA runs (ELECTRA-<scheme>)" in text and "| ELECTRA-TUPE-R |" in text
+    final = text.split("## Final numbers")[1]
+    assert "| ELECTRA-BERT-A |" in final and "(generator " in final
+    section = text.split("### Finetuning on SST-2")[1].split("\n\n")[1]
+    names = [r.split(" | ")[0] for r in section.splitlines()[2:]]
+    assert names == ["| TUPE-R", "| BERT-A", "| ELECTRA-TUPE-R", "| ELECTRA-BERT-A"]   # side by side
+    for r in section.splitlines()[2:]:
+        if r.startswith("| ELECTRA-TUPE-R"):
+            assert r.rstrip(" |").rsplit(" | ", 1)[1] in ("0/2", "1/2", "2/2")   # paired with ELECTRA-BERT-A

@@ -55,7 +55,8 @@ def test_original_pretraining_command_runs(data_dir, tmp_path):
         assert (proc.stdout + proc.stderr).count("--fp16 needs CUDA") == 1   # one clear warning on a laptop
     assert "num_updates 3" in proc.stdout and "valid on 'valid' subset" in proc.stdout
     files = sorted(p.name for p in (tmp_path / "ck").iterdir())
-    assert files == ["bpe-code", "checkpoint_best.pt", "checkpoint_last.pt", "dict.txt", "metrics.jsonl"]
+    assert files == ["bpe-code", "checkpoint_best.pt", "checkpoint_last.pt", "checkpoints.sha256", "dict.txt",
+                     "metrics.jsonl"]
     model = tupe.load_model(tmp_path / "ck")                         # the safe loader reads it
     assert model.cfg.name == "TUPE-R" and model.cfg.embedding_normalize and model.dictionary is not None
     state = read_checkpoint(tmp_path / "ck" / "checkpoint_last.pt")

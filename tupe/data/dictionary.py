@@ -96,9 +96,15 @@ class Dictionary:
     def load(cls, path: Union[str, os.PathLike]) -> "Dictionary":
         """Read a ``dict.txt``; a bad line raises an error naming file and line."""
         d = cls()
-        with open(path, encoding="utf-8") as f:
-            for lineno, raw in enumerate(f, 1):
-                line = raw.rstrip("\n")
+        with open(path, "rb") as f:
+            for lineno, data in enumerate(f, 1):
+                try:
+                    raw = data.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DictionaryError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+                if lineno == 1 and raw.startswith("\ufeff"):
+                    raw = raw[1:]                                 # a byte-order mark from an editor
+                line = raw.rstrip("\n").rstrip("\r")
                 if not line.strip():
                     raise DictionaryError(f"{path}:{lineno}: empty line in dictionary")
                 overwrite = False

@@ -37,12 +37,20 @@ def load_dictionary(path: Path) -> Dictionary:
     return d
 
 
-def open_split(prefix: Path) -> MMapIndexedDataset:
+def open_split(prefix: Path, vocab_size: Optional[int] = None) -> MMapIndexedDataset:
+    """A binarized split, checked: present, not empty, and (with ``vocab_size``) every token id
+    inside the dictionary (one pass over the .bin; data binarized with another dict.txt fails here,
+    before any training step, not as an index error in the middle of an epoch)."""
     if not dataset_exists(prefix):
         raise TaskError(f"{prefix}.bin/.idx not found")
     data = MMapIndexedDataset(prefix)
     if len(data) == 0:
         raise TaskError(f"{prefix}: empty split")
+    if vocab_size is not None and data.num_tokens:
+        top = int(data._bin.max())
+        if top >= vocab_size:
+            raise TaskError(f"{prefix}.bin: token id {top} is outside the dictionary ({vocab_size} symbols): "
+                            f"it was binarized with another dict.txt")
     return data
 
 
@@ -85,7 +93,7 @@ class MaskedLMTask:
         directory = self.data_dirs[(epoch - 1) % len(self.data_dirs)] if split == "train" else self.data_dirs[0]
         prefix = directory / split
         if str(prefix) not in self._blocks:
-            self._blocks[str(prefix)] = TokenBlockDataset(open_split(prefix), self.args.tokens_per_sample,
+            self._blocks[str(prefix)] = TokenBlockDataset(open_split(prefix, len(self.dictionary)), self.args.tokens_per_sample,
                                                           self.args.sample_break_mode, self.dictionary.bos())
         return MaskedLMDataset(self._blocks[str(prefix)], self.masker, epoch)
 
@@ -288,7 +296,7 @@ class SentencePredictionTask:
         if split not in self._cache:
             inputs = []
             for k in range(self.n_inputs):
-                inputs.append(open_split(self.data_dir / f"input{k}" / split))
+                inputs.append(open_split(self.data_dir / f"input{k}" / split, len(self.dictionary)))
             if self.n_inputs == 2 and len(inputs[0]) != len(inputs[1]):
                 raise TaskError(f"{self.data_dir}: input0/{split} has {len(inputs[0])} rows, "
                                 f"input1/{split} has {len(inputs[1])}")

@@ -25,12 +25,16 @@ import torch
 import torch.distributed as dist
 
 from ..checkpoint import (CONFIG_FILE, CheckpointError, build_and_load, config_from_checkpoint,
-                          fairseq_state_dict, load_model, read_checkpoint, _ours_from_fairseq)
+                          fairseq_state_dict, load_model, read_checkpoint, read_manifest, sha256_file,
+                          write_manifest, _ours_from_fairseq)
+from ..data.dictionary import DictionaryError
+from ..data.indexed_dataset import IndexedDatasetError
 from .cpu import EMULATED_BF16, cpu_supports_bf16, retain_freed_memory
 from .data import shard
 from .logger import MetricsLogger
 from .optim import DynamicLossScaler, FairseqAdam, PolynomialDecay
 from .options import checkpoint_args, model_config, parse_args
+from .savedir import SaveDirError, SaveDirLock, describe_os_error
 from .tasks import TaskError, build_task
 
 LN2 = math.log(2)
@@ -283,11 +287,35 @@ class Trainer:
             return
         self.save_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.save_dir / f".tmp-{os.getpid()}.pt"
-        torch.save(self.state(), tmp)
-        for name in names:   # each file replaced atomically: a crash never leaves a torn one
-            part = self.save_dir / f".{name}.part"
-            shutil.copyfile(tmp, part)
-            os.replace(part, self.save_dir / name)
+        parts = [self.save_dir / f".{name}.part" for name in names]
+        done = []
+        try:
+            torch.save(self.state(), tmp)
+            digest = sha256_file(tmp)
+            for name, part in zip(names, parts):   # each file replaced atomically: never a torn one
+                shutil.copyfile(tmp, part)
+                os.replace(part, self.save_dir / name)
+                done.append(name)
+            manifest = read_manifest(self.save_dir)
+            manifest.update({name: digest for name in names})
+            write_manifest(self.save_dir, manifest)
+        except (OSError, RuntimeError) as e:
+            for p in (tmp, *parts):
+                p.unlink(missing_ok=True)
+            if done:   # replaced before the failure: their recorded checksums must follow
+                try:
+                    manifest = read_manifest(self.save_dir)
+                    manifest.update({name: digest for name in done})
+                    write_manifest(self.save_dir, manifest)
+                except OSError:
+                    pass
+            kept = ", ".join(n for n in ("checkpoint_last.pt", "checkpoint_best.pt")
+                             if (self.save_dir / n).is_file() and n not in done) or "none yet"
+            raise TrainingError(
+                f"could not save {', '.join(names)} in {self.save_dir} at update {self.num_updates}: "
+                f"{describe_os_error(e, self.save_dir)}. Nothing is damaged: the previous checkpoints are as "
+                f"they were ({kept}; {', '.join(done) or 'none'} written at this update), temporary files removed. "
+                f"Free space or fix the directory, then rerun the same command to resume") from None
         tmp.unlink()
         self._retention()
 
@@ -301,9 +329,13 @@ class Trainer:
             if m:
                 found.append((int(m.group(2)), p))
         found.sort(reverse=True)
+        removed = False
         for updates, p in found[a.keep_interval_updates:]:
             if updates not in set(a.keep_updates_list):
                 p.unlink()
+                removed = True
+        if removed:
+            write_manifest(self.save_dir, read_manifest(self.save_dir))
 
     def restore(self) -> None:
         a = self.args
@@ -323,13 +355,39 @@ class Trainer:
                 raise TrainingError(f"--restore-file {a.restore_file}: not found (also looked in {self.save_dir})")
             return
         else:
-            state = read_checkpoint(path)
+            state = self._read_checkpoint(path)
             cfg = config_from_checkpoint(state.get("args"), state["model"], path)
             self._check_compatible(cfg, path)
             loaded = build_and_load(cfg, _ours_from_fairseq(state["model"], path), path)
         if self.task.name != "electra":
             self._load_weights(loaded, path)
         self._restore_progress(state, path)
+
+    def _read_checkpoint(self, path: Path) -> dict:
+        """read_checkpoint; a damaged checkpoint_last.pt of this run is an error that lists the
+        intact checkpoints to resume from (never a silent start from scratch over the run's files)."""
+        try:
+            return read_checkpoint(path)
+        except CheckpointError as e:
+            if self.args.restore_file != "checkpoint_last.pt":
+                raise
+            intact = []
+            others = sorted((p for p in self.save_dir.glob("checkpoint*.pt") if p.name != path.name),
+                            key=lambda p: p.stat().st_mtime, reverse=True)
+            for p in others:
+                try:
+                    history = read_checkpoint(p).get("optimizer_history") or [{}]
+                except (CheckpointError, OSError):
+                    continue
+                intact.append(f"{p.name} (update {history[-1].get('num_updates', '?')})")
+                if len(intact) == 3:
+                    break
+            hint = (f"Intact checkpoints in {self.save_dir}, newest first: {', '.join(intact)}. To resume from "
+                    f"one, rerun the same command with --restore-file {intact[0].split(' ')[0]}") if intact else \
+                (f"No intact checkpoint is left in {self.save_dir}: move the damaged file away to start this run "
+                 f"again from scratch")
+            raise TrainingError(f"{e}\nThis run's {path.name} cannot be read, so training did not start (it would "
+                                f"not start from scratch over this run's files). {hint}") from None
 
     def _load_weights(self, loaded, path: Path) -> None:
         ours = self.model.head_sizes
@@ -356,7 +414,7 @@ class Trainer:
                 raise TrainingError(f"--restore-file {self.args.restore_file}: not an ELECTRA training checkpoint "
                                     f"file (looked in {self.save_dir})")
             return None
-        state = read_checkpoint(path)
+        state = self._read_checkpoint(path)
         if not is_electra_state(state["model"]):
             raise TrainingError(f"{path} is not an ELECTRA checkpoint (no generator.* tensors); --task electra "
                                 f"resumes only its own checkpoints")
@@ -549,13 +607,20 @@ class Trainer:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    lock = None
     try:
+        if int(os.environ.get("RANK", "0")) == 0 and not args.no_save:   # one training per --save-dir
+            lock = SaveDirLock(Path(args.save_dir), log=lambda msg: print(msg, flush=True))
+            lock.acquire()
         trainer = Trainer(args)
         return trainer.run()
-    except (TrainingError, TaskError, CheckpointError, FloatingPointError, FileNotFoundError) as e:
+    except (TrainingError, TaskError, CheckpointError, FloatingPointError, FileNotFoundError, SaveDirError,
+            DictionaryError, IndexedDatasetError) as e:
         print(f"train.py: error: {e}", file=sys.stderr, flush=True)
         return 1
     finally:
+        if lock is not None:
+            lock.release()
         if dist.is_initialized():
             dist.destroy_process_group()
 

@@ -1,0 +1,118 @@
+"""Keeping a run's ``--save-dir`` safe: one training at a time, and checkpoints that are
+written whole or not at all.
+
+* ``SaveDirLock``: ``SAVE_DIR/train.lock`` holds the host, pid and process start time of the
+  training that owns the directory. A second training into it refuses to start; a lock left by
+  a process that no longer exists on this host (a kill -9, a crash) is stale and taken over
+  with a note. A lock from another host cannot be checked and is respected.
+* ``write_checkpoint``: torch.save to a temporary file, copies renamed into place, SHA-256
+  recorded in ``checkpoints.sha256``; any failure (disk full, I/O error, permissions) removes
+  the temporary files, leaves the previous checkpoints as they were and raises ``SaveError``
+  with the reason in words.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+LOCK_FILE = "train.lock"
+
+
+class SaveDirError(RuntimeError):
+    """The save directory is in use, or a checkpoint could not be written."""
+
+
+def _start_time(pid: int) -> Optional[str]:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), to tell a
+    live owner from an unrelated process that reuses its pid; None where /proc is absent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, started: Optional[str]) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True                                      # exists, owned by someone else
+    now = _start_time(pid)
+    return started is None or now is None or now == started
+
+
+class SaveDirLock:
+    def __init__(self, save_dir: Path, log: Callable[[str], None] = print):
+        self.path = Path(save_dir) / LOCK_FILE
+        self.log = log
+        self.held = False
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid()),
+              "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:500]}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._handle_existing()
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return
+        raise SaveDirError(f"{self.path}: could not take the lock (another training started at the same time?)")
+
+    def _handle_existing(self) -> None:
+        try:
+            owner = json.loads(self.path.read_text())
+            host, pid = owner["host"], int(owner["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            self.log(f"| warning: {self.path} is unreadable; treating it as stale and replacing it")
+            self.path.unlink(missing_ok=True)
+            return
+        if host == socket.gethostname() and not _alive(pid, owner.get("started")):
+            self.log(f"| {self.path}: stale lock of process {pid} (no longer running; killed or crashed), "
+                     f"taken over")
+            self.path.unlink(missing_ok=True)
+            return
+        where = "this machine" if host == socket.gethostname() else f"host {host}"
+        raise SaveDirError(
+            f"--save-dir {self.path.parent} is in use by another training (pid {pid} on {where}, since "
+            f"{owner.get('since', '?')}: {owner.get('command', '')[:120]}). Two runs writing one directory "
+            f"would overwrite each other's checkpoints: use another --save-dir, or stop that run"
+            + ("" if host == socket.gethostname() else f"; if it is dead, delete {self.path}"))
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def describe_os_error(e: BaseException, directory: Path) -> str:
+    """Words for a failed write: disk full, I/O error, permission, ... (torch's own writer
+    reports a full disk as ``RuntimeError: [enforce fail at inline_container.cc] ...``)."""
+    if isinstance(e, OSError) and e.errno is not None:
+        name = errno.errorcode.get(e.errno, str(e.errno))
+        hint = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                errno.EIO: "an input/output error (failing disk or network filesystem)",
+                errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+                errno.EROFS: "the filesystem is read-only"}.get(e.errno, e.strerror or "")
+        return f"{hint} ({name})"
+    try:
+        free = shutil.disk_usage(directory).free
+        space = f"{free / 2 ** 20:.0f} MiB free there now"
+    except OSError:
+        space = "free space unknown"
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return f"the write failed ({first}); probably the disk is full: {space}"
