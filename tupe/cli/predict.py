@@ -94,19 +94,32 @@ def write_submission(model: TupeModel, head: str, task: str, data: Path, out_dir
     return written
 
 
-def predict_raw(hub: TupeHub, head: str, lines, out=None) -> int:
+def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin") -> int:
+    """One ``label<TAB>probability`` line per non-blank input line (bytes or str). Input is
+    repaired as the preprocessing does (BOM, CRLF, invalid UTF-8 and NUL bytes, overlong words),
+    and blank lines are skipped; both are counted and reported on stderr."""
+    from ..preprocess.text import decode_row, describe_repairs
+
     out = out or sys.stdout
-    n = 0
+    n, blank, repairs = 0, [], {}
     for lineno, line in enumerate(lines, 1):
-        line = line.rstrip("\n")
+        line = decode_row(line if isinstance(line, bytes) else line.encode("utf-8", "surrogateescape"),
+                          repairs, first=lineno == 1)
         if not line.strip():
+            blank.append(lineno)
             continue
         fields = line.split("\t")
         if len(fields) > 2:
-            raise HubError(f"line {lineno}: expected a sentence or a tab-separated pair, got {len(fields)} fields")
+            raise HubError(f"{source}:{lineno}: expected a sentence or a tab-separated pair, got {len(fields)} fields")
         label, prob = hub.predict_label(head, fields[0], fields[1] if len(fields) == 2 else None)
         out.write(f"{label}\t{prob:.4f}\n" if prob == prob else f"{label}\n")
         n += 1
+    if blank:
+        shown = ", ".join(map(str, blank[:5])) + (", ..." if len(blank) > 5 else "")
+        print(f"tupe-predict: {source}: skipped {len(blank)} blank line(s) ({shown}); the output has one line "
+              f"per non-blank input line", file=sys.stderr)
+    if describe_repairs(repairs):
+        print(f"tupe-predict: {source}: {describe_repairs(repairs)}", file=sys.stderr)
     return n
 
 
@@ -140,10 +153,10 @@ def main(argv=None) -> int:
                 raise HubError(f"the checkpoint has no classification head {args.head!r} (it has "
                                f"{sorted(hub.model.classification_heads) or 'none'})")
             if args.input:
-                with open(args.input, encoding="utf-8") as src:
-                    n = predict_raw(hub, args.head, src)
+                with open(args.input, "rb") as src:
+                    n = predict_raw(hub, args.head, src, source=str(args.input))
             else:
-                n = predict_raw(hub, args.head, sys.stdin)
+                n = predict_raw(hub, args.head, getattr(sys.stdin, "buffer", sys.stdin))
             if n == 0:
                 raise HubError(f"{args.input or 'stdin'}: no sentences to predict")
     except (HubError, CheckpointError, FileNotFoundError) as e:

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..data.bpe import BPEError
 from ..data.dictionary import DictionaryError
 from .common import PreprocessError
+from .text import describe_repairs
 from .text import LineFilter
 
 
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
                   f"{st.get('paragraphs_kept', 0)} paragraphs kept, train {st.get('train_sentences', 0)} / "
                   f"valid {st.get('valid_sentences', 0)} lines, {s['tokens']} tokens, "
                   f"dict {s['dictionary_size']}, unk {100 * s['unk_rate']:.2f}%, "
-                  f"{st.get('invalid_utf8_bytes', 0)} invalid UTF-8 bytes dropped, {s['duration_s']:.1f}s "
+                  f"{st.get('invalid_utf8_bytes', 0)} invalid UTF-8 or NUL bytes dropped, {s['duration_s']:.1f}s "
                   f"(details in preprocess.json)", file=sys.stderr)
         elif args.command == "task":
             from .task import run_task
@@ -126,6 +127,9 @@ def main(argv=None) -> int:
                 rows = ", ".join(f"{k} {v['rows']}" for k, v in info["splits"].items())
                 skipped = sum(v.get("skipped_malformed", 0) for v in info["splits"].values())
                 extra = f" ({skipped} malformed rows skipped)" if skipped else ""
+                for split, v in info["splits"].items():
+                    if describe_repairs(v.get("repairs", {})):
+                        extra += f"; {split}: {describe_repairs(v['repairs'])}"
                 print(f"tupe-preprocess: {task}: {rows}{extra}", file=sys.stderr)
     except (PreprocessError, DictionaryError, BPEError, FileNotFoundError) as e:
         print(f"tupe-preprocess: error: {e}", file=sys.stderr)

@@ -75,6 +75,7 @@ class SplitRows:
     labels: Optional[list[str]]
     skipped_malformed: int = 0
     lines: Optional[list[int]] = None      # the file line of each row, where known
+    repairs: dict = field(default_factory=dict)   # text.decode_row's counts (bad bytes, overlong words)
 
 
 def read_split(task: GlueTask, split: str, path: Path) -> SplitRows:
@@ -83,11 +84,11 @@ def read_split(task: GlueTask, split: str, path: Path) -> SplitRows:
     columns = task.test_inputs if is_test else task.inputs
     label_col = None if is_test else (task.dev_label if split != "train" and task.dev_label else task.label)
     has_header = True if is_test else task.header
-    texts, labels, skipped = [], ([] if label_col else None), 0
+    texts, labels, skipped, repairs = [], ([] if label_col else None), 0, {}
     with open(path, "rb") as f:
         expected = None
         for lineno, raw in enumerate(f, 1):
-            line, _ = T.decode_utf8(raw.rstrip(b"\r\n"))
+            line = T.decode_row(raw, repairs, first=lineno == 1)
             fields = line.split("\t")
             if lineno == 1 and has_header:
                 expected = len(fields)
@@ -116,7 +117,7 @@ def read_split(task: GlueTask, split: str, path: Path) -> SplitRows:
                 labels.append(label)
     if not texts:
         raise PreprocessError(f"{path}: no data rows")
-    return SplitRows(texts, labels, skipped)
+    return SplitRows(texts, labels, skipped, repairs=repairs)
 
 
 _CLEAN: dict = {}
@@ -177,7 +178,7 @@ def write_task(out: Path, name: str, splits: dict, n_inputs: int, label_dict: Op
                     for value in rows.labels:
                         f.write(f"{(float(value) - lo) / (hi - lo)}\n")
         info["splits"][split] = {"file": str(path), "rows": len(rows.texts),
-                                 "skipped_malformed": rows.skipped_malformed}
+                                 "skipped_malformed": rows.skipped_malformed, "repairs": rows.repairs}
     return info
 
 

@@ -68,8 +68,11 @@ def _init_worker(state: dict) -> None:
 
 
 def _normalize(raw: bytes) -> tuple[str, int]:
-    line, bad = T.decode_utf8(raw)
-    line = T.normalize_punctuation(T.pre_cleanup(line))
+    """(normalised line, bytes dropped: invalid UTF-8 and NUL); overlong words become <unk>."""
+    nul = raw.count(b"\x00")
+    line, bad = T.decode_utf8(raw.replace(b"\x00", b"") if nul else raw)
+    line = T.normalize_punctuation(T.pre_cleanup(T.cap_long_words(line)[0]))
+    bad += nul
     return (line if _STATE["cased"] else line.lower()), bad
 
 

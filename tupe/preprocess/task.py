@@ -19,6 +19,7 @@ sentence_prediction --num-classes K``, ``tupe-glue --tasks NAME`` (by folder nam
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -42,20 +43,24 @@ def parse_column(spec: str) -> Column:
     return spec
 
 
-def _rows(path: Path, delimiter: str):
-    """(line number, fields) of a TSV (no quoting, as GLUE) or CSV (quotes honoured) file."""
+def _rows(path: Path, delimiter: str, repairs: dict):
+    """(line number, fields) of a TSV (no quoting, as GLUE) or CSV (quotes honoured) file; bad
+    bytes and overlong words repaired and counted (text.decode_row)."""
     if delimiter == "\t":
         with open(path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
-                line, _ = T.decode_utf8(raw.rstrip(b"\r\n"))
-                yield lineno, line.split("\t")
+                yield lineno, T.decode_row(raw, repairs, first=lineno == 1).split("\t")
         return
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        start = 1
+    with open(path, "rb") as f:
+        text = "\n".join(T.decode_row(raw, repairs, first=i == 0) for i, raw in enumerate(f))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    start = 1
+    try:
         for fields in reader:
             yield start, fields
             start = reader.line_num + 1
+    except csv.Error as e:
+        raise PreprocessError(f"{path}:{reader.line_num}: {e}") from None
 
 
 def delimiter_for(path: Path, delimiter: str) -> str:
@@ -75,7 +80,8 @@ def read_rows(path: Path, text_columns: Sequence[Column], label_column: Column, 
     index: Optional[list[int]] = None
     label_index: Optional[int] = None
     expected = None
-    for lineno, fields in _rows(path, delimiter_for(path, delimiter)):
+    repairs: dict = {}
+    for lineno, fields in _rows(path, delimiter_for(path, delimiter), repairs):
         if not any(f.strip() for f in fields) and len(fields) <= 1:
             continue                                       # blank line: nothing to keep
         if index is None:
@@ -124,7 +130,7 @@ def read_rows(path: Path, text_columns: Sequence[Column], label_column: Column, 
             labels.append(label)
     if not texts:
         raise PreprocessError(f"{path}: no data rows" + (" (only a header line)" if header and index is not None else ""))
-    return SplitRows(texts, labels, lines=lines)
+    return SplitRows(texts, labels, lines=lines, repairs=repairs)
 
 
 def _missing(path: Path, col: str, names: list[str]):
@@ -170,5 +176,7 @@ def run_task(train: Path, valid: Path, test: Optional[Path], text_columns: Seque
         (tmp / TASK_FILE).write_text(json.dumps(info, indent=2) + "\n")
     summary = ", ".join(f"{s} {v['rows']}" for s, v in info["splits"].items())
     kind = "regression" if regression else f"{info['num_classes']} classes ({', '.join(info['label_words'][:8])})"
-    print(f"tupe-preprocess: {name}: {kind}; rows: {summary} -> {destdir}", file=sys.stderr)
+    repaired = "".join(f"; {s}: {T.describe_repairs(v['repairs'])}" for s, v in info["splits"].items()
+                       if T.describe_repairs(v.get("repairs", {})))
+    print(f"tupe-preprocess: {name}: {kind}; rows: {summary} -> {destdir}{repaired}", file=sys.stderr)
     return info

@@ -26,6 +26,45 @@ def decode_utf8(raw: bytes) -> tuple[str, int]:
         return text, len(raw) - len(text.encode("utf-8"))
 
 
+# Hostile input: a "word" of this many characters or more is no word of any language (sacremoses'
+# and the placeholder regexes take quadratic time on one): it becomes ``<unk>``, counted.
+MAX_WORD_CHARS = 1000
+_LONG_WORD = re.compile(r"\S{%d,}" % MAX_WORD_CHARS)
+
+
+def cap_long_words(text: str) -> tuple[str, int]:
+    """Replace every whitespace-delimited run of >= MAX_WORD_CHARS characters with ``<unk>``."""
+    if len(text) < MAX_WORD_CHARS:
+        return text, 0
+    return _LONG_WORD.subn(" <unk> ", text)
+
+
+def decode_row(raw: bytes, counts: dict, first: bool = False) -> str:
+    """One input line as text, repaired and counted in ``counts``: line end (LF or CRLF) and a
+    leading byte-order mark removed; invalid UTF-8 bytes dropped (``iconv -c``, as the original
+    pipeline) and NUL bytes removed; overlong words replaced by ``<unk>``."""
+    raw = raw.rstrip(b"\r\n")
+    if first and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    if b"\x00" in raw:
+        counts["nul_bytes"] = counts.get("nul_bytes", 0) + raw.count(b"\x00")
+        raw = raw.replace(b"\x00", b"")
+    text, bad = decode_utf8(raw)
+    if bad:
+        counts["invalid_utf8_bytes"] = counts.get("invalid_utf8_bytes", 0) + bad
+    text, n = cap_long_words(text)
+    if n:
+        counts["overlong_words"] = counts.get("overlong_words", 0) + n
+    return text
+
+
+def describe_repairs(counts: dict) -> str:
+    """``"3 invalid UTF-8 bytes dropped, 1 overlong word -> <unk>"`` (empty if nothing was repaired)."""
+    words = {"invalid_utf8_bytes": "invalid UTF-8 bytes dropped", "nul_bytes": "NUL bytes removed",
+             "overlong_words": f"words of >= {MAX_WORD_CHARS} characters replaced by <unk>"}
+    return ", ".join(f"{counts[k]} {w}" for k, w in words.items() if counts.get(k))
+
+
 # --------------------------------------------------------------------------- step 2
 _PRE_CLEANUP = [
     (re.compile(r"\s+"), " "),                 # tabs to spaces, collapse whitespace
@@ -193,7 +232,7 @@ def merge_short_sentences(sentences: list[str], min_words: int = 5, max_chars: i
 # --------------------------------------------------------------------------- GLUE
 def glue_clean(text: str, lowercase: bool = True) -> str:
     """The per-row transform of ``preprocess/glue/process.sh`` (before BPE)."""
-    text = normalize_punctuation(pre_cleanup(text))
+    text = normalize_punctuation(pre_cleanup(cap_long_words(text)[0]))
     if lowercase:
         text = text.lower()
     text = substitute_placeholders(split_punctuation(text))

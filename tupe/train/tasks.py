@@ -97,6 +97,14 @@ class MaskedLMTask:
                                                           self.args.sample_break_mode, self.dictionary.bos())
         return MaskedLMDataset(self._blocks[str(prefix)], self.masker, epoch)
 
+    def check_data(self, valid_subsets: list[str]) -> None:
+        """Open every shard's train split and the validation splits now: a missing, damaged or
+        foreign-dictionary file is an error before the first training step, not in epoch N."""
+        for epoch in range(1, len(self.data_dirs) + 1):
+            self.dataset("train", epoch)
+        for subset in valid_subsets:
+            self.dataset(subset, 0)
+
     def batches(self, dataset, epoch: int, max_positions: int, train: bool):
         a = self.args
         return epoch_batches(dataset, a.seed, epoch, a.max_tokens if train else (a.max_tokens_valid or a.max_tokens),
@@ -319,6 +327,10 @@ class SentencePredictionTask:
             perm = np.random.default_rng([a.seed, epoch, 3]).permutation(len(batches))
             batches = [batches[i] for i in perm]
         return batches, skipped
+
+    def check_data(self, valid_subsets: list[str]) -> None:
+        for split in ["train", *valid_subsets]:
+            self.dataset(split, 0)
 
     def collater(self):
         return partial(collate_sentences, pad_idx=self.pad, regression=self.regression)

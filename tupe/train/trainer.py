@@ -499,6 +499,7 @@ class Trainer:
                 src = next((d / name for d in sources if (d / name).is_file()), None)
                 if src is not None and not (self.save_dir / name).exists():
                     shutil.copyfile(src, self.save_dir / name)
+        self.task.check_data([] if a.disable_validation else [s for s in a.valid_subset.split(",") if s])
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle_signal)
         n_params = self.model.num_parameters()
