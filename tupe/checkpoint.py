@@ -459,9 +459,20 @@ def read_pretrained_config(directory: PathLike) -> dict:
     return config
 
 
-def load_pretrained(directory: PathLike) -> TupeModel:
+def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """safetensors.load_file; a damaged or lying file (header, shapes, offsets) is a CheckpointError.
+    safetensors itself never runs code and checks the header against the file."""
     from safetensors.torch import load_file
 
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found")
+    try:
+        return load_file(str(path))
+    except Exception as e:   # SafetensorError, or the header's JSON / sizes failing
+        raise CheckpointError(f"{path}: not a valid safetensors file ({str(e).splitlines()[0][:200]})") from None
+
+
+def load_pretrained(directory: PathLike) -> TupeModel:
     directory = Path(directory)
     config = read_pretrained_config(directory)
     try:
@@ -469,7 +480,7 @@ def load_pretrained(directory: PathLike) -> TupeModel:
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{directory / CONFIG_FILE}: {e}") from None
     # Version 1 stored the fused q/k/v as in_proj_weight/in_proj_bias (now a Linear, in_proj.*).
-    state = {k.replace(_QKV_ORIG, _QKV_OURS): v for k, v in load_file(str(directory / WEIGHTS_FILE)).items()}
+    state = {k.replace(_QKV_ORIG, _QKV_OURS): v for k, v in load_safetensors(directory / WEIGHTS_FILE).items()}
     model = build_and_load(cfg, state, directory / WEIGHTS_FILE)
     stated = config.get("classification_heads", {})
     if stated != model.head_sizes:
@@ -517,8 +528,6 @@ def load_hf_folder(directory: PathLike, head: str = TupeModel.DEFAULT_HEAD) -> T
     import sys
     from dataclasses import fields as dc_fields
 
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     config = json.loads((directory / CONFIG_FILE).read_text())
     names = {f.name for f in dc_fields(TupeConfig)}
@@ -529,7 +538,7 @@ def load_hf_folder(directory: PathLike, head: str = TupeModel.DEFAULT_HEAD) -> T
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} (sharded or .bin weights are not read here)")
-    hf = load_file(str(weights))
+    hf = load_safetensors(weights)
     arch = (config.get("architectures") or [""])[0]
     state, dropped = {}, []
     for k, v in hf.items():

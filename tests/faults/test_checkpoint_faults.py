@@ -1,0 +1,195 @@
+"""Checkpoint faults, injected in-process: a save that fails (disk full, I/O error, permission),
+a damaged checkpoint_last.pt at start, two runs into one --save-dir, a flipped byte."""
+
+import errno
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import tupe
+from tests.train.conftest import tiny_args
+from tupe.checkpoint import MANIFEST, CheckpointError, read_checkpoint, read_manifest, sha256_file
+from tupe.train.savedir import LOCK_FILE
+from tupe.train.trainer import main
+
+RUN = ["--max-update", "6", "--save-interval-updates", "2", "--no-epoch-checkpoints", "--disable-validation",
+       "--total-num-update", "6"]
+
+
+def updates(path):
+    return read_checkpoint(path)["optimizer_history"][-1]["num_updates"]
+
+
+def leftovers(save):
+    return sorted(p.name for p in save.iterdir() if p.name.startswith(".") or p.name.endswith(".part"))
+
+
+def fail_on_call(monkeypatch, target, n, error):
+    """Patch ``target`` (module, name) to raise ``error`` on its n-th call, after writing some
+    bytes where a writer would (a partial file, as a real full disk leaves)."""
+    module, name = target
+    real = getattr(module, name)
+    calls = {"n": 0}
+
+    def wrapper(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            dest = args[1]
+            Path(dest).write_bytes(b"PK\x03\x04 partial")
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+
+
+TORCH_ENOSPC = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+
+@pytest.mark.parametrize("target,error,words", [
+    ((torch, "save"), TORCH_ENOSPC, "probably the disk is full"),                      # torch's own report
+    ((torch, "save"), OSError(errno.ENOSPC, "No space left on device"), "the disk is full (ENOSPC)"),
+    ((shutil, "copyfile"), OSError(errno.ENOSPC, "No space left on device"), "the disk is full (ENOSPC)"),
+    ((torch, "save"), OSError(errno.EIO, "Input/output error"), "input/output error"),
+    ((shutil, "copyfile"), OSError(errno.EACCES, "Permission denied"), "permission denied (EACCES)"),
+    ((torch, "save"), OSError(errno.EDQUOT, "Disk quota exceeded"), "quota"),
+], ids=["torch-enospc", "enospc", "enospc-copy", "eio", "eacces", "edquot"])
+def test_failed_save_stops_cleanly_and_the_same_command_resumes(data_dir, tmp_path, monkeypatch, capsys,
+                                                                  target, error, words):
+    save = tmp_path / "ck"
+    args = tiny_args(data_dir, save, *RUN)
+    # the second save (update 4) fails; copyfile: the 6th copy (dict.txt, bpe-code, two names at
+    # update 2, then checkpoint_1_4.pt done and checkpoint_last.pt failing: a save half done)
+    fail_on_call(monkeypatch, target, 2 if target[1] == "save" else 6, error)
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("train.py: error: could not save") == 1 and words in err and "Traceback" not in err
+    assert "Nothing is damaged" in err and "rerun the same command to resume" in err
+    assert leftovers(save) == []                                       # temporary files removed
+    assert updates(save / "checkpoint_last.pt") == 2                   # the previous one, intact
+    manifest = read_manifest(save)
+    for name, digest in manifest.items():                              # recorded checksums still true
+        assert sha256_file(save / name) == digest, name
+    assert not (save / LOCK_FILE).exists()                             # the lock is released on errors
+    monkeypatch.undo()                                                 # "space freed"
+    assert main(args) == 0
+    assert "loaded checkpoint" in capsys.readouterr().out
+    assert updates(save / "checkpoint_last.pt") == 6
+
+
+@pytest.fixture
+def finished_run(data_dir, tmp_path):
+    save = tmp_path / "ck"
+    assert main(tiny_args(data_dir, save, *RUN)) == 0
+    return save
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zero-bytes", "garbage", "flipped-byte"])
+def test_damaged_checkpoint_last_names_intact_ones_and_never_starts_over(finished_run, data_dir, capsys, damage):
+    save = finished_run
+    last = save / "checkpoint_last.pt"
+    data = last.read_bytes()
+    before = {p.name: p.read_bytes() for p in save.glob("checkpoint*.pt")}
+    if damage == "truncated":
+        last.write_bytes(data[: len(data) // 2])
+    elif damage == "zero-bytes":
+        last.write_bytes(b"")
+    elif damage == "garbage":
+        last.write_bytes(os.urandom(len(data)))
+    else:
+        i = len(data) // 2
+        last.write_bytes(data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:])
+    damaged = last.read_bytes()
+    capsys.readouterr()
+    args = tiny_args(data_dir, save, *RUN[:1], "10", *RUN[2:])
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert str(last) in err and "training did not start" in err and "Traceback" not in err
+    assert "checkpoint_1_6.pt (update 6)" in err and "--restore-file checkpoint_1_6.pt" in err
+    assert last.read_bytes() == damaged                                # nothing overwritten
+    assert {p.name: p.read_bytes() for p in save.glob("checkpoint_*_*.pt")} == \
+        {k: v for k, v in before.items() if k.startswith("checkpoint_1")}
+    assert main(args + ["--restore-file", "checkpoint_1_6.pt"]) == 0   # the named flag works
+    assert updates(last) == 10
+
+
+def test_flipped_byte_is_detected_at_load(finished_run):
+    path = finished_run / "checkpoint_1_4.pt"
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x10                                                 # inside the zip's last tensor
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="damaged: its SHA-256 differs"):
+        read_checkpoint(path)
+    assert MANIFEST in str(pytest.raises(CheckpointError, tupe.load_model, path).value)
+
+
+def test_checksum_manifest_follows_retention(data_dir, tmp_path):
+    save = tmp_path / "ret"
+    assert main(tiny_args(data_dir, save, *RUN, "--keep-interval-updates", "1")) == 0
+    manifest = read_manifest(save)
+    assert set(manifest) == {p.name for p in save.glob("checkpoint*.pt")} == {"checkpoint_1_6.pt", "checkpoint_last.pt"}
+    assert all(sha256_file(save / n) == d for n, d in manifest.items())
+    check = subprocess.run(["sha256sum", "-c", MANIFEST], cwd=save, capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.count(": OK") == 2  # the standard tool agrees
+
+
+def write_lock(save, pid, started, host=None):
+    import json
+
+    from tupe.train.savedir import _start_time
+    save.mkdir(parents=True, exist_ok=True)
+    (save / LOCK_FILE).write_text(json.dumps({"host": host or socket.gethostname(), "pid": pid,
+                                               "started": started if started is not None else _start_time(pid),
+                                               "since": "2026-11-30 00:00:00", "command": "train.py other"}))
+
+
+def test_second_run_into_a_locked_save_dir_refuses(data_dir, tmp_path, capsys):
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_lock(tmp_path / "ck", other.pid, None)
+        assert main(tiny_args(data_dir, tmp_path / "ck", *RUN)) == 1
+        err = capsys.readouterr().err
+        assert "is in use by another training" in err and f"pid {other.pid}" in err and "train.py other" in err
+        assert not list((tmp_path / "ck").glob("checkpoint*.pt"))       # nothing written
+        assert (tmp_path / "ck" / LOCK_FILE).exists()                    # the owner's lock is left alone
+    finally:
+        other.kill()
+        other.wait()
+    assert main(tiny_args(data_dir, tmp_path / "ck", *RUN)) == 0       # its owner is gone: stale
+    assert "stale lock of process" in capsys.readouterr().out
+    assert not (tmp_path / "ck" / LOCK_FILE).exists()
+
+
+def test_stale_lock_with_a_reused_pid_is_recognised(data_dir, tmp_path, capsys):
+    write_lock(tmp_path / "ck", os.getpid(), "1")                      # a live pid, but not that process
+    assert main(tiny_args(data_dir, tmp_path / "ck", *RUN)) == 0
+    assert "stale lock" in capsys.readouterr().out
+
+
+def test_lock_from_another_host_is_respected(data_dir, tmp_path, capsys):
+    write_lock(tmp_path / "ck", 12345, "7", host="node-b.cluster")
+    assert main(tiny_args(data_dir, tmp_path / "ck", *RUN)) == 1
+    err = capsys.readouterr().err
+    assert "pid 12345 on host node-b.cluster" in err and f"delete {tmp_path / 'ck' / LOCK_FILE}" in err
+
+
+def test_concurrent_real_processes(data_dir, tmp_path):
+    """Two real train.py processes launched into one --save-dir: exactly one trains."""
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "train.py", *tiny_args(data_dir, tmp_path / "ck", "--max-update", "40",
+                                                  "--disable-validation")]
+    a = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "ck" / LOCK_FILE).exists() and time.time() < deadline:
+        time.sleep(0.05)
+    b = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
+    out_a = a.communicate(timeout=300)
+    assert a.returncode == 0, out_a[1][-2000:]
+    assert b.returncode == 1 and "is in use by another training" in b.stderr
+    assert updates(tmp_path / "ck" / "checkpoint_last.pt") == 40

@@ -1,0 +1,201 @@
+"""Hostile and malformed text through tupe-preprocess (pretrain, every GLUE task, your own task)
+and tupe-predict: byte-order marks, CRLF, NUL bytes, invalid UTF-8, 10 MB lines, empty files,
+missing or extra columns, unknown labels, header-only files. Each is repaired and counted, a
+counted skip, or an error with file and line: never a traceback, a hang or rows silently lost."""
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+import tupe
+from tests.preprocess.glue_data import make_glue
+from tupe.cli import predict
+from tupe.data.indexed_dataset import MMapIndexedDataset
+from tupe.preprocess.cli import main as preprocess
+from tupe.preprocess.glue import TASKS
+
+TEXT = b"".join(b"The quick brown fox number %d jumps over the lazy dog and runs far into the woods.\n" % i
+                for i in range(40))
+TEN_MB_WORD = b"x" * 10_000_000
+TEN_MB_OF_WORDS = b" ".join([b"word"] * 2_000_000)
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.suffix in (".bin", ".idx", ".label")}
+
+
+def run_cli(argv, capsys):
+    capsys.readouterr()
+    rc = preprocess(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return rc, err
+
+
+# --------------------------------------------------------------------------- pretraining corpus
+def pretrain(tmp_path, name, content, data_dir, capsys):
+    path = tmp_path / name / "c.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    rc, err = run_cli(["pretrain", "--input", str(path), "--destdir", str(tmp_path / name / "bin"), "--bpe-code",
+                       str(data_dir / "bpe-code"), "--dict", str(data_dir / "dict.txt"), "--no-progress",
+                       "--valid-every", "2"], capsys)
+    return rc, err, tmp_path / name / "bin"
+
+
+def test_pretrain_bom_and_crlf_change_nothing(tmp_path, data_dir, capsys):
+    rc, _, clean = pretrain(tmp_path, "clean", TEXT, data_dir, capsys)
+    assert rc == 0
+    for name, content in (("bom", b"\xef\xbb\xbf" + TEXT), ("crlf", TEXT.replace(b"\n", b"\r\n"))):
+        rc, err, out = pretrain(tmp_path, name, content, data_dir, capsys)
+        assert rc == 0 and outputs(out) == outputs(clean), name
+
+
+@pytest.mark.parametrize("name,content,words", [
+    ("nul", TEXT.replace(b"fox", b"f\x00ox"), "40 invalid UTF-8 or NUL bytes dropped"),
+    ("badutf8", TEXT.replace(b"fox", b"f\xffox", 3), "3 invalid UTF-8 or NUL bytes dropped"),
+    ("10mb-word", TEXT + TEN_MB_WORD + b"\n", "41 lines read, 40 paragraphs kept"),
+    ("10mb-line", TEXT + TEN_MB_OF_WORDS + b"\n", "41 lines read, 40 paragraphs kept"),
+])
+def test_pretrain_damaged_text_is_repaired_or_skipped_and_counted(tmp_path, data_dir, capsys, name, content, words):
+    rc, err, out = pretrain(tmp_path, name, content, data_dir, capsys)
+    assert rc == 0 and words in err, err
+    assert len(MMapIndexedDataset(out / "train")) > 0
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n\n", b"\xef\xbb\xbf"], ids=["empty", "blank-lines", "bom-only"])
+def test_pretrain_empty_corpus_is_an_error(tmp_path, data_dir, capsys, content):
+    rc, err, out = pretrain(tmp_path, "e", content, data_dir, capsys)
+    assert rc == 1 and "c.txt: empty corpus" in err and not out.exists()
+
+
+# --------------------------------------------------------------------------- GLUE
+def glue(tmp_path, root, data_dir, capsys, tasks="ALL", dest="out"):
+    return run_cli(["glue", "--glue-dir", str(root), "--tasks", tasks, "--bpe-dir", str(data_dir),
+                    "--destdir", str(tmp_path / dest), "--no-progress", "--force"], capsys)
+
+
+def test_every_glue_task_reads_bom_and_crlf_files_unchanged(tmp_path, data_dir, capsys):
+    make_glue(tmp_path / "clean")
+    shutil.copytree(tmp_path / "clean", tmp_path / "dos")
+    for path in (tmp_path / "dos").rglob("*.tsv"):
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    assert glue(tmp_path, tmp_path / "clean", data_dir, capsys, dest="a")[0] == 0
+    rc, err = glue(tmp_path, tmp_path / "dos", data_dir, capsys, dest="b")
+    assert rc == 0, err
+    a, b = outputs(tmp_path / "a"), outputs(tmp_path / "b")
+    assert len(a) > 60 and a == b                                     # all nine tasks, byte for byte
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_every_glue_task_with_an_empty_train_file(tmp_path, data_dir, capsys, task):
+    make_glue(tmp_path / "g")
+    (tmp_path / "g" / task / "train.tsv").write_bytes(b"")
+    rc, err = glue(tmp_path, tmp_path / "g", data_dir, capsys, tasks=task)
+    assert rc == 1 and f"{tmp_path / 'g' / task / 'train.tsv'}: no data rows" in err
+    assert not (tmp_path / "out" / f"{task}-bin").exists()            # no partial output
+
+
+GOOD = b"sentence\tlabel\n" + b"".join(b"the cat sat on the mat number %d\t%d\n" % (i, i % 2) for i in range(6))
+
+
+@pytest.mark.parametrize("split,content,outcome,rc", [
+    ("train.tsv", GOOD.replace(b"cat", b"c\x00at", 1), "train: 1 NUL bytes removed", 0),
+    ("train.tsv", GOOD.replace(b"cat", b"c\xff\xfeat", 1), "train: 2 invalid UTF-8 bytes dropped", 0),
+    ("train.tsv", GOOD + TEN_MB_WORD + b"\t1\n", "train 7", 0),                   # the row is kept
+    ("train.tsv", GOOD + TEN_MB_OF_WORDS + b"\t0\n", "train 7", 0),
+    ("train.tsv", b"sentence\tlabel\n", "train.tsv: no data rows", 1),             # header only
+    ("train.tsv", GOOD + b"a sentence without its label\n", "train.tsv:8: expected 2 tab-separated fields, found 1", 1),
+    ("train.tsv", GOOD + b"a stray\ttab\t1\n", "train.tsv:8: expected 2 tab-separated fields, found 3", 1),
+    ("dev.tsv", GOOD + b"an unknown label\t7\n", "dev.tsv:8: label '7' is not one of 0, 1 for SST-2", 1),
+    ("test.tsv", b"index\tsentence\n0\tok\n1\n", "test.tsv:3: expected 2 tab-separated fields, found 1", 1),
+], ids=["nul", "bad-utf8", "10mb-word", "10mb-line", "header-only", "missing-column", "extra-column",
+        "unknown-label", "test-missing-column"])
+def test_glue_rows(tmp_path, data_dir, capsys, split, content, outcome, rc):
+    make_glue(tmp_path / "g")
+    (tmp_path / "g" / "SST-2" / split).write_bytes(content)
+    got, err = glue(tmp_path, tmp_path / "g", data_dir, capsys, tasks="SST-2")
+    assert got == rc and outcome in err, err
+    if "train 7" in outcome:
+        assert "words of >= 1000 characters replaced by <unk>" in err or b"word word" in content
+        assert len(MMapIndexedDataset(tmp_path / "out" / "SST-2-bin" / "input0" / "train")) == 7
+
+
+def test_glue_malformed_rows_are_a_counted_skip_where_the_original_skips(tmp_path, data_dir, capsys):
+    make_glue(tmp_path / "g")                                          # QQP's train/dev hold one 3-field row
+    rc, err = glue(tmp_path, tmp_path / "g", data_dir, capsys, tasks="QQP")
+    assert rc == 0 and "QQP: train 6, valid 6, test 6 (2 malformed rows skipped)" in err
+
+
+# --------------------------------------------------------------------------- your own task
+def own_task(tmp_path, data_dir, capsys, train: bytes, suffix=".csv", header=True):
+    for split in ("train", "valid"):
+        (tmp_path / f"{split}{suffix}").write_bytes(train)
+    argv = ["task", "--train", str(tmp_path / f"train{suffix}"), "--valid", str(tmp_path / f"valid{suffix}"),
+            "--text-columns", "text", "--label-column", "label", "--bpe-dir", str(data_dir),
+            "--destdir", str(tmp_path / "t-bin"), "--no-progress", "--force"] + (["--header"] if header else [])
+    return run_cli(argv, capsys)
+
+
+CSV = b"text,label\n" + b"".join(b'"the cat, number %d",%s\n' % (i, [b"pos", b"neg"][i % 2]) for i in range(6))
+
+
+def test_own_task_csv_with_bom_crlf_and_bad_bytes(tmp_path, data_dir, capsys):
+    bad = b"\xef\xbb\xbf" + CSV.replace(b"\n", b"\r\n").replace(b"cat", b"c\xffat", 1)
+    rc, err = own_task(tmp_path, data_dir, capsys, bad)
+    assert rc == 0, err                                                # the BOM does not hide the 'text' column
+    assert "rows: train 6, valid 6" in err and "train: 1 invalid UTF-8 bytes dropped" in err
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "train.csv: no data rows"),
+    (b"text,label\n", "train.csv: no data rows (only a header line)"),
+    (CSV + b'"an unclosed quote,pos\n', "train.csv"),
+    (CSV + b"too,many,fields\n", "train.csv:8: expected 2 fields (as the first line), found 3"),
+    (b"words,label\nx,1\n", "train.csv: no column 'text'"),
+], ids=["empty", "header-only", "unclosed-quote", "extra-field", "missing-column"])
+def test_own_task_bad_files(tmp_path, data_dir, capsys, content, message):
+    rc, err = own_task(tmp_path, data_dir, capsys, content)
+    assert rc == 1 and message in err, err
+
+
+# --------------------------------------------------------------------------- tupe-predict
+@pytest.fixture(scope="module")
+def classifier(pretrained, tmp_path_factory):
+    model = tupe.load_model(pretrained)
+    model.register_classification_head("sentence_classification_head", 2)
+    out = tmp_path_factory.mktemp("clf") / "model"
+    model.save_pretrained(out)
+    return out
+
+
+def predict_bytes(classifier, tmp_path, content: bytes, capsys):
+    path = tmp_path / "in.tsv"
+    path.write_bytes(content)
+    capsys.readouterr()
+    rc = predict.main(["--checkpoint", str(classifier), "--cpu", "--input", str(path)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return rc, out.splitlines(), err
+
+
+def test_predict_repairs_and_counts(classifier, tmp_path, capsys):
+    content = (b"\xef\xbb\xbfthe river\r\n\r\nthe c\xffity\tand a pair\r\nnul\x00here\n" + TEN_MB_WORD + b"\n\n")
+    rc, lines, err = predict_bytes(classifier, tmp_path, content, capsys)
+    assert rc == 0 and len(lines) == 4, err                            # 4 non-blank lines, 4 predictions
+    assert "skipped 2 blank line(s) (2, 6)" in err
+    assert "1 invalid UTF-8 bytes dropped, 1 NUL bytes removed, 1 words of >= 1000 characters" in err
+    clean = predict_bytes(classifier, tmp_path, b"the river\n", capsys)[1]
+    assert lines[0] == clean[0]                                        # BOM and CRLF change nothing
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "no sentences to predict"),
+    (b"\n\r\n", "no sentences to predict"),
+    (b"one\ntwo\tthree\tfour\n", "in.tsv:2: expected a sentence or a tab-separated pair, got 3 fields"),
+], ids=["empty", "blank-only", "three-fields"])
+def test_predict_bad_input(classifier, tmp_path, capsys, content, message):
+    rc, _, err = predict_bytes(classifier, tmp_path, content, capsys)
+    assert rc == 1 and message in err, err
