@@ -41,3 +41,12 @@ def test_bf16_on_cuda(data_dir, tmp_path):
     save = tmp_path / "bf16"
     assert main(tiny_args(data_dir, save, "--bf16", "--max-update", "10", cpu=False)) == 0
     assert len(train_records(save)) == 10
+
+
+def test_electra_fp16_on_cuda(data_dir, tmp_path):
+    save = tmp_path / "electra"
+    assert main(tiny_args(data_dir, save, "--task", "electra", "--criterion", "electra", "--fp16",
+                          "--max-update", "20", cpu=False)) == 0
+    recs = train_records(save)
+    assert len(recs) == 20 and all("loss_scale" in r and "disc_acc" in r for r in recs)
+    assert recs[-1]["gen_loss"] < recs[0]["gen_loss"]

@@ -5,10 +5,10 @@ written whole or not at all.
   training that owns the directory. A second training into it refuses to start; a lock left by
   a process that no longer exists on this host (a kill -9, a crash) is stale and taken over
   with a note. A lock from another host cannot be checked and is respected.
-* ``write_checkpoint``: torch.save to a temporary file, copies renamed into place, SHA-256
-  recorded in ``checkpoints.sha256``; any failure (disk full, I/O error, permissions) removes
-  the temporary files, leaves the previous checkpoints as they were and raises ``SaveError``
-  with the reason in words.
+* ``describe_os_error``: the words for a failed checkpoint write (disk full, I/O error,
+  permission), used by ``Trainer.save``, which writes to a temporary file, renames copies into
+  place, records their SHA-256 in ``checkpoints.sha256`` and on any failure removes the
+  temporary files and leaves the previous checkpoints as they were.
 """
 
 from __future__ import annotations
