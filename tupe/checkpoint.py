@@ -92,29 +92,30 @@ def sha256_file(path: PathLike, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def read_manifest(directory: PathLike) -> dict[str, str]:
+def read_manifest(directory: PathLike) -> dict[str, list[str]]:
+    """name -> its recorded SHA-256 digests (two only while a save is replacing the file)."""
     path = Path(directory) / MANIFEST
-    out = {}
+    out: dict[str, list[str]] = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             digest, _, name = line.partition("  ")
             if len(digest) == 64 and name:
-                out[name] = digest
+                out.setdefault(name, []).append(digest)
     return out
 
 
-def write_manifest(directory: PathLike, entries: dict[str, str]) -> None:
+def write_manifest(directory: PathLike, entries: dict[str, list[str]]) -> None:
     """Atomically rewrite the manifest (entries whose file is gone are dropped)."""
     directory = Path(directory)
-    text = "".join(f"{d}  {n}\n" for n, d in sorted(entries.items()) if (directory / n).is_file())
+    text = "".join(f"{d}  {n}\n" for n, ds in sorted(entries.items()) if (directory / n).is_file() for d in ds)
     tmp = directory / f".{MANIFEST}.{os.getpid()}.part"
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, directory / MANIFEST)
 
 
 def verify_checksum(path: Path) -> None:
-    want = read_manifest(path.parent).get(path.name)
-    if want is not None and sha256_file(path) != want:
+    recorded = read_manifest(path.parent).get(path.name)
+    if recorded and sha256_file(path) not in recorded:
         raise CheckpointError(f"{path}: damaged: its SHA-256 differs from the one recorded when it was written "
                               f"({path.parent / MANIFEST}). If you replaced the file on purpose, delete its line "
                               f"there")

@@ -74,8 +74,8 @@ def test_failed_save_stops_cleanly_and_the_same_command_resumes(data_dir, tmp_pa
     assert leftovers(save) == []                                       # temporary files removed
     assert updates(save / "checkpoint_last.pt") == 2                   # the previous one, intact
     manifest = read_manifest(save)
-    for name, digest in manifest.items():                              # recorded checksums still true
-        assert sha256_file(save / name) == digest, name
+    for name, digests in manifest.items():                             # recorded checksums still true
+        assert digests == [sha256_file(save / name)], name
     assert not (save / LOCK_FILE).exists()                             # the lock is released on errors
     monkeypatch.undo()                                                 # "space freed"
     assert main(args) == 0
@@ -119,6 +119,28 @@ def test_damaged_checkpoint_last_names_intact_ones_and_never_starts_over(finishe
     assert updates(last) == 10
 
 
+def test_a_crash_inside_a_save_leaves_every_file_matching_its_record(data_dir, tmp_path, monkeypatch):
+    """Between the renames of one save the manifest lists old and new digests: a kill -9 there
+    (simulated: the process stops right after the first rename) leaves nothing 'damaged'."""
+    save = tmp_path / "ck"
+    args = tiny_args(data_dir, save, *RUN)
+    real = os.replace
+
+    def replace(src, dst):
+        real(src, dst)
+        if str(dst).endswith("checkpoint_1_4.pt"):
+            raise KeyboardInterrupt                                    # stands for SIGKILL at this point
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    monkeypatch.undo()
+    for name in ("checkpoint_1_4.pt", "checkpoint_last.pt", "checkpoint_1_2.pt"):
+        read_checkpoint(save / name)                                   # every file passes its check
+    assert updates(save / "checkpoint_last.pt") == 2 and updates(save / "checkpoint_1_4.pt") == 4
+    (save / LOCK_FILE).unlink(missing_ok=True)                        # (a real kill leaves a stale lock)
+    assert main(args) == 0 and updates(save / "checkpoint_last.pt") == 6
+
+
 def test_flipped_byte_is_detected_at_load(finished_run):
     path = finished_run / "checkpoint_1_4.pt"
     data = bytearray(path.read_bytes())
@@ -134,7 +156,7 @@ def test_checksum_manifest_follows_retention(data_dir, tmp_path):
     assert main(tiny_args(data_dir, save, *RUN, "--keep-interval-updates", "1")) == 0
     manifest = read_manifest(save)
     assert set(manifest) == {p.name for p in save.glob("checkpoint*.pt")} == {"checkpoint_1_6.pt", "checkpoint_last.pt"}
-    assert all(sha256_file(save / n) == d for n, d in manifest.items())
+    assert all(d == [sha256_file(save / n)] for n, d in manifest.items())
     check = subprocess.run(["sha256sum", "-c", MANIFEST], cwd=save, capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout.count(": OK") == 2  # the standard tool agrees
 

@@ -292,3 +292,30 @@ def test_electra_refuses_to_resume_a_masked_lm_checkpoint(data_dir, tmp_path, ca
     assert main(tiny_args(data_dir, tmp_path / "m", "--max-update", "1")) == 0
     assert main(electra_args(data_dir, tmp_path / "m", "--max-update", "2")) == 1
     assert "is not an ELECTRA checkpoint" in capsys.readouterr().err
+
+
+def test_discriminator_learns_detectable_replacements():
+    """The whole RTD path learns when replacements are detectable: a generator that only proposes
+    tokens 31..39 (never in the data, 5..30) is caught far above the base rate."""
+    torch.manual_seed(0)
+    c = TupeConfig(vocab_size=40, encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
+                   encoder_attention_heads=4, max_positions=16, dropout=0.0, attention_dropout=0.0)
+    model = ElectraModel(c, generator_config(c, 2))
+    with torch.no_grad():
+        model.generator.lm_head.bias[:31] = -1e4
+    params = [p for n, p in model.named_parameters() if not n.startswith("generator.")]
+    opt = torch.optim.Adam(params, lr=3e-3)
+    g = torch.Generator().manual_seed(1)
+    for step in range(150):
+        original = torch.randint(5, 31, (16, 12), generator=g)
+        original[:, 0] = 0
+        masked = torch.rand(16, 12, generator=g) < 0.15
+        masked[:, 0] = False
+        tokens = original.masked_fill(masked, 4)
+        target = torch.where(masked, original, torch.full_like(original, PAD))
+        _, rtd, stats = model.losses(tokens, target, seed=step)
+        opt.zero_grad()
+        (rtd / stats["tokens"]).backward()
+        opt.step()
+    acc, base = float(stats["rtd_correct"] / stats["tokens"]), 1 - float(stats["replaced"] / stats["tokens"])
+    assert stats["replaced"] > 0 and acc > 0.97 and acc > base + 0.05, (acc, base)

@@ -288,27 +288,27 @@ class Trainer:
         self.save_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.save_dir / f".tmp-{os.getpid()}.pt"
         parts = [self.save_dir / f".{name}.part" for name in names]
-        done = []
+        done, before = [], read_manifest(self.save_dir)
         try:
             torch.save(self.state(), tmp)
             digest = sha256_file(tmp)
+            manifest = before
+            # Phase 1: the new digest recorded beside the old one, so that a crash at any point
+            # below leaves every file matching one of its recorded digests. Phase 2: replace.
+            # Phase 3: only the new digests.
+            write_manifest(self.save_dir, {**manifest, **{n: manifest.get(n, [])[-1:] + [digest] for n in names}})
             for name, part in zip(names, parts):   # each file replaced atomically: never a torn one
                 shutil.copyfile(tmp, part)
                 os.replace(part, self.save_dir / name)
                 done.append(name)
-            manifest = read_manifest(self.save_dir)
-            manifest.update({name: digest for name in names})
-            write_manifest(self.save_dir, manifest)
+            write_manifest(self.save_dir, {**manifest, **{n: [digest] for n in names}})
         except (OSError, RuntimeError) as e:
             for p in (tmp, *parts):
                 p.unlink(missing_ok=True)
-            if done:   # replaced before the failure: their recorded checksums must follow
-                try:
-                    manifest = read_manifest(self.save_dir)
-                    manifest.update({name: digest for name in done})
-                    write_manifest(self.save_dir, manifest)
-                except OSError:
-                    pass
+            try:       # each file's recorded digest: the new one where it was replaced, else as before
+                write_manifest(self.save_dir, {**before, **{n: [digest] for n in done}})
+            except OSError:
+                pass
             kept = ", ".join(n for n in ("checkpoint_last.pt", "checkpoint_best.pt")
                              if (self.save_dir / n).is_file() and n not in done) or "none yet"
             raise TrainingError(

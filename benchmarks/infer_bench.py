@@ -1,0 +1,156 @@
+"""Inference speed on the CPU (eval, no grad): BERT-base-sized TUPE-A, TUPE-R and our BERT-A
+against HF transformers' ``BertModel`` / ``BertForSequenceClassification`` of the same size, in
+one process; and ``tupe-predict`` end to end (text in, labels out).
+
+    pip install -e '.[bench]'      # or '.[hf]': HF transformers for the reference models
+    python benchmarks/infer_bench.py [--rounds 5] [--out benchmarks/results/infer_cpu.json]
+
+For each shape (batch x tokens: 32 x 128, 8 x 512, 1 x 128) and precision (fp32; bf16 only
+where the CPU has it natively) every model's forward is timed in turns (round robin), so that a
+slow spell of a shared machine hits all alike; the summary gives paired ratios (median over
+rounds of ratios within a round). Two kinds of forward: ``features`` (``extract_features`` /
+``BertModel``) and ``classify`` (a 2-class head on the first token / ``BertForSequenceClassification``).
+Batch 1 x 128 reports the latency (seconds per call). Every row is a full-length sequence.
+
+``tupe-predict`` is timed on a small TUPE-R classifier (``bert_small``) reading raw sentences
+(cleaning, BPE, batching of one, forward, label words): rows per second.
+
+Targets of issue 13 (2 CPU cores): TUPE-R within 3% of our BERT-A at 512 tokens; every model at
+least as fast as HF's at every shape. The eval-mode positional-bias cache is on (the default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from tupe import TupeConfig, TupeModel
+from tupe.train.cpu import cpu_supports_bf16, retain_freed_memory
+from train_bench import cpu_name, paired   # benchmarks/ is on sys.path when run as a script
+
+V = 32769
+SCHEMES = {"TUPE-A": {}, "TUPE-R": dict(rel_pos=True), "BERT-A": dict(pos_encoding="absolute")}
+
+
+def ours(name: str):
+    model = TupeModel(TupeConfig.from_preset("bert_base", vocab_size=V, max_positions=512, **SCHEMES[name])).eval()
+    model.register_classification_head("head", 2)
+    model.eval()
+    return {"features": lambda ids, mask: model.extract_features(ids),
+            "classify": lambda ids, mask: model(ids, classification_head_name="head")}
+
+
+def hf():
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+    cfg = BertConfig(vocab_size=V, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                     intermediate_size=3072, max_position_embeddings=512, attn_implementation="sdpa", num_labels=2)
+    base = BertModel(cfg, add_pooling_layer=False).eval()
+    clf = BertForSequenceClassification(cfg).eval()
+    return {"features": lambda ids, mask: base(input_ids=ids, attention_mask=mask).last_hidden_state,
+            "classify": lambda ids, mask: clf(input_ids=ids, attention_mask=mask).logits}
+
+
+def time_shape(models: dict, B: int, T: int, kind: str, dtype: str, rounds: int) -> dict[str, list[float]]:
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(7, V, (B, T), generator=g)
+    ids[:, 0], ids[:, -1] = 0, 2
+    mask = torch.ones_like(ids)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
+    times = {name: [] for name in models}
+    with torch.inference_mode(), autocast:
+        for fns in models.values():           # warm-up (and the positional-bias cache)
+            fns[kind](ids, mask)
+        for _ in range(rounds):
+            for name, fns in models.items():
+                t = time.perf_counter()
+                fns[kind](ids, mask)
+                times[name].append(time.perf_counter() - t)
+    return times
+
+
+def predict_rows_per_s(n_rows: int = 200) -> dict:
+    """tupe-predict on raw text, end to end in-process, with a small TUPE-R classifier."""
+    import contextlib
+    import io
+    import random
+
+    from tupe.cli.predict import main as predict
+    from tupe.data.dictionary import Dictionary
+
+    words = ["river", "city", "the", "of", "and", "people", "water", "time", "world", "land", "was", "were"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        d = Dictionary()
+        for w in words:
+            d.add_symbol(w, 10)
+        model = TupeModel(TupeConfig.from_preset("bert_small", vocab_size=len(d) + 1, max_positions=512,
+                                                 rel_pos=True))
+        model.register_classification_head("sentence_classification_head", 2)
+        model.dictionary = d
+        model.save_pretrained(tmp / "clf")
+        rng = random.Random(0)
+        lines = [" ".join(rng.choice(words) for _ in range(rng.randint(8, 30))) for _ in range(n_rows)]
+        (tmp / "in.txt").write_text("\n".join(lines) + "\n")
+        out = io.StringIO()
+        t = time.perf_counter()
+        with contextlib.redirect_stdout(out):
+            assert predict(["--checkpoint", str(tmp / "clf"), "--cpu", "--input", str(tmp / "in.txt")]) == 0
+        seconds = time.perf_counter() - t
+    assert len(out.getvalue().splitlines()) == n_rows
+    return {"model": "TUPE-R bert_small", "rows": n_rows, "seconds": round(seconds, 2),
+            "rows_per_s": round(n_rows / seconds, 1), "includes": "model load, cleaning, BPE, forward per row"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=5, help="timed forwards per model and shape")
+    p.add_argument("--kinds", default="features,classify")
+    p.add_argument("--shapes", default="32x128,8x512,1x128", help="batch x tokens, comma-separated")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "infer_cpu.json")
+    args = p.parse_args()
+    retain_freed_memory()
+    dtypes = ["fp32"] + (["bf16"] if cpu_supports_bf16() else [])
+    machine = {"device": cpu_name(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+               "torch": torch.__version__, "precisions": dtypes,
+               "bf16_note": None if "bf16" in dtypes else "no native bf16 on this CPU: fp32 only"}
+    import transformers
+    machine["transformers"] = transformers.__version__
+    print(json.dumps(machine), flush=True)
+    torch.manual_seed(0)
+    models = {name: ours(name) for name in SCHEMES}
+    models["HF BERT"] = hf()
+    results = {"machine": machine, "rounds": args.rounds, "rows": [], "summary": []}
+    for dtype in dtypes:
+        for kind in args.kinds.split(","):
+            for B, T in [tuple(map(int, x.split("x"))) for x in args.shapes.split(",")]:
+                times = time_shape(models, B, T, kind, dtype, args.rounds)
+                for name, ts in times.items():
+                    sec = statistics.median(ts)
+                    row = {"model": name, "kind": kind, "dtype": dtype, "batch": B, "tokens": T,
+                           "tokens_per_s": round(B * T / sec, 1), "latency_s": round(sec, 4),
+                           "all_s": [round(x, 4) for x in ts]}
+                    results["rows"].append(row)
+                    print(json.dumps(row), flush=True)
+                line = {"kind": kind, "dtype": dtype, "batch": B, "tokens": T,
+                        "TUPE-R_overhead_vs_BERT-A": round(paired(times["TUPE-R"], times["BERT-A"]) - 1, 4),
+                        **{f"{n}_speedup_over_HF": round(paired(times["HF BERT"], times[n]), 3) for n in SCHEMES}}
+                results["summary"].append(line)
+                print(json.dumps(line), flush=True)
+    results["predict"] = predict_rows_per_s()
+    print(json.dumps(results["predict"]), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
