@@ -443,16 +443,18 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--validations", type=int, default=8, help="validation points over the budget")
     p.add_argument("--ft-lrs", default="1e-4,3e-4")
-    p.add_argument("--ft-seeds", type=int, default=5)
+    p.add_argument("--ft-seeds", type=int, default=None, help="finetuning seeds (default 5; --quick: 2)")
     p.add_argument("--ft-epochs", type=int, default=None, help="default: the task's recipe")
     p.add_argument("--out", type=Path, default=Path("runs/study"))
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
     if args.quick:
         args.arch, args.tokens_per_sample, args.batch = "bert_tiny", 64, 8
-        args.ft_lrs, args.ft_seeds, args.ft_epochs = args.ft_lrs.split(",")[0], 2, 1
+        args.ft_lrs, args.ft_epochs = args.ft_lrs.split(",")[0], 1
+        args.ft_seeds = args.ft_seeds or 2
         if args.updates is None and args.minutes is None:
             args.updates = 30
+    args.ft_seeds = args.ft_seeds or 5
     if args.updates is None and args.minutes is None:
         p.error("give a budget: --updates N (per run) or --minutes M (all pretraining)")
     plan = StudyPlan(schemes=[s.strip() for s in args.schemes.split(",") if s.strip()], lrs=parse_floats(args.lrs),
