@@ -84,6 +84,7 @@ def predict_rows_per_s(n_rows: int = 200) -> dict:
     import random
 
     from tupe.cli.predict import main as predict
+    from tupe.data.bpe import learn_bpe, write_codes
     from tupe.data.dictionary import Dictionary
 
     words = ["river", "city", "the", "of", "and", "people", "water", "time", "world", "land", "was", "were"]
@@ -96,6 +97,8 @@ def predict_rows_per_s(n_rows: int = 200) -> dict:
                                                  rel_pos=True))
         model.register_classification_head("sentence_classification_head", 2)
         model.dictionary = d
+        write_codes(learn_bpe({w: 10 for w in words}, 40), tmp / "bpe-code")
+        model.bpe_codes = str(tmp / "bpe-code")
         model.save_pretrained(tmp / "clf")
         rng = random.Random(0)
         lines = [" ".join(rng.choice(words) for _ in range(rng.randint(8, 30))) for _ in range(n_rows)]
