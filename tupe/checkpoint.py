@@ -366,59 +366,68 @@ def resolve_checkpoint(path: PathLike) -> Path:
                           f"checkpoint_last.pt; name one: {', '.join(p.name for p in found)}")
 
 
-def load_model(path: PathLike) -> TupeModel:
+def load_model(path: PathLike, whole_electra: bool = False) -> TupeModel:
     """A ready model (eval mode, float32) from an original/our training checkpoint file, a
     directory of training checkpoints, a ``save_pretrained`` directory or a transformers folder
-    (``tupe-convert --hf``, or a ``TupeFor...`` model's ``save_pretrained``)."""
+    (``tupe-convert --hf``, or a ``TupeFor...`` model's ``save_pretrained``). An ELECTRA
+    checkpoint gives its discriminator, or with ``whole_electra`` the whole ElectraModel."""
+    from .model.electra import is_electra_state
+
     path = Path(path)
     if path.is_dir() and (path / CONFIG_FILE).is_file():
         return load_hf_folder(path) if is_hf_folder(path) else load_pretrained(path)
     ckpt = resolve_checkpoint(path)
     state = read_checkpoint(ckpt)
+    if whole_electra and is_electra_state(state["model"]):
+        return _electra_from_state(state, ckpt)
     cfg = config_from_checkpoint(state.get("args"), state["model"], ckpt)
     model = build_and_load(cfg, _ours_from_fairseq(state["model"], ckpt), ckpt)
     attach_vocabulary(model, ckpt.parent)
     return model
 
 
-def is_electra_checkpoint(path: PathLike) -> bool:
-    """A training checkpoint (file or run directory) of ``--task electra``."""
-    from .model.electra import is_electra_state
+def load_electra_state(model, state: dict[str, torch.Tensor], path: PathLike, target: str) -> None:
+    """An ELECTRA checkpoint's ``model`` entry into ``model`` (an ElectraModel): discriminator,
+    generator and replaced-token head; one that does not fit is named, with ``target`` (what it
+    was meant to fit)."""
+    from .model.electra import split_electra_state
 
-    path = Path(path)
-    if path.is_dir() and (path / CONFIG_FILE).is_file():
-        return False
-    return is_electra_state(read_checkpoint(resolve_checkpoint(path))["model"])
+    disc, gen, rtd = split_electra_state(state)
+    for part, tensors, module in (("discriminator", _ours_from_fairseq(disc, path), model.discriminator),
+                                  ("generator", gen, model.generator), ("replaced-token head", rtd, model.rtd_head)):
+        try:
+            module.load_state_dict(tensors)
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: the {part} does not fit {target}: "
+                                  f"{str(e).splitlines()[-1].strip()}") from None
 
 
-def load_electra(path: PathLike):
-    """The whole ELECTRA model (generator, discriminator, replaced-token head) of a ``--task
-    electra`` checkpoint, eval mode, float32. ``load_model`` gives the discriminator alone."""
-    from .model.electra import DEFAULT_DISC_WEIGHT, ElectraModel, generator_config, is_electra_state, \
-        split_electra_state
+def _electra_from_state(state: dict, ckpt: Path):
+    """The whole ELECTRA model of a read ``--task electra`` checkpoint, eval mode, float32."""
+    from .model.electra import DEFAULT_DISC_WEIGHT, ElectraModel, generator_config, split_electra_state
 
-    ckpt = resolve_checkpoint(path)
-    state = read_checkpoint(ckpt)
-    if not is_electra_state(state["model"]):
-        raise CheckpointError(f"{ckpt}: not an ELECTRA checkpoint (no generator.* tensors)")
-    disc, gen, rtd = split_electra_state({k: v.float() if v.is_floating_point() else v
-                                          for k, v in state["model"].items()})
-    cfg = config_from_checkpoint(state.get("args"), disc, ckpt)
+    cfg = config_from_checkpoint(state.get("args"), split_electra_state(state["model"])[0], ckpt)
     info = state.get("electra") or {}
     try:
         gen_cfg = TupeConfig.from_dict(info["generator"]) if "generator" in info else generator_config(cfg)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{ckpt}: generator configuration: {e}") from None
     model = ElectraModel(cfg, gen_cfg, info.get("disc_weight", DEFAULT_DISC_WEIGHT))
-    for part, tensors, module in (("discriminator", _ours_from_fairseq(disc, ckpt), model.discriminator),
-                                  ("generator", gen, model.generator), ("replaced-token head", rtd, model.rtd_head)):
-        try:
-            module.load_state_dict(tensors)
-        except RuntimeError as e:
-            raise CheckpointError(f"{ckpt}: the {part} does not fit its configuration: "
-                                  f"{str(e).splitlines()[-1].strip()}") from None
+    load_electra_state(model, state["model"], ckpt, "its stored configuration")
     attach_vocabulary(model.discriminator, ckpt.parent)
     return model.eval()
+
+
+def load_electra(path: PathLike):
+    """The whole ELECTRA model (generator, discriminator, replaced-token head) of a ``--task
+    electra`` checkpoint, eval mode, float32. ``load_model`` gives the discriminator alone."""
+    from .model.electra import is_electra_state
+
+    ckpt = resolve_checkpoint(path)
+    state = read_checkpoint(ckpt)
+    if not is_electra_state(state["model"]):
+        raise CheckpointError(f"{ckpt}: not an ELECTRA checkpoint (no generator.* tensors)")
+    return _electra_from_state(state, ckpt)
 
 
 def _atomic_dir(directory: Path):

@@ -372,8 +372,8 @@ def study_report(out: Path) -> tuple[str, list[str]]:
         rows.append([scheme, f"{best.get(scheme, float('nan')):g}", " / ".join(per_lr), reach_txt,
                      f"{run.get('seconds', 0) / 60:.1f} min", f"{run.get('tokens_per_s') or 0:.0f}"])
     md += ["### Pretraining", "", _table(header, rows),
-           f"Updates to reach the baseline's final validation loss: linear between validation points; the "
-           f"paper's claim is that TUPE-A reaches BERT-A's final loss in 30% of its steps."
+           "Updates to reach the baseline's final validation loss: linear between validation points; the "
+           "paper's claim is that TUPE-A reaches BERT-A's final loss in 30% of its steps."
            + (" ELECTRA runs (ELECTRA-<scheme>) report their own objective (generator MLM + 50 x replaced-token "
               "BCE, per masked token) and are compared with ELECTRA-" + baseline + "." if "electra" in objectives else ""),
            ""]

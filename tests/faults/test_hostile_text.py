@@ -3,7 +3,6 @@ and tupe-predict: byte-order marks, CRLF, NUL bytes, invalid UTF-8, 10 MB lines,
 missing or extra columns, unknown labels, header-only files. Each is repaired and counted, a
 counted skip, or an error with file and line: never a traceback, a hang or rows silently lost."""
 
-import io
 import shutil
 from pathlib import Path
 

@@ -2,21 +2,16 @@
 every positional scheme; the training CLI end to end (resume bitwise, 2 processes), and the
 discriminator restored everywhere a model is read."""
 
-import dataclasses
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import tupe
 from tests.train.conftest import tiny_args
-from tests.train.test_train_cli import ROOT, free_port, model_tensors, original_command, records, run_shell
+from tests.train.test_train_cli import (assert_same_tensors, kill_and_resume, model_tensors, one_and_two_processes,
+                                       original_command, records, run_shell)
 from tupe.checkpoint import load_electra, read_checkpoint
 from tupe.config import PRESETS, TupeConfig
 from tupe.model.electra import ElectraModel, generator_config, sample_tokens
@@ -199,35 +194,16 @@ def test_electra_learns(data_dir, tmp_path):
 def test_kill_and_resume_gives_identical_weights(data_dir, tmp_path):
     extra = ["--max-update", "30", "--save-interval-updates", "3", "--max-sentences", "16", "--lr", "0.002",
              "--total-num-update", "30"]
-    assert main(electra_args(data_dir, tmp_path / "a", *extra)) == 0
-    cmd = [sys.executable, "train.py", *electra_args(data_dir, tmp_path / "b", *extra)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    for line in proc.stdout:
-        if "num_updates 20 " in line:
-            proc.kill()
-            break
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    assert read_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == 18
-    resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-    assert resumed.returncode == 0, resumed.stderr
-    a, b = model_tensors(tmp_path / "a" / "checkpoint_last.pt"), model_tensors(tmp_path / "b" / "checkpoint_last.pt")
-    assert any(k.startswith("generator.") for k in a) and set(a) == set(b)
-    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    kill_and_resume(electra_args(data_dir, tmp_path / "a", *extra), electra_args(data_dir, tmp_path / "b", *extra),
+                    tmp_path / "b", kill_at=20, saved_at=18)
+    assert any(k.startswith("generator.") for k in model_tensors(tmp_path / "a" / "checkpoint_last.pt"))
+    assert_same_tensors(tmp_path / "a" / "checkpoint_last.pt", tmp_path / "b" / "checkpoint_last.pt")
 
 
 def test_two_process_gloo_equals_update_freq_two(data_dir, tmp_path):
     common = ["--max-update", "5", "--dropout", "0", "--attention-dropout", "0", "--max-sentences", "4",
               "--disable-validation"]
-    assert main(electra_args(data_dir, tmp_path / "one", "--update-freq", "2", *common)) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "train.py",
-                           *electra_args(data_dir, tmp_path / "two", *common)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    one, two = records(tmp_path / "one"), records(tmp_path / "two")
+    one, two = one_and_two_processes(electra_args, data_dir, tmp_path, common)
     assert len(one) == len(two) == 5
     for a, b in zip(one, two):
         for k in ("loss", "gen_loss", "disc_loss"):

@@ -103,27 +103,40 @@ def model_tensors(path):
     return read_checkpoint(path)["model"]
 
 
-def test_kill_and_resume_gives_identical_weights(data_dir, tmp_path):
-    extra = ["--max-update", "40", "--save-interval-updates", "3", "--max-sentences", "16", "--lr", "0.002",
-             "--total-num-update", "40"]
-    # the uninterrupted run (dropout on: the RNG state must be restored too); crosses an epoch
-    assert main(tiny_args(data_dir, tmp_path / "a", *extra)) == 0
-    assert records(tmp_path / "a")[-1]["epoch"] >= 2
-    cmd = [sys.executable, "train.py", *tiny_args(data_dir, tmp_path / "b", *extra)]
+def kill_and_resume(args_a, args_b, save_b, kill_at, saved_at):
+    """Run ``args_a`` to the end; run ``args_b`` as a subprocess, SIGKILL it when it logs update
+    ``kill_at`` (its last checkpoint must be at ``saved_at``) and rerun it: its resumed output."""
+    assert main(args_a) == 0
+    cmd = [sys.executable, "train.py", *args_b]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}   # same reduction order as run a
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     for line in proc.stdout:
-        if "num_updates 26 " in line:
+        if f"num_updates {kill_at} " in line:
             proc.kill()                                                  # SIGKILL: no chance to save
             break
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert read_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == 24
+    assert read_checkpoint(save_b / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == saved_at
     resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert resumed.returncode == 0, resumed.stderr
-    assert "loaded checkpoint" in resumed.stdout
-    a, b = model_tensors(tmp_path / "a" / "checkpoint_last.pt"), model_tensors(tmp_path / "b" / "checkpoint_last.pt")
+    return resumed
+
+
+def assert_same_tensors(path_a, path_b):
+    a, b = model_tensors(path_a), model_tensors(path_b)
+    assert set(a) == set(b)
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_kill_and_resume_gives_identical_weights(data_dir, tmp_path):
+    extra = ["--max-update", "40", "--save-interval-updates", "3", "--max-sentences", "16", "--lr", "0.002",
+             "--total-num-update", "40"]
+    # the uninterrupted run (dropout on: the RNG state must be restored too); crosses an epoch
+    resumed = kill_and_resume(tiny_args(data_dir, tmp_path / "a", *extra), tiny_args(data_dir, tmp_path / "b", *extra),
+                              tmp_path / "b", kill_at=26, saved_at=24)
+    assert records(tmp_path / "a")[-1]["epoch"] >= 2
+    assert "loaded checkpoint" in resumed.stdout
+    assert_same_tensors(tmp_path / "a" / "checkpoint_last.pt", tmp_path / "b" / "checkpoint_last.pt")
 
 
 def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
@@ -146,18 +159,23 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_process_gloo_equals_update_freq_two(data_dir, tmp_path):
-    common = ["--max-update", "6", "--dropout", "0", "--attention-dropout", "0", "--max-sentences", "4",
-              "--disable-validation"]
-    assert main(tiny_args(data_dir, tmp_path / "one", "--update-freq", "2", *common)) == 0
+def one_and_two_processes(args_fn, data_dir, tmp_path, common):
+    """The same run as 1 process with --update-freq 2 and as 2 gloo processes: their train records."""
+    assert main(args_fn(data_dir, tmp_path / "one", "--update-freq", "2", *common)) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "train.py",
-                           *tiny_args(data_dir, tmp_path / "two", *common)],
+                           *args_fn(data_dir, tmp_path / "two", *common)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 process(es)" in proc.stdout
-    one, two = records(tmp_path / "one"), records(tmp_path / "two")
+    return records(tmp_path / "one"), records(tmp_path / "two")
+
+
+def test_two_process_gloo_equals_update_freq_two(data_dir, tmp_path):
+    common = ["--max-update", "6", "--dropout", "0", "--attention-dropout", "0", "--max-sentences", "4",
+              "--disable-validation"]
+    one, two = one_and_two_processes(tiny_args, data_dir, tmp_path, common)
     assert len(one) == len(two) == 6
     for a, b in zip(one, two):
         assert a["bsz"] == b["bsz"] and a["lr"] == b["lr"]

@@ -128,8 +128,8 @@ def main(argv=None) -> int:
                 skipped = sum(v.get("skipped_malformed", 0) for v in info["splits"].values())
                 extra = f" ({skipped} malformed rows skipped)" if skipped else ""
                 for split, v in info["splits"].items():
-                    if describe_repairs(v.get("repairs", {})):
-                        extra += f"; {split}: {describe_repairs(v['repairs'])}"
+                    if repaired := describe_repairs(v.get("repairs", {})):
+                        extra += f"; {split}: {repaired}"
                 print(f"tupe-preprocess: {task}: {rows}{extra}", file=sys.stderr)
     except (PreprocessError, DictionaryError, BPEError, FileNotFoundError) as e:
         print(f"tupe-preprocess: error: {e}", file=sys.stderr)

@@ -69,10 +69,9 @@ def _init_worker(state: dict) -> None:
 
 def _normalize(raw: bytes) -> tuple[str, int]:
     """(normalised line, bytes dropped: invalid UTF-8 and NUL); overlong words become <unk>."""
-    nul = raw.count(b"\x00")
-    line, bad = T.decode_utf8(raw.replace(b"\x00", b"") if nul else raw)
-    line = T.normalize_punctuation(T.pre_cleanup(T.cap_long_words(line)[0]))
-    bad += nul
+    counts: dict = {}
+    line = T.normalize_punctuation(T.pre_cleanup(T.decode_row(raw, counts)))
+    bad = counts.get("invalid_utf8_bytes", 0) + counts.get("nul_bytes", 0)
     return (line if _STATE["cased"] else line.lower()), bad
 
 

@@ -176,7 +176,7 @@ def run_task(train: Path, valid: Path, test: Optional[Path], text_columns: Seque
         (tmp / TASK_FILE).write_text(json.dumps(info, indent=2) + "\n")
     summary = ", ".join(f"{s} {v['rows']}" for s, v in info["splits"].items())
     kind = "regression" if regression else f"{info['num_classes']} classes ({', '.join(info['label_words'][:8])})"
-    repaired = "".join(f"; {s}: {T.describe_repairs(v['repairs'])}" for s, v in info["splits"].items()
-                       if T.describe_repairs(v.get("repairs", {})))
+    repaired = "".join(f"; {s}: {r}" for s, v in info["splits"].items()
+                       if (r := T.describe_repairs(v.get("repairs", {}))))
     print(f"tupe-preprocess: {name}: {kind}; rows: {summary} -> {destdir}{repaired}", file=sys.stderr)
     return info

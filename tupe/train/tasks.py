@@ -54,6 +54,21 @@ def open_split(prefix: Path, vocab_size: Optional[int] = None) -> MMapIndexedDat
     return data
 
 
+class Task:
+    """What every task shares: the model it trains (a TupeModel unless a task says otherwise),
+    a hook after the model is built, and the per-batch statistics it logs beside the loss
+    (``loss`` returns them as its third value when there are any; none by default)."""
+
+    stat_keys: tuple[str, ...] = ()
+
+    def build_model(self, cfg):
+        from ..model import TupeModel
+        return TupeModel(cfg)
+
+    def prepare_model(self, model) -> None:
+        pass
+
+
 # --------------------------------------------------------------------------- masked LM
 def masked_lm_loss(model, batch: dict, device, pad: int, autocast) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy (nats) over the masked positions only, and their number."""
@@ -65,7 +80,7 @@ def masked_lm_loss(model, batch: dict, device, pad: int, autocast) -> tuple[torc
     return F.cross_entropy(logits.float(), target[masked], reduction="sum"), int(masked.sum())
 
 
-class MaskedLMTask:
+class MaskedLMTask(Task):
     name = "masked_lm"
 
     def __init__(self, args):
@@ -81,13 +96,6 @@ class MaskedLMTask:
                              args.random_token_prob, args.seed,
                              ends_word_table(self.dictionary) if args.mask_whole_words else None)
         self._blocks: dict = {}
-
-    def build_model(self, cfg):
-        from ..model import TupeModel
-        return TupeModel(cfg)
-
-    def prepare_model(self, model) -> None:
-        pass
 
     def dataset(self, split: str, epoch: int):
         directory = self.data_dirs[(epoch - 1) % len(self.data_dirs)] if split == "train" else self.data_dirs[0]
@@ -227,7 +235,7 @@ def collate_sentences(samples, pad_idx: int, regression: bool) -> dict:
             "nsentences": len(samples), "ntokens": int(tokens.ne(pad_idx).sum())}
 
 
-class SentencePredictionTask:
+class SentencePredictionTask(Task):
     name = "sentence_prediction"
 
     def __init__(self, args):
@@ -258,10 +266,6 @@ class SentencePredictionTask:
     def label_words(self) -> list[str]:
         d = self.label_dict
         return [s for s in d.symbols[d.nspecial:] if not s.startswith("madeupword")]
-
-    def build_model(self, cfg):
-        from ..model import TupeModel
-        return TupeModel(cfg)
 
     def prepare_model(self, model) -> None:
         model.register_classification_head(self.args.classification_head_name, self.args.num_classes)

@@ -25,8 +25,8 @@ import torch
 import torch.distributed as dist
 
 from ..checkpoint import (CONFIG_FILE, CheckpointError, build_and_load, config_from_checkpoint,
-                          fairseq_state_dict, load_model, read_checkpoint, read_manifest, sha256_file,
-                          write_manifest, _ours_from_fairseq)
+                          fairseq_state_dict, load_electra_state, load_model, read_checkpoint, read_manifest,
+                          sha256_file, write_manifest, _ours_from_fairseq)
 from ..data.dictionary import DictionaryError
 from ..data.indexed_dataset import IndexedDatasetError
 from .cpu import EMULATED_BF16, cpu_supports_bf16, retain_freed_memory
@@ -77,7 +77,7 @@ class Trainer:
         self.dictionary = self.task.dictionary
         self.cfg = model_config(args, len(self.dictionary), self.dictionary.pad())
         self.model = self.task.build_model(self.cfg)  # TupeModel, or ElectraModel for --task electra
-        self.stat_keys = tuple(getattr(self.task, "stat_keys", ()))   # task statistics logged beside the loss
+        self.stat_keys = self.task.stat_keys         # task statistics logged beside the loss (ELECTRA)
         self.task.prepare_model(self.model)          # classification heads: after the BERT init
         self.model.to(self.device)
         self.precision = self._precision()
@@ -292,16 +292,15 @@ class Trainer:
         try:
             torch.save(self.state(), tmp)
             digest = sha256_file(tmp)
-            manifest = before
             # Phase 1: the new digest recorded beside the old one, so that a crash at any point
             # below leaves every file matching one of its recorded digests. Phase 2: replace.
             # Phase 3: only the new digests.
-            write_manifest(self.save_dir, {**manifest, **{n: manifest.get(n, [])[-1:] + [digest] for n in names}})
+            write_manifest(self.save_dir, {**before, **{n: before.get(n, [])[-1:] + [digest] for n in names}})
             for name, part in zip(names, parts):   # each file replaced atomically: never a torn one
                 shutil.copyfile(tmp, part)
                 os.replace(part, self.save_dir / name)
                 done.append(name)
-            write_manifest(self.save_dir, {**manifest, **{n: [digest] for n in names}})
+            write_manifest(self.save_dir, {**before, **{n: [digest] for n in names}})
         except (OSError, RuntimeError) as e:
             for p in (tmp, *parts):
                 p.unlink(missing_ok=True)
@@ -418,16 +417,9 @@ class Trainer:
         if not is_electra_state(state["model"]):
             raise TrainingError(f"{path} is not an ELECTRA checkpoint (no generator.* tensors); --task electra "
                                 f"resumes only its own checkpoints")
-        disc, gen, rtd = split_electra_state(state["model"])
+        disc = split_electra_state(state["model"])[0]
         self._check_compatible(config_from_checkpoint(state.get("args"), disc, path), path)
-        model = self.model
-        for part, tensors, module in (("generator", gen, model.generator), ("replaced-token head", rtd, model.rtd_head)):
-            try:
-                module.load_state_dict(tensors)
-            except RuntimeError as e:
-                raise TrainingError(f"{path}: the {part} does not match this command's (--generator-*): "
-                                    f"{str(e).splitlines()[-1].strip()}") from None
-        model.discriminator.load_state_dict(_ours_from_fairseq(disc, path))
+        load_electra_state(self.model, state["model"], path, "this command's model (--generator-* flags)")
         return state
 
     def _restore_progress(self, state: dict, path: Path) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, is_electra_checkpoint, load_electra, load_model
+from ..checkpoint import CheckpointError, load_model
+from ..model.electra import ElectraModel
 from .options import add_masking_args
 from .tasks import ElectraTask, MaskedLMTask, TaskError
 
@@ -37,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        electra = is_electra_checkpoint(args.path)
-        model = load_electra(args.path) if electra else load_model(args.path)
+        model = load_model(args.path, whole_electra=True)
+        electra = isinstance(model, ElectraModel)
         # The trainer's own task: the same blocks, masks (epoch 0), batching and loss.
         task = (ElectraTask if electra else MaskedLMTask)(argparse.Namespace(
             data=str(args.data), tokens_per_sample=args.tokens_per_sample or model.cfg.max_positions,
