@@ -18,6 +18,7 @@ from .checkpoint import CONFIG_FILE, is_hf_folder, load_model
 from .data.bpe import BPE
 from .data.dictionary import MASK
 from .model import TupeModel
+from .model.compile import compile_layers
 from .preprocess.text import glue_clean
 
 LABELS_FILE = "labels.json"
@@ -136,9 +137,17 @@ class TupeHub(torch.nn.Module):
         return (words[idx] if words and idx < len(words) else str(int(idx))), float(prob)
 
 
-def from_pretrained(path: Union[str, Path], cased: bool = False) -> TupeHub:
-    """A model directory or checkpoint (original or own format) with its dict.txt and bpe-code."""
+def from_pretrained(path: Union[str, Path], cased: bool = False, compile: bool = False,
+                    attn_impl: str = "bias") -> TupeHub:
+    """A model directory or checkpoint (original or own format) with its dict.txt and bpe-code.
+
+    ``compile=True``: torch.compile the encoder layers for inference (the first call per input
+    shape compiles; eager with a warning where it cannot compile). ``attn_impl="flex"``: the
+    positional terms read inside FlexAttention (GPUs; see tupe/model/flex.py)."""
     model = load_model(path)
+    model.set_attn_impl(attn_impl)
+    if compile:
+        compile_layers(model)
     directory = Path(path) if Path(path).is_dir() else Path(path).parent
     labels = json.loads((directory / LABELS_FILE).read_text()) if (directory / LABELS_FILE).is_file() else None
     if labels is None and is_hf_folder(directory) and model.classification_heads:

@@ -49,11 +49,16 @@ class UntiedPositionalCorrelation(nn.Module):
         self.pos_q_linear = nn.Linear(C, C)
         self.pos_k_linear = nn.Linear(C, C)
 
-    def forward(self, seq_len: int, device=None) -> torch.Tensor:
-        T, H = seq_len, self.num_heads
+    def projections(self, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows 0..T of the table through LayerNorm and U^Q (scaled), U^K: 2 x (H, T+1, d)."""
+        H = self.num_heads
         p = self.pos_ln(self.pos.weight[: T + 1])                                      # (T+1, C)
         pos_q = self.pos_q_linear(p).view(T + 1, H, -1).transpose(0, 1) * self.scaling  # (H, T+1, d)
         pos_k = self.pos_k_linear(p).view(T + 1, H, -1).transpose(0, 1)                 # (H, T+1, d)
+        return pos_q, pos_k
+
+    def forward(self, seq_len: int, device=None) -> torch.Tensor:
+        pos_q, pos_k = self.projections(seq_len)                                       # 2 x (H, T+1, d)
         corr = torch.bmm(pos_q, pos_k.transpose(1, 2))                                 # (H, T+1, T+1)
         bias = corr[:, 1:, 1:]                                                         # (H, T, T)
         if not self.untie_cls:
@@ -62,6 +67,20 @@ class UntiedPositionalCorrelation(nn.Module):
         bias[:, :, 0] = corr[:, 1, 1].unsqueeze(-1)   # others -> [CLS]   (theta_2)
         bias[:, 0, :] = corr[:, 0, 0].unsqueeze(-1)   # [CLS]  -> others  (theta_1)
         return bias
+
+    def factors(self, seq_len: int):
+        """The same term in factored form for ``attn_impl="flex"`` (see flex.py): ``u`` (H, T, d),
+        ``w`` (H, T, d) with ``bias[:, i, j] = u_i . w_j`` off [CLS]'s row and column, whose u, w
+        rows are zero when untied, and theta_1, theta_2 (H,) (None when tied)."""
+        pos_q, pos_k = self.projections(seq_len)                                       # 2 x (H, T+1, d)
+        u, w = pos_q[:, 1:], pos_k[:, 1:]                                              # (H, T, d)
+        if not self.untie_cls:
+            return u, w, None, None
+        theta1 = (pos_q[:, 0] * pos_k[:, 0]).sum(-1)                                   # (H,)
+        theta2 = (pos_q[:, 1] * pos_k[:, 1]).sum(-1)                                   # (H,)
+        keep = torch.ones(seq_len, 1, dtype=u.dtype, device=u.device)
+        keep[0] = 0
+        return u * keep, w * keep, theta1, theta2
 
 
 def relative_position_bucket(relative_position: torch.Tensor, num_buckets: int = 32,
@@ -131,6 +150,16 @@ class RelativePositionBias(nn.Module):
             bias[:, :, 0] = table[self.num_buckets].unsqueeze(-1)        # others -> [CLS]
             bias[:, 0, :] = table[self.num_buckets // 2].unsqueeze(-1)   # [CLS] -> others (wins at 0, 0)
         return bias
+
+    def factors(self, seq_len: int):
+        """For ``attn_impl="flex"``: the per-distance table (H, 2T-1) (entry j - i + T - 1) and,
+        when untied, [CLS]'s row and column values (H,) (else None, None)."""
+        T, L = seq_len, self.max_positions
+        table = self.relative_attention_bias.weight
+        per_distance = F.embedding(self.bucket[L - T: L + T - 1], table).t()           # (H, 2T-1)
+        if not self.untie_cls:
+            return per_distance, None, None
+        return per_distance, table[self.num_buckets // 2], table[self.num_buckets]
 
 
 class ALiBiBias(nn.Module):

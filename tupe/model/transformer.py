@@ -18,6 +18,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import TupeConfig
 from .dropout import Dropout, dropout
+from .flex import FlexPositions
 from .positional import (ALiBiBias, RelativePositionBias, RotaryEmbedding, UntiedPositionalCorrelation,
                          apply_rotary)
 
@@ -92,8 +93,11 @@ class SelfAttention(nn.Module):
         q, k, v = qkv.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)        # 3 x (B, H, T, d)
         if rotary is not None:                                                         # RoPE
             q, k = apply_rotary(q, k, *rotary)
-        mask = attn_mask.to(q.dtype)
         p = self.dropout if self.training else 0.0
+        if isinstance(attn_mask, FlexPositions):                                       # attn_impl="flex"
+            y, probs = attn_mask.attend(q, k, v, self.scaling, p, need_weights)       # (B, H, T, d)
+            return self.out_proj(y.transpose(1, 2).reshape(B, T, C)), probs
+        mask = attn_mask.to(q.dtype)
         probs = None
         # Eager where SDPA cannot serve: attention probabilities asked for, CPU training with dropout,
         # and graph export (ONNX: SDPA's decomposition returns another memory layout than traced).
@@ -149,8 +153,16 @@ class EncoderOutput(NamedTuple):
     attentions: Optional[tuple[torch.Tensor, ...]]         # L x (B, H, T, T)
 
 
+ATTN_IMPLS = ("bias", "flex")
+
+
 class Encoder(nn.Module):
-    """Word embedding -> (positional biases, computed once) -> layers -> features."""
+    """Word embedding -> (positional biases, computed once) -> layers -> features.
+
+    ``attn_impl`` chooses how the layers receive the positional terms (same model, same
+    parameters, not saved): "bias", one additive (B, H, T, T) mask (the default), or "flex",
+    the terms in factored form read inside FlexAttention (flex.py; GPUs, no attention dropout).
+    """
 
     BIAS_CACHE_LENGTHS = 8   # lengths whose eval-mode positional bias is kept
 
@@ -178,6 +190,7 @@ class Encoder(nn.Module):
         # sets this flag and may set ``_gradient_checkpointing_func``).
         self.gradient_checkpointing = False
         self._bias_cache: dict = {}     # eval-mode positional bias per length (positional_bias)
+        self.attn_impl = "bias"
 
     def positional_bias(self, seq_len: int) -> Optional[torch.Tensor]:
         """The (H, T, T) bias added to every layer's logits, or None (BERT-A, RoPE, NoPE).
@@ -210,6 +223,20 @@ class Encoder(nn.Module):
                 self._bias_cache = {"state": state}
             self._bias_cache[key] = bias
         return bias
+
+    def flex_positions(self, seq_len: int, padding: torch.Tensor) -> FlexPositions:
+        """The positional terms in factored form, for attn_impl="flex" (see flex.py)."""
+        terms: dict = {}
+        if self.untied_pos is not None:
+            terms["pos_q"], terms["pos_k"], terms["row0"], terms["col0"] = self.untied_pos.factors(seq_len)
+        if self.rel_pos_bias is not None:
+            terms["per_distance"], row0, col0 = self.rel_pos_bias.factors(seq_len)
+            if row0 is not None:         # [CLS]'s row/column: untied scalar + relative entry
+                terms["row0"] = row0 if terms.get("row0") is None else terms["row0"] + row0
+                terms["col0"] = col0 if terms.get("col0") is None else terms["col0"] + col0
+        if self.alibi is not None:
+            terms["slopes"] = self.alibi.slopes(padding.device)
+        return FlexPositions(padding, **terms)
 
     def clear_positional_cache(self) -> None:
         self._bias_cache = {}
@@ -244,12 +271,16 @@ class Encoder(nn.Module):
         x = x * (~padding).unsqueeze(-1).to(x.dtype)                                   # zero padding rows
 
         # One additive mask for all layers: positional bias + -inf on padded keys, built once in
-        # the dtype attention will run in (under autocast: the autocast dtype).
-        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
-        key_mask = torch.zeros(B, 1, 1, T, dtype=dtype, device=x.device)
-        key_mask = key_mask.masked_fill(padding[:, None, None, :], float("-inf"))      # (B, 1, 1, T)
-        bias = self.positional_bias(T)                                                 # (H, T, T) | None
-        attn_mask = key_mask if bias is None else key_mask + bias.to(dtype).unsqueeze(0)  # (B, H|1, T|1, T)
+        # the dtype attention will run in (under autocast: the autocast dtype). attn_impl="flex":
+        # the same terms in factored form instead.
+        if self.attn_impl == "flex":
+            attn_mask = self.flex_positions(T, padding)
+        else:
+            dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+            key_mask = torch.zeros(B, 1, 1, T, dtype=dtype, device=x.device)
+            key_mask = key_mask.masked_fill(padding[:, None, None, :], float("-inf"))  # (B, 1, 1, T)
+            bias = self.positional_bias(T)                                             # (H, T, T) | None
+            attn_mask = key_mask if bias is None else key_mask + bias.to(dtype).unsqueeze(0)  # (B, H|1, T|1, T)
         rotary = self.rotary(T, x.device) if self.rotary is not None else None        # 2 x (T, d) | None
 
         hidden, attentions = [x] if output_hidden_states else None, [] if output_attentions else None
@@ -378,6 +409,10 @@ class TupeModel(nn.Module):
     def head_sizes(self) -> dict[str, int]:
         return {name: head.out_proj.out_features for name, head in self.classification_heads.items()}
 
+    def set_attn_impl(self, impl: str) -> "TupeModel":
+        set_attn_impl(self, impl)
+        return self
+
     def save_pretrained(self, directory) -> None:
         from ..checkpoint import save_pretrained
         save_pretrained(self, directory)
@@ -385,3 +420,15 @@ class TupeModel(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+
+
+def set_attn_impl(model: nn.Module, impl: str) -> None:
+    """Set ``attn_impl`` ("bias" or "flex", see Encoder) on every encoder in ``model`` (an ELECTRA
+    model has two). Same parameters and outputs (to float rounding); nothing saved changes."""
+    if impl not in ATTN_IMPLS:
+        raise ValueError(f"attn_impl={impl!r}; choose one of {ATTN_IMPLS}")
+    encoders = [m for m in model.modules() if isinstance(m, Encoder)]
+    if not encoders:
+        raise ValueError(f"{type(model).__name__} has no TUPE encoder")
+    for encoder in encoders:
+        encoder.attn_impl = impl

@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fp16-scale-window", type=int, default=None)
     g.add_argument("--threshold-loss-scale", type=float, default=None)
     g.add_argument("--cpu", action="store_true", help="train on the CPU even if CUDA is available")
+    g.add_argument("--compile", action="store_true", help="torch.compile the encoder layers (falls back to "
+                   "eager with a warning where it cannot compile; see README 'Performance')")
+    g.add_argument("--attn-impl", default="bias", choices=["bias", "flex"],
+                   help="how attention receives the positional terms: one additive (B, H, T, T) mask "
+                   "(bias), or factored and read inside FlexAttention (flex: for GPUs; needs "
+                   "--attention-dropout 0); same model and checkpoints either way")
     g.add_argument("--ddp-backend", default="c10d", choices=["c10d", "no_c10d"])
     g.add_argument("--find-unused-parameters", action="store_true")
     g.add_argument("--distributed-world-size", type=int, default=None,

@@ -29,6 +29,8 @@ from ..checkpoint import (CONFIG_FILE, CheckpointError, build_and_load, config_f
                           sha256_file, write_manifest, _ours_from_fairseq)
 from ..data.dictionary import DictionaryError
 from ..data.indexed_dataset import IndexedDatasetError
+from ..model import set_attn_impl
+from ..model.compile import compile_layers, compile_unavailable
 from .cpu import EMULATED_BF16, cpu_supports_bf16, retain_freed_memory
 from .data import shard
 from .logger import MetricsLogger
@@ -80,6 +82,7 @@ class Trainer:
         self.stat_keys = self.task.stat_keys         # task statistics logged beside the loss (ELECTRA)
         self.task.prepare_model(self.model)          # classification heads: after the BERT init
         self.model.to(self.device)
+        self._speed_options()
         self.precision = self._precision()
         self.optimizer = FairseqAdam(self.model.parameters(), lr=args.lr[0], betas=args.adam_betas,
                                      eps=args.adam_eps, weight_decay=args.weight_decay)
@@ -100,6 +103,21 @@ class Trainer:
                 find_unused_parameters=args.find_unused_parameters)
 
     # ------------------------------------------------------------------ configuration
+    def _speed_options(self) -> None:
+        """--attn-impl and --compile: how the model runs, not what it is (nothing saved changes)."""
+        a = self.args
+        if a.attn_impl != "bias":
+            if self.cfg.attention_dropout > 0:
+                raise TrainingError(f"--attn-impl {a.attn_impl} cannot drop attention probabilities "
+                                    f"(FlexAttention has no attention dropout): add --attention-dropout 0 "
+                                    f"(now {self.cfg.attention_dropout}) or use --attn-impl bias")
+            set_attn_impl(self.model, a.attn_impl)
+        if a.compile:
+            if compile_layers(self.model, self.device, warn=False):
+                self.log.info("--compile: encoder layers compiled (the first updates include compile time)")
+            else:
+                self.log.info(f"warning: --compile: {compile_unavailable(self.device)}; training eager")
+
     def _precision(self) -> str:
         a = self.args
         if a.fp16 and self.device.type != "cuda":

@@ -1,0 +1,161 @@
+"""attn_impl="flex": TUPE's positional terms in factored form (folded untied term, relative
+table and ALiBi read in the score modification, padding as a block mask) must equal the bias
+form, outputs and gradients, for every scheme; on the CPU through the math evaluation of the
+same score_mod (FlexAttention has no CPU backward) and, without autograd, through FlexAttention
+itself. Kernel choice and fp16/bf16 tolerances on CUDA: tests/model/test_cuda.py."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import random_tokens, tiny_config
+from tupe import TupeModel
+from tupe.model import set_attn_impl
+from tupe.model.flex import FlexPositions, attend_math
+
+SCHEMES = {"TUPE-A": {}, "TUPE-R": dict(rel_pos=True), "TUPE-A-tie-cls": dict(untie_cls=False),
+           "TUPE-R-tie-cls": dict(rel_pos=True, untie_cls=False), "BERT-A": dict(pos_encoding="absolute"),
+           "BERT-R": dict(pos_encoding="absolute", rel_pos=True), "RoPE-R": dict(pos_encoding="rope", rel_pos=True),
+           "ALiBi": dict(pos_encoding="alibi"), "NoPE": dict(pos_encoding="none")}
+
+
+def pair(scheme: dict, dtype=torch.float64, seed: int = 0):
+    """Two copies of one model with random positional parameters (so [CLS]'s entries and the
+    relative table are not at their init), one per attention implementation, dropout off."""
+    torch.manual_seed(seed)
+    model = TupeModel(tiny_config(attention_dropout=0.0, dropout=0.0, **scheme)).to(dtype)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "relative_attention_bias" in name or "encoder.untied_pos" in name:
+                p.normal_(0, 0.5)
+    flex = copy.deepcopy(model)
+    set_attn_impl(flex, "flex")
+    return model, flex
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_flex_equals_bias_form_with_gradients(name):
+    bias, flex = pair(SCHEMES[name])
+    tokens = random_tokens(4, 20, seed=3)                   # rows of different lengths, padded
+    assert tokens.eq(1).any()
+    real = tokens.ne(1)
+    outs = []
+    for model in (bias, flex):
+        model.train()
+        logits = model(tokens)
+        (logits[real].square().mean()).backward()             # padded rows excluded, as a loss would
+        outs.append((logits, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    (lb, gb), (lf, gf) = outs
+    torch.testing.assert_close(lf[real], lb[real], atol=1e-10, rtol=1e-10)
+    assert gb.keys() == gf.keys()
+    positional = [n for n in gb if "untied_pos" in n or "relative_attention_bias" in n]
+    assert bool(positional) == (name.startswith("TUPE") or "-R" in name)
+    for n in gb:
+        torch.testing.assert_close(gf[n], gb[n], atol=1e-10, rtol=1e-8, msg=n)
+        assert gb[n].abs().sum() > 0 or n.startswith("classification"), n
+
+
+def test_cls_row_and_column_reach_their_parameters():
+    """TUPE-R's four [CLS] scalars per head (theta_1, theta_2, two relative-table rows) get the
+    same gradient through the score modification as through the bias."""
+    bias, flex = pair(SCHEMES["TUPE-R"])
+    tokens = random_tokens(3, 12, seed=5)
+    grads = []
+    for model in (bias, flex):
+        model(tokens)[tokens.ne(1)].square().mean().backward()
+        table = model.encoder.rel_pos_bias.relative_attention_bias.weight.grad
+        grads.append((table[16], table[32], model.encoder.untied_pos.pos.weight.grad[:2]))
+    for a, b in zip(*grads):
+        assert a.abs().sum() > 0
+        torch.testing.assert_close(b, a, atol=1e-10, rtol=1e-8)
+
+
+def test_fp32_tolerance_and_reference_checkpoint():
+    """The original checkpoint (TUPE-R) through the flex path, fp32, within 1e-5 of its recorded
+    outputs, the same tolerance as the bias form."""
+    from tests.conftest import FIXTURE
+    import tupe
+
+    model = tupe.load_model(FIXTURE / "checkpoint.pt").set_attn_impl("flex")
+    expected = np.load(FIXTURE / "expected.npz")
+    for k in (0, 1):
+        tokens = torch.from_numpy(expected[f"tokens_{k}"]).long()
+        real = tokens.ne(1)
+        with torch.no_grad():
+            features = model.extract_features(tokens)
+        torch.testing.assert_close(features[real], torch.from_numpy(expected[f"features_{k}"])[real],
+                                   atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["TUPE-A", "TUPE-R", "ALiBi"])
+def test_flexattention_kernel_on_cpu_matches_math(name):
+    """Without autograd the CPU runs FlexAttention itself (its eager reference): the same
+    score_mod/mask_mod give the same attention as their math evaluation and the bias form."""
+    bias, flex = pair(SCHEMES[name], dtype=torch.float32)
+    tokens = random_tokens(3, 16, seed=7)
+    real = tokens.ne(1)
+    with torch.no_grad():
+        want = bias.eval().extract_features(tokens)
+        got = flex.eval().extract_features(tokens)
+    torch.testing.assert_close(got[real], want[real], atol=1e-5, rtol=1e-5)
+    # and the kernel was the path taken: the math path is only used with autograd
+    from torch.nn.attention.flex_attention import flex_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 16, 4, generator=g) for _ in range(3))
+    with torch.no_grad():
+        pos = flex.encoder.flex_positions(16, tokens.eq(1))
+        qf, kf, scale = pos.fold(q, k, 0.25)
+        kernel = flex_attention(qf, kf, v, score_mod=pos.score_mod, block_mask=pos.block_mask(), scale=scale)
+        math, _ = attend_math(qf, kf, v, pos, scale)
+    torch.testing.assert_close(kernel, math, atol=1e-5, rtol=1e-5)
+
+
+def test_output_attentions_through_flex():
+    bias, flex = pair(SCHEMES["TUPE-R"])
+    tokens = random_tokens(2, 10, seed=1)
+    with torch.no_grad():
+        a = bias.eval().encoder.encode(tokens, output_attentions=True).attentions
+        b = flex.eval().encoder.encode(tokens, output_attentions=True).attentions
+    for x, y in zip(a, b):
+        torch.testing.assert_close(y.to(x.dtype), x, atol=1e-10, rtol=1e-8)
+
+
+def test_flex_refuses_attention_dropout_in_training():
+    torch.manual_seed(0)
+    model = TupeModel(tiny_config(attention_dropout=0.1)).set_attn_impl("flex").train()
+    with pytest.raises(ValueError, match="attention_dropout=0"):
+        model(random_tokens(2, 8))
+    model.eval()(random_tokens(2, 8))                          # eval: no dropout, fine
+
+
+def test_set_attn_impl_validation_and_electra():
+    from tupe.model.electra import ElectraModel, generator_config
+
+    with pytest.raises(ValueError, match="choose one of"):
+        TupeModel(tiny_config()).set_attn_impl("flash")
+    cfg = tiny_config(attention_dropout=0.0)
+    model = ElectraModel(cfg, generator_config(cfg, divisor=2))
+    set_attn_impl(model, "flex")
+    assert model.discriminator.encoder.attn_impl == model.generator.encoder.attn_impl == "flex"
+
+
+def test_score_mod_is_elementwise():
+    """score_mod must work on scalars (FlexAttention) as on grids: one (h, q, kv) at a time
+    equals the grid evaluation."""
+    g = torch.Generator().manual_seed(0)
+    T, H = 6, 2
+    pos = FlexPositions(torch.zeros(1, T, dtype=torch.bool), row0=torch.randn(H, generator=g),
+                        col0=torch.randn(H, generator=g), per_distance=torch.randn(H, 2 * T - 1, generator=g))
+    grid = pos.score_mod(torch.zeros(1, H, T, T), torch.zeros(1, 1, 1, 1, dtype=torch.long),
+                         torch.arange(H).view(1, H, 1, 1), torch.arange(T).view(1, 1, T, 1),
+                         torch.arange(T).view(1, 1, 1, T))
+    for h in range(H):
+        for i in range(T):
+            for j in range(T):
+                one = pos.score_mod(torch.tensor(0.0), torch.tensor(0), torch.tensor(h), torch.tensor(i),
+                                    torch.tensor(j))
+                want = pos.row0[h] if i == 0 else pos.col0[h] if j == 0 else pos.per_distance[h, j - i + T - 1]
+                assert one == grid[0, h, i, j] == want

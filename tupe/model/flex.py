@@ -1,0 +1,139 @@
+"""TUPE attention without a (B, H, T, T) bias: the positional terms inside the kernel.
+
+The bias form (``attn_impl="bias"``, the default) adds one (B, H, T, T) mask to every layer's
+logits. Its positional part is learnable, so on a GPU no fused kernel (flash) accepts it and
+the backward pass writes a (B, H, T, T) gradient per layer. ``attn_impl="flex"`` computes the
+same logits from small tensors instead (exact up to float rounding; tested against the bias
+form, gradients included):
+
+* TUPE's untied term is low rank. With ``u_i = p_i U^Q / sqrt(2d)`` and ``w_j = p_j U^K``
+  (per head, d dims each), ``[q_i / sqrt(2d), u_i] . [k_j, w_j]`` is the word term plus the
+  positional term: attention on q/k of head dim 2d (v keeps d) with scale 1. [CLS] is untied by
+  zeroing its u and w rows and adding the two learned scalars (theta_1 for its row, theta_2 for
+  its column) in the score modification.
+* TUPE-R's relative term is a gather from the (H, 2T-1) per-distance table at ``kv - q + T - 1``
+  (with [CLS]'s two entries), ALiBi's ``-slope_h |kv - q|``: both in the score modification.
+* Padding is a block mask (keys at padded positions are skipped).
+
+On CUDA this runs FlexAttention (``torch.nn.attention.flex_attention``, compiled once per
+shape): the (H, 2T-1) table is read inside the kernel and gets its gradient there. FlexAttention
+has no backward on the CPU, so there the same ``score_mod``/``mask_mod`` functions are evaluated
+on index grids (``attend_math``): materialised, no faster than the bias form, but the same
+arithmetic, which is what the CPU tests check on every machine. FlexAttention cannot drop
+attention probabilities: training with this path needs ``attention_dropout=0``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+import torch
+
+_compiled_flex = None
+
+
+def flex_attention_kernel():
+    """torch.compile(flex_attention), built once (the fused kernel; eager flex is a reference)."""
+    global _compiled_flex
+    if _compiled_flex is None:
+        from torch.nn.attention.flex_attention import flex_attention
+        _compiled_flex = torch.compile(flex_attention, dynamic=False)
+    return _compiled_flex
+
+
+class FlexPositions:
+    """The positional terms of one forward in factored form, built once by the encoder and
+    handed to every layer in place of the additive mask.
+
+    padding      (B, T) bool, True at padded positions
+    pos_q, pos_k (H, T, d) folded untied term (TUPE), [CLS] rows zeroed when untied; pos_q scaled
+    row0, col0   (H,) what [CLS]'s row / column get instead of the positional terms (untie_cls)
+    per_distance (H, 2T-1) relative bias by distance kv - q (TUPE-R, BERT-R, ...)
+    slopes       (H,) ALiBi slopes
+    """
+
+    def __init__(self, padding: torch.Tensor, pos_q: Optional[torch.Tensor] = None,
+                 pos_k: Optional[torch.Tensor] = None, row0: Optional[torch.Tensor] = None,
+                 col0: Optional[torch.Tensor] = None, per_distance: Optional[torch.Tensor] = None,
+                 slopes: Optional[torch.Tensor] = None):
+        self.padding, self.pos_q, self.pos_k = padding, pos_q, pos_k
+        self.row0, self.col0, self.per_distance, self.slopes = row0, col0, per_distance, slopes
+        self.T = padding.size(1)
+        self._block_mask = None
+
+        # The two modifications FlexAttention takes, as plain functions (it tells a score_mod
+        # from a mask_mod by its number of arguments, so no bound methods). Element-wise, so they
+        # serve FlexAttention (scalars) and attend_math (broadcast index grids) alike.
+        def score_mod(score, b, h, q, kv):
+            """score + the positional terms of (head h, query q, key kv)."""
+            bias = None
+            if per_distance is not None:
+                bias = per_distance[h, kv - q + (T - 1)]
+            if slopes is not None:
+                bias = -slopes[h] * (kv - q).abs().to(slopes.dtype)
+            if row0 is not None:
+                rest = bias if bias is not None else 0.0
+                bias = torch.where(q == 0, row0[h], torch.where(kv == 0, col0[h], rest))
+            return score if bias is None else score + bias
+
+        def mask_mod(b, h, q, kv):
+            return ~padding[b, kv]                       # keys at padded positions are skipped
+
+        T = self.T
+        self.score_mod, self.mask_mod = score_mod, mask_mod
+
+    def block_mask(self):
+        if self._block_mask is None:
+            from torch.nn.attention.flex_attention import create_block_mask
+            B, T = self.padding.shape
+            self._block_mask = create_block_mask(self.mask_mod, B, None, T, T, device=self.padding.device)
+        return self._block_mask
+
+    # ------------------------------------------------------------------------ attention
+    def fold(self, q: torch.Tensor, k: torch.Tensor, scale: float):
+        """(B, H, T, d) q, k -> the kernel's q, k and scale: [q * scale, u], [k, w], 1 (TUPE);
+        q, k, scale unchanged otherwise."""
+        if self.pos_q is None:
+            return q, k, scale
+        B = q.size(0)
+        pq = self.pos_q.to(q.dtype).unsqueeze(0).expand(B, -1, -1, -1)                # (B, H, T, d)
+        pk = self.pos_k.to(k.dtype).unsqueeze(0).expand(B, -1, -1, -1)
+        return torch.cat([q * scale, pq], dim=-1), torch.cat([k, pk], dim=-1), 1.0    # (B, H, T, 2d)
+
+    def attend(self, q, k, v, scale: float, p: float = 0.0, need_weights: bool = False):
+        """(B, H, T, d) q, k, v -> (B, H, T, d) and, with ``need_weights``, the probabilities."""
+        if p > 0:
+            raise ValueError("attn_impl='flex' cannot drop attention probabilities (FlexAttention "
+                             "has no attention dropout): train with attention_dropout=0 "
+                             "(--attention-dropout 0) or use attn_impl='bias'")
+        q, k, scale = self.fold(q, k, scale)
+        use_kernel = not need_weights and (q.device.type == "cuda" or not torch.is_grad_enabled() or
+                                           not (q.requires_grad or k.requires_grad or v.requires_grad))
+        if use_kernel:
+            if q.device.type == "cuda":
+                kernel = flex_attention_kernel()
+            else:       # CPU inference: FlexAttention's eager (unfused) evaluation, warning silenced
+                from torch.nn.attention.flex_attention import flex_attention
+
+                def kernel(*args, **kwargs):
+                    with warnings.catch_warnings():
+                        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+                        return flex_attention(*args, **kwargs)
+            return kernel(q, k, v, score_mod=self.score_mod, block_mask=self.block_mask(), scale=scale), None
+        return attend_math(q, k, v, self, scale)
+
+
+def attend_math(q, k, v, pos: FlexPositions, scale: float):
+    """The same score_mod / mask_mod on materialised (B, H, T, T) index grids, with autograd
+    (FlexAttention has no CPU backward). Returns (output (B, H, T, d), probabilities)."""
+    B, H, T, _ = q.shape
+    dev = q.device
+    b = torch.arange(B, device=dev).view(B, 1, 1, 1)
+    h = torch.arange(H, device=dev).view(1, H, 1, 1)
+    qi = torch.arange(T, device=dev).view(1, 1, T, 1)
+    kv = torch.arange(T, device=dev).view(1, 1, 1, T)
+    scores = pos.score_mod(torch.matmul(q, k.transpose(-1, -2)) * scale, b, h, qi, kv)  # (B, H, T, T)
+    scores = scores.masked_fill(~pos.mask_mod(b, h, qi, kv), float("-inf"))
+    probs = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
+    return torch.matmul(probs.to(v.dtype), v), probs
