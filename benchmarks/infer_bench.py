@@ -15,6 +15,9 @@ Batch 1 x 128 reports the latency (seconds per call). Every row is a full-length
 ``tupe-predict`` is timed on a small TUPE-R classifier (``bert_small``) reading raw sentences
 (cleaning, BPE, batching of one, forward, label words): rows per second.
 
+``--compile`` adds "TUPE-R compile" (fp32): TUPE-R with its encoder layers torch.compiled, as
+``from_pretrained(compile=True)``; the warm-up call per shape compiles and is not timed.
+
 Targets of issue 13 (2 CPU cores): TUPE-R within 3% of our BERT-A at 512 tokens; every model at
 least as fast as HF's at every shape. The eval-mode positional-bias cache is on (the default).
 """
@@ -39,10 +42,17 @@ V = 32769
 SCHEMES = {"TUPE-A": {}, "TUPE-R": dict(rel_pos=True), "BERT-A": dict(pos_encoding="absolute")}
 
 
+COMPILED = "TUPE-R compile"     # from_pretrained(compile=True): encoder layers torch.compiled (fp32 rows)
+
+
 def ours(name: str):
-    model = TupeModel(TupeConfig.from_preset("bert_base", vocab_size=V, max_positions=512, **SCHEMES[name])).eval()
+    scheme = SCHEMES["TUPE-R" if name == COMPILED else name]
+    model = TupeModel(TupeConfig.from_preset("bert_base", vocab_size=V, max_positions=512, **scheme)).eval()
     model.register_classification_head("head", 2)
     model.eval()
+    if name == COMPILED:
+        from tupe.model.compile import compile_layers
+        assert compile_layers(model), "torch.compile unavailable here"
     return {"features": lambda ids, mask: model.extract_features(ids),
             "classify": lambda ids, mask: model(ids, classification_head_name="head")}
 
@@ -117,6 +127,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5, help="timed forwards per model and shape")
     p.add_argument("--kinds", default="features,classify")
     p.add_argument("--shapes", default="32x128,8x512,1x128", help="batch x tokens, comma-separated")
+    p.add_argument("--compile", action="store_true", help=f"add {COMPILED!r} (fp32; compile time in warm-up)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "infer_cpu.json")
     args = p.parse_args()
     retain_freed_memory()
@@ -130,11 +141,14 @@ def main() -> None:
     torch.manual_seed(0)
     models = {name: ours(name) for name in SCHEMES}
     models["HF BERT"] = hf()
+    if args.compile:
+        models[COMPILED] = ours(COMPILED)
     results = {"machine": machine, "rounds": args.rounds, "rows": [], "summary": []}
     for dtype in dtypes:
         for kind in args.kinds.split(","):
             for B, T in [tuple(map(int, x.split("x"))) for x in args.shapes.split(",")]:
-                times = time_shape(models, B, T, kind, dtype, args.rounds)
+                timed = {n: m for n, m in models.items() if n != COMPILED or dtype == "fp32"}
+                times = time_shape(timed, B, T, kind, dtype, args.rounds)
                 for name, ts in times.items():
                     sec = statistics.median(ts)
                     row = {"model": name, "kind": kind, "dtype": dtype, "batch": B, "tokens": T,
@@ -145,6 +159,8 @@ def main() -> None:
                 line = {"kind": kind, "dtype": dtype, "batch": B, "tokens": T,
                         "TUPE-R_overhead_vs_BERT-A": round(paired(times["TUPE-R"], times["BERT-A"]) - 1, 4),
                         **{f"{n}_speedup_over_HF": round(paired(times["HF BERT"], times[n]), 3) for n in SCHEMES}}
+                if COMPILED in times:
+                    line["TUPE-R_compile_speedup_over_TUPE-R"] = round(paired(times["TUPE-R"], times[COMPILED]), 3)
                 results["summary"].append(line)
                 print(json.dumps(line), flush=True)
     results["predict"] = predict_rows_per_s()

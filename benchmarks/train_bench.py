@@ -18,6 +18,17 @@ timed in isolation). A training step cannot gain more from bf16 than its matmuls
 work that does not shrink (optimizer, dropout masks, casts, norms). "TUPE-R bf16 weights"
 (bf16 rows only) is a further bound: the whole model, its residual stream and its optimizer
 state in bf16, no casts at all (numerically not what autocast training is; a yardstick).
+
+"TUPE-R compile" (CPU, with --compile): the same model with its encoder layers torch.compiled
+(``train.py --compile``); compile time is excluded (warm-up steps), reported separately.
+
+On CUDA (``--device cuda``): bert_base at 32 x 512 and 128 x 128 by default, bf16 and fp16
+autocast (fp16 without a loss scaler: the speed is the same), attention dropout 0 for every
+model (FlexAttention has none; HF's SDPA then takes the flash kernel), and besides the bias
+form the "flex" rows (``--attn-impl flex``: the positional terms read inside FlexAttention).
+Per row: tokens/s, peak memory, and MFU: model FLOPs (3 x forward: the linear layers, the
+T x T products, the LM head on the positions each model projects) per second over the GPU's
+dense bf16/fp16 peak (H100/H200 SXM: 989 TFLOP/s).
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -40,18 +52,29 @@ from tupe.train.optim import FairseqAdam
 
 V = 32769
 SHAPES = [(8, 128), (2, 512)]
+CUDA_SHAPES = [(32, 512), (128, 128)]
 MODELS = {"TUPE-A": dict(), "TUPE-R": dict(rel_pos=True), "BERT-A": dict(pos_encoding="absolute")}
+FLEX = {"TUPE-A flex": "TUPE-A", "TUPE-R flex": "TUPE-R"}      # --attn-impl flex (CUDA rows)
+COMPILED = "TUPE-R compile"                                     # train.py --compile (CPU rows)
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}     # dense bf16/fp16, SXM
 
 
 ALL_BF16 = "TUPE-R bf16 weights"   # bound, not a training recipe: see the module docstring
 
 
-def ours(name: str, device):
+def ours(name: str, device, attention_dropout: float = 0.1):
     all_bf16 = name == ALL_BF16
-    cfg = TupeConfig.from_preset("bert_base", vocab_size=V, max_positions=512, **MODELS["TUPE-R" if all_bf16 else name])
+    base = "TUPE-R" if name in (ALL_BF16, COMPILED) else FLEX.get(name, name)
+    cfg = TupeConfig.from_preset("bert_base", vocab_size=V, max_positions=512, attention_dropout=attention_dropout,
+                                 **MODELS[base])
     model = TupeModel(cfg).to(device).train()
     if all_bf16:
         model.bfloat16()
+    if name in FLEX:
+        model.set_attn_impl("flex")
+    if name == COMPILED:
+        from tupe.model.compile import compile_layers
+        assert compile_layers(model, device), "torch.compile unavailable here"
 
     def step(tokens, mask, target, autocast):
         with autocast:
@@ -60,12 +83,12 @@ def ours(name: str, device):
     return model, step
 
 
-def hf_bert(device):
+def hf_bert(device, attention_dropout: float = 0.1):
     from transformers import BertConfig, BertForMaskedLM
 
     cfg = BertConfig(vocab_size=V, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                      intermediate_size=3072, max_position_embeddings=512, hidden_act="gelu",
-                     attn_implementation="sdpa")
+                     attention_probs_dropout_prob=attention_dropout, attn_implementation="sdpa")
     model = BertForMaskedLM(cfg).to(device).train()
 
     def step(tokens, mask, target, autocast):
@@ -87,12 +110,14 @@ class Runner:
         self.tokens = tokens.to(device)
         self.model, self.fn, self.device = model, step, device
         self.opt = FairseqAdam(model.parameters(), lr=1e-4, weight_decay=0.01)
-        self.autocast = contextlib.nullcontext() if dtype == "fp32" else torch.autocast(device.type, dtype=torch.bfloat16)
-        self.times = []
+        low = torch.float16 if dtype == "fp16" else torch.bfloat16
+        self.autocast = contextlib.nullcontext() if dtype == "fp32" else torch.autocast(device.type, dtype=low)
+        self.times, self.peak_bytes = [], 0
 
     def step(self, record: bool = True):
         if self.device.type == "cuda":
             torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
         t = time.perf_counter()
         loss = self.fn(self.tokens, self.mask, self.tokens, self.autocast)
         loss.backward()
@@ -102,6 +127,23 @@ class Runner:
             torch.cuda.synchronize()
         if record:
             self.times.append(time.perf_counter() - t)
+            if self.device.type == "cuda":
+                self.peak_bytes = max(self.peak_bytes, torch.cuda.max_memory_allocated())
+
+
+def step_flops(B: int, T: int, projected: int, C: int = 768, F: int = 3072, L: int = 12) -> float:
+    """Model FLOPs of one training step (3 x forward) of a BERT-base-shaped encoder: per token and
+    layer the four linear layers (2 x (4C^2 + 2CF)) and the two T x T products (4TC); the LM head
+    (dense + vocabulary projection) on the ``projected`` positions. The same formula for every
+    model (TUPE's positional terms, O(T C) per step, and its folded q/k are not counted)."""
+    return 3.0 * (B * T * L * (8 * C * C + 4 * C * F + 4 * T * C) + projected * (2 * C * C + 2 * C * V))
+
+
+def peak_flops(device) -> Optional[float]:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name()
+    return next((tf * 1e12 for key, tf in PEAK_TFLOPS.items() if key in name), None)
 
 
 def cpu_name() -> str:
@@ -149,10 +191,16 @@ def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for B, T in sorted({(r["batch"], r["tokens"]) for r in rows}, key=lambda s: s[1]):
         line = {"batch": B, "tokens": T}
-        for dtype in ("fp32", "bf16"):
+        for dtype in ("fp32", "bf16", "fp16"):
             if ("TUPE-R", B, T, dtype) in by:
                 line[f"TUPE-R_speedup_over_HF_{dtype}"] = round(paired(by["HF-BERT", B, T, dtype], by["TUPE-R", B, T, dtype]), 3)
                 line[f"TUPE-R_overhead_vs_BERT-A_{dtype}"] = round(paired(by["TUPE-R", B, T, dtype], by["BERT-A", B, T, dtype]) - 1, 3)
+            for variant in (*FLEX, COMPILED):
+                if (variant, B, T, dtype) in by:
+                    key = variant.replace(" ", "_")
+                    line[f"{key}_speedup_over_HF_{dtype}"] = round(paired(by["HF-BERT", B, T, dtype], by[variant, B, T, dtype]), 3)
+                    base = "TUPE-R" if variant == COMPILED else FLEX[variant]
+                    line[f"{key}_speedup_over_{base}_{dtype}"] = round(paired(by[base, B, T, dtype], by[variant, B, T, dtype]), 3)
         if ("TUPE-R", B, T, "bf16") in by and ("TUPE-R", B, T, "fp32") in by:
             for name in [*MODELS, "HF-BERT"]:      # different rounds: ratio of the medians
                 line[f"{name}_bf16_speedup"] = round(statistics.median(by[name, B, T, "fp32"]) /
@@ -168,16 +216,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=10, help="timed steps per model (median reported)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtypes", default="fp32,bf16")
+    p.add_argument("--dtypes", default=None, help="default: fp32,bf16 (CPU), bf16,fp16 (CUDA)")
+    p.add_argument("--shapes", default=None, help="BxT,...; default: 8x128,2x512 (CPU), 32x512,128x128 (CUDA)")
+    p.add_argument("--compile", action="store_true", help=f"add the {COMPILED!r} rows (CPU, fp32)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    args.dtypes = args.dtypes or ("bf16,fp16" if cuda else "fp32,bf16")
+    shapes = [tuple(map(int, s.split("x"))) for s in args.shapes.split(",")] if args.shapes else \
+        (CUDA_SHAPES if cuda else SHAPES)
+    attention_dropout = 0.0 if cuda else 0.1
     if device.type == "cpu":
         retain_freed_memory()   # as the trainer does; all models in this process profit alike
     out = args.out or Path(__file__).parent / "results" / f"train_{device.type}.json"
     machine = {"device": torch.cuda.get_device_name() if device.type == "cuda" else cpu_name(),
                "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__}
-    results = {"machine": machine, "steps": args.steps, "rows": []}
+    results = {"machine": machine, "steps": args.steps, "attention_dropout": attention_dropout, "rows": []}
     print(json.dumps(machine))
     dtypes = args.dtypes.split(",")
     if device.type == "cpu" and "bf16" in dtypes and not cpu_supports_bf16():
@@ -186,16 +241,24 @@ def main() -> None:
         results["bf16_skipped"] = f"this CPU has no native bf16: {EMULATED_BF16}"
         print(json.dumps({"bf16_skipped": results["bf16_skipped"]}))
     args.dtypes = ",".join(dtypes)
-    for B, T in SHAPES:
+    peak = peak_flops(device)
+    for B, T in shapes:
         for dtype in args.dtypes.split(","):
-            # all four models side by side, timed in turns (round robin), so that a slow spell of
+            # all models side by side, timed in turns (round robin), so that a slow spell of
             # the machine hits every model alike; the median step time of each is reported
-            runners = {}
-            for name in [*MODELS, "HF-BERT", *([ALL_BF16] if dtype == "bf16" else [])]:
+            names = [*MODELS, "HF-BERT"]
+            names += [*FLEX] if cuda else [ALL_BF16] if dtype == "bf16" else []
+            names += [COMPILED] if args.compile and not cuda and dtype == "fp32" else []
+            runners, warmup_s = {}, {}
+            for name in names:
                 torch.manual_seed(0)
-                model, step = hf_bert(device) if name == "HF-BERT" else ours(name, device)
+                model, step = hf_bert(device, attention_dropout) if name == "HF-BERT" else \
+                    ours(name, device, attention_dropout)
                 runners[name] = Runner(model, step, B, T, device, dtype)
-                runners[name].step(record=False)                      # warm-up
+                t = time.perf_counter()
+                for _ in range(2 if name in FLEX or name == COMPILED else 1):
+                    runners[name].step(record=False)                  # warm-up (and compile)
+                warmup_s[name] = time.perf_counter() - t
             for _ in range(args.steps):
                 for r in runners.values():
                     r.step()
@@ -204,10 +267,18 @@ def main() -> None:
                 row = {"model": name, "batch": B, "tokens": T, "dtype": dtype,
                        "tokens_per_s": round(B * T / sec, 1), "step_s": round(sec, 4),
                        "step_s_all": [round(x, 4) for x in r.times]}
+                if name in FLEX or name == COMPILED:
+                    row["warmup_s"] = round(warmup_s[name], 1)
+                if cuda:
+                    projected = B * T if name == "HF-BERT" else int(r.mask.sum())
+                    row["peak_memory_gb"] = round(r.peak_bytes / 2 ** 30, 2)
+                    row["tflops"] = round(step_flops(B, T, projected) / sec / 1e12, 1)
+                    if peak:
+                        row["mfu"] = round(step_flops(B, T, projected) / sec / peak, 3)
                 results["rows"].append(row)
                 print(json.dumps(row), flush=True)
             del runners
-        if "bf16" in args.dtypes and "fp32" in args.dtypes:
+        if "bf16" in args.dtypes and "fp32" in args.dtypes and not cuda:
             ceiling = matmul_ceiling(B * T, device)
             results.setdefault("matmul_ceiling_bf16_speedup", {})[f"{B}x{T}"] = round(ceiling, 3)
             print(json.dumps({"matmul_ceiling_bf16_speedup": round(ceiling, 3), "tokens": B * T}), flush=True)

@@ -169,3 +169,27 @@ def test_cpu_training_attention_path_equals_sdpa(mask_shape):
     torch.manual_seed(1)
     dropped, _ = eager_attention(q, k, v, mask, 0.3, 0.5)
     assert dropped.shape == want.shape and not torch.allclose(dropped, want)
+
+
+@pytest.mark.parametrize("scheme", [dict(), dict(rel_pos=True), dict(pos_encoding="alibi")])
+def test_unpadded_batch_shortcut_is_exact(scheme, monkeypatch):
+    """A batch without padding gets the (1, H, T, T) bias instead of the (B, H, T, T) sum with a
+    zero key mask: the same outputs and gradients."""
+    from tupe.model.transformer import Encoder
+
+    torch.manual_seed(0)
+    model = TupeModel(tiny_config(dropout=0.0, attention_dropout=0.0, **scheme)).train()
+    tokens = random_tokens(3, 12, seed=4)
+    tokens[tokens.eq(1)] = 9                                   # no padding anywhere
+    assert Encoder._no_padding(tokens.eq(1)) and not Encoder._no_padding(random_tokens(3, 12, seed=4).eq(1))
+    results = []
+    for shortcut in (True, False):
+        if not shortcut:
+            monkeypatch.setattr(Encoder, "_no_padding", staticmethod(lambda padding: False))
+        model.zero_grad()
+        out = model(tokens)
+        out.square().mean().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    assert torch.equal(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-6)

@@ -50,3 +50,13 @@ def test_electra_fp16_on_cuda(data_dir, tmp_path):
     recs = train_records(save)
     assert len(recs) == 20 and all("loss_scale" in r and "disc_acc" in r for r in recs)
     assert recs[-1]["gen_loss"] < recs[0]["gen_loss"]
+
+
+@pytest.mark.parametrize("flags", [["--attn-impl", "flex", "--attention-dropout", "0", "--bf16"],
+                                   ["--compile", "--bf16"]])
+def test_speed_options_on_cuda(data_dir, tmp_path, flags):
+    save = tmp_path / "ck"
+    assert main(tiny_args(data_dir, save, "--max-update", "20", *flags, cpu=False)) == 0
+    recs = train_records(save)
+    assert len(recs) == 20 and recs[-1]["loss"] < recs[0]["loss"]
+    assert tupe.load_model(save).num_parameters() > 0

@@ -113,6 +113,12 @@ class FlexPositions:
         if use_kernel:
             if q.device.type == "cuda":
                 kernel = flex_attention_kernel()
+                if min(q.size(-1), v.size(-1)) < 16:     # the kernel's smallest head dim: zero-pad
+                    dv = v.size(-1)
+                    pad = lambda x: torch.nn.functional.pad(x, (0, max(0, 16 - x.size(-1))))   # noqa: E731
+                    y = kernel(pad(q), pad(k), pad(v), score_mod=self.score_mod, block_mask=self.block_mask(),
+                               scale=scale)
+                    return y[..., :dv], None
             else:       # CPU inference: FlexAttention's eager (unfused) evaluation, warning silenced
                 from torch.nn.attention.flex_attention import flex_attention
 

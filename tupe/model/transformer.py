@@ -238,6 +238,15 @@ class Encoder(nn.Module):
             terms["slopes"] = self.alibi.slopes(padding.device)
         return FlexPositions(padding, **terms)
 
+    @staticmethod
+    def _no_padding(padding: torch.Tensor) -> bool:
+        """True when no position is padded (CPU only: on a GPU the check would wait for the
+        device; never inside a traced, compiled or exported graph)."""
+        if padding.device.type != "cpu" or torch.compiler.is_compiling() or torch.compiler.is_exporting() \
+                or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return False
+        return not bool(padding.any())
+
     def clear_positional_cache(self) -> None:
         self._bias_cache = {}
 
@@ -280,7 +289,12 @@ class Encoder(nn.Module):
             key_mask = torch.zeros(B, 1, 1, T, dtype=dtype, device=x.device)
             key_mask = key_mask.masked_fill(padding[:, None, None, :], float("-inf"))  # (B, 1, 1, T)
             bias = self.positional_bias(T)                                             # (H, T, T) | None
-            attn_mask = key_mask if bias is None else key_mask + bias.to(dtype).unsqueeze(0)  # (B, H|1, T|1, T)
+            if bias is None:
+                attn_mask = key_mask                                                   # (B, 1, 1, T)
+            elif self._no_padding(padding):     # same values; no (B, H, T, T) copy to write and read
+                attn_mask = bias.to(dtype).unsqueeze(0)                                # (1, H, T, T)
+            else:
+                attn_mask = key_mask + bias.to(dtype).unsqueeze(0)                     # (B, H, T, T)
         rotary = self.rotary(T, x.device) if self.rotary is not None else None        # 2 x (T, d) | None
 
         hidden, attentions = [x] if output_hidden_states else None, [] if output_attentions else None
