@@ -159,3 +159,22 @@ def test_score_mod_is_elementwise():
                                     torch.tensor(j))
                 want = pos.row0[h] if i == 0 else pos.col0[h] if j == 0 else pos.per_distance[h, j - i + T - 1]
                 assert one == grid[0, h, i, j] == want
+
+
+@pytest.mark.slow          # compiles FlexAttention's CPU kernel (~20-40 s)
+@pytest.mark.parametrize("name", ["TUPE-R", "ALiBi"])
+def test_compiled_flexattention_traces_the_score_mod(name):
+    """The compiled kernel (what CUDA runs) traces these score_mod/mask_mod closures: on the CPU
+    its forward equals the grid evaluation. (Its backward needs a GPU: tests/model/test_cuda.py.)"""
+    from tupe.model.flex import flex_attention_kernel
+
+    _, flex = pair(SCHEMES[name], dtype=torch.float32)
+    tokens = random_tokens(3, 16, seed=7)
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 16, 4, generator=g) for _ in range(3))
+    with torch.no_grad():
+        pos = flex.encoder.flex_positions(16, tokens.eq(1))
+        qf, kf, scale = pos.fold(q, k, 0.25)
+        kernel = flex_attention_kernel()(qf, kf, v, score_mod=pos.score_mod, block_mask=pos.block_mask(), scale=scale)
+        math, _ = attend_math(qf, kf, v, pos, scale)
+    torch.testing.assert_close(kernel, math, atol=1e-5, rtol=1e-5)

@@ -163,13 +163,20 @@ def one_and_two_processes(args_fn, data_dir, tmp_path, common):
     """The same run as 1 process with --update-freq 2 and as 2 gloo processes: their train records."""
     assert main(args_fn(data_dir, tmp_path / "one", "--update-freq", "2", *common)) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "train.py",
-                           *args_fn(data_dir, tmp_path / "two", *common)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    for attempt in range(2):
+        save = tmp_path / ("two" if attempt == 0 else "two-again")
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "train.py",
+                               *args_fn(data_dir, save, *common)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+        # Seen once in ~20 runs on a loaded 2-core VM: a rank aborts inside gloo ("terminate called
+        # without an active exception", C++ std::terminate). Rerun once; a second failure fails.
+        if proc.returncode == 0 or "terminate called without an active exception" not in proc.stderr:
+            break
+        print("2-process run aborted inside gloo, rerunning once:\n" + proc.stderr[-2000:])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 process(es)" in proc.stdout
-    return records(tmp_path / "one"), records(tmp_path / "two")
+    return records(tmp_path / "one"), records(save)
 
 
 def test_two_process_gloo_equals_update_freq_two(data_dir, tmp_path):

@@ -15,12 +15,13 @@ form, gradients included):
   (with [CLS]'s two entries), ALiBi's ``-slope_h |kv - q|``: both in the score modification.
 * Padding is a block mask (keys at padded positions are skipped).
 
-On CUDA this runs FlexAttention (``torch.nn.attention.flex_attention``, compiled once per
-shape): the (H, 2T-1) table is read inside the kernel and gets its gradient there. FlexAttention
-has no backward on the CPU, so there the same ``score_mod``/``mask_mod`` functions are evaluated
-on index grids (``attend_math``): materialised, no faster than the bias form, but the same
-arithmetic, which is what the CPU tests check on every machine. FlexAttention cannot drop
-attention probabilities: training with this path needs ``attention_dropout=0``.
+On CUDA this runs FlexAttention (``torch.nn.attention.flex_attention``, compiled): the
+(H, 2T-1) table is read inside the kernel and gets its gradient there. FlexAttention has no
+backward on the CPU, so there the same ``score_mod``/``mask_mod`` functions are evaluated on
+index grids (``attend_math``): materialised, no faster than the bias form, but the same
+arithmetic, which is what the CPU tests check on every machine (CPU inference without autograd
+runs FlexAttention's own eager evaluation). FlexAttention cannot drop attention probabilities:
+training with this path needs ``attention_dropout=0``.
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ _compiled_flex = None
 
 
 def flex_attention_kernel():
-    """torch.compile(flex_attention), built once (the fused kernel; eager flex is a reference)."""
+    """torch.compile(flex_attention), built once (the fused kernel; eager flex is a reference).
+    Default dynamism: a second sequence length recompiles once with a symbolic length, so
+    finetuning batches of varying length do not compile per length."""
     global _compiled_flex
     if _compiled_flex is None:
         from torch.nn.attention.flex_attention import flex_attention
-        _compiled_flex = torch.compile(flex_attention, dynamic=False)
+        _compiled_flex = torch.compile(flex_attention)
     return _compiled_flex
 
 
