@@ -286,3 +286,31 @@ def test_hf_config_declares_every_native_field_with_its_default():
         assert hasattr(hf.TupeHfConfig, f.name) or f.name in hcfg.__dict__, f.name
         if f.default is not MISSING and f.name != "untie_cls":
             assert getattr(hcfg, f.name) == f.default, f.name
+
+
+def test_attn_implementation_flex_attention_runs_the_native_flex_path(tmp_path):
+    """attn_implementation="flex_attention" selects the native FlexAttention path (the bias
+    form otherwise): same logits as the bias form on the reference checkpoint, with gradients."""
+    native = load_model(FIXTURE / "checkpoint.pt")
+    folder = hf.export_hf(native, tmp_path / "hf")
+    default = AutoModelForMaskedLM.from_pretrained(folder)
+    flex = AutoModelForMaskedLM.from_pretrained(folder, attn_implementation="flex_attention")
+    assert flex.config._attn_implementation == "flex_attention"
+    assert default.config._attn_implementation != "flex_attention"
+    tokens = torch.from_numpy(np.load(FIXTURE / "expected.npz")["tokens_0"]).long()
+    real = tokens.ne(1)
+    outs = []
+    for model in (default, flex):
+        model.train()                       # gradients in train mode, every dropout off (flex has none)
+        for m in model.modules():
+            if isinstance(getattr(m, "dropout", None), float):            # attention probabilities
+                m.dropout = 0.0
+            if type(m).__name__ == "Dropout":
+                m.p = 0.0
+        logits = model(tokens, attention_mask=real.long()).logits
+        logits[real].square().mean().backward()
+        outs.append((logits.detach(), model.tupe.encoder.attn_impl,
+                     model.tupe.encoder.rel_pos_bias.relative_attention_bias.weight.grad))
+    assert [o[1] for o in outs] == ["bias", "flex"]
+    torch.testing.assert_close(outs[1][0][real], outs[0][0][real], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(outs[1][2], outs[0][2], atol=1e-6, rtol=1e-4)
