@@ -219,6 +219,9 @@ def main() -> None:
     p.add_argument("--dtypes", default=None, help="default: fp32,bf16 (CPU), bf16,fp16 (CUDA)")
     p.add_argument("--shapes", default=None, help="BxT,...; default: 8x128,2x512 (CPU), 32x512,128x128 (CUDA)")
     p.add_argument("--compile", action="store_true", help=f"add the {COMPILED!r} rows (CPU, fp32)")
+    p.add_argument("--flex", action=argparse.BooleanOptionalAction, default=None,
+                   help="add the --attn-impl flex rows (default: on CUDA only; on the CPU they run the "
+                        "grid evaluation, a check of the path rather than a speed)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     device = torch.device(args.device)
@@ -226,7 +229,8 @@ def main() -> None:
     args.dtypes = args.dtypes or ("bf16,fp16" if cuda else "fp32,bf16")
     shapes = [tuple(map(int, s.split("x"))) for s in args.shapes.split(",")] if args.shapes else \
         (CUDA_SHAPES if cuda else SHAPES)
-    attention_dropout = 0.0 if cuda else 0.1
+    flex = cuda if args.flex is None else args.flex
+    attention_dropout = 0.0 if cuda or flex else 0.1
     if device.type == "cpu":
         retain_freed_memory()   # as the trainer does; all models in this process profit alike
     out = args.out or Path(__file__).parent / "results" / f"train_{device.type}.json"
@@ -247,7 +251,8 @@ def main() -> None:
             # all models side by side, timed in turns (round robin), so that a slow spell of
             # the machine hits every model alike; the median step time of each is reported
             names = [*MODELS, "HF-BERT"]
-            names += [*FLEX] if cuda else [ALL_BF16] if dtype == "bf16" else []
+            names += [*FLEX] if flex else []
+            names += [ALL_BF16] if dtype == "bf16" and not cuda else []
             names += [COMPILED] if args.compile and not cuda and dtype == "fp32" else []
             runners, warmup_s = {}, {}
             for name in names:

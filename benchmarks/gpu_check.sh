@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The GPU checks in one run, for a session lent a GPU (about 6-9 min on one H100/H200):
+# the CUDA tests (FlexAttention kernel, fp16/bf16, --attn-impl flex and --compile on CUDA, the
+# earlier GPU tests), then the GPU training benchmark (bert_base, 32 x 512 and 128 x 128, bf16
+# and fp16, bias form and flex rows, tokens/s, peak memory, MFU).
+#
+#   bash benchmarks/gpu_check.sh [OUT_DIR]          # needs a CUDA build of torch and the test extra
+set -o pipefail
+out=${1:-benchmarks/results}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
+python -m pytest -q -m "cuda or not cuda" -p no:cacheprovider tests/model/test_cuda.py tests/train/test_cuda_train.py \
+  2>&1 | tee "$out/cuda_tests.log"
+tests=$?
+python benchmarks/train_bench.py --device cuda --steps 10 --out "$out/train_cuda_bert_base.json" 2>&1 | tee "$out/train_cuda_bert_base.log"
+exit $(( tests || $? ))
