@@ -4,12 +4,27 @@
 # earlier GPU tests), then the GPU training benchmark (bert_base, 32 x 512 and 128 x 128, bf16
 # and fp16, bias form and flex rows, tokens/s, peak memory, MFU).
 #
-#   bash benchmarks/gpu_check.sh [OUT_DIR]          # needs a CUDA build of torch and the test extra
+#   bash benchmarks/gpu_check.sh [OUT_DIR]          # needs a CUDA build of torch
+#
+# The project's other dependencies (and pytest, transformers for the HF rows) must be
+# importable. On a machine without a package index, download them beforehand where there is
+# one, into an ignored folder carried along, e.g.
+#   pip download -d .wheels numpy safetensors tokenizers sacremoses regex sentencex tqdm scipy \
+#       scikit-learn matplotlib pytest tensorboard transformers
+# and this script installs from it (never torch: the machine's CUDA build is kept).
 set -o pipefail
 out=${1:-benchmarks/results}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
+if ! python -c "import tupe, pytest" 2>/dev/null; then
+  if [ -d .wheels ]; then
+    pip install -q --no-index --find-links .wheels --no-deps -e . &&
+      pip install -q --no-index --find-links .wheels .wheels/*.whl || exit 1
+  else
+    pip install -q -e '.[test,bench]' || exit 1      # needs a package index
+  fi
+fi
 python -m pytest -q -m "cuda or not cuda" -p no:cacheprovider tests/model/test_cuda.py tests/train/test_cuda_train.py \
   2>&1 | tee "$out/cuda_tests.log"
 tests=$?
