@@ -15,6 +15,11 @@ Batch 1 x 128 reports the latency (seconds per call). Every row is a full-length
 ``tupe-predict`` is timed on a small TUPE-R classifier (``bert_small``) reading raw sentences
 (cleaning, BPE, batching of one, forward, label words): rows per second.
 
+"components" (also alone: ``--components-only``): the differences measured where they arise,
+with 20 paired calls of one encoder layer each (a layer call is ~0.35 s, a whole forward ~5 s):
+TUPE-R's extra cost over BERT-A (the same layer called with either model's attention mask) as a
+fraction of a whole forward, and one TUPE-R layer against one HF ``BertLayer``.
+
 ``--compile`` adds "TUPE-R compile" (fp32): TUPE-R with its encoder layers torch.compiled, as
 ``from_pretrained(compile=True)``; the warm-up call per shape compiles and is not timed.
 
@@ -86,6 +91,81 @@ def time_shape(models: dict, B: int, T: int, kind: str, dtype: str, rounds: int)
     return times
 
 
+def bias_overhead(B: int, T: int, reps: int = 20) -> dict:
+    """TUPE-R's extra inference cost, measured where it arises: the same encoder layer and
+    input, called with TUPE-R's attention mask (the cached (1, H, T, T) positional bias) and with
+    BERT-A's ((B, 1, 1, T) key mask), in turns, ``reps`` times. Everything else in the two
+    forwards is the same code, so 12 x the per-layer difference over a whole forward is TUPE-R's
+    overhead, with far less noise than timing whole forwards of ~5 s each."""
+    torch.manual_seed(0)
+    model = TupeModel(TupeConfig.from_preset("bert_base", vocab_size=V, max_positions=512, rel_pos=True)).eval()
+    enc, layer = model.encoder, model.encoder.layers[0]
+    ids = torch.randint(7, V, (B, T))
+    ids[:, 0] = 0
+    with torch.inference_mode():
+        x = enc.embed_tokens(ids)
+        tupe_mask = enc.positional_bias(T).unsqueeze(0)                                # (1, H, T, T)
+        bert_mask = torch.zeros(B, 1, 1, T)                                            # (B, 1, 1, T)
+        times = {"tupe": [], "bert": []}
+        for mask in (tupe_mask, bert_mask):
+            layer(x, mask)                                                             # warm-up
+        for _ in range(reps):
+            for name, mask in (("tupe", tupe_mask), ("bert", bert_mask)):
+                t = time.perf_counter()
+                layer(x, mask)
+                times[name].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        model.extract_features(ids)
+        forward = time.perf_counter() - t
+    diffs = [a - b for a, b in zip(times["tupe"], times["bert"])]
+    per_layer = statistics.median(diffs)
+    return {"batch": B, "tokens": T, "reps": reps, "layer_s_tupe_r": round(statistics.median(times["tupe"]), 4),
+            "layer_s_bert_a": round(statistics.median(times["bert"]), 4),
+            "layer_diff_s_median": round(per_layer, 5),
+            "layer_diff_s_iqr": [round(statistics.quantiles(diffs, n=4)[0], 5), round(statistics.quantiles(diffs, n=4)[2], 5)],
+            "forward_s": round(forward, 3),
+            "tupe_r_overhead_estimate": round(model.cfg.encoder_layers * per_layer / forward, 4)}
+
+
+def layer_vs_hf(B: int, T: int, reps: int = 20) -> dict:
+    """One TUPE-R encoder layer (with its cached positional bias, as in inference) against one
+    HF ``BertLayer`` (SDPA, no mask: full rows) on the same input, in turns: the per-layer speed
+    ratio, which whole forwards on a noisy machine cannot resolve to a few percent."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    ours = TupeModel(TupeConfig.from_preset("bert_base", vocab_size=V, max_positions=512, rel_pos=True)).eval()
+    hf_cfg = BertConfig(vocab_size=V, hidden_size=768, num_hidden_layers=1, num_attention_heads=12,
+                        intermediate_size=3072, max_position_embeddings=512, attn_implementation="sdpa")
+    theirs = BertModel(hf_cfg, add_pooling_layer=False).eval().encoder.layer[0]
+    x = torch.randn(B, T, 768)
+    times = {"ours": [], "hf": []}
+    with torch.inference_mode():
+        mask = ours.encoder.positional_bias(T).unsqueeze(0)                            # (1, H, T, T)
+        layer = ours.encoder.layers[0]
+        layer(x, mask), theirs(x)                                                      # warm-up
+        for _ in range(reps):
+            for name, fn in (("ours", lambda: layer(x, mask)), ("hf", lambda: theirs(x))):
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+    ratios = [h / o for o, h in zip(times["ours"], times["hf"])]
+    q = statistics.quantiles(ratios, n=4)
+    return {"batch": B, "tokens": T, "reps": reps, "layer_s_tupe_r": round(statistics.median(times["ours"]), 4),
+            "layer_s_hf": round(statistics.median(times["hf"]), 4),
+            "tupe_r_speedup_over_hf_median": round(statistics.median(ratios), 3),
+            "tupe_r_speedup_over_hf_iqr": [round(q[0], 3), round(q[2], 3)]}
+
+
+def components(machine: dict) -> dict:
+    out = {"machine": machine, "bias_overhead": [], "layer_vs_hf": []}
+    for B, T in ((32, 128), (8, 512)):
+        for key, fn in (("bias_overhead", bias_overhead), ("layer_vs_hf", layer_vs_hf)):
+            out[key].append(fn(B, T))
+            print(json.dumps(out[key][-1]), flush=True)
+    return out
+
+
 def predict_rows_per_s(n_rows: int = 200) -> dict:
     """tupe-predict on raw text, end to end in-process, with a small TUPE-R classifier."""
     import contextlib
@@ -128,6 +208,8 @@ def main() -> None:
     p.add_argument("--kinds", default="features,classify")
     p.add_argument("--shapes", default="32x128,8x512,1x128", help="batch x tokens, comma-separated")
     p.add_argument("--compile", action="store_true", help=f"add {COMPILED!r} (fp32; compile time in warm-up)")
+    p.add_argument("--components-only", action="store_true",
+                   help="measure only the per-layer components and update them in --out")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "infer_cpu.json")
     args = p.parse_args()
     retain_freed_memory()
@@ -138,6 +220,13 @@ def main() -> None:
     import transformers
     machine["transformers"] = transformers.__version__
     print(json.dumps(machine), flush=True)
+    if args.components_only:
+        results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        results["components"] = components(machine)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.out}")
+        return
     torch.manual_seed(0)
     models = {name: ours(name) for name in SCHEMES}
     models["HF BERT"] = hf()
@@ -163,6 +252,7 @@ def main() -> None:
                     line["TUPE-R_compile_speedup_over_TUPE-R"] = round(paired(times["TUPE-R"], times[COMPILED]), 3)
                 results["summary"].append(line)
                 print(json.dumps(line), flush=True)
+    results["components"] = components(machine)
     results["predict"] = predict_rows_per_s()
     print(json.dumps(results["predict"]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
