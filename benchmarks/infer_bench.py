@@ -94,7 +94,7 @@ def time_shape(models: dict, B: int, T: int, kind: str, dtype: str, rounds: int)
 def bias_overhead(B: int, T: int, reps: int = 20) -> dict:
     """TUPE-R's extra inference cost, measured where it arises: the same encoder layer and
     input, called with TUPE-R's attention mask (the cached (1, H, T, T) positional bias) and with
-    BERT-A's ((B, 1, 1, T) key mask), in turns, ``reps`` times. Everything else in the two
+    BERT-A's (none: a full batch), in turns, ``reps`` times. Everything else in the two
     forwards is the same code, so 12 x the per-layer difference over a whole forward is TUPE-R's
     overhead, with far less noise than timing whole forwards of ~5 s each."""
     torch.manual_seed(0)
@@ -105,7 +105,7 @@ def bias_overhead(B: int, T: int, reps: int = 20) -> dict:
     with torch.inference_mode():
         x = enc.embed_tokens(ids)
         tupe_mask = enc.positional_bias(T).unsqueeze(0)                                # (1, H, T, T)
-        bert_mask = torch.zeros(B, 1, 1, T)                                            # (B, 1, 1, T)
+        bert_mask = None                         # BERT-A's full batch in inference: no mask at all
         times = {"tupe": [], "bert": []}
         for mask in (tupe_mask, bert_mask):
             layer(x, mask)                                                             # warm-up

@@ -193,3 +193,31 @@ def test_unpadded_batch_shortcut_is_exact(scheme, monkeypatch):
     assert torch.equal(results[0][0], results[1][0])
     for a, b in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("scheme", [dict(pos_encoding="absolute"), dict(pos_encoding="rope"), dict(pos_encoding="none")])
+def test_full_batch_without_mask_in_inference(scheme, monkeypatch):
+    """Schemes without a positional bias pass no mask at all for a full batch in inference (the
+    key mask would be all zeros): the same features and attention probabilities."""
+    from tupe.model.transformer import Encoder
+
+    torch.manual_seed(0)
+    model = TupeModel(tiny_config(**scheme)).eval()
+    tokens = random_tokens(3, 12, seed=4)
+    tokens[tokens.eq(1)] = 9
+    seen = []
+    layer = model.encoder.layers[0]
+    real_forward = type(layer).forward
+    monkeypatch.setattr(type(layer), "forward", lambda self, x, mask, *a: (seen.append(mask), real_forward(self, x, mask, *a))[1])
+    results = []
+    for shortcut in (True, False):
+        if not shortcut:
+            monkeypatch.setattr(Encoder, "_no_padding", staticmethod(lambda padding: False))
+        with torch.no_grad():
+            out = model.encoder.encode(tokens, output_attentions=True)      # eager attention
+            features = model.extract_features(tokens)                       # SDPA
+        results.append((out.last_hidden_state, out.attentions, features))
+    assert seen[0] is None and seen[-1] is not None
+    assert torch.equal(results[0][0], results[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+    torch.testing.assert_close(results[0][2], results[1][2], atol=1e-6, rtol=1e-6)

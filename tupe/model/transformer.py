@@ -48,6 +48,8 @@ def eager_attention(q, k, v, mask, scale: float, p: float) -> tuple[torch.Tensor
     of ``dropout.py``, measurably faster), and when the attention probabilities are asked for.
     """
     B, H, T, d = q.shape
+    if mask is None:                                                                   # a full batch
+        mask = q.new_zeros(1, 1, 1, T)
     logits = torch.baddbmm(mask.expand(B, H, T, T).reshape(B * H, T, T), q.reshape(B * H, T, d),
                            k.reshape(B * H, T, d).transpose(1, 2), alpha=scale)          # (B*H, T, T)
     probs = torch.softmax(logits, dim=-1)
@@ -84,10 +86,12 @@ class SelfAttention(nn.Module):
         self.out_proj = nn.Linear(C, C)
         self.explicit_cpu_dropout = True
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, need_weights: bool = False,
+    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], need_weights: bool = False,
                 rotary: Optional[tuple[torch.Tensor, torch.Tensor]] = None
                 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """(B, T, C) -> (B, T, C) and, with ``need_weights``, the probabilities (B, H, T, T)."""
+        """(B, T, C) -> (B, T, C) and, with ``need_weights``, the probabilities (B, H, T, T).
+        ``attn_mask``: additive, broadcastable to (B, H, T, T); None: no mask (a full batch);
+        or the factored terms of attn_impl="flex"."""
         B, T, C = x.shape
         qkv = self.in_proj(x)                                                          # (B, T, 3C)
         q, k, v = qkv.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)        # 3 x (B, H, T, d)
@@ -97,7 +101,7 @@ class SelfAttention(nn.Module):
         if isinstance(attn_mask, FlexPositions):                                       # attn_impl="flex"
             y, probs = attn_mask.attend(q, k, v, self.scaling, p, need_weights)       # (B, H, T, d)
             return self.out_proj(y.transpose(1, 2).reshape(B, T, C)), probs
-        mask = attn_mask.to(q.dtype)
+        mask = attn_mask.to(q.dtype) if attn_mask is not None else None
         probs = None
         # Eager where SDPA cannot serve: attention probabilities asked for, CPU training with dropout,
         # and graph export (ONNX: SDPA's decomposition returns another memory layout than traced).
@@ -131,7 +135,7 @@ class EncoderLayer(nn.Module):
         x = x + self.dropout(y)
         return x if self.normalize_before else norm(x)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, need_weights: bool = False,
+    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], need_weights: bool = False,
                 rotary: Optional[tuple[torch.Tensor, torch.Tensor]] = None
                 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         probs = None
@@ -289,8 +293,8 @@ class Encoder(nn.Module):
             key_mask = torch.zeros(B, 1, 1, T, dtype=dtype, device=x.device)
             key_mask = key_mask.masked_fill(padding[:, None, None, :], float("-inf"))  # (B, 1, 1, T)
             bias = self.positional_bias(T)                                             # (H, T, T) | None
-            if bias is None:
-                attn_mask = key_mask                                                   # (B, 1, 1, T)
+            if bias is None:     # no mask at all for a full batch in inference (as HF's SDPA path)
+                attn_mask = None if not self.training and self._no_padding(padding) else key_mask  # (B, 1, 1, T)
             elif self._no_padding(padding):     # same values; no (B, H, T, T) copy to write and read
                 attn_mask = bias.to(dtype).unsqueeze(0)                                # (1, H, T, T)
             else:
