@@ -242,6 +242,21 @@ class Encoder(nn.Module):
             terms["slopes"] = self.alibi.slopes(padding.device)
         return FlexPositions(padding, **terms)
 
+    def additive_mask(self, padding: torch.Tensor, dtype: torch.dtype) -> Optional[torch.Tensor]:
+        """Positional bias + -inf on padded keys. A full batch gets the bias alone (1, H, T, T)
+        (the same values without a (B, H, T, T) copy to write and read) and, in inference with no
+        positional bias, no mask at all (as HF's SDPA path)."""
+        B, T = padding.shape
+        bias = self.positional_bias(T)                                                 # (H, T, T) | None
+        if self._no_padding(padding):
+            if bias is not None:
+                return bias.to(dtype).unsqueeze(0)                                     # (1, H, T, T)
+            if not self.training:
+                return None
+        key_mask = torch.zeros(B, 1, 1, T, dtype=dtype, device=padding.device)
+        key_mask = key_mask.masked_fill(padding[:, None, None, :], float("-inf"))      # (B, 1, 1, T)
+        return key_mask if bias is None else key_mask + bias.to(dtype).unsqueeze(0)    # (B, H|1, T|1, T)
+
     @staticmethod
     def _no_padding(padding: torch.Tensor) -> bool:
         """True when no position is padded (CPU only: on a GPU the check would wait for the
@@ -283,22 +298,14 @@ class Encoder(nn.Module):
         x = self.dropout(x)
         x = x * (~padding).unsqueeze(-1).to(x.dtype)                                   # zero padding rows
 
-        # One additive mask for all layers: positional bias + -inf on padded keys, built once in
-        # the dtype attention will run in (under autocast: the autocast dtype). attn_impl="flex":
-        # the same terms in factored form instead.
+        # The positional terms and the padding, built once for all layers: one additive mask in
+        # the dtype attention will run in (under autocast: the autocast dtype), or with
+        # attn_impl="flex" the same terms in factored form.
         if self.attn_impl == "flex":
             attn_mask = self.flex_positions(T, padding)
         else:
             dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
-            key_mask = torch.zeros(B, 1, 1, T, dtype=dtype, device=x.device)
-            key_mask = key_mask.masked_fill(padding[:, None, None, :], float("-inf"))  # (B, 1, 1, T)
-            bias = self.positional_bias(T)                                             # (H, T, T) | None
-            if bias is None:     # no mask at all for a full batch in inference (as HF's SDPA path)
-                attn_mask = None if not self.training and self._no_padding(padding) else key_mask  # (B, 1, 1, T)
-            elif self._no_padding(padding):     # same values; no (B, H, T, T) copy to write and read
-                attn_mask = bias.to(dtype).unsqueeze(0)                                # (1, H, T, T)
-            else:
-                attn_mask = key_mask + bias.to(dtype).unsqueeze(0)                     # (B, H, T, T)
+            attn_mask = self.additive_mask(padding, dtype)                             # (B|1, H|1, T|1, T) | None
         rotary = self.rotary(T, x.device) if self.rotary is not None else None        # 2 x (T, d) | None
 
         hidden, attentions = [x] if output_hidden_states else None, [] if output_attentions else None
