@@ -30,6 +30,7 @@ import warnings
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 
 _compiled_flex = None
 
@@ -115,21 +116,17 @@ class FlexPositions:
                                            not (q.requires_grad or k.requires_grad or v.requires_grad))
         if use_kernel:
             if q.device.type == "cuda":
-                kernel = flex_attention_kernel()
-                if min(q.size(-1), v.size(-1)) < 16:     # the kernel's smallest head dim: zero-pad
-                    dv = v.size(-1)
-                    pad = lambda x: torch.nn.functional.pad(x, (0, max(0, 16 - x.size(-1))))   # noqa: E731
-                    y = kernel(pad(q), pad(k), pad(v), score_mod=self.score_mod, block_mask=self.block_mask(),
-                               scale=scale)
-                    return y[..., :dv], None
-            else:       # CPU inference: FlexAttention's eager (unfused) evaluation, warning silenced
-                from torch.nn.attention.flex_attention import flex_attention
-
-                def kernel(*args, **kwargs):
-                    with warnings.catch_warnings():
-                        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
-                        return flex_attention(*args, **kwargs)
-            return kernel(q, k, v, score_mod=self.score_mod, block_mask=self.block_mask(), scale=scale), None
+                dv = v.size(-1)
+                if min(q.size(-1), dv) < 16:          # the kernel's smallest head dim: zero-pad
+                    q, k, v = (F.pad(t, (0, max(0, 16 - t.size(-1)))) for t in (q, k, v))
+                y = flex_attention_kernel()(q, k, v, score_mod=self.score_mod, block_mask=self.block_mask(),
+                                            scale=scale)
+                return y[..., :dv], None
+            from torch.nn.attention.flex_attention import flex_attention
+            with warnings.catch_warnings():          # CPU inference: FlexAttention's eager evaluation
+                warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+                return flex_attention(q, k, v, score_mod=self.score_mod, block_mask=self.block_mask(),
+                                      scale=scale), None
         return attend_math(q, k, v, self, scale)
 
 

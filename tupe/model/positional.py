@@ -141,22 +141,21 @@ class RelativePositionBias(nn.Module):
         return relative_position_bucket(distance, self.num_buckets, self.max_distance)
 
     def forward(self, seq_len: int, device=None) -> torch.Tensor:
-        T, L = seq_len, self.max_positions
-        buckets = self.bucket[L - T: L + T - 1]                                          # j - i = -(T-1) .. T-1
-        per_distance = F.embedding(buckets, self.relative_attention_bias.weight).t()     # (H, 2T-1)
-        bias = toeplitz(per_distance, T)                       # (H, T, T): bias[h, i, j] = w[h, j - i + T - 1]
+        per_distance, cls_row, cls_col = self.factors(seq_len)
+        bias = toeplitz(per_distance, seq_len)                 # (H, T, T): bias[h, i, j] = w[h, j - i + T - 1]
         if self.untie_cls:
-            table = self.relative_attention_bias.weight
-            bias[:, :, 0] = table[self.num_buckets].unsqueeze(-1)        # others -> [CLS]
-            bias[:, 0, :] = table[self.num_buckets // 2].unsqueeze(-1)   # [CLS] -> others (wins at 0, 0)
+            bias[:, :, 0] = cls_col.unsqueeze(-1)      # others -> [CLS]
+            bias[:, 0, :] = cls_row.unsqueeze(-1)      # [CLS] -> others (wins at 0, 0)
         return bias
 
     def factors(self, seq_len: int):
-        """For ``attn_impl="flex"``: the per-distance table (H, 2T-1) (entry j - i + T - 1) and,
-        when untied, [CLS]'s row and column values (H,) (else None, None)."""
+        """The per-distance table (H, 2T-1) (entry j - i + T - 1) and, when untied, [CLS]'s row
+        and column values (H,) (else None, None): what ``forward`` spreads over (H, T, T), and
+        what ``attn_impl="flex"`` reads inside the kernel (flex.py)."""
         T, L = seq_len, self.max_positions
         table = self.relative_attention_bias.weight
-        per_distance = F.embedding(self.bucket[L - T: L + T - 1], table).t()           # (H, 2T-1)
+        buckets = self.bucket[L - T: L + T - 1]                                          # j - i = -(T-1) .. T-1
+        per_distance = F.embedding(buckets, table).t()                                   # (H, 2T-1)
         if not self.untie_cls:
             return per_distance, None, None
         return per_distance, table[self.num_buckets // 2], table[self.num_buckets]
