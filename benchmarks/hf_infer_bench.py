@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from tupe import TupeConfig, TupeModel
+from tupe.config import SCHEMES as REGISTRY
 from tupe.train.cpu import retain_freed_memory
 from train_bench import cpu_name, paired   # benchmarks/ is on sys.path when run as a script
 
@@ -38,7 +39,7 @@ SHAPES = [(32, 128), (8, 512)]
 
 
 def native(name: str):
-    scheme = dict(rel_pos=True) if name == "TUPE-R" else dict(pos_encoding="absolute")
+    scheme = REGISTRY[name]
     model = TupeModel(TupeConfig.from_preset("bert_base", vocab_size=V, max_positions=512, **scheme)).eval()
     return model, lambda ids, mask: model.extract_features(ids)
 

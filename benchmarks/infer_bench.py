@@ -40,11 +40,12 @@ from pathlib import Path
 import torch
 
 from tupe import TupeConfig, TupeModel
+from tupe.config import SCHEMES as REGISTRY
 from tupe.train.cpu import cpu_supports_bf16, retain_freed_memory
 from train_bench import cpu_name, paired   # benchmarks/ is on sys.path when run as a script
 
 V = 32769
-SCHEMES = {"TUPE-A": {}, "TUPE-R": dict(rel_pos=True), "BERT-A": dict(pos_encoding="absolute")}
+SCHEMES = {name: REGISTRY[name] for name in ("TUPE-A", "TUPE-R", "BERT-A")}   # from the scheme registry
 
 
 COMPILED = "TUPE-R compile"     # from_pretrained(compile=True): encoder layers torch.compiled (fp32 rows)

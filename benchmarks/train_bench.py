@@ -47,13 +47,14 @@ import torch
 import torch.nn.functional as F
 
 from tupe import TupeConfig, TupeModel
+from tupe.config import SCHEMES as REGISTRY
 from tupe.train.cpu import EMULATED_BF16, cpu_bf16_flags, cpu_supports_bf16, retain_freed_memory
 from tupe.train.optim import FairseqAdam
 
 V = 32769
 SHAPES = [(8, 128), (2, 512)]
 CUDA_SHAPES = [(32, 512), (128, 128)]
-MODELS = {"TUPE-A": dict(), "TUPE-R": dict(rel_pos=True), "BERT-A": dict(pos_encoding="absolute")}
+MODELS = {name: REGISTRY[name] for name in ("TUPE-A", "TUPE-R", "BERT-A")}    # from the scheme registry
 FLEX = {"TUPE-A flex": "TUPE-A", "TUPE-R flex": "TUPE-R"}      # --attn-impl flex (CUDA rows)
 COMPILED = "TUPE-R compile"                                     # train.py --compile (CPU rows)
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}     # dense bf16/fp16, SXM

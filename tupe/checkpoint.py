@@ -232,7 +232,9 @@ def discriminator_of(state: dict[str, torch.Tensor], path: PathLike) -> dict[str
     return disc
 
 
-def _ours_from_fairseq(state: dict[str, torch.Tensor], path: PathLike) -> dict[str, torch.Tensor]:
+def checkpoint_tensors(state: dict[str, torch.Tensor], path: PathLike) -> dict[str, torch.Tensor]:
+    """A checkpoint's ``model`` entry (original layout; an ELECTRA checkpoint: its discriminator)
+    under the native parameter names, the tied LM weight checked and dropped."""
     from .model.electra import is_electra_state
 
     if is_electra_state(state):
@@ -381,9 +383,38 @@ def load_model(path: PathLike, whole_electra: bool = False) -> TupeModel:
     if whole_electra and is_electra_state(state["model"]):
         return _electra_from_state(state, ckpt)
     cfg = config_from_checkpoint(state.get("args"), state["model"], ckpt)
-    model = build_and_load(cfg, _ours_from_fairseq(state["model"], ckpt), ckpt)
+    model = build_and_load(cfg, checkpoint_tensors(state["model"], ckpt), ckpt)
     attach_vocabulary(model, ckpt.parent)
     return model
+
+
+def read_config(path: PathLike) -> tuple[TupeConfig, dict]:
+    """The model configuration a checkpoint carries (a training checkpoint file or run directory,
+    ELECTRA included, an own-format or a transformers folder), and a training checkpoint's
+    progress (``num_updates``, ``epoch``: the epoch it was saved in; empty for folders)."""
+    from .model.electra import is_electra_state, split_electra_state
+
+    path = Path(path)
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        return load_model(path).cfg, {}
+    ckpt = resolve_checkpoint(path)
+    state = read_checkpoint(ckpt)
+    tensors = state["model"]
+    if is_electra_state(tensors):
+        tensors = split_electra_state(tensors)[0]
+    epoch, updates = progress_of(state)
+    return config_from_checkpoint(state.get("args"), tensors, ckpt), {"num_updates": updates, "epoch": epoch}
+
+
+def progress_of(state: dict) -> tuple[Optional[int], Optional[int]]:
+    """(epoch, num_updates) at which a training checkpoint was saved (None where it does not say).
+    At the end of an epoch the saved iterator already points at the next one: that epoch is reported."""
+    history = (state.get("optimizer_history") or [{}])[-1]
+    progress = (state.get("extra_state") or {}).get("train_iterator") or {}
+    epoch = progress.get("epoch")
+    if epoch is not None and progress.get("iterations_in_epoch", 0) == 0 and epoch > 1:
+        epoch -= 1
+    return epoch, history.get("num_updates")
 
 
 def load_electra_state(model, state: dict[str, torch.Tensor], path: PathLike, target: str) -> None:
@@ -393,7 +424,7 @@ def load_electra_state(model, state: dict[str, torch.Tensor], path: PathLike, ta
     from .model.electra import split_electra_state
 
     disc, gen, rtd = split_electra_state(state)
-    for part, tensors, module in (("discriminator", _ours_from_fairseq(disc, path), model.discriminator),
+    for part, tensors, module in (("discriminator", checkpoint_tensors(disc, path), model.discriminator),
                                   ("generator", gen, model.generator), ("replaced-token head", rtd, model.rtd_head)):
         try:
             module.load_state_dict(tensors)

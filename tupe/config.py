@@ -16,6 +16,25 @@ POS_ENCODINGS = ("tupe", "absolute", "rope", "alibi", "none")
 SCHEME_NAMES = {"tupe": "TUPE", "absolute": "BERT", "rope": "RoPE", "alibi": "ALiBi", "none": "NoPE"}
 ACTIVATIONS = ("gelu", "gelu_accurate", "relu", "tanh")
 
+# The scheme registry: each model of the paper and each of today's baselines, by name, as the
+# configuration fields that make it (every other field keeps its value). Everything that names a
+# scheme (study, demo, benchmarks, the HF layer, tests) takes the names from here, and
+# ``TupeConfig.name`` is the inverse. Adding a scheme: an entry here (and its module in
+# ``model/positional.py`` if it computes something new).
+SCHEMES: dict[str, dict[str, Any]] = {
+    "TUPE-A": dict(pos_encoding="tupe"),
+    "TUPE-R": dict(pos_encoding="tupe", rel_pos=True),
+    "TUPE-A-tie-cls": dict(pos_encoding="tupe", untie_cls=False),
+    "BERT-A": dict(pos_encoding="absolute"),
+    "BERT-R": dict(pos_encoding="absolute", rel_pos=True),
+    "RoPE": dict(pos_encoding="rope"),
+    "RoPE-R": dict(pos_encoding="rope", rel_pos=True),
+    "ALiBi": dict(pos_encoding="alibi"),
+    "NoPE": dict(pos_encoding="none"),
+}
+# The fields a scheme sets (an entry above leaves the others of these at their defaults).
+SCHEME_FIELDS = ("pos_encoding", "rel_pos", "untie_cls")
+
 # Named architectures (``--arch``). Dims only; every other field keeps its default.
 PRESETS: dict[str, dict[str, int]] = {
     "bert_base": dict(encoder_layers=12, encoder_embed_dim=768, encoder_ffn_embed_dim=3072,
@@ -57,15 +76,17 @@ class TupeConfig:
     encoder_ffn_embed_dim: int = 3072
     encoder_attention_heads: int = 12
     max_positions: int = 512
-    dropout: float = 0.1
-    attention_dropout: float = 0.1
-    activation_dropout: float = 0.0
-    pooler_dropout: float = 0.1
-    activation_fn: str = "gelu"
-    pooler_activation_fn: str = "tanh"
+    # The dropout rates are the run's training hyperparameters (flags at every run, as in fairseq),
+    # not the model's definition: a restored checkpoint does not impose them (see TRAINING_FIELDS).
+    dropout: float = field(default=0.1, metadata={"training": True})
+    attention_dropout: float = field(default=0.1, metadata={"training": True})
+    activation_dropout: float = field(default=0.0, metadata={"training": True})
+    pooler_dropout: float = field(default=0.1, metadata={"training": True})
+    activation_fn: str = field(default="gelu", metadata={"choices": ACTIVATIONS})
+    pooler_activation_fn: str = field(default="tanh", metadata={"choices": ACTIVATIONS})
     encoder_normalize_before: bool = False
     embedding_normalize: bool = False
-    pos_encoding: str = "tupe"
+    pos_encoding: str = field(default="tupe", metadata={"choices": POS_ENCODINGS})
     rel_pos: bool = False
     rel_pos_bins: int = 32
     max_rel_pos: int = 128
@@ -125,8 +146,26 @@ class TupeConfig:
         return self.encoder_embed_dim // self.encoder_attention_heads
 
     @property
+    def size_name(self) -> str:
+        """The preset whose sizes this model has (bert_base, bert_tiny, ...), else the sizes."""
+        for arch, dims in PRESETS.items():
+            if all(getattr(self, k) == v for k, v in dims.items()):
+                return arch
+        return (f"{self.encoder_layers} layers, width {self.encoder_embed_dim}, FFN {self.encoder_ffn_embed_dim}, "
+                f"{self.encoder_attention_heads} heads")
+
+    @property
+    def scheme(self) -> tuple:
+        """The values of SCHEME_FIELDS: what identifies the positional scheme."""
+        return tuple(getattr(self, f) for f in SCHEME_FIELDS)
+
+    @property
     def name(self) -> str:
-        """The paper's name for this positional scheme (TUPE-A, BERT-R, RoPE, ALiBi-R, NoPE, ...)."""
+        """The scheme's name in the registry (TUPE-A, TUPE-R, BERT-A, RoPE, NoPE, ...): its inverse.
+        A combination the registry does not list is named by the same rule (ALiBi-R, TUPE-R-tie-cls)."""
+        registered = _registry_inverse().get(self.scheme)
+        if registered is not None:
+            return registered
         base = SCHEME_NAMES[self.pos_encoding]
         if self.pos_encoding in ("tupe", "absolute"):
             name = f"{base}-{'R' if self.rel_pos else 'A'}"
@@ -138,6 +177,18 @@ class TupeConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def architecture_fields(cls) -> tuple[str, ...]:
+        """Every field that defines what the network computes: all but the training
+        hyperparameters (TRAINING_FIELDS). A checkpoint carries these; a restored run takes them."""
+        return tuple(f.name for f in fields(cls) if not f.metadata.get("training"))
+
+    @classmethod
+    def from_scheme(cls, name: str, vocab_size: int, arch: Optional[str] = None, **overrides: Any) -> "TupeConfig":
+        """A registered scheme (``SCHEMES``) at ``arch``'s size (default: the field defaults)."""
+        return cls(vocab_size=vocab_size, **{**(PRESETS[arch] if arch else {}), **scheme_overrides(name),
+                                             **overrides})
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TupeConfig":
@@ -167,3 +218,27 @@ class TupeConfig:
                 values[f.name] = getattr(args, f.name)
         values.update(overrides)
         return cls(**values)
+
+
+TRAINING_FIELDS = tuple(f.name for f in fields(TupeConfig) if f.metadata.get("training"))
+
+
+def scheme_overrides(name: str) -> dict[str, Any]:
+    """The configuration fields of a registered scheme; an unknown name lists the known ones."""
+    try:
+        return dict(SCHEMES[name])
+    except KeyError:
+        raise ConfigError(f"unknown scheme {name!r}; choose from {', '.join(SCHEMES)}") from None
+
+
+_INVERSE: dict[tuple, str] = {}
+
+
+def _registry_inverse() -> dict[tuple, str]:
+    if not _INVERSE:
+        for name, overrides in SCHEMES.items():
+            scheme = TupeConfig(vocab_size=8, **overrides).scheme
+            if scheme in _INVERSE:
+                raise ConfigError(f"schemes {_INVERSE[scheme]} and {name} are the same configuration")
+            _INVERSE[scheme] = name
+    return _INVERSE

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Optional
 
 DATA = Path(__file__).parent / "demo_data"
-MODELS = {"TUPE-R": ["--rel-pos"], "TUPE-A": [], "BERT-A": ["--pos-encoding", "absolute"]}
+# The demo's models: names from the scheme registry (config.SCHEMES).
+MODELS = ("TUPE-R", "TUPE-A", "BERT-A")
 
 
 def log(msg: str) -> None:

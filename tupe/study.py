@@ -32,12 +32,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-SCHEMES: dict[str, list[str]] = {
-    "TUPE-R": ["--rel-pos"], "TUPE-A": [], "TUPE-A-tie-cls": ["--tie-cls"],
-    "BERT-A": ["--pos-encoding", "absolute"], "BERT-R": ["--pos-encoding", "absolute", "--rel-pos"],
-    "RoPE": ["--pos-encoding", "rope"], "RoPE-R": ["--pos-encoding", "rope", "--rel-pos"],
-    "ALiBi": ["--pos-encoding", "alibi"], "NoPE": ["--pos-encoding", "none"],
-}
+from .config import SCHEMES
+from .train.options import scheme_flags
+
 STUDY_FILE = "study.json"
 OBJECTIVES = ("mlm", "electra")
 ELECTRA_PREFIX = "ELECTRA-"          # a run name: the scheme (masked LM) or ELECTRA-<scheme>
@@ -141,7 +138,7 @@ def pretrain_args(plan: StudyPlan, data: Path, name: str, lr: float, updates: in
             "--mask-prob", "0.15", "--embedding-normalize", "--validate-interval-updates", str(checks),
             "--no-epoch-checkpoints", "--num-workers", "0", "--log-format", "none",
             "--log-interval", str(max(1, updates // 50)), "--save-dir", str(save),
-            "--skip-invalid-size-inputs-valid-test", *SCHEMES[scheme]]
+            "--skip-invalid-size-inputs-valid-test", *scheme_flags(scheme)]
 
 
 def seconds_per_update(plan: StudyPlan, data: Path, out: Path, steps: int = 8) -> float:
@@ -204,6 +201,8 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
     task = Path(plan.task) if plan.task else None
     if task is not None and not (task.is_dir() and task.name.endswith("-bin")):
         raise FileNotFoundError(f"{task}: not a NAME-bin task folder (tupe-preprocess glue or task output)")
+    if not Path(corpus).exists():        # checked before anything is created
+        raise FileNotFoundError(f"--corpus {corpus}: no such file or directory")
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STUDY_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
@@ -428,7 +427,8 @@ def main(argv=None) -> int:
     p.add_argument("--task", type=Path, help="a NAME-bin folder (tupe-preprocess glue/task output) to finetune on")
     p.add_argument("--schemes", default="TUPE-R,TUPE-A,BERT-A,RoPE,ALiBi,NoPE",
                    help=f"comma-separated, from {', '.join(SCHEMES)}")
-    p.add_argument("--baseline", default="BERT-A")
+    p.add_argument("--baseline", default=None, help="the scheme every other is compared with (default: BERT-A "
+                   "when it is among --schemes, else the first scheme)")
     p.add_argument("--objectives", default="mlm", help="pretraining objectives, comma-separated: mlm, electra "
                    "(ELECTRA-<scheme> runs: generator + replaced-token detection, --task electra)")
     p.add_argument("--lrs", default="3e-4,1e-3,3e-3", help="pretraining LR grid")
@@ -457,7 +457,11 @@ def main(argv=None) -> int:
     args.ft_seeds = args.ft_seeds or 5
     if args.updates is None and args.minutes is None:
         p.error("give a budget: --updates N (per run) or --minutes M (all pretraining)")
-    plan = StudyPlan(schemes=[s.strip() for s in args.schemes.split(",") if s.strip()], lrs=parse_floats(args.lrs),
+    schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
+    if args.baseline is None and schemes:
+        args.baseline = "BERT-A" if "BERT-A" in schemes else schemes[0]
+        print(f"tupe-study: baseline {args.baseline} (give --baseline to choose another)", file=sys.stderr)
+    plan = StudyPlan(schemes=schemes, lrs=parse_floats(args.lrs),
                      updates=args.updates, minutes=args.minutes, arch=["--arch", args.arch],
                      tokens_per_sample=args.tokens_per_sample, batch=args.batch, seed=args.seed,
                      validations=args.validations, baseline=args.baseline,

@@ -56,8 +56,18 @@ def test_study_resumes_without_rerunning(quick_study, capsys):
 def test_bad_study_arguments(tmp_path, data_dir, capsys):
     assert study(["--corpus", str(data_dir), "--schemes", "TUPE-R,XYZ", "--updates", "5", "--out", str(tmp_path)]) == 1
     assert "unknown scheme 'XYZ'" in capsys.readouterr().err
-    assert study(["--corpus", str(data_dir), "--schemes", "TUPE-R", "--updates", "5", "--out", str(tmp_path)]) == 1
+    assert study(["--corpus", str(data_dir), "--schemes", "TUPE-R,RoPE", "--baseline", "BERT-A", "--updates", "5",
+                  "--out", str(tmp_path)]) == 1
     assert "baseline 'BERT-A' is not among" in capsys.readouterr().err
+    # no --baseline: BERT-A where it is a scheme, else the first scheme, said in one line; a missing
+    # corpus is refused before the run folder exists
+    for schemes, baseline in (("TUPE-R,RoPE", "TUPE-R"), ("TUPE-R,BERT-A", "BERT-A")):
+        out = tmp_path / schemes
+        assert study(["--corpus", str(tmp_path / "missing.txt"), "--schemes", schemes, "--updates", "5",
+                      "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert f"baseline {baseline} (give --baseline" in err and "missing.txt: no such file" in err
+        assert not out.exists()
 
 
 def test_study_with_electra_beside_masked_lm(data_dir, order_task, tmp_path):

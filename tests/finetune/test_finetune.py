@@ -125,11 +125,21 @@ def test_restore_from_the_original_format_fixture(tmp_path, capsys):
     ref = tupe.load_model(FIXTURE / "checkpoint.pt")
     assert model.head_sizes == {"sentence_classification_head": 2}
     assert not torch.equal(model.encoder.layers[0].fc1.weight, ref.encoder.layers[0].fc1.weight)  # trained
-    # the --rel-pos mismatch the original README warns about: named, with the way round
-    args_no_rel = [a for a in args if a != "--rel-pos"]
-    assert main(args_no_rel) == 1
-    err = capsys.readouterr().err
-    assert "rel_pos: the checkpoint has True, the command line asks for False (add or remove --rel-pos)" in err
+    # the --rel-pos / --max-positions mismatch the original README warns about cannot happen any more:
+    # with no architecture flag at all the model is the checkpoint's (said in one line) ...
+    arch = {"--arch", "bert_tiny", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64", "--max-positions",
+            "40", "--embedding-normalize", "--rel-pos"}
+    bare = [a for a in args if a not in arch]
+    bare[bare.index(str(tmp_path / "ft"))] = str(tmp_path / "ft2")
+    assert main(bare) == 0
+    assert "flags not given take its values" in capsys.readouterr().out
+    assert tupe.load_model(tmp_path / "ft2").cfg.architecture_fields() == ref.cfg.architecture_fields()
+    for name in ref.cfg.architecture_fields():
+        assert getattr(tupe.load_model(tmp_path / "ft2").cfg, name) == getattr(ref.cfg, name), name
+    # ... and a given flag that contradicts it is refused, field, values and flag named
+    wrong = [a if a != "40" else "512" for a in args]
+    assert main(wrong) == 1
+    assert "max_positions: the checkpoint has 40, --max-positions asks for 512" in capsys.readouterr().err
 
 
 def test_metric_functions_against_scipy_and_sklearn():

@@ -15,10 +15,7 @@ hf = pytest.importorskip("tupe.hf")
 from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForQuestionAnswering,  # noqa: E402
                           AutoModelForSequenceClassification, AutoModelForTokenClassification)
 
-SCHEMES = {"TUPE-A": dict(), "TUPE-R": dict(rel_pos=True), "TUPE-A-tie-cls": dict(untie_cls=False),
-           "BERT-A": dict(pos_encoding="absolute"), "BERT-R": dict(pos_encoding="absolute", rel_pos=True),
-           "RoPE": dict(pos_encoding="rope"), "RoPE-R": dict(pos_encoding="rope", rel_pos=True),
-           "ALiBi": dict(pos_encoding="alibi"), "NoPE": dict(pos_encoding="none")}
+from tupe.config import SCHEMES  # noqa: E402  (every registered scheme)
 
 
 def native_and_folder(scheme, tmp_path, num_classes=3):

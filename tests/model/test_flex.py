@@ -12,13 +12,12 @@ import torch
 
 from tests.conftest import random_tokens, tiny_config
 from tupe import TupeModel
+from tupe.config import SCHEMES as REGISTRY
 from tupe.model import set_attn_impl
 from tupe.model.flex import FlexPositions, attend_math
 
-SCHEMES = {"TUPE-A": {}, "TUPE-R": dict(rel_pos=True), "TUPE-A-tie-cls": dict(untie_cls=False),
-           "TUPE-R-tie-cls": dict(rel_pos=True, untie_cls=False), "BERT-A": dict(pos_encoding="absolute"),
-           "BERT-R": dict(pos_encoding="absolute", rel_pos=True), "RoPE-R": dict(pos_encoding="rope", rel_pos=True),
-           "ALiBi": dict(pos_encoding="alibi"), "NoPE": dict(pos_encoding="none")}
+# Every registered scheme, and one combination the registry does not name.
+SCHEMES = {**REGISTRY, "TUPE-R-tie-cls": dict(rel_pos=True, untie_cls=False)}
 
 
 def pair(scheme: dict, dtype=torch.float64, seed: int = 0):

@@ -7,10 +7,10 @@ import torch.nn.functional as F
 from tests.conftest import random_tokens, tiny_config
 from tupe import TupeModel
 
-SCHEMES = [dict(), dict(rel_pos=True), dict(untie_cls=False), dict(pos_encoding="absolute"),
-           dict(pos_encoding="absolute", rel_pos=True), dict(encoder_normalize_before=True),
-           dict(pos_encoding="rope"), dict(pos_encoding="rope", rel_pos=True), dict(pos_encoding="alibi"),
-           dict(pos_encoding="none")]
+from tupe.config import SCHEMES as REGISTRY
+
+# Every registered scheme (a scheme added to the registry is tested here without an edit), and pre-LN.
+SCHEMES = {**REGISTRY, "TUPE-A pre-LN": dict(encoder_normalize_before=True)}
 
 
 def perturbed(cfg):
@@ -22,7 +22,7 @@ def perturbed(cfg):
     return model.eval()
 
 
-@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: str(s) or "tupe-a")
+@pytest.mark.parametrize("scheme", SCHEMES.values(), ids=list(SCHEMES))
 def test_appending_padding_changes_nothing(scheme):
     model = perturbed(tiny_config(**scheme))
     tokens = random_tokens(4, 12)
@@ -33,7 +33,7 @@ def test_appending_padding_changes_nothing(scheme):
     torch.testing.assert_close(a[real], b[:, :12][real], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("scheme", SCHEMES[:2] + SCHEMES[3:4], ids=["tupe-a", "tupe-r", "bert-a"])
+@pytest.mark.parametrize("scheme", SCHEMES.values(), ids=list(SCHEMES))
 def test_batch_order_does_not_matter(scheme):
     model = perturbed(tiny_config(**scheme))
     tokens = random_tokens(5, 10, seed=3)
@@ -75,7 +75,7 @@ def test_positions_matter_and_word_order_matters():
     assert not torch.allclose(a[0, 2], b[0, 5], atol=1e-4)
 
 
-@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: str(s) or "tupe-a")
+@pytest.mark.parametrize("scheme", SCHEMES.values(), ids=list(SCHEMES))
 def test_forward_backward_all_schemes(scheme):
     cfg = tiny_config(**scheme)
     model = TupeModel(cfg).train()

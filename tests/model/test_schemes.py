@@ -11,10 +11,28 @@ from tests.conftest import random_tokens, tiny_config
 from tests.model.test_invariance import perturbed
 from tupe import TupeConfig, TupeModel, load_model, save_pretrained
 from tupe.checkpoint import save_fairseq
+from tupe.config import SCHEMES as REGISTRY
+from tupe.train.options import model_config, parse_args, scheme_flags
 from tupe.model.positional import ALiBiBias, RotaryEmbedding, apply_rotary
 
 NEW = {"RoPE": dict(pos_encoding="rope"), "RoPE-R": dict(pos_encoding="rope", rel_pos=True),
        "ALiBi": dict(pos_encoding="alibi"), "NoPE": dict(pos_encoding="none")}
+
+
+@pytest.mark.parametrize("name", REGISTRY)
+def test_registry_name_is_the_inverse(name):
+    assert tiny_config(**REGISTRY[name]).name == name
+    assert TupeConfig.from_scheme(name, vocab_size=10, arch="bert_tiny").name == name
+    # the flags train.py gets for the scheme build the same configuration
+    args = parse_args(["data", "--max-sentences", "1", *scheme_flags(name)])
+    assert model_config(args, 10).scheme == tiny_config(**REGISTRY[name]).scheme
+
+
+def test_unregistered_names():
+    assert tiny_config(pos_encoding="alibi", rel_pos=True).name == "ALiBi-R"
+    assert tiny_config(rel_pos=True, untie_cls=False).name == "TUPE-R-tie-cls"
+    with pytest.raises(ValueError, match="unknown scheme 'XYZ'; choose from TUPE-A, TUPE-R"):
+        TupeConfig.from_scheme("XYZ", vocab_size=10)
 
 
 def test_names_and_validation():
@@ -87,10 +105,10 @@ def test_nope_is_permutation_equivariant():
         assert not torch.allclose(b, a[:, perm], atol=1e-3), scheme
 
 
-@pytest.mark.parametrize("scheme", NEW)
+@pytest.mark.parametrize("scheme", REGISTRY)
 def test_scheme_trains(scheme):
     torch.manual_seed(0)
-    model = TupeModel(tiny_config(**NEW[scheme], dropout=0.0, attention_dropout=0.0)).train()
+    model = TupeModel(tiny_config(**REGISTRY[scheme], dropout=0.0, attention_dropout=0.0)).train()
     tokens = random_tokens(8, 12, seed=4)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
@@ -103,9 +121,9 @@ def test_scheme_trains(scheme):
     assert losses[-1] < 0.7 * losses[0], losses[::6]
 
 
-@pytest.mark.parametrize("scheme", NEW)
+@pytest.mark.parametrize("scheme", REGISTRY)
 def test_save_load_and_fairseq_round_trip(scheme, tmp_path):
-    model = perturbed(tiny_config(**NEW[scheme], rope_theta=1234.0))
+    model = perturbed(tiny_config(**REGISTRY[scheme], rope_theta=1234.0, max_rel_pos=64, activation_fn="relu"))
     model.register_classification_head(model.DEFAULT_HEAD, 3)
     model.eval()
     tokens = random_tokens(3, 10)

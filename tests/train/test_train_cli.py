@@ -13,7 +13,7 @@ import torch
 
 import tupe
 from tests.train.conftest import tiny_args
-from tupe.checkpoint import read_checkpoint
+from tupe.checkpoint import load_model, read_checkpoint
 from tupe.train.trainer import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,12 +208,17 @@ def test_bad_command_lines(data_dir, tmp_path, capsys):
 
 def test_restore_file_architecture_mismatch_is_named(data_dir, tmp_path, capsys):
     assert main(tiny_args(data_dir, tmp_path / "r", "--max-update", "2")) == 0
-    args = tiny_args(data_dir, tmp_path / "s", "--max-update", "2",
+    args = tiny_args(data_dir, tmp_path / "s", "--max-update", "4",
                      "--restore-file", str(tmp_path / "r" / "checkpoint_last.pt"))
-    args.remove("--rel-pos")
-    assert main(args) == 1
+    args.remove("--rel-pos")                        # not given: the checkpoint's value, said in one line
+    assert main(args) == 0
+    assert "flags not given take its values): rel_pos=True" in capsys.readouterr().out
+    assert load_model(tmp_path / "s" / "checkpoint_last.pt").cfg.rel_pos is True
+    args = tiny_args(data_dir, tmp_path / "t", "--max-update", "2", "--pos-encoding", "absolute",
+                     "--restore-file", str(tmp_path / "r" / "checkpoint_last.pt"))
+    assert main(args) == 1                          # given and contradicting: refused, field and flag named
     err = capsys.readouterr().err
-    assert "rel_pos: the checkpoint has True, the command line asks for False (add or remove --rel-pos)" in err
+    assert "pos_encoding: the checkpoint has 'tupe', --pos-encoding asks for 'absolute'" in err
 
 
 def test_tupe_validate_matches_the_training_validation(data_dir, tmp_path, capsys):

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..checkpoint import (CONFIG_FILE, CheckpointError, config_from_checkpoint, load_model, read_checkpoint,
-                          resolve_checkpoint)
+from ..checkpoint import CONFIG_FILE, CheckpointError, read_config, resolve_checkpoint
 
 
 @dataclass(frozen=True)
@@ -80,33 +79,13 @@ PAPER = {  # GLUE dev, BERT-base size (NOTES.md section 5)
 }
 
 
-def arch_flags(checkpoint: Path):
-    """The architecture flags that match a checkpoint (train.py takes the shape from flags),
-    and its config. ``checkpoint``: a training checkpoint file, or a model directory (own format
-    or a transformers folder)."""
-    if checkpoint.is_dir() and (checkpoint / CONFIG_FILE).is_file():
-        cfg = load_model(checkpoint).cfg
-    else:
-        state = read_checkpoint(checkpoint)
-        cfg = config_from_checkpoint(state.get("args"), state["model"], checkpoint)
-    flags = ["--arch", "bert_base", "--encoder-layers", str(cfg.encoder_layers),
-             "--encoder-embed-dim", str(cfg.encoder_embed_dim), "--encoder-ffn-embed-dim",
-             str(cfg.encoder_ffn_embed_dim), "--encoder-attention-heads", str(cfg.encoder_attention_heads),
-             "--pos-encoding", cfg.pos_encoding]
-    for on, flag in ((cfg.rel_pos, "--rel-pos"), (cfg.embedding_normalize, "--embedding-normalize"),
-                     (cfg.encoder_normalize_before, "--encoder-normalize-before"),
-                     (cfg.pos_encoding == "tupe" and not cfg.untie_cls, "--tie-cls")):
-        if on:
-            flags.append(flag)
-    return flags, cfg
-
-
 def finetune_args(data: Path, checkpoint: Path, save: Path, recipe: TaskRecipe, lr: float, seed: int,
-                  batch_size: int, arch: list[str], max_positions: int, extra: list[str]) -> list[str]:
+                  batch_size: int, extra: list[str]) -> list[str]:
     """The original finetuning command (README of the TUPE code), variables substituted; the
-    best checkpoint is kept (no --no-best-checkpoints) so that prediction has one."""
+    best checkpoint is kept (no --no-best-checkpoints) so that prediction has one. No
+    architecture flag: train.py takes the whole model (and --max-positions) from the checkpoint."""
     args = [str(data), "--fp16", "--fp16-init-scale", "4", "--threshold-loss-scale", "1",
-            "--fp16-scale-window", "128", "--restore-file", str(checkpoint), "--max-positions", str(max_positions),
+            "--fp16-scale-window", "128", "--restore-file", str(checkpoint),
             "--max-sentences", str(batch_size), "--max-tokens", "4400", "--task", "sentence_prediction",
             "--reset-optimizer", "--reset-dataloader", "--reset-meters", "--required-batch-size-multiple", "1",
             "--init-token", "0", "--separator-token", "2", "--criterion", "sentence_prediction",
@@ -117,7 +96,7 @@ def finetune_args(data: Path, checkpoint: Path, save: Path, recipe: TaskRecipe, 
             "--save-dir", str(save), "--no-progress-bar", "--log-interval", "100", "--no-epoch-checkpoints",
             "--no-last-checkpoints", "--find-unused-parameters", "--skip-invalid-size-inputs-valid-test",
             "--truncate-sequence", "--tensorboard-logdir", str(save / "tb"), "--best-checkpoint-metric",
-            recipe.metric, "--maximize-best-checkpoint-metric", "--valid-subset", recipe.valid_subset, *arch]
+            recipe.metric, "--maximize-best-checkpoint-metric", "--valid-subset", recipe.valid_subset]
     if recipe.num_classes == 1:
         args.append("--regression-target")
     return args + extra
@@ -249,8 +228,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         checkpoint = args.checkpoint if (args.checkpoint / CONFIG_FILE).is_file() else resolve_checkpoint(args.checkpoint)
-        arch, cfg = arch_flags(checkpoint)
-        max_positions, label = cfg.max_positions, args.label or cfg.name
+        cfg, _ = read_config(checkpoint)
+        label = args.label or cfg.name
     except (CheckpointError, FileNotFoundError) as e:
         print(f"tupe-glue: error: {e}", file=sys.stderr)
         return 1
@@ -276,7 +255,7 @@ def main(argv=None) -> int:
             for seed in range(1, args.seeds + 1):
                 save = args.out / task / f"lr{lr:g}_seed{seed}"
                 cmd = finetune_args(args.data_dir / f"{task}-bin", checkpoint, save, recipe, lr, seed,
-                                    args.batch_size, arch, max_positions, args.extra.split())
+                                    args.batch_size, args.extra.split())
                 jobs.append((task, lr, seed, cmd, save))
     print(f"tupe-glue: {len(jobs)} finetunes ({len(tasks)} tasks x {len(lrs)} lrs x {args.seeds} seeds), "
           f"{args.jobs} at a time; logs in {args.out}/TASK/lr*_seed*/train.log", file=sys.stderr)

@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 from typing import Optional, Sequence
 
-from ..config import POS_ENCODINGS, PRESETS, TupeConfig
+from ..config import POS_ENCODINGS, PRESETS, TRAINING_FIELDS, ConfigError, TupeConfig, scheme_overrides
+
+# Configuration fields that come from the data's dictionary, not from a flag.
+DICTIONARY_FIELDS = ("vocab_size", "padding_idx")
+# A field whose flag is not ``--`` + its name with dashes (and says the opposite).
+INVERTED_FLAGS = {"untie_cls": "tie_cls"}
 
 
 def _betas(text: str) -> tuple[float, float]:
@@ -168,9 +174,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def given_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The destinations of the options that appear on the command line ("given"), whatever their
+    value, even the default's; options left at their argparse default are not given."""
+    given = set()
+    for token in argv:
+        if token == "--":
+            break
+        action = parser._option_string_actions.get(token.split("=", 1)[0]) if token.startswith("-") else None
+        if action is not None:
+            given.add(action.dest)
+    return given
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    import sys
+
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args._given = given_dests(parser, argv)
     if args.max_positions is None:
         args.max_positions = args.tokens_per_sample
     if args.max_tokens is None and args.max_sentences is None:
@@ -201,21 +224,104 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+def field_flag(name: str) -> Optional[str]:
+    """The train.py flag of a TupeConfig field (None: it comes from the dictionary)."""
+    if name in DICTIONARY_FIELDS:
+        return None
+    return "--" + INVERTED_FLAGS.get(name, name).replace("_", "-")
+
+
+def _flag_values(args: argparse.Namespace) -> dict:
+    """The configuration fields the flags set: ``--arch``'s preset, then every flag named after a
+    field (``--encoder-layers`` -> encoder_layers, ``--tie-cls`` -> untie_cls=False)."""
+    values = dict(PRESETS[args.arch])
+    for f in dataclasses.fields(TupeConfig):
+        if f.name in DICTIONARY_FIELDS:
+            continue
+        if f.name in INVERTED_FLAGS:
+            if getattr(args, INVERTED_FLAGS[f.name], False):
+                values[f.name] = False
+            continue
+        value = getattr(args, f.name, None)
+        if value is not None:
+            values[f.name] = value
+    return values
+
+
 def model_config(args: argparse.Namespace, vocab_size: int, padding_idx: int = 1) -> TupeConfig:
     """The one place where training flags become the model configuration."""
-    values = dict(PRESETS[args.arch])
-    for name in ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads"):
-        if getattr(args, name) is not None:
-            values[name] = getattr(args, name)
-    return TupeConfig(
-        vocab_size=vocab_size, padding_idx=padding_idx, max_positions=args.max_positions,
-        dropout=args.dropout, attention_dropout=args.attention_dropout,
-        activation_dropout=args.activation_dropout, pooler_dropout=args.pooler_dropout,
-        activation_fn=args.activation_fn, pooler_activation_fn=args.pooler_activation_fn,
-        encoder_normalize_before=args.encoder_normalize_before,
-        embedding_normalize=args.embedding_normalize, pos_encoding=args.pos_encoding,
-        rel_pos=args.rel_pos, rel_pos_bins=args.rel_pos_bins, max_rel_pos=args.max_rel_pos,
-        untie_cls=False if args.tie_cls else None, rope_theta=args.rope_theta, **values)
+    return TupeConfig(vocab_size=vocab_size, padding_idx=padding_idx, **_flag_values(args))
+
+
+def gave_field(args: argparse.Namespace, name: str) -> Optional[str]:
+    """The flag by which the user set field ``name`` on the command line, or None.
+
+    Given = the option appears on the command line (with any value, also the default's);
+    ``--arch NAME`` counts as giving the four sizes of its preset (unless their own flags are
+    given). ``--max-positions`` left out is not given, even though it then defaults to
+    ``--tokens-per-sample``. Everything else (argparse defaults) is not given.
+    """
+    given = getattr(args, "_given", set())
+    dest = INVERTED_FLAGS.get(name, name)
+    if dest in given:
+        return field_flag(name)
+    if name in PRESETS[args.arch] and "arch" in given:
+        return f"--arch {args.arch}"
+    return None
+
+
+class ConfigConflict(ValueError):
+    """Flags that contradict a restored checkpoint's model."""
+
+
+def config_with_checkpoint(args: argparse.Namespace, flags_cfg: TupeConfig, stored: TupeConfig,
+                           source: str) -> tuple[TupeConfig, list[str]]:
+    """The model of a run restored from a checkpoint whose model is ``stored``.
+
+    Every architecture field (``TupeConfig.architecture_fields()``) comes from the checkpoint: a
+    flag the user gave that says otherwise is an error naming the field, both values and the
+    flag; the vocabulary must match the data's dictionary. The dropout rates (TRAINING_FIELDS)
+    are this run's flags. Returns the config and the fields that the checkpoint set to other
+    values than the flags' defaults would have (for one line in the log).
+    """
+    values, conflicts, taken = {}, [], []
+    for name in TupeConfig.architecture_fields():
+        theirs, ours = getattr(stored, name), getattr(flags_cfg, name)
+        values[name] = theirs
+        if theirs == ours:
+            continue
+        if name in DICTIONARY_FIELDS:
+            conflicts.append(f"{name}: the checkpoint has {theirs!r}, the data's dictionary gives {ours!r} "
+                             f"(this checkpoint was trained with another dict.txt)")
+        elif (flag := gave_field(args, name)) is not None:
+            shown = "given" if name in INVERTED_FLAGS else repr(ours)
+            conflicts.append(f"{name}: the checkpoint has {theirs!r}, {flag} asks for {shown} "
+                             f"(leave {flag.split()[0]} out to take the checkpoint's value)")
+        else:
+            taken.append(f"{name}={theirs!r}")
+    if conflicts:
+        raise ConfigConflict(f"{source}: the command line contradicts the checkpoint's model: " + "; ".join(conflicts))
+    values.update({name: getattr(flags_cfg, name) for name in TRAINING_FIELDS})
+    try:
+        return TupeConfig(**values), taken
+    except ConfigError as e:
+        raise ConfigConflict(f"{source}: {e}") from None
+
+
+def scheme_flags(name: str) -> list[str]:
+    """The train.py flags of a registered scheme (``config.SCHEMES``), e.g. TUPE-R -> --rel-pos."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TupeConfig)}
+    flags = []
+    for field_name, value in scheme_overrides(name).items():
+        if field_name in INVERTED_FLAGS:
+            if value is False:
+                flags.append(field_flag(field_name))
+        elif isinstance(value, bool):
+            if value:
+                flags.append(field_flag(field_name))
+        elif value != defaults[field_name]:
+            flags += [field_flag(field_name), str(value)]
+    return flags
 
 
 def generator_config(args: argparse.Namespace, cfg: TupeConfig) -> TupeConfig:
@@ -231,6 +337,8 @@ def checkpoint_args(args: argparse.Namespace, cfg: TupeConfig) -> argparse.Names
     the resolved model fields (``pos_encoding``, ``untie_cls``, dims) filled in."""
     plain = {}
     for k, v in vars(args).items():
+        if k.startswith("_"):
+            continue
         plain[k] = list(v) if isinstance(v, tuple) else v
     plain["adam_betas"] = str(tuple(args.adam_betas))   # fairseq stores the string
     plain.update(cfg.to_dict())

@@ -18,6 +18,7 @@ import shutil
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -26,16 +27,18 @@ import torch.distributed as dist
 
 from ..checkpoint import (CONFIG_FILE, CheckpointError, build_and_load, config_from_checkpoint,
                           fairseq_state_dict, load_electra_state, load_model, read_checkpoint, read_manifest,
-                          sha256_file, write_manifest, _ours_from_fairseq)
+                          sha256_file, write_manifest, checkpoint_tensors, progress_of)
+from ..config import TupeConfig
 from ..data.dictionary import DictionaryError
 from ..data.indexed_dataset import IndexedDatasetError
 from ..model import set_attn_impl
 from ..model.compile import compile_layers, compile_unavailable
+from ..model.electra import is_electra_state, split_electra_state
 from .cpu import EMULATED_BF16, cpu_supports_bf16, retain_freed_memory
 from .data import shard
 from .logger import MetricsLogger
 from .optim import DynamicLossScaler, FairseqAdam, PolynomialDecay
-from .options import checkpoint_args, model_config, parse_args
+from .options import ConfigConflict, checkpoint_args, config_with_checkpoint, model_config, parse_args
 from .savedir import SaveDirError, SaveDirLock, describe_os_error
 from .tasks import TaskError, build_task
 
@@ -63,6 +66,16 @@ def init_distributed(args) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
+@dataclass
+class RestorePoint:
+    """A checkpoint to start from: its file or folder, what was read, its model's config, and
+    (folders) the model already loaded."""
+    path: Path
+    state: dict
+    cfg: TupeConfig
+    loaded: Optional[torch.nn.Module] = None
+
+
 # --------------------------------------------------------------------------- trainer
 class Trainer:
     def __init__(self, args: argparse.Namespace):
@@ -77,7 +90,8 @@ class Trainer:
         torch.manual_seed(args.seed)
         self.task = build_task(args)
         self.dictionary = self.task.dictionary
-        self.cfg = model_config(args, len(self.dictionary), self.dictionary.pad())
+        self.restore_from = self._find_restore()        # the checkpoint to start from, read once
+        self.cfg = self._config(model_config(args, len(self.dictionary), self.dictionary.pad()))
         self.model = self.task.build_model(self.cfg)  # TupeModel, or ElectraModel for --task electra
         self.stat_keys = self.task.stat_keys         # task statistics logged beside the loss (ELECTRA)
         self.task.prepare_model(self.model)          # classification heads: after the BERT init
@@ -354,31 +368,70 @@ class Trainer:
         if removed:
             write_manifest(self.save_dir, read_manifest(self.save_dir))
 
-    def restore(self) -> None:
+    def _find_restore(self) -> Optional[RestorePoint]:
+        """Read ``--restore-file`` (a file, or a save_pretrained / transformers folder) once, before
+        the model is built: the model's architecture comes from it. None: nothing to resume from."""
         a = self.args
         path = Path(a.restore_file)
         if not path.is_absolute() and not path.exists():
             path = self.save_dir / a.restore_file
         if self.task.name == "electra":
-            state = self._restore_electra(path)
-            if state is None:
-                return
-        elif path.is_dir() and (path / CONFIG_FILE).is_file():
+            return self._find_electra(path)
+        if path.is_dir() and (path / CONFIG_FILE).is_file():
             # A save_pretrained / transformers folder: weights only (no optimizer, no progress).
-            loaded, state = load_model(path), {}
-            self._check_compatible(loaded.cfg, path)
-        elif not path.is_file():
+            loaded = load_model(path)
+            return RestorePoint(path, {}, loaded.cfg, loaded)
+        if not path.is_file():
             if a.restore_file != "checkpoint_last.pt":
                 raise TrainingError(f"--restore-file {a.restore_file}: not found (also looked in {self.save_dir})")
+            return None
+        state = self._read_checkpoint(path)
+        return RestorePoint(path, state, config_from_checkpoint(state.get("args"), state["model"], path))
+
+    def _find_electra(self, path: Path) -> Optional[RestorePoint]:
+        """An ELECTRA checkpoint (None: none to resume from). Any other checkpoint is an error: its
+        generator would be missing."""
+        if not path.is_file():
+            if self.args.restore_file != "checkpoint_last.pt" or path.exists():
+                raise TrainingError(f"--restore-file {self.args.restore_file}: not an ELECTRA training checkpoint "
+                                    f"file (looked in {self.save_dir})")
+            return None
+        state = self._read_checkpoint(path)
+        if not is_electra_state(state["model"]):
+            raise TrainingError(f"{path} is not an ELECTRA checkpoint (no generator.* tensors); --task electra "
+                                f"resumes only its own checkpoints")
+        disc = split_electra_state(state["model"])[0]
+        return RestorePoint(path, state, config_from_checkpoint(state.get("args"), disc, path))
+
+    def _config(self, flags_cfg: TupeConfig) -> TupeConfig:
+        """The flags' model, or with a checkpoint to restore: the checkpoint's (see
+        ``options.config_with_checkpoint``: a given flag that contradicts it is an error)."""
+        a, r = self.args, self.restore_from
+        cfg = flags_cfg
+        if r is not None:
+            try:
+                cfg, taken = config_with_checkpoint(a, flags_cfg, r.cfg, str(r.path))
+            except ConfigConflict as e:
+                raise TrainingError(str(e)) from None
+            if taken:
+                self.log.info(f"| model from {r.path.name} (flags not given take its values): {', '.join(taken)}")
+        a.max_positions = cfg.max_positions
+        if a.task in ("masked_lm", "electra") and a.tokens_per_sample > cfg.max_positions:
+            raise TrainingError(f"--tokens-per-sample {a.tokens_per_sample} exceeds the model's max_positions "
+                                f"{cfg.max_positions}" + (f" (from {r.path.name})" if r is not None else ""))
+        return cfg
+
+    def restore(self) -> None:
+        r = self.restore_from
+        if r is None:
             return
+        if self.task.name == "electra":
+            load_electra_state(self.model, r.state["model"], r.path, "this command's model (--generator-* flags)")
         else:
-            state = self._read_checkpoint(path)
-            cfg = config_from_checkpoint(state.get("args"), state["model"], path)
-            self._check_compatible(cfg, path)
-            loaded = build_and_load(cfg, _ours_from_fairseq(state["model"], path), path)
-        if self.task.name != "electra":
-            self._load_weights(loaded, path)
-        self._restore_progress(state, path)
+            loaded = r.loaded or build_and_load(r.cfg, checkpoint_tensors(r.state["model"], r.path), r.path)
+            self._load_weights(loaded, r.path)
+        self.restore_from = None                         # the state is not needed any more
+        self._restore_progress(r.state, r.path)
 
     def _read_checkpoint(self, path: Path) -> dict:
         """read_checkpoint; a damaged checkpoint_last.pt of this run is an error that lists the
@@ -421,25 +474,6 @@ class Trainer:
             self.log.info(f"| new classification head(s) {sorted(set(k.split('.')[1] for k in missing))} "
                           f"(not in {path.name})")
 
-    def _restore_electra(self, path: Path) -> Optional[dict]:
-        """Generator, discriminator and replaced-token head from an ELECTRA checkpoint (None: none
-        to resume from). Any other checkpoint is an error: its generator would be missing."""
-        from ..model.electra import is_electra_state, split_electra_state
-
-        if not path.is_file():
-            if self.args.restore_file != "checkpoint_last.pt" or path.exists():
-                raise TrainingError(f"--restore-file {self.args.restore_file}: not an ELECTRA training checkpoint "
-                                    f"file (looked in {self.save_dir})")
-            return None
-        state = self._read_checkpoint(path)
-        if not is_electra_state(state["model"]):
-            raise TrainingError(f"{path} is not an ELECTRA checkpoint (no generator.* tensors); --task electra "
-                                f"resumes only its own checkpoints")
-        disc = split_electra_state(state["model"])[0]
-        self._check_compatible(config_from_checkpoint(state.get("args"), disc, path), path)
-        load_electra_state(self.model, state["model"], path, "this command's model (--generator-* flags)")
-        return state
-
     def _restore_progress(self, state: dict, path: Path) -> None:
         a = self.args
         extra = state.get("extra_state", {})
@@ -466,21 +500,11 @@ class Trainer:
             torch.set_rng_state(rng["torch"])
             if "cuda" in rng and self.device.type == "cuda":
                 torch.cuda.set_rng_state(rng["cuda"], self.device)
-        self.log.info(f"| loaded checkpoint {path} (epoch {self.epoch}, {self.num_updates} updates)")
-
-    def _check_compatible(self, cfg, path: Path) -> None:
-        """The architecture comes from the flags; a checkpoint that differs is an error."""
-        diffs = []
-        for field in ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
-                      "max_positions", "pos_encoding", "rel_pos", "untie_cls", "embedding_normalize",
-                      "encoder_normalize_before", "vocab_size"):
-            ours, theirs = getattr(self.cfg, field), getattr(cfg, field)
-            if ours != theirs:
-                flag = "--" + field.replace("_", "-")
-                diffs.append(f"{field}: the checkpoint has {theirs!r}, the command line asks for {ours!r}"
-                             + (f" (add or remove {flag})" if isinstance(ours, bool) else ""))
-        if diffs:
-            raise TrainingError(f"{path} does not match the model of this command: " + "; ".join(diffs))
+        saved_epoch, saved_updates = progress_of(state)
+        saved = f"saved at epoch {saved_epoch}, update {saved_updates}" if saved_updates is not None else "weights only"
+        now = (self.epoch, self.num_updates)
+        self.log.info(f"| loaded checkpoint {path} ({saved}" + ("" if now == (saved_epoch, saved_updates) else
+                      f"; this run starts at epoch {now[0]}, update {now[1]}") + ")")
 
     # ------------------------------------------------------------------ the loop
     def _done(self) -> bool:
@@ -513,7 +537,7 @@ class Trainer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle_signal)
         n_params = self.model.num_parameters()
-        self.log.info(f"| task {self.task.name}, model {self.cfg.name} ({a.arch}), {n_params:,} parameters, "
+        self.log.info(f"| task {self.task.name}, model {self.cfg.name} ({self.cfg.size_name}), {n_params:,} parameters, "
                       f"vocabulary {self.cfg.vocab_size}")
         self.log.info(f"| device {self.device}, {self.world} process(es), precision {self.precision}; effective "
                       f"batch = {self.world} x {a.max_sentences or '-'} sentences (max {a.max_tokens or '-'} tokens) "
