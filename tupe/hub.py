@@ -23,6 +23,7 @@ from .preprocess.text import glue_clean
 
 LABELS_FILE = "labels.json"
 SCORE_RANGES = "score_ranges"      # labels.json: {head: [lo, hi]} of regression heads
+INPUTS = "inputs"                  # labels.json: {head: 1 or 2}: one sentence or a pair per example
 
 
 def task_score_range(data_dir: Union[str, Path]) -> tuple[float, float]:
@@ -121,11 +122,23 @@ class TupeHub(torch.nn.Module):
         if head not in self.model.classification_heads:
             raise HubError(f"the model has no classification head {head!r} (it has "
                            f"{sorted(self.model.classification_heads) or 'none'})")
+        self.check_inputs(head, text2 is not None)
         self.model.eval()
         logits = self.model(self._batch(self.encode(text, text2)), classification_head_name=head)
         if return_logits or logits.size(-1) == 1:
             return logits
         return logits.log_softmax(-1)
+
+    def check_inputs(self, head: str, pair: bool, where: str = "") -> None:
+        """A pair for a head finetuned on single sentences, or the reverse, is an error (the run's
+        labels.json says which; a model without it is not checked)."""
+        expected = self.labels.get(INPUTS, {}).get(head)
+        if expected == 1 and pair:
+            raise HubError(f"{where}a sentence pair (two tab-separated fields), but head {head!r} was finetuned on "
+                           f"single sentences: give one sentence per line (a tab inside a sentence: replace it)")
+        if expected == 2 and not pair:
+            raise HubError(f"{where}one sentence, but head {head!r} was finetuned on sentence pairs: give "
+                           f"sentence<TAB>pair")
 
     def predict_label(self, head: str, text: str, text2: Optional[str] = None) -> tuple[str, float]:
         out = self.predict(head, text, text2)

@@ -198,3 +198,24 @@ def test_predict_repairs_and_counts(classifier, tmp_path, capsys):
 def test_predict_bad_input(classifier, tmp_path, capsys, content, message):
     rc, _, err = predict_bytes(classifier, tmp_path, content, capsys)
     assert rc == 1 and message in err, err
+
+
+@pytest.mark.parametrize("inputs,content,message", [
+    (1, b"one\ntwo\nthree\tfour\n", "in.tsv:3: a sentence pair (two tab-separated fields), but head "
+                                     "'sentence_classification_head' was finetuned on single sentences"),
+    (2, b"one\ttwo\nthree\n", "in.tsv:2: one sentence, but head 'sentence_classification_head' was finetuned "
+                               "on sentence pairs"),
+], ids=["pair-for-single", "single-for-pair"])
+def test_predict_refuses_the_wrong_number_of_inputs(classifier, tmp_path, capsys, inputs, content, message):
+    """The run's labels.json says how many inputs its head was finetuned on; other rows are refused
+    with file:line, nothing half-written is reported as success."""
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(classifier, model)
+    (model / "labels.json").write_text(json.dumps({"inputs": {"sentence_classification_head": inputs}}))
+    rc, _, err = predict_bytes(model, tmp_path, content, capsys)
+    assert rc == 1 and message in err, err
+    ok = b"one\n" if inputs == 1 else b"one\ttwo\n"
+    assert predict_bytes(model, tmp_path, ok, capsys)[0] == 0

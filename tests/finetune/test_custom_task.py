@@ -31,6 +31,14 @@ def test_own_eight_class_task_through_the_glue_tools(topics_bin, pretrained, tmp
         assert predict(["--checkpoint", str(best), "--input", str(src), "--cpu"]) == 0
     predicted = [line.split("\t")[0] for line in buf.getvalue().splitlines()]
     assert len(predicted) == 60 and set(predicted) <= set(TOPICS)
+    # the run recorded that its head takes one sentence: a pair row is refused with file:line
+    assert json.loads((best / "labels.json").read_text())["inputs"] == {"sentence_classification_head": 1}
+    src2 = tmp_path / "pairs.txt"
+    src2.write_text("a sentence\nfirst\tsecond\n")
+    capsys.readouterr()
+    with redirect_stdout(io.StringIO()):
+        assert predict(["--checkpoint", str(best), "--input", str(src2), "--cpu"]) == 1
+    assert f"{src2}:2: a sentence pair" in capsys.readouterr().err
     hits = sum(p == t for p, (_, t) in zip(predicted, rows))
     assert hits / 60 >= results["median"] - 0.2, (hits, results["median"])   # as on the validation split
     # the test split's predictions, as label words

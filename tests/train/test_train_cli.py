@@ -139,17 +139,23 @@ def test_kill_and_resume_gives_identical_weights(data_dir, tmp_path):
     assert_same_tensors(tmp_path / "a" / "checkpoint_last.pt", tmp_path / "b" / "checkpoint_last.pt")
 
 
-def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
-    cmd = [sys.executable, "train.py", *tiny_args(data_dir, tmp_path / "c", "--max-update", "100000")]
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_signal_saves_and_exits_with_the_signal_code(data_dir, tmp_path, sig, code):
+    """Ctrl-C / SIGTERM: checkpoint_last.pt saved, the run is not reported as finished (no
+    'end of epoch' line for the interrupted epoch) and the exit code says so (128 + signal)."""
+    cmd = [sys.executable, "train.py", *tiny_args(data_dir, tmp_path / "c", "--max-update", "100000",
+                                                  "--log-interval", "1000")]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
-        if "num_updates 5 " in line:
-            proc.send_signal(signal.SIGTERM)
+        if "lr schedule" in line:
             break
+    proc.send_signal(sig)
     out = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 0 and "rerun the same command to resume" in out
+    assert proc.returncode == code, out[-2000:]
+    assert "rerun the same command to resume" in out and "the run is NOT finished" in out
+    assert "end of epoch" not in out.split("received")[-1], out[-2000:]
     n = read_checkpoint(tmp_path / "c" / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"]
-    assert n >= 5
+    assert f"stopped at update {n} by {sig.name}" in out
     assert tupe.load_model(tmp_path / "c").cfg.rel_pos
 
 

@@ -111,6 +111,7 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin")
         fields = line.split("\t")
         if len(fields) > 2:
             raise HubError(f"{source}:{lineno}: expected a sentence or a tab-separated pair, got {len(fields)} fields")
+        hub.check_inputs(head, len(fields) == 2, f"{source}:{lineno}: ")
         label, prob = hub.predict_label(head, fields[0], fields[1] if len(fields) == 2 else None)
         out.write(f"{label}\t{prob:.4f}\n" if prob == prob else f"{label}\n")
         n += 1

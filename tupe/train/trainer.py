@@ -107,6 +107,7 @@ class Trainer:
         self.best: Optional[float] = None
         self.best_record: Optional[dict] = None      # every subset's metrics at the best validation
         self.stop_requested = False
+        self.stop_signal: Optional[int] = None       # SIGINT/SIGTERM received: exit 128 + its number
         self._last_valid_is_best = False
         self.restore()
         self.schedule = self._schedule()
@@ -514,6 +515,7 @@ class Trainer:
 
     def _handle_signal(self, signum, frame) -> None:
         self.stop_requested = True
+        self.stop_signal = signum
         self.log.info(f"| received {signal.Signals(signum).name}: saving checkpoint_last.pt after this update")
 
     def run(self) -> int:
@@ -523,8 +525,9 @@ class Trainer:
             words = getattr(self.task, "label_words", None)
             data_dir = Path(a.data.split(":")[0])
             if words is not None or getattr(self.task, "regression", False):
-                from ..hub import LABELS_FILE, SCORE_RANGES, task_score_range
-                labels = {a.classification_head_name: (words or [])[: a.num_classes]}
+                from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, task_score_range
+                labels = {a.classification_head_name: (words or [])[: a.num_classes],
+                          INPUTS: {a.classification_head_name: self.task.n_inputs}}
                 if getattr(self.task, "regression", False):   # predictions are mapped back to this range
                     labels[SCORE_RANGES] = {a.classification_head_name: list(task_score_range(data_dir))}
                 (self.save_dir / LABELS_FILE).write_text(json.dumps(labels) + "\n")
@@ -548,7 +551,8 @@ class Trainer:
             self.train_epoch()
         if self.stop_requested:
             self.save(end_of_epoch=False)
-            self.log.info(f"| stopped at update {self.num_updates}; rerun the same command to resume")
+            self.log.info(f"| stopped at update {self.num_updates} by {signal.Signals(self.stop_signal).name}: the "
+                          f"run is NOT finished (exit code {128 + self.stop_signal}); rerun the same command to resume")
         self.log.info(f"| done training in {time.time() - self.log.start:.1f} seconds, {self.num_updates} updates")
         if self.master and self.best_record is not None:
             best = {"best_checkpoint_metric": a.best_checkpoint_metric, "best": self.best, **self.best_record}
@@ -558,7 +562,9 @@ class Trainer:
         self.log.close()
         if self.world > 1:
             dist.barrier()   # rank 0 may still be saving: nobody tears the group down before it is done
-        return 0
+        # Interrupted: the shell's convention (130 for SIGINT, 143 for SIGTERM), so that
+        # `train.py ... && next-step` does not go on with an unfinished model.
+        return 128 + self.stop_signal if self.stop_requested else 0
 
     def train_epoch(self) -> None:
         a = self.args
@@ -601,7 +607,7 @@ class Trainer:
                 break
         self.log.close_progress()
         if window["updates"]:
-            self._log_train(window, end=True)
+            self._log_train(window, end=not self.stop_requested)   # an interrupted epoch did not end
         if self.stop_requested or (a.max_update and self.num_updates >= a.max_update and self.iterations_in_epoch < n):
             # stopped inside the epoch: validate and save where we are
             if not self.stop_requested:
