@@ -127,3 +127,33 @@ def test_bad_input_names_file_and_line(case, message, data_dir, tmp_path, capsys
                        "--destdir", str(out), "--no-progress"]) == 1
     assert message in capsys.readouterr().err
     assert not out.exists()                                            # nothing half-written
+
+
+@pytest.mark.parametrize("kind", ["unique-label", "column-name", "regression"])
+def test_header_row_without_header_flag_is_refused(kind, data_dir, tmp_path, capsys):
+    """Numeric columns, no --header, a file with a header: the header row must not become a data
+    row (and its label word a class); --header reads it as names, --no-header-check keeps it."""
+    rng = random.Random(1)
+    rows = [(i, text, topic) for i, (text, topic) in enumerate(topic_rows(rng, 40))]
+    header = {"unique-label": ("id", "text", "subject"), "column-name": ("id", "text", "label"),
+              "regression": ("id", "text", "similarity")}[kind]
+    extra = []
+    if kind == "regression":
+        rows = [(i, text, f"{rng.uniform(0, 5):.2f}") for i, text, _ in rows]
+        extra = ["--regression", "0", "5"]
+    train = write_tsv(tmp_path / "train.tsv", header, rows)
+    args = ["task", "--train", str(train), "--valid", str(train), "--text-columns", "2", "--label-column", "3",
+            "--bpe-dir", str(data_dir), "--no-progress", *extra]
+    assert preprocess(args + ["--destdir", str(tmp_path / "a-bin")]) == 1
+    err = capsys.readouterr().err
+    assert f"{train}:1: the first row looks like a header" in err and "add --header" in err, err
+    assert not (tmp_path / "a-bin").exists()
+    assert preprocess(args + ["--header", "--destdir", str(tmp_path / "b-bin")]) == 0
+    info = json.loads((tmp_path / "b-bin" / "task.json").read_text())
+    assert info["splits"]["train"]["rows"] == 40
+    if kind != "regression":
+        assert header[2] not in info["label_words"]
+        # the override keeps the row as data: one more row, its label a class of its own
+        assert preprocess(args + ["--no-header-check", "--destdir", str(tmp_path / "c-bin")]) == 0
+        kept = json.loads((tmp_path / "c-bin" / "task.json").read_text())
+        assert kept["splits"]["train"]["rows"] == 41 and header[2] in kept["label_words"]

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="1-based number(s) or header name(s): one column, or two for a sentence pair")
     t.add_argument("--label-column", required=True, help="1-based number or header name")
     t.add_argument("--header", action="store_true", help="the first line of each file names the columns")
+    t.add_argument("--no-header-check", action="store_true",
+                   help="without --header, a first row that looks like a header (its label is a column name, "
+                        "or a label seen nowhere else) is an error; this flag keeps it as data")
     t.add_argument("--delimiter", default="auto", help="auto (.csv: comma, else tab), tab, comma or a character")
     t.add_argument("--regression", nargs=2, type=float, metavar=("LO", "HI"),
                    help="numeric labels in [LO, HI] (stored scaled to [0, 1]) instead of classes")
@@ -117,7 +120,8 @@ def main(argv=None) -> int:
             run_task(args.train, args.valid, args.test, args.text_columns, args.label_column, args.bpe_dir,
                      args.destdir, header=args.header, delimiter=args.delimiter,
                      regression=tuple(args.regression) if args.regression else None, workers=args.workers,
-                     cased=args.cased, show_progress=not args.no_progress, force=args.force)
+                     cased=args.cased, show_progress=not args.no_progress, force=args.force,
+                     header_check=not args.no_header_check)
         else:
             from .glue import run_glue
 

@@ -133,6 +133,38 @@ def read_rows(path: Path, text_columns: Sequence[Column], label_column: Column, 
     return SplitRows(texts, labels, lines=lines, repairs=repairs)
 
 
+# Label-column names that mark a first row as a header, whatever else the column holds.
+HEADER_WORDS = {"label", "labels", "class", "classes", "category", "categories", "topic", "target", "y",
+                "sentiment", "gold_label", "score", "rating", "tag", "intent"}
+
+
+def looks_like_header(rows: SplitRows, regression: bool) -> Optional[str]:
+    """Why the first row (read as data, no --header) looks like a header, or None. Signs: its label
+    is a usual column name (label, class, topic, ...); or, for classes, it occurs once, in row 1,
+    while the other rows share a few labels; or, for regression, it is the only non-number."""
+    if not rows.labels:
+        return None
+    first, rest = rows.labels[0], rows.labels[1:]
+    if first.strip().lower() in HEADER_WORDS:
+        return f"its label {first!r} is a column name"
+    if regression:
+        def number(x: str) -> bool:
+            try:
+                float(x)
+                return True
+            except ValueError:
+                return False
+        if not number(first) and rest and all(number(x) for x in rest):
+            return f"its score {first!r} is not a number, all the others are"
+        return None
+    if len(rest) >= 4 and first not in rest:
+        distinct = set(rest)
+        if len(distinct) <= max(2, len(rest) // 4):
+            return (f"its label {first!r} occurs nowhere else, while the other {len(rest)} rows share "
+                    f"{len(distinct)} labels")
+    return None
+
+
 def _missing(path: Path, col: str, names: list[str]):
     raise PreprocessError(f"{path}: no column {col!r} in the header (columns: {', '.join(names)})")
 
@@ -140,7 +172,7 @@ def _missing(path: Path, col: str, names: list[str]):
 def run_task(train: Path, valid: Path, test: Optional[Path], text_columns: Sequence[str], label_column: str,
              bpe_dir: Path, destdir: Path, header: bool = False, delimiter: str = "auto",
              regression: Optional[tuple[float, float]] = None, workers: int = 1, cased: bool = False,
-             show_progress: bool = True, force: bool = False) -> dict:
+             show_progress: bool = True, force: bool = False, header_check: bool = True) -> dict:
     if not 1 <= len(text_columns) <= 2:
         raise PreprocessError(f"--text-columns takes one column (single sentences) or two (pairs), got {len(text_columns)}")
     if regression is not None and not regression[0] < regression[1]:
@@ -153,9 +185,22 @@ def run_task(train: Path, valid: Path, test: Optional[Path], text_columns: Seque
         if not p.is_file():
             raise PreprocessError(f"{p}: not found (--bpe-dir must hold the pretraining bpe-code and dict.txt)")
     files = {"train": Path(train), "valid": Path(valid), **({"test": Path(test)} if test else {})}
-    splits = {split: (path, read_rows(path, columns, label, header, delimiter, regression,
+    regression_scores = regression
+    if regression is not None and not header and header_check:
+        regression_scores = None      # read the scores as words first: a header's word is then reported as such
+    splits = {split: (path, read_rows(path, columns, label, header, delimiter, regression_scores,
                                       require_label=split != "test"))
               for split, path in files.items()}                   # validate everything before work
+    if not header and header_check:
+        for split, (path, rows) in splits.items():
+            why = looks_like_header(rows, regression is not None)
+            if why:
+                raise PreprocessError(f"{path}:{rows.lines[0]}: the first row looks like a header ({why}): add "
+                                      f"--header (columns may then be given by name), or --no-header-check if "
+                                      f"it is data")
+        if regression is not None:
+            splits = {split: (path, read_rows(path, columns, label, header, delimiter, regression,
+                                              require_label=split != "test")) for split, path in files.items()}
     label_dict = None
     if regression is None:
         label_dict = build_label_dictionary(splits["train"][1].labels)
