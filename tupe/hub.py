@@ -151,7 +151,7 @@ class TupeHub(torch.nn.Module):
 
 
 def from_pretrained(path: Union[str, Path], cased: bool = False, compile: bool = False,
-                    attn_impl: str = "bias") -> TupeHub:
+                    attn_impl: str = "auto") -> TupeHub:
     """A model directory or checkpoint (original or own format) with its dict.txt and bpe-code.
 
     ``compile=True``: torch.compile the encoder layers for inference (the first call per input

@@ -286,8 +286,8 @@ def test_hf_config_declares_every_native_field_with_its_default():
 
 
 def test_attn_implementation_flex_attention_runs_the_native_flex_path(tmp_path):
-    """attn_implementation="flex_attention" selects the native FlexAttention path (the bias
-    form otherwise): same logits as the bias form on the reference checkpoint, with gradients."""
+    """attn_implementation="flex_attention" selects the native FlexAttention path (the default,
+    "sdpa", the native SDPA kernel): same logits as the bias form on the reference checkpoint, with gradients."""
     native = load_model(FIXTURE / "checkpoint.pt")
     folder = hf.export_hf(native, tmp_path / "hf")
     default = AutoModelForMaskedLM.from_pretrained(folder)
@@ -308,6 +308,15 @@ def test_attn_implementation_flex_attention_runs_the_native_flex_path(tmp_path):
         logits[real].square().mean().backward()
         outs.append((logits.detach(), model.tupe.encoder.attn_impl,
                      model.tupe.encoder.rel_pos_bias.relative_attention_bias.weight.grad))
-    assert [o[1] for o in outs] == ["bias", "flex"]
+    assert [o[1] for o in outs] == ["sdpa", "flex"]          # transformers' default: sdpa
     torch.testing.assert_close(outs[1][0][real], outs[0][0][real], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(outs[1][2], outs[0][2], atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_attn_implementation_selects_the_native_kernel_of_that_name(impl, tmp_path):
+    _, folder = native_and_folder("TUPE-R", tmp_path)
+    model = AutoModel.from_pretrained(folder, attn_implementation=impl)
+    with torch.no_grad():
+        model(torch.tensor([[0, 9, 10, 2]]))
+    assert model.encoder.attn_impl == impl

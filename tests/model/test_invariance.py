@@ -153,24 +153,6 @@ def test_classification_heads():
     torch.testing.assert_close(model.classification_heads["sts"](features), out)
 
 
-@pytest.mark.parametrize("mask_shape", [(2, 4, 7, 7), (2, 1, 1, 7)], ids=["tupe-bias", "padding-only"])
-def test_cpu_training_attention_path_equals_sdpa(mask_shape):
-    """The explicit path used for CPU training with dropout computes SDPA's function."""
-    from tupe.model.transformer import eager_attention
-
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, 4, 7, 8, generator=g) for _ in range(3))
-    mask = torch.randn(mask_shape, generator=g)
-    mask[..., -1] = float("-inf")
-    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3)
-    got, probs = eager_attention(q, k, v, mask, 0.3, 0.0)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(probs, torch.softmax(q @ k.transpose(-1, -2) * 0.3 + mask, -1), atol=1e-6, rtol=1e-5)
-    torch.manual_seed(1)
-    dropped, _ = eager_attention(q, k, v, mask, 0.3, 0.5)
-    assert dropped.shape == want.shape and not torch.allclose(dropped, want)
-
-
 @pytest.mark.parametrize("scheme", [dict(), dict(rel_pos=True), dict(pos_encoding="alibi")])
 def test_unpadded_batch_shortcut_is_exact(scheme, monkeypatch):
     """A batch without padding gets the (1, H, T, T) bias instead of the (B, H, T, T) sum with a

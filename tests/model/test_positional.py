@@ -111,9 +111,12 @@ def test_untied_correlation_by_hand():
 def test_bias_computed_once_per_forward_and_shared(rel_pos):
     model = TupeModel(tiny_config(rel_pos=rel_pos)).eval()
     calls, seen = [], []
-    for m in (model.encoder.untied_pos, model.encoder.rel_pos_bias):
-        if m is not None:
-            m.register_forward_hook(lambda mod, inp, out: calls.append(out.shape))
+    for m in model.encoder.positional_modules():          # the PositionalScheme interface's bias()
+        def counted(*args, _bias=m.bias, **kwargs):
+            out = _bias(*args, **kwargs)
+            calls.append(out.shape)
+            return out
+        m.bias = counted
     for layer in model.encoder.layers:
         layer.register_forward_pre_hook(lambda mod, args: seen.append(args[1]))
     model(random_tokens(3, 9))

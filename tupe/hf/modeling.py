@@ -32,6 +32,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import (BaseModelOutput, MaskedLMOutput, QuestionAnsweringModelOutput,
                                            SequenceClassifierOutput, TokenClassifierOutput)
 
+from ..model.attention import HF_KERNELS
 from ..model.dropout import Dropout
 from ..model.positional import RelativePositionBias
 from ..model.transformer import ClassificationHead, Encoder, MaskedLMHead
@@ -61,8 +62,8 @@ class TupePreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = ["EncoderLayer"]
-    # attn_implementation: "sdpa"/"eager" run the native bias form, "flex_attention" the native
-    # FlexAttention path (tupe/model/flex.py: GPUs, attention_dropout 0 for training).
+    # attn_implementation: "eager", "sdpa" and "flex_attention" select the native kernels of those
+    # names (tupe/model/attention.py; flex: GPUs, attention_dropout 0 for training).
     _supports_sdpa = True
     _supports_flex_attn = True
 
@@ -115,8 +116,8 @@ class TupeHfModel(TupePreTrainedModel):
             raise ValueError("TUPE has no segment (token type) embeddings; pairs are marked by "
                              "'</s> </s>' between the sentences, as the TupeTokenizer builds them")
         padding = padding_from_mask(attention_mask) if attention_mask is not None else None
-        self.encoder.attn_impl = "flex" if getattr(self.config, "_attn_implementation", None) == "flex_attention" \
-            else "bias"
+        # transformers' attn_implementation -> the native kernel of the same name (attention.py)
+        self.encoder.attn_impl = HF_KERNELS.get(getattr(self.config, "_attn_implementation", None), "auto")
         out = self.encoder.encode(input_ids, padding=padding, embeds=inputs_embeds,
                                   output_hidden_states=hidden_flag, output_attentions=attn_flag)
         result = BaseModelOutput(last_hidden_state=out.last_hidden_state, hidden_states=out.hidden_states,

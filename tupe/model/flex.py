@@ -110,7 +110,7 @@ class FlexPositions:
         if p > 0:
             raise ValueError("attn_impl='flex' cannot drop attention probabilities (FlexAttention "
                              "has no attention dropout): train with attention_dropout=0 "
-                             "(--attention-dropout 0) or use attn_impl='bias'")
+                             "(--attention-dropout 0) or use another attn_impl (auto, eager, sdpa)")
         q, k, scale = self.fold(q, k, scale)
         use_kernel = not need_weights and (q.device.type == "cuda" or not torch.is_grad_enabled() or
                                            not (q.requires_grad or k.requires_grad or v.requires_grad))

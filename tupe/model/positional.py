@@ -1,9 +1,17 @@
-"""Positional schemes as additive attention biases.
+"""Positional schemes: one small interface, one table. Adding a scheme touches this module and
+the scheme registry (``config.SCHEMES``) only.
 
-Each bias module here is called ONCE per forward with the sequence length T (and the device,
-which only the parameter-free ones need) and returns a bias of shape (H, T, T) that every
-layer adds to its attention logits. This is where
-the TUPE math lives:
+Every positional module answers the same questions (``PositionalScheme``), each ONCE per
+forward with the sequence length T (and the device, which only the parameter-free ones need):
+
+* ``embed(x)``: what it adds to the input embedding (BERT-A's absolute positions);
+* ``bias(T, device)``: its additive (H, T, T) term of the attention logits, or None;
+* ``flex_terms(T, device)``: the same term factored, for ``attn_impl="flex"`` (flex.py);
+* ``rotary(T, device)``: (cos, sin) tables that rotate q and k (RoPE), or None;
+* ``logit_scale``: the attention's logits use 1/sqrt(logit_scale * d) (TUPE: 2).
+
+``POSITIONAL`` lists the modules with the encoder attribute each lives under (which fixes its
+checkpoint keys) and when a configuration has it. This is where the TUPE math lives:
 
     alpha_ij = (x_i W^Q)(x_j W^K)^T / sqrt(2d)          <- word term, in the attention layer
              + (p_i U^Q)(p_j U^K)^T / sqrt(2d)          <- UntiedPositionalCorrelation
@@ -21,6 +29,7 @@ the attention layer has for positions besides the additive mask.
 from __future__ import annotations
 
 import math
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +38,38 @@ from torch import nn
 from ..config import TupeConfig
 
 
-class UntiedPositionalCorrelation(nn.Module):
+class PositionalScheme:
+    """The interface of every positional module (a mixin beside ``nn.Module`` or ``nn.Embedding``);
+    the defaults are "contributes nothing there"."""
+
+    logit_scale = 1            # the logits' scale is 1/sqrt(logit_scale * head_dim)
+    has_bias = False           # ``bias`` returns a tensor: cached per length in inference
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:                                  # (B, T, C)
+        return x
+
+    def bias(self, seq_len: int, device=None) -> Optional[torch.Tensor]:               # (H, T, T)
+        return None
+
+    def flex_terms(self, seq_len: int, device=None) -> dict:
+        """Keyword arguments of ``flex.FlexPositions`` (row0/col0 of several modules add up)."""
+        return {}
+
+    def rotary(self, seq_len: int, device=None) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        return None
+
+
+class AbsolutePositionEmbedding(PositionalScheme, nn.Embedding):
+    """BERT-A / BERT-R: a learned table added to the input, row i for token i."""
+
+    def __init__(self, cfg: TupeConfig):
+        nn.Embedding.__init__(self, cfg.max_positions, cfg.encoder_embed_dim)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight[: x.size(1)]
+
+
+class UntiedPositionalCorrelation(PositionalScheme, nn.Module):
     """TUPE's positional term: ``(p_a U^Q)(p_b U^K)^T / sqrt(2d)``, shared by all layers.
 
     The table ``pos`` has ``max_positions + 1`` rows; token i uses row i + 1. Row 0 exists
@@ -37,6 +77,9 @@ class UntiedPositionalCorrelation(nn.Module):
     whole [CLS] row ("[CLS] attends to others") and ``P[1, 1]`` the whole [CLS] column
     ("others attend to [CLS]"); the row wins at (0, 0).
     """
+
+    logit_scale = 2            # word and positional terms both scaled by 1/sqrt(2d)
+    has_bias = True
 
     def __init__(self, cfg: TupeConfig):
         super().__init__()
@@ -67,6 +110,12 @@ class UntiedPositionalCorrelation(nn.Module):
         bias[:, :, 0] = corr[:, 1, 1].unsqueeze(-1)   # others -> [CLS]   (theta_2)
         bias[:, 0, :] = corr[:, 0, 0].unsqueeze(-1)   # [CLS]  -> others  (theta_1)
         return bias
+
+    bias = forward
+
+    def flex_terms(self, seq_len: int, device=None) -> dict:
+        pos_q, pos_k, row0, col0 = self.factors(seq_len)
+        return dict(pos_q=pos_q, pos_k=pos_k, row0=row0, col0=col0)
 
     def factors(self, seq_len: int):
         """The same term in factored form for ``attn_impl="flex"`` (see flex.py): ``u`` (H, T, d),
@@ -114,7 +163,7 @@ def toeplitz(w: torch.Tensor, T: int) -> torch.Tensor:
     return flat[:, T - 1: T - 1 + T * (2 * T - 1)].view(H, T, 2 * T - 1)[:, :, :T]
 
 
-class RelativePositionBias(nn.Module):
+class RelativePositionBias(PositionalScheme, nn.Module):
     """TUPE-R / BERT-R: a learned per-head scalar for each relative-distance bucket.
 
     The embedding has ``rel_pos_bins + 1`` rows. With ``untie_cls``, [CLS]'s column
@@ -126,6 +175,8 @@ class RelativePositionBias(nn.Module):
     (T x T) gather would make the backward pass a slow scatter of T^2 values into 33 rows. The
     reshape keeps T symbolic, so the bias is computed inside an exported (ONNX) graph for any length.
     """
+
+    has_bias = True
 
     def __init__(self, cfg: TupeConfig):
         super().__init__()
@@ -148,6 +199,12 @@ class RelativePositionBias(nn.Module):
             bias[:, 0, :] = cls_row.unsqueeze(-1)      # [CLS] -> others (wins at 0, 0)
         return bias
 
+    bias = forward
+
+    def flex_terms(self, seq_len: int, device=None) -> dict:
+        per_distance, row0, col0 = self.factors(seq_len)
+        return dict(per_distance=per_distance, row0=row0, col0=col0)
+
     def factors(self, seq_len: int):
         """The per-distance table (H, 2T-1) (entry j - i + T - 1) and, when untied, [CLS]'s row
         and column values (H,) (else None, None): what ``forward`` spreads over (H, T, T), and
@@ -161,9 +218,11 @@ class RelativePositionBias(nn.Module):
         return per_distance, table[self.num_buckets // 2], table[self.num_buckets]
 
 
-class ALiBiBias(nn.Module):
+class ALiBiBias(PositionalScheme, nn.Module):
     """Symmetric (bidirectional) ALiBi: ``bias[h, i, j] = -slope_h * |j - i|`` with
     ``slope_h = 2^(-8h/H)`` for heads h = 1..H. No parameters."""
+
+    has_bias = True
 
     def __init__(self, cfg: TupeConfig):
         super().__init__()
@@ -178,8 +237,13 @@ class ALiBiBias(nn.Module):
         distance = (pos[None, :] - pos[:, None]).abs().float()                          # (T, T)
         return -self.slopes(device)[:, None, None] * distance                           # (H, T, T)
 
+    bias = forward
 
-class RotaryEmbedding(nn.Module):
+    def flex_terms(self, seq_len: int, device=None) -> dict:
+        return dict(slopes=self.slopes(device))
+
+
+class RotaryEmbedding(PositionalScheme, nn.Module):
     """RoPE (RoFormer): channel pairs (c, c + d/2) of q and k rotated by angle
     ``t * theta^(-2c/d)`` at position t, so that q_i . k_j depends on j - i only. No parameters;
     the (cos, sin) tables (T, d) are computed once per forward."""
@@ -195,6 +259,30 @@ class RotaryEmbedding(nn.Module):
         angles = torch.arange(seq_len, device=device, dtype=torch.float32)[:, None] * inv_freq     # (T, d/2)
         angles = torch.cat([angles, angles], dim=-1)                                               # (T, d)
         return angles.cos(), angles.sin()
+
+    rotary = forward
+
+
+# The positional modules: encoder attribute (its checkpoint keys: encoder.<name>.*), class, and
+# when a configuration has it. Registration order = this order (it fixes the random init's order).
+POSITIONAL: tuple[tuple[str, type, Callable[[TupeConfig], bool]], ...] = (
+    ("embed_positions", AbsolutePositionEmbedding, lambda cfg: cfg.pos_encoding == "absolute"),
+    ("untied_pos", UntiedPositionalCorrelation, lambda cfg: cfg.pos_encoding == "tupe"),
+    ("alibi", ALiBiBias, lambda cfg: cfg.pos_encoding == "alibi"),
+    ("rel_pos_bias", RelativePositionBias, lambda cfg: cfg.rel_pos),
+    ("rotary", RotaryEmbedding, lambda cfg: cfg.pos_encoding == "rope"),
+)
+POSITIONAL_NAMES = tuple(name for name, _, _ in POSITIONAL)
+
+
+def positional_modules(cfg: TupeConfig) -> dict[str, nn.Module]:
+    """The positional modules of ``cfg``, by encoder attribute name."""
+    return {name: cls(cfg) for name, cls, when in POSITIONAL if when(cfg)}
+
+
+def logit_scale(cfg: TupeConfig) -> int:
+    """The attention's logits use 1/sqrt(logit_scale * d): 2 for TUPE, else 1."""
+    return max((cls.logit_scale for _, cls, when in POSITIONAL if when(cfg)), default=1)
 
 
 def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):

@@ -17,10 +17,10 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.checkpoint import checkpoint
 
 from ..config import TupeConfig
-from .dropout import Dropout, dropout
+from .attention import KERNELS, kernel_name, needs_factored
+from .dropout import Dropout
 from .flex import FlexPositions
-from .positional import (ALiBiBias, RelativePositionBias, RotaryEmbedding, UntiedPositionalCorrelation,
-                         apply_rotary)
+from .positional import POSITIONAL_NAMES, apply_rotary, logit_scale, positional_modules
 
 
 # Optimizer steps taken in this process. Fused optimizers (torch's fused AdamW, which
@@ -40,23 +40,6 @@ def activation(name: str):
     }[name]
 
 
-def eager_attention(q, k, v, mask, scale: float, p: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(q k^T * scale + mask) with dropout, @ v; returns (output, probabilities).
-
-    Used where SDPA cannot serve: on the CPU with dropout on (SDPA runs its unfused math kernel
-    then; this one fuses the mask into the product with baddbmm and uses the cheap dropout mask
-    of ``dropout.py``, measurably faster), and when the attention probabilities are asked for.
-    """
-    B, H, T, d = q.shape
-    if mask is None:                                                                   # a full batch
-        mask = q.new_zeros(1, 1, 1, T)
-    logits = torch.baddbmm(mask.expand(B, H, T, T).reshape(B * H, T, T), q.reshape(B * H, T, d),
-                           k.reshape(B * H, T, d).transpose(1, 2), alpha=scale)          # (B*H, T, T)
-    probs = torch.softmax(logits, dim=-1)
-    y = torch.bmm(dropout(probs, p).to(v.dtype), v.reshape(B * H, T, d)).view(B, H, T, d)
-    return y, probs.view(B, H, T, T)
-
-
 class QKVProjection(nn.Linear):
     """The fused q, k, v in-projection (one ``3C x C`` weight, q/k/v stacked), a Linear of its own
     so that adapters (LoRA) can target it by name (``in_proj``). Initialised as the original:
@@ -68,11 +51,12 @@ class QKVProjection(nn.Linear):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention on SDPA; positions arrive through ``attn_mask`` (every additive
-    scheme) and, for RoPE only, through ``rotary``: the (cos, sin) tables that rotate q and k.
+    """Multi-head self-attention; positions arrive through ``attn_mask`` (every additive scheme,
+    or the factored terms of the flex kernel) and, for RoPE only, through ``rotary``: the (cos,
+    sin) tables that rotate q and k. The kernel is chosen by name (attention.py).
 
     TUPE scales the word logits by 1/sqrt(2d) (the positional term carries the same
-    factor); every other scheme keeps the usual 1/sqrt(d).
+    factor); every other scheme keeps the usual 1/sqrt(d) (``positional.logit_scale``).
     """
 
     def __init__(self, cfg: TupeConfig):
@@ -80,38 +64,24 @@ class SelfAttention(nn.Module):
         C = cfg.encoder_embed_dim
         self.num_heads = cfg.encoder_attention_heads
         self.dropout = cfg.attention_dropout
-        scale_factor = 2 if cfg.pos_encoding == "tupe" else 1
-        self.scaling = (cfg.head_dim * scale_factor) ** -0.5
+        self.scaling = (cfg.head_dim * logit_scale(cfg)) ** -0.5
         self.in_proj = QKVProjection(C, 3 * C)        # q, k, v stacked (original: in_proj_weight/bias)
         self.out_proj = nn.Linear(C, C)
-        self.explicit_cpu_dropout = True
 
-    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], need_weights: bool = False,
-                rotary: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+    def forward(self, x: torch.Tensor, attn_mask, need_weights: bool = False,
+                rotary: Optional[tuple[torch.Tensor, torch.Tensor]] = None, kernel: str = "auto"
                 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(B, T, C) -> (B, T, C) and, with ``need_weights``, the probabilities (B, H, T, T).
         ``attn_mask``: additive, broadcastable to (B, H, T, T); None: no mask (a full batch);
-        or the factored terms of attn_impl="flex"."""
+        or the factored terms (FlexPositions) for the flex kernel."""
         B, T, C = x.shape
         qkv = self.in_proj(x)                                                          # (B, T, 3C)
         q, k, v = qkv.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)        # 3 x (B, H, T, d)
         if rotary is not None:                                                         # RoPE
             q, k = apply_rotary(q, k, *rotary)
         p = self.dropout if self.training else 0.0
-        if isinstance(attn_mask, FlexPositions):                                       # attn_impl="flex"
-            y, probs = attn_mask.attend(q, k, v, self.scaling, p, need_weights)       # (B, H, T, d)
-            return self.out_proj(y.transpose(1, 2).reshape(B, T, C)), probs
-        mask = attn_mask.to(q.dtype) if attn_mask is not None else None
-        probs = None
-        # Eager where SDPA cannot serve: attention probabilities asked for, CPU training with dropout,
-        # and graph export (ONNX: SDPA's decomposition returns another memory layout than traced).
-        if need_weights or torch.compiler.is_exporting() or \
-                (p > 0 and q.device.type == "cpu" and self.explicit_cpu_dropout):
-            y, probs = eager_attention(q, k, v, mask, self.scaling, p)                 # (B, H, T, d)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling,
-                                               dropout_p=p)                            # (B, H, T, d)
-        return self.out_proj(y.transpose(1, 2).reshape(B, T, C)), (probs if need_weights else None)
+        y, probs = KERNELS[kernel](q, k, v, attn_mask, self.scaling, p, need_weights)  # (B, H, T, d)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, C)), probs
 
 
 class EncoderLayer(nn.Module):
@@ -135,14 +105,14 @@ class EncoderLayer(nn.Module):
         x = x + self.dropout(y)
         return x if self.normalize_before else norm(x)
 
-    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], need_weights: bool = False,
-                rotary: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+    def forward(self, x: torch.Tensor, attn_mask, need_weights: bool = False,
+                rotary: Optional[tuple[torch.Tensor, torch.Tensor]] = None, kernel: str = "auto"
                 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         probs = None
 
         def attend(h):
             nonlocal probs
-            y, probs = self.self_attn(h, attn_mask, need_weights, rotary)
+            y, probs = self.self_attn(h, attn_mask, need_weights, rotary, kernel)
             return y
 
         x = self._sublayer(x, self.self_attn_layer_norm, attend)
@@ -157,15 +127,14 @@ class EncoderOutput(NamedTuple):
     attentions: Optional[tuple[torch.Tensor, ...]]         # L x (B, H, T, T)
 
 
-ATTN_IMPLS = ("bias", "flex")
-
-
 class Encoder(nn.Module):
     """Word embedding -> (positional biases, computed once) -> layers -> features.
 
-    ``attn_impl`` chooses how the layers receive the positional terms (same model, same
-    parameters, not saved): "bias", one additive (B, H, T, T) mask (the default), or "flex",
-    the terms in factored form read inside FlexAttention (flex.py; GPUs, no attention dropout).
+    ``attn_impl`` chooses the attention kernel (attention.py; same model, same parameters, not
+    saved): "auto" (default), "eager" or "sdpa" receive the positional terms as one additive
+    (B, H, T, T) mask, "flex" in factored form read inside FlexAttention (flex.py; GPUs, no
+    attention dropout). The positional modules (positional.py) are attributes named by
+    ``positional.POSITIONAL`` (their checkpoint keys); the encoder loops over them.
     """
 
     BIAS_CACHE_LENGTHS = 8   # lengths whose eval-mode positional bias is kept
@@ -178,23 +147,24 @@ class Encoder(nn.Module):
         # embed_tokens=False: an encoder fed ``embeds`` only (ELECTRA's generator reads the
         # discriminator's token embedding through a projection).
         self.embed_tokens = nn.Embedding(cfg.vocab_size, C, padding_idx=cfg.padding_idx) if embed_tokens else None
-        # BERT-A/BERT-R only: positions added to the input (row i for token i).
-        self.embed_positions = nn.Embedding(cfg.max_positions, C) if cfg.pos_encoding == "absolute" else None
+        # The scheme's positional modules (TUPE: untied_pos; BERT-A: embed_positions; rel_pos:
+        # rel_pos_bias; ALiBi: alibi; RoPE: rotary), the others None.
+        modules = positional_modules(cfg)
+        for name in POSITIONAL_NAMES:
+            setattr(self, name, modules.get(name))
+        self.positional = [name for name in POSITIONAL_NAMES if name in modules]
         self.emb_layer_norm = nn.LayerNorm(C, eps=1e-5) if cfg.embedding_normalize else None
         self.dropout = Dropout(cfg.dropout)
-        # TUPE: untied positional correlation; ALiBi: distance bias; any scheme with rel_pos: the
-        # T5 relative bias (TUPE-R, BERT-R, RoPE-R, ...); RoPE: q/k rotation tables.
-        self.untied_pos = UntiedPositionalCorrelation(cfg) if cfg.pos_encoding == "tupe" else None
-        self.alibi = ALiBiBias(cfg) if cfg.pos_encoding == "alibi" else None
-        self.rel_pos_bias = RelativePositionBias(cfg) if cfg.rel_pos else None
-        self.rotary = RotaryEmbedding(cfg) if cfg.pos_encoding == "rope" else None
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.emb_out_layer_norm = nn.LayerNorm(C, eps=1e-5) if cfg.encoder_normalize_before else None
         # Activation checkpointing of each layer in training (HF's gradient_checkpointing_enable()
         # sets this flag and may set ``_gradient_checkpointing_func``).
         self.gradient_checkpointing = False
         self._bias_cache: dict = {}     # eval-mode positional bias per length (positional_bias)
-        self.attn_impl = "bias"
+        self.attn_impl = "auto"
+
+    def positional_modules(self) -> list[nn.Module]:
+        return [getattr(self, name) for name in self.positional]
 
     def positional_bias(self, seq_len: int) -> Optional[torch.Tensor]:
         """The (H, T, T) bias added to every layer's logits, or None (BERT-A, RoPE, NoPE).
@@ -206,7 +176,7 @@ class Encoder(nn.Module):
         (writes through ``p.data`` bypass the counters: call ``clear_positional_cache()`` after
         those). Never under training, autograd or export.
         """
-        modules = [m for m in (self.untied_pos, self.alibi, self.rel_pos_bias) if m is not None]
+        modules = [m for m in self.positional_modules() if m.has_bias]
         if not modules:
             return None
         device = self.layers[0].fc1.weight.device
@@ -220,7 +190,7 @@ class Encoder(nn.Module):
                 self._bias_cache = {"state": state}
             if key in self._bias_cache:
                 return self._bias_cache[key]
-        terms = [m(seq_len, device) for m in modules]
+        terms = [m.bias(seq_len, device) for m in modules]
         bias = sum(terms[1:], terms[0])                                                # (H, T, T)
         if cacheable:
             if len(self._bias_cache) > self.BIAS_CACHE_LENGTHS:
@@ -229,17 +199,14 @@ class Encoder(nn.Module):
         return bias
 
     def flex_positions(self, seq_len: int, padding: torch.Tensor) -> FlexPositions:
-        """The positional terms in factored form, for attn_impl="flex" (see flex.py)."""
+        """The positional terms in factored form, for the flex kernel (see flex.py); [CLS]'s row
+        and column values (row0, col0) of several modules add up."""
         terms: dict = {}
-        if self.untied_pos is not None:
-            terms["pos_q"], terms["pos_k"], terms["row0"], terms["col0"] = self.untied_pos.factors(seq_len)
-        if self.rel_pos_bias is not None:
-            terms["per_distance"], row0, col0 = self.rel_pos_bias.factors(seq_len)
-            if row0 is not None:         # [CLS]'s row/column: untied scalar + relative entry
-                terms["row0"] = row0 if terms.get("row0") is None else terms["row0"] + row0
-                terms["col0"] = col0 if terms.get("col0") is None else terms["col0"] + col0
-        if self.alibi is not None:
-            terms["slopes"] = self.alibi.slopes(padding.device)
+        for module in self.positional_modules():
+            for key, value in module.flex_terms(seq_len, padding.device).items():
+                if value is not None and key in ("row0", "col0") and terms.get(key) is not None:
+                    value = terms[key] + value
+                terms[key] = value if value is not None else terms.get(key)
         return FlexPositions(padding, **terms)
 
     def additive_mask(self, padding: torch.Tensor, dtype: torch.dtype) -> Optional[torch.Tensor]:
@@ -291,30 +258,32 @@ class Encoder(nn.Module):
         if padding is None:
             padding = tokens.eq(self.padding_idx) if tokens is not None else \
                 torch.zeros(B, T, dtype=torch.bool, device=x.device)                     # (B, T)
-        if self.embed_positions is not None:
-            x = x + self.embed_positions.weight[:T]
+        for module in self.positional_modules():
+            x = module.embed(x)                                                        # BERT-A: + positions
         if self.emb_layer_norm is not None:
             x = self.emb_layer_norm(x)
         x = self.dropout(x)
         x = x * (~padding).unsqueeze(-1).to(x.dtype)                                   # zero padding rows
 
         # The positional terms and the padding, built once for all layers: one additive mask in
-        # the dtype attention will run in (under autocast: the autocast dtype), or with
-        # attn_impl="flex" the same terms in factored form.
-        if self.attn_impl == "flex":
+        # the dtype attention will run in (under autocast: the autocast dtype), or for the flex
+        # kernel the same terms in factored form.
+        kernel = self.attn_impl
+        if needs_factored(kernel):
             attn_mask = self.flex_positions(T, padding)
         else:
             dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
             attn_mask = self.additive_mask(padding, dtype)                             # (B|1, H|1, T|1, T) | None
-        rotary = self.rotary(T, x.device) if self.rotary is not None else None        # 2 x (T, d) | None
+        rotary = next((r for m in self.positional_modules() if (r := m.rotary(T, x.device)) is not None),
+                      None)                                                            # 2 x (T, d) | None
 
         hidden, attentions = [x] if output_hidden_states else None, [] if output_attentions else None
         for layer in self.layers:
             if self.gradient_checkpointing and self.training:
                 run = getattr(self, "_gradient_checkpointing_func", None) or partial(checkpoint, use_reentrant=False)
-                x, probs = run(layer, x, attn_mask, output_attentions, rotary)
+                x, probs = run(layer, x, attn_mask, output_attentions, rotary, kernel)
             else:
-                x, probs = layer(x, attn_mask, output_attentions, rotary)
+                x, probs = layer(x, attn_mask, output_attentions, rotary, kernel)
             if output_attentions:
                 attentions.append(probs)
             if output_hidden_states:
@@ -448,10 +417,10 @@ class TupeModel(nn.Module):
 
 
 def set_attn_impl(model: nn.Module, impl: str) -> None:
-    """Set ``attn_impl`` ("bias" or "flex", see Encoder) on every encoder in ``model`` (an ELECTRA
-    model has two). Same parameters and outputs (to float rounding); nothing saved changes."""
-    if impl not in ATTN_IMPLS:
-        raise ValueError(f"attn_impl={impl!r}; choose one of {ATTN_IMPLS}")
+    """Set the attention kernel (``attention.ATTN_IMPLS``: auto, eager, sdpa, flex; "bias" is an
+    alias of auto) on every encoder in ``model`` (an ELECTRA model has two). Same parameters and
+    outputs (to float rounding); nothing saved changes."""
+    impl = kernel_name(impl)
     encoders = [m for m in model.modules() if isinstance(m, Encoder)]
     if not encoders:
         raise ValueError(f"{type(model).__name__} has no TUPE encoder")

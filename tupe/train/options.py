@@ -10,6 +10,7 @@ import ast
 import dataclasses
 from typing import Optional, Sequence
 
+from ..model.attention import ALIASES, ATTN_IMPLS
 from ..config import POS_ENCODINGS, PRESETS, TRAINING_FIELDS, ConfigError, TupeConfig, scheme_overrides
 
 # Configuration fields that come from the data's dictionary, not from a flag.
@@ -135,10 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cpu", action="store_true", help="train on the CPU even if CUDA is available")
     g.add_argument("--compile", action="store_true", help="torch.compile the encoder layers (falls back to "
                    "eager with a warning where it cannot compile; see README 'Performance')")
-    g.add_argument("--attn-impl", default="bias", choices=["bias", "flex"],
-                   help="how attention receives the positional terms: one additive (B, H, T, T) mask "
-                   "(bias), or factored and read inside FlexAttention (flex: for GPUs; needs "
-                   "--attention-dropout 0); same model and checkpoints either way")
+    g.add_argument("--attn-impl", default="auto", choices=[*ATTN_IMPLS, *ALIASES],
+                   help="attention kernel (tupe/model/attention.py): auto = eager or SDPA as fits, with the "
+                   "positional terms as one additive mask; eager; sdpa; flex = the terms factored inside "
+                   "FlexAttention (GPUs; needs --attention-dropout 0). bias = auto (earlier name). Same model "
+                   "and checkpoints either way (default: %(default)s)")
     g.add_argument("--ddp-backend", default="c10d", choices=["c10d", "no_c10d"])
     g.add_argument("--find-unused-parameters", action="store_true")
     g.add_argument("--distributed-world-size", type=int, default=None,

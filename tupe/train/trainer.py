@@ -32,6 +32,7 @@ from ..config import TupeConfig
 from ..data.dictionary import DictionaryError
 from ..data.indexed_dataset import IndexedDatasetError
 from ..model import set_attn_impl
+from ..model.attention import kernel_name, needs_factored
 from ..model.compile import compile_layers, compile_unavailable
 from ..model.electra import is_electra_state, split_electra_state
 from .cpu import EMULATED_BF16, cpu_supports_bf16, retain_freed_memory
@@ -121,11 +122,11 @@ class Trainer:
     def _speed_options(self) -> None:
         """--attn-impl and --compile: how the model runs, not what it is (nothing saved changes)."""
         a = self.args
-        if a.attn_impl != "bias":
-            if self.cfg.attention_dropout > 0:
+        if kernel_name(a.attn_impl) != "auto":
+            if needs_factored(kernel_name(a.attn_impl)) and self.cfg.attention_dropout > 0:
                 raise TrainingError(f"--attn-impl {a.attn_impl} cannot drop attention probabilities "
                                     f"(FlexAttention has no attention dropout): add --attention-dropout 0 "
-                                    f"(now {self.cfg.attention_dropout}) or use --attn-impl bias")
+                                    f"(now {self.cfg.attention_dropout}) or use --attn-impl auto")
             set_attn_impl(self.model, a.attn_impl)
         if a.compile:
             if compile_layers(self.model, self.device, warn=False):

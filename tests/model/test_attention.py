@@ -1,0 +1,83 @@
+"""The attention-kernel table (tupe/model/attention.py): one signature, selected by name; each
+name runs its own code, and all compute the same function."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.conftest import random_tokens, tiny_config
+from tests.model.test_invariance import perturbed
+from tupe.config import SCHEMES
+from tupe.model import attention
+from tupe.model.attention import ATTN_IMPLS, KERNELS, kernel_name
+
+
+@pytest.mark.parametrize("mask_shape", [(2, 4, 7, 7), (2, 1, 1, 7), None], ids=["tupe-bias", "padding-only", "none"])
+@pytest.mark.parametrize("name", ["eager", "sdpa", "auto"])
+def test_kernels_compute_sdpas_function(name, mask_shape):
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 7, 8, generator=g) for _ in range(3))
+    mask = None
+    if mask_shape is not None:
+        mask = torch.randn(mask_shape, generator=g)
+        mask[..., -1] = float("-inf")
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3)
+    got, probs = KERNELS[name](q, k, v, mask, 0.3, 0.0, False)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert probs is None
+    got, probs = KERNELS[name](q, k, v, mask, 0.3, 0.0, True)     # probabilities asked for: eager's
+    logits = q @ k.transpose(-1, -2) * 0.3 + (0 if mask is None else mask)
+    torch.testing.assert_close(probs, torch.softmax(logits, -1), atol=1e-6, rtol=1e-5)
+
+
+def test_eager_dropout_changes_the_output():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 7, 8, generator=g) for _ in range(3))
+    torch.manual_seed(1)
+    dropped, _ = KERNELS["eager"](q, k, v, None, 0.3, 0.5)
+    assert dropped.shape == q.shape and not torch.allclose(dropped, KERNELS["eager"](q, k, v, None, 0.3, 0.0)[0])
+
+
+def test_returned_probabilities_are_on_the_autograd_path():
+    """output_attentions gives the tensor that feeds the value product: its gradient exists."""
+    model = perturbed(tiny_config(rel_pos=True))
+    out = model.encoder.encode(random_tokens(2, 9), output_attentions=True)
+    for a in out.attentions:
+        a.retain_grad()
+    out.last_hidden_state.sum().backward()
+    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in out.attentions)
+
+
+@pytest.mark.parametrize("name", ["eager", "sdpa"])
+def test_each_name_runs_its_own_code(name, monkeypatch):
+    """'eager' never calls SDPA; 'sdpa' never runs the written-out softmax (outside need_weights)."""
+    calls = []
+    real_sdpa, real_eager = F.scaled_dot_product_attention, attention.eager
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append("sdpa") or real_sdpa(*a, **k))
+    monkeypatch.setattr(attention, "eager", lambda *a, **k: calls.append("eager") or real_eager(*a, **k))
+    monkeypatch.setitem(attention.KERNELS, "eager", attention.eager)
+    model = perturbed(tiny_config()).set_attn_impl(name)
+    with torch.no_grad():
+        model(random_tokens(2, 9))
+    assert calls and set(calls) == {name}, calls
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_every_kernel_gives_the_same_model(scheme):
+    model = perturbed(tiny_config(**SCHEMES[scheme]))
+    tokens = random_tokens(3, 11, seed=2)
+    outs = {}
+    for name in ATTN_IMPLS:
+        model.set_attn_impl(name)
+        with torch.no_grad():
+            outs[name] = model(tokens)
+    for name in ATTN_IMPLS:
+        torch.testing.assert_close(outs[name], outs["auto"], atol=2e-5, rtol=1e-5)
+
+
+def test_names_and_alias():
+    assert ATTN_IMPLS == ("auto", "eager", "sdpa", "flex")
+    assert kernel_name("bias") == "auto"
+    with pytest.raises(ValueError, match="choose one of"):
+        kernel_name("fast")

@@ -1,0 +1,82 @@
+"""Attention kernels: a table of functions with one signature, selected by name.
+
+    kernel(q, k, v, mask, scale, p, need_weights) -> (output (B, H, T, d), probabilities | None)
+
+``q, k, v``: (B, H, T, d); ``mask``: the additive mask the encoder built once for all layers
+(broadcastable to (B, H, T, T), or None for a full batch without positional bias), or, for
+"flex", the factored terms (``flex.FlexPositions``); ``scale``: the logits' factor
+(1/sqrt(2d) for TUPE, 1/sqrt(d) otherwise); ``p``: attention dropout (0 in eval mode).
+
+* ``eager``: softmax(q k^T * scale + mask) with dropout, @ v, written out; returns the
+  probabilities that feed the value product (on the autograd path).
+* ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention``; asked for probabilities it
+  runs ``eager`` (SDPA does not return them, as in transformers).
+* ``flex``: the positional terms read inside FlexAttention (flex.py; GPUs; no attention dropout).
+* ``auto`` (the default): ``eager`` where SDPA cannot serve (probabilities asked for, graph
+  export, CPU training with dropout, where the eager kernel with ``dropout.py``'s cheap mask is
+  measurably faster), else ``sdpa``.
+
+The encoder builds the mask in the form the kernel reads (``needs_factored``). transformers'
+``attn_implementation`` maps onto this table one to one (``HF_KERNELS``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .dropout import dropout
+
+Result = tuple[torch.Tensor, Optional[torch.Tensor]]
+
+
+def eager(q, k, v, mask, scale: float, p: float, need_weights: bool = False) -> Result:
+    B, H, T, d = q.shape
+    if mask is None:                                                                   # a full batch
+        mask = q.new_zeros(1, 1, 1, T)
+    mask = mask.to(q.dtype)
+    logits = torch.baddbmm(mask.expand(B, H, T, T).reshape(B * H, T, T), q.reshape(B * H, T, d),
+                           k.reshape(B * H, T, d).transpose(1, 2), alpha=scale)          # (B*H, T, T)
+    probs = torch.softmax(logits, dim=-1).view(B, H, T, T)
+    y = torch.matmul(dropout(probs, p).to(v.dtype), v)                                 # (B, H, T, d)
+    return y, (probs if need_weights else None)
+
+
+def sdpa(q, k, v, mask, scale: float, p: float, need_weights: bool = False) -> Result:
+    if need_weights:
+        return eager(q, k, v, mask, scale, p, need_weights)
+    mask = mask.to(q.dtype) if mask is not None else None
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, dropout_p=p), None
+
+
+def flex(q, k, v, mask, scale: float, p: float, need_weights: bool = False) -> Result:
+    return mask.attend(q, k, v, scale, p, need_weights)
+
+
+def auto(q, k, v, mask, scale: float, p: float, need_weights: bool = False) -> Result:
+    if need_weights or torch.compiler.is_exporting() or (p > 0 and q.device.type == "cpu"):
+        return eager(q, k, v, mask, scale, p, need_weights)
+    return sdpa(q, k, v, mask, scale, p, need_weights)
+
+
+KERNELS: dict[str, Callable[..., Result]] = {"auto": auto, "eager": eager, "sdpa": sdpa, "flex": flex}
+ATTN_IMPLS = tuple(KERNELS)
+# Earlier name of "auto" (the additive-bias form), still accepted.
+ALIASES = {"bias": "auto"}
+# transformers' attn_implementation -> this table.
+HF_KERNELS = {"eager": "eager", "sdpa": "sdpa", "flex_attention": "flex"}
+
+
+def kernel_name(impl: str) -> str:
+    """A kernel's name from a user's choice (aliases resolved); an unknown one lists the choices."""
+    name = ALIASES.get(impl, impl)
+    if name not in KERNELS:
+        raise ValueError(f"attn_impl={impl!r}; choose one of {ATTN_IMPLS}")
+    return name
+
+
+def needs_factored(impl: str) -> bool:
+    """Whether the kernel reads the positional terms factored (FlexPositions), not as a mask."""
+    return impl == "flex"
