@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # Optional torch requirement installed first, e.g. `make test TORCH=torch==2.13.0` (a CPU wheel).
 TORCH ?=
 
-.PHONY: demo test test-all install clean
+.PHONY: demo test test-all lint install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,10 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) -m tupe.demo --out runs/demo $(DEMO_ARGS)
 
-test: $(VENV)/.installed
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest -q
 
 test-all: $(VENV)/.installed

@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 
 import torch
+from train_bench import cpu_name, paired  # benchmarks/ is on sys.path when run as a script
 
 from tupe import TupeConfig, TupeModel
 from tupe.config import SCHEMES as REGISTRY
 from tupe.train.cpu import retain_freed_memory
-from train_bench import cpu_name, paired   # benchmarks/ is on sys.path when run as a script
 
 V = 32769
 SHAPES = [(32, 128), (8, 512)]

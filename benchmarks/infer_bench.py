@@ -38,11 +38,11 @@ import time
 from pathlib import Path
 
 import torch
+from train_bench import cpu_name, paired  # benchmarks/ is on sys.path when run as a script
 
-from tupe import TupeConfig, TupeModel
+from tupe import TupeConfig, TupeModel, save_pretrained
 from tupe.config import SCHEMES as REGISTRY
 from tupe.train.cpu import cpu_supports_bf16, retain_freed_memory
-from train_bench import cpu_name, paired   # benchmarks/ is on sys.path when run as a script
 
 V = 32769
 SCHEMES = {name: REGISTRY[name] for name in ("TUPE-A", "TUPE-R", "BERT-A")}   # from the scheme registry
@@ -189,7 +189,7 @@ def predict_rows_per_s(n_rows: int = 200) -> dict:
         model.dictionary = d
         write_codes(learn_bpe({w: 10 for w in words}, 40), tmp / "bpe-code")
         model.bpe_codes = str(tmp / "bpe-code")
-        model.save_pretrained(tmp / "clf")
+        save_pretrained(model, tmp / "clf")
         rng = random.Random(0)
         lines = [" ".join(rng.choice(words) for _ in range(rng.randint(8, 30))) for _ in range(n_rows)]
         (tmp / "in.txt").write_text("\n".join(lines) + "\n")

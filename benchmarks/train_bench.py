@@ -167,7 +167,7 @@ def matmul_ceiling(tokens: int, device, reps: int = 5) -> float:
         mats = [(torch.randn(tokens, k, generator=g).to(device, dtype), torch.randn(n, k, generator=g).to(device, dtype),
                  torch.randn(tokens, n, generator=g).to(device, dtype)) for k, n in shapes]
 
-        def products():
+        def products(mats=mats):
             for x, w, dy in mats:
                 x @ w.t(), dy @ w, dy.t() @ x
             if device.type == "cuda":
@@ -195,11 +195,13 @@ def summarise(rows: list[dict]) -> list[dict]:
         for dtype in ("fp32", "bf16", "fp16"):
             if ("TUPE-R", B, T, dtype) in by:
                 line[f"TUPE-R_speedup_over_HF_{dtype}"] = round(paired(by["HF-BERT", B, T, dtype], by["TUPE-R", B, T, dtype]), 3)
-                line[f"TUPE-R_overhead_vs_BERT-A_{dtype}"] = round(paired(by["TUPE-R", B, T, dtype], by["BERT-A", B, T, dtype]) - 1, 3)
+                line[f"TUPE-R_overhead_vs_BERT-A_{dtype}"] = round(
+                    paired(by["TUPE-R", B, T, dtype], by["BERT-A", B, T, dtype]) - 1, 3)
             for variant in (*FLEX, COMPILED):
                 if (variant, B, T, dtype) in by:
                     key = variant.replace(" ", "_")
-                    line[f"{key}_speedup_over_HF_{dtype}"] = round(paired(by["HF-BERT", B, T, dtype], by[variant, B, T, dtype]), 3)
+                    line[f"{key}_speedup_over_HF_{dtype}"] = round(
+                        paired(by["HF-BERT", B, T, dtype], by[variant, B, T, dtype]), 3)
                     base = "TUPE-R" if variant == COMPILED else FLEX[variant]
                     line[f"{key}_speedup_over_{base}_{dtype}"] = round(paired(by[base, B, T, dtype], by[variant, B, T, dtype]), 3)
         if ("TUPE-R", B, T, "bf16") in by and ("TUPE-R", B, T, "fp32") in by:

@@ -102,7 +102,8 @@ def main() -> None:
     clean = lambda s: s.replace("\t", " ")  # noqa: E731
     (args.out / "task" / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{clean(s)}\t{y}\n" for y, s in train))
     (args.out / "task" / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"{clean(s)}\t{y}\n" for y, s in dev))
-    (args.out / "task" / "test.tsv").write_text("index\tsentence\n" + "".join(f"{i}\t{clean(s)}\n" for i, (_, s) in enumerate(test)))
+    (args.out / "task" / "test.tsv").write_text(
+        "index\tsentence\n" + "".join(f"{i}\t{clean(s)}\n" for i, (_, s) in enumerate(test)))
     (args.out / "LICENSE.wordnet").write_text(LICENSE)
     print(f"wrote {args.out}: {len(nouns)} noun synsets; task train {len(train)}, dev {len(dev)}, test {len(test)}")
 

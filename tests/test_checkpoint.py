@@ -12,7 +12,7 @@ import torch
 
 import tupe
 from tests.conftest import FIXTURE, random_tokens, tiny_config
-from tupe.checkpoint import (CheckpointError, fairseq_state_dict, read_checkpoint, save_fairseq)
+from tupe.checkpoint import CheckpointError, fairseq_state_dict, read_checkpoint, save_fairseq
 from tupe.cli import convert
 
 
@@ -42,7 +42,7 @@ def test_fixture_carries_fairseq_meters_read_as_inert_data():
 def test_save_pretrained_round_trip(tmp_path):
     model = tupe.load_model(FIXTURE / "checkpoint.pt")
     model.register_classification_head("sentence_classification_head", 3)
-    model.save_pretrained(tmp_path / "own")
+    tupe.save_pretrained(model, tmp_path / "own")
     assert sorted(p.name for p in (tmp_path / "own").iterdir()) == ["config.json", "dict.txt", "model.safetensors"]
     assert b"pickle" not in (tmp_path / "own" / "model.safetensors").read_bytes()[:200]
     again = tupe.load_model(tmp_path / "own")

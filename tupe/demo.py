@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .logs import cli_logging
+
 DATA = Path(__file__).parent / "demo_data"
 # The demo's models: names from the scheme registry (config.SCHEMES).
 MODELS = ("TUPE-R", "TUPE-A", "BERT-A")
@@ -81,6 +83,7 @@ def scaled_budget(seconds_per_update: float) -> tuple[int, Optional[dict]]:
 
 
 def main(argv=None) -> int:
+    cli_logging()
     p = argparse.ArgumentParser(prog="tupe-demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/demo"))

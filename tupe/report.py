@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from .logs import cli_logging
+
 FINETUNE_METRICS = ("accuracy", "mcc", "pearson", "f1", "spearman")
 
 
@@ -173,7 +175,7 @@ def make_report(run_dir: Path, title: str = "tupe run report") -> tuple[Path, st
     table = markdown_table(header, rows) if rows else ""
     if table:
         md += ["## Final numbers", "", table]
-    for key, res in sweeps.items():
+    for key in sweeps:
         md += [f"## Finetuning sweep `{key}`", ""]
         table_file = run_dir / key / "results.md"
         if table_file.is_file():
@@ -185,6 +187,7 @@ def make_report(run_dir: Path, title: str = "tupe run report") -> tuple[Path, st
 
 
 def main(argv=None) -> int:
+    cli_logging()
     p = argparse.ArgumentParser(prog="tupe-report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import SCHEMES
+from .logs import cli_logging
 from .train.options import scheme_flags
 
 STUDY_FILE = "study.json"
@@ -347,7 +348,8 @@ def study_report(out: Path) -> tuple[str, list[str]]:
 
     md = ["## Study", ""]
     m = state.get("machine", {})
-    md += [f"Machine: {m.get('cpu', '?')} (bf16: {', '.join(m['cpu_bf16']) if isinstance(m.get('cpu_bf16'), list) else m.get('cpu_bf16', '?')}), "
+    bf16 = ", ".join(m["cpu_bf16"]) if isinstance(m.get("cpu_bf16"), list) else m.get("cpu_bf16", "?")
+    md += [f"Machine: {m.get('cpu', '?')} (bf16: {bf16}), "
            f"{m.get('cpus', '?')} cores, torch {m.get('torch', '?')}{', ' + m['device'] if m.get('device') else ''}. "
            f"Budget: {state['updates']} updates per run ({' '.join(plan['arch'])}, {plan['tokens_per_sample']} "
            f"tokens x {plan['batch']}), seed {plan['seed']}, LR grid {', '.join(f'{x:g}' for x in lrs)}. "
@@ -421,6 +423,7 @@ def parse_floats(text: str) -> list[float]:
 
 
 def main(argv=None) -> int:
+    cli_logging()
     p = argparse.ArgumentParser(prog="tupe-study", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", type=Path, required=True, help="raw text, or a tupe-preprocess pretrain folder")

@@ -1,9 +1,13 @@
-import json, sys, time
+import json
+import sys
+import time
 from pathlib import Path
+
 sys.path.insert(0, "/work/main")
+from tupe.cli import glue as sweep
 from tupe.study import StudyPlan, pretrain_args
 from tupe.train.trainer import main as train
-from tupe.cli import glue as sweep
+
 out = Path("/work/main/runs/electra_wallclock")
 data = Path("/work/main/runs/demo/data/bin")
 plan = StudyPlan(schemes=["TUPE-R", "BERT-A"], lrs=[1e-3], updates=380, tokens_per_sample=128, batch=16,

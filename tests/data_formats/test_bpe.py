@@ -3,8 +3,7 @@ from collections import Counter
 
 import pytest
 
-from tupe.data.bpe import (BPE, BPEError, apply_line_reference, apply_word_reference, learn_bpe, read_codes,
-                           write_codes)
+from tupe.data.bpe import BPE, BPEError, apply_line_reference, apply_word_reference, learn_bpe, read_codes, write_codes
 
 
 def random_words(seed, n=2000, alphabet="abcdefghijklmnop"):

@@ -5,8 +5,7 @@ import struct
 import numpy as np
 import pytest
 
-from tupe.data.indexed_dataset import (IndexedDatasetBuilder, IndexedDatasetError, MMapIndexedDataset,
-                                       best_fitting_dtype)
+from tupe.data.indexed_dataset import IndexedDatasetBuilder, IndexedDatasetError, MMapIndexedDataset, best_fitting_dtype
 
 ITEMS = [[0, 17, 300, 2], [], [5], [65000, 1, 2]]
 

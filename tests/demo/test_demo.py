@@ -1,11 +1,11 @@
 """The demo in --quick mode, end to end, and tupe-report on its output."""
 
 import json
-from pathlib import Path
 
 import pytest
 
-from tupe.demo import DATA, MODELS, main as demo
+from tupe.demo import DATA, MODELS
+from tupe.demo import main as demo
 from tupe.report import main as report_main
 
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from tupe.study import main as study, updates_to_reach
+from tupe.study import main as study
+from tupe.study import updates_to_reach
 
 
 def test_updates_to_reach_interpolates():
@@ -77,7 +78,8 @@ def test_study_with_electra_beside_masked_lm(data_dir, order_task, tmp_path):
                   "--out", str(out)]) == 0
     state = json.loads((out / "study.json").read_text())
     assert set(state["best_lr"]) == {"TUPE-R", "BERT-A", "ELECTRA-TUPE-R", "ELECTRA-BERT-A"}
-    electra = [json.loads(x) for x in (out / "pretrain" / "ELECTRA-TUPE-R" / "lr0.001" / "metrics.jsonl").read_text().splitlines()]
+    metrics = out / "pretrain" / "ELECTRA-TUPE-R" / "lr0.001" / "metrics.jsonl"
+    electra = [json.loads(x) for x in metrics.read_text().splitlines()]
     assert any("disc_acc" in r for r in electra if r["type"] == "valid")
     text = (out / "report.md").read_text()
     assert "ELECTRA runs (ELECTRA-<scheme>)" in text and "| ELECTRA-TUPE-R |" in text

@@ -22,7 +22,8 @@ TEN_MB_OF_WORDS = b" ".join([b"word"] * 2_000_000)
 
 
 def outputs(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.suffix in (".bin", ".idx", ".label")}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.suffix in (".bin", ".idx", ".label")}
 
 
 def run_cli(argv, capsys):
@@ -166,7 +167,7 @@ def classifier(pretrained, tmp_path_factory):
     model = tupe.load_model(pretrained)
     model.register_classification_head("sentence_classification_head", 2)
     out = tmp_path_factory.mktemp("clf") / "model"
-    model.save_pretrained(out)
+    tupe.save_pretrained(model, out)
     return out
 
 

@@ -115,7 +115,7 @@ def test_zip_with_an_extra_member_is_refused(tmp_path):
 def safetensors_dir(tmp_path) -> Path:
     model = tupe.load_model(FIXTURE)
     out = tmp_path / "own"
-    model.save_pretrained(out)
+    tupe.save_pretrained(model, out)
     return out
 
 

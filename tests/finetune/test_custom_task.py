@@ -2,9 +2,8 @@
 
 import io
 import json
-from contextlib import redirect_stdout
-
 import random
+from contextlib import redirect_stdout
 
 from tests.preprocess.test_task import TOPICS, topic_files, topic_rows, topics_bin  # noqa: F401 (fixtures)
 from tupe.cli import glue as sweep

@@ -89,7 +89,6 @@ def test_mnli_style_two_validation_subsets(order_task, pretrained, tmp_path):
 def test_restore_from_the_original_format_fixture(tmp_path, capsys):
     """An original TUPE-R checkpoint (fairseq layout) as --restore-file: the encoder loads, a new
     head is created; the arch flags must match it."""
-    from tests.preprocess.glue_data import write
     from tupe.data.dictionary import Dictionary
     from tupe.preprocess.common import binarize_lines
 

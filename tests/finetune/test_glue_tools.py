@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import tupe
-from tupe.checkpoint import save_fairseq
 from tupe.cli import glue as sweep
 from tupe.cli import predict
 from tupe.train.trainer import main as train

@@ -9,11 +9,17 @@ import torch.nn.functional as F
 
 from tests.conftest import FIXTURE, random_tokens, tiny_config
 from tests.model.test_invariance import perturbed
-from tupe import TupeConfig, TupeModel, load_model
+from tupe import TupeConfig, load_model
 
 hf = pytest.importorskip("tupe.hf")
-from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForQuestionAnswering,  # noqa: E402
-                          AutoModelForSequenceClassification, AutoModelForTokenClassification)
+from transformers import (  # noqa: E402
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
 
 from tupe.config import SCHEMES  # noqa: E402  (every registered scheme)
 

@@ -218,7 +218,6 @@ def test_hf_finetuned_model_goes_through_tupe_tools(finetuned_hf, tmp_path):
 
 def test_lora_trains_only_adapters_and_improves(exported, topic_task, tmp_path):
     from peft import LoraConfig, PeftModel, TaskType, get_peft_model
-
     from transformers import get_linear_schedule_with_warmup
 
     train, valid = task_batches(exported, topic_task)
@@ -244,7 +243,7 @@ def test_lora_trains_only_adapters_and_improves(exported, topic_task, tmp_path):
     schedule = get_linear_schedule_with_warmup(opt, len(train) // 4, epochs * len(train))
     model.train()
     losses = []
-    for epoch in range(epochs):
+    for _ in range(epochs):
         for batch in train:
             loss = model(**batch).loss
             loss.backward()

@@ -109,10 +109,10 @@ def test_flex_backward_does_not_materialise_the_bias():
         tokens = torch.randint(4, 1000, (B, T), device="cuda")
         sizes = []
 
-        def pack(t):
+        def pack(t, sizes=sizes):
             sizes.append(t.numel())
             return t
-        for step in range(2):                               # the first step compiles
+        for _ in range(2):                                  # the first step compiles
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

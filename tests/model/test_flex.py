@@ -74,8 +74,8 @@ def test_cls_row_and_column_reach_their_parameters():
 def test_fp32_tolerance_and_reference_checkpoint():
     """The original checkpoint (TUPE-R) through the flex path, fp32, within 1e-5 of its recorded
     outputs, the same tolerance as the bias form."""
-    from tests.conftest import FIXTURE
     import tupe
+    from tests.conftest import FIXTURE
 
     model = tupe.load_model(FIXTURE / "checkpoint.pt").set_attn_impl("flex")
     expected = np.load(FIXTURE / "expected.npz")

@@ -6,7 +6,6 @@ import torch.nn.functional as F
 
 from tests.conftest import random_tokens, tiny_config
 from tupe import TupeModel
-
 from tupe.config import SCHEMES as REGISTRY
 
 # Every registered scheme (a scheme added to the registry is tested here without an edit), and pre-LN.

@@ -12,8 +12,8 @@ from tests.model.test_invariance import perturbed
 from tupe import TupeConfig, TupeModel, load_model, save_pretrained
 from tupe.checkpoint import save_fairseq
 from tupe.config import SCHEMES as REGISTRY
-from tupe.train.options import model_config, parse_args, scheme_flags
 from tupe.model.positional import ALiBiBias, RotaryEmbedding, apply_rotary
+from tupe.train.options import model_config, parse_args, scheme_flags
 
 NEW = {"RoPE": dict(pos_encoding="rope"), "RoPE-R": dict(pos_encoding="rope", rel_pos=True),
        "ALiBi": dict(pos_encoding="alibi"), "NoPE": dict(pos_encoding="none")}

@@ -37,13 +37,12 @@ def test_big_tensors_reuse_pages_after_retain_freed_memory():
 def test_bf16_on_a_cpu_without_native_bf16_falls_back_with_one_warning(monkeypatch, native, force, want):
     from types import SimpleNamespace
 
-    import tupe.train.trainer as trainer
+    import tupe.train.devices as devices
 
-    monkeypatch.setattr(trainer, "cpu_supports_bf16", lambda: native)
+    monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: native)
     said = []
-    fake = SimpleNamespace(args=SimpleNamespace(fp16=False, bf16=True, force_bf16=force), device=torch.device("cpu"),
-                           log=SimpleNamespace(info=said.append))
-    assert trainer.Trainer._precision(fake) == want
+    args = SimpleNamespace(fp16=False, bf16=True, force_bf16=force)
+    assert devices.choose_precision(args, torch.device("cpu"), said.append) == want
     warnings = [s for s in said if "without native bf16" in s]
     assert len(warnings) == (1 if (not native and not force) else 0)
     if warnings:

@@ -19,9 +19,21 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ..checkpoint import (BPE_FILE, CONFIG_FILE, DICT_FILE, CheckpointError, fairseq_args,
-                          is_hf_folder, load_model, read_checkpoint, read_pretrained_config, resolve_checkpoint,
-                          save_fairseq, save_pretrained)
+from ..checkpoint import (
+    BPE_FILE,
+    CONFIG_FILE,
+    DICT_FILE,
+    CheckpointError,
+    fairseq_args,
+    is_hf_folder,
+    load_model,
+    read_checkpoint,
+    read_pretrained_config,
+    resolve_checkpoint,
+    save_fairseq,
+    save_pretrained,
+)
+from ..logs import cli_logging
 
 _PLAIN = (str, int, float, bool, type(None))
 
@@ -84,6 +96,7 @@ def to_hf(src: Path, dest: Path, head: Optional[str], label_dict: Optional[Path]
 
 
 def main(argv=None) -> int:
+    cli_logging()
     p = argparse.ArgumentParser(prog="tupe-convert", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", type=Path, help="checkpoint file / training dir, or an own-format dir")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..checkpoint import CONFIG_FILE, CheckpointError, read_config, resolve_checkpoint
+from ..logs import cli_logging
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ def keep_representatives(out: Path, summary: dict, keep_all: bool) -> None:
 
 
 def main(argv=None) -> int:
+    cli_logging()
     p = argparse.ArgumentParser(prog="tupe-glue", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, type=Path, help="pretrained checkpoint (file or run dir)")

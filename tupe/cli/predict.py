@@ -22,8 +22,10 @@ import torch
 
 from ..checkpoint import CheckpointError
 from ..data.dictionary import Dictionary
-from ..data.indexed_dataset import MMapIndexedDataset, exists as dataset_exists
+from ..data.indexed_dataset import MMapIndexedDataset
+from ..data.indexed_dataset import exists as dataset_exists
 from ..hub import HubError, TupeHub, from_pretrained, task_score_range
+from ..logs import cli_logging
 from ..model import TupeModel
 
 SUBMISSION_NAMES = {"MNLI": {"test": "MNLI-m", "test1": "MNLI-mm"}}
@@ -125,6 +127,7 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin")
 
 
 def main(argv=None) -> int:
+    cli_logging()
     p = argparse.ArgumentParser(prog="tupe-predict", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="finetuned checkpoint file or directory")

@@ -17,13 +17,27 @@ except ImportError as e:   # pragma: no cover - exercised only without the extra
     raise ImportError("tupe.hf needs Hugging Face transformers: pip install 'tupe[hf]' "
                       "(transformers, accelerate, peft, onnx, onnxruntime)") from e
 
-from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForQuestionAnswering,
-                          AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer)
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+)
 
 from .configuration import TupeHfConfig
 from .export import export_hf
-from .modeling import (PaddingError, TupeForMaskedLM, TupeForQuestionAnswering, TupeForSequenceClassification,
-                       TupeForTokenClassification, TupeHfModel, TupePreTrainedModel)
+from .modeling import (
+    PaddingError,
+    TupeForMaskedLM,
+    TupeForQuestionAnswering,
+    TupeForSequenceClassification,
+    TupeForTokenClassification,
+    TupeHfModel,
+    TupePreTrainedModel,
+)
 from .tokenization import TupeTokenizer
 
 #: Module names LoRA (peft) can target: the fused q/k/v projection, the attention output and the FFN.

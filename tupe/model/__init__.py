@@ -1,7 +1,7 @@
 """The TUPE model: positional schemes and the encoder with its heads."""
 
-from .positional import RelativePositionBias, UntiedPositionalCorrelation, relative_position_bucket
 from .attention import ATTN_IMPLS
+from .positional import RelativePositionBias, UntiedPositionalCorrelation, relative_position_bucket
 from .transformer import Encoder, TupeModel, init_bert_params, set_attn_impl
 
 __all__ = ["ATTN_IMPLS", "Encoder", "RelativePositionBias", "TupeModel", "UntiedPositionalCorrelation",

@@ -22,7 +22,6 @@ from .dropout import Dropout
 from .flex import FlexPositions
 from .positional import POSITIONAL_NAMES, apply_rotary, logit_scale, positional_modules
 
-
 # Optimizer steps taken in this process. Fused optimizers (torch's fused AdamW, which
 # FairseqAdam uses) update parameters without bumping their version counters, so the eval-mode
 # positional-bias cache also keys on this count (see Encoder.positional_bias).
@@ -406,10 +405,6 @@ class TupeModel(nn.Module):
     def set_attn_impl(self, impl: str) -> "TupeModel":
         set_attn_impl(self, impl)
         return self
-
-    def save_pretrained(self, directory) -> None:
-        from ..checkpoint import save_pretrained
-        save_pretrained(self, directory)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from ..data.bpe import BPEError
 from ..data.dictionary import DictionaryError
+from ..logs import cli_logging
 from .common import PreprocessError
-from .text import describe_repairs
-from .text import LineFilter
+from .text import LineFilter, describe_repairs
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -92,6 +92,7 @@ def task_doc() -> str:
 
 
 def main(argv=None) -> int:
+    cli_logging()
     args = build_parser().parse_args(argv)
     try:
         if args.command == "pretrain":

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-from collections import deque
 import os
 import shutil
 import sys
 import tempfile
+from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, TypeVar

@@ -9,8 +9,8 @@ TSVs are read without quote processing (GLUE text contains quote characters).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,8 @@ from ..data.dictionary import Dictionary
 from . import text as T
 from .common import PreprocessError, atomic_directory, binarize_lines, chunked, parallel_map, progress
 from .pretrain import load_codes_and_dict
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -192,8 +194,7 @@ def process_task(task: GlueTask, raw_dir: Path, bpe: BPE, dictionary: Dictionary
         path = task_dir / filename
         if not path.is_file():
             if split.startswith("test"):
-                print(f"tupe-preprocess: warning: {path} not found; {task.name} gets no {split} split",
-                      file=sys.stderr)
+                log.warning(f"tupe-preprocess: warning: {path} not found; {task.name} gets no {split} split")
                 continue
             raise PreprocessError(f"{path}: GLUE file not found")
         splits[split] = (path, read_split(task, split, path))   # validate everything before work
@@ -201,7 +202,7 @@ def process_task(task: GlueTask, raw_dir: Path, bpe: BPE, dictionary: Dictionary
     label_dict = None
     if task.labels is not None:
         label_dict = build_label_dictionary(splits["train"][1].labels)
-        for split, (path, rows) in splits.items():
+        for path, rows in splits.values():
             unseen = sorted(set(rows.labels or ()) - set(label_dict.symbols))
             if unseen:
                 raise PreprocessError(f"{path}: label(s) {', '.join(unseen)} never occur in the training "

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
+import logging
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -29,6 +29,8 @@ from . import text as T
 from .common import PreprocessError, atomic_directory
 from .glue import SplitRows, build_label_dictionary, write_task
 from .pretrain import load_codes_and_dict
+
+log = logging.getLogger(__name__)
 
 TASK_FILE = "task.json"
 Column = Union[int, str]
@@ -87,7 +89,7 @@ def read_rows(path: Path, text_columns: Sequence[Column], label_column: Column, 
         if index is None:
             names = [f.strip() for f in fields] if header else []
 
-            def locate(col: Column, what: str) -> Optional[int]:
+            def locate(col: Column, what: str, names: list[str] = names) -> Optional[int]:
                 if isinstance(col, int):
                     return col - 1
                 if not header:
@@ -192,7 +194,7 @@ def run_task(train: Path, valid: Path, test: Optional[Path], text_columns: Seque
                                       require_label=split != "test"))
               for split, path in files.items()}                   # validate everything before work
     if not header and header_check:
-        for split, (path, rows) in splits.items():
+        for path, rows in splits.values():
             why = looks_like_header(rows, regression is not None)
             if why:
                 raise PreprocessError(f"{path}:{rows.lines[0]}: the first row looks like a header ({why}): add "
@@ -205,7 +207,7 @@ def run_task(train: Path, valid: Path, test: Optional[Path], text_columns: Seque
     if regression is None:
         label_dict = build_label_dictionary(splits["train"][1].labels)
         known = set(label_dict.symbols[label_dict.nspecial:])
-        for split, (path, rows) in splits.items():
+        for path, rows in splits.values():
             for line, word in zip(rows.lines, rows.labels or ()):
                 if word not in known:
                     raise PreprocessError(f"{path}:{line}: label {word!r} never occurs in the training file "
@@ -223,5 +225,5 @@ def run_task(train: Path, valid: Path, test: Optional[Path], text_columns: Seque
     kind = "regression" if regression else f"{info['num_classes']} classes ({', '.join(info['label_words'][:8])})"
     repaired = "".join(f"; {s}: {r}" for s, v in info["splits"].items()
                        if (r := T.describe_repairs(v.get("repairs", {}))))
-    print(f"tupe-preprocess: {name}: {kind}; rows: {summary} -> {destdir}{repaired}", file=sys.stderr)
+    log.info(f"tupe-preprocess: {name}: {kind}; rows: {summary} -> {destdir}{repaired}")
     return info

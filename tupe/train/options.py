@@ -10,8 +10,8 @@ import ast
 import dataclasses
 from typing import Optional, Sequence
 
-from ..model.attention import ALIASES, ATTN_IMPLS
 from ..config import POS_ENCODINGS, PRESETS, TRAINING_FIELDS, ConfigError, TupeConfig, scheme_overrides
+from ..model.attention import ALIASES, ATTN_IMPLS
 
 # Configuration fields that come from the data's dictionary, not from a flag.
 DICTIONARY_FIELDS = ("vocab_size", "padding_idx")

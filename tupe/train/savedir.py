@@ -5,18 +5,14 @@ written whole or not at all.
   training that owns the directory. A second training into it refuses to start; a lock left by
   a process that no longer exists on this host (a kill -9, a crash) is stale and taken over
   with a note. A lock from another host cannot be checked and is respected.
-* ``describe_os_error``: the words for a failed checkpoint write (disk full, I/O error,
-  permission), used by ``Trainer.save``, which writes to a temporary file, renames copies into
-  place, records their SHA-256 in ``checkpoints.sha256`` and on any failure removes the
-  temporary files and leaves the previous checkpoints as they were.
+* Checkpoints themselves (names, the write-then-rename transaction, the SHA-256 manifest,
+  retention) are written by ``tupe/checkpoint/run.py``.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import shutil
 import socket
 import sys
 import time
@@ -97,22 +93,3 @@ class SaveDirLock:
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
-
-
-def describe_os_error(e: BaseException, directory: Path) -> str:
-    """Words for a failed write: disk full, I/O error, permission, ... (torch's own writer
-    reports a full disk as ``RuntimeError: [enforce fail at inline_container.cc] ...``)."""
-    if isinstance(e, OSError) and e.errno is not None:
-        name = errno.errorcode.get(e.errno, str(e.errno))
-        hint = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-                errno.EIO: "an input/output error (failing disk or network filesystem)",
-                errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-                errno.EROFS: "the filesystem is read-only"}.get(e.errno, e.strerror or "")
-        return f"{hint} ({name})"
-    try:
-        free = shutil.disk_usage(directory).free
-        space = f"{free / 2 ** 20:.0f} MiB free there now"
-    except OSError:
-        space = "free space unknown"
-    first = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return f"the write failed ({first}); probably the disk is full: {space}"

@@ -16,9 +16,18 @@ import torch
 import torch.nn.functional as F
 
 from ..data.dictionary import MASK, Dictionary
-from ..data.indexed_dataset import MMapIndexedDataset, exists as dataset_exists
-from .data import (Masker, MaskedLMDataset, TokenBlockDataset, batch_by_size, collate, ends_word_table,
-                   epoch_batches, filter_by_size)
+from ..data.indexed_dataset import MMapIndexedDataset
+from ..data.indexed_dataset import exists as dataset_exists
+from .data import (
+    MaskedLMDataset,
+    Masker,
+    TokenBlockDataset,
+    batch_by_size,
+    collate,
+    ends_word_table,
+    epoch_batches,
+    filter_by_size,
+)
 from .metrics import classification_metrics, regression_metrics
 
 LN2 = math.log(2)

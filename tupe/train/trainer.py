@@ -13,68 +13,42 @@ import contextlib
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import torch
 import torch.distributed as dist
 
-from ..checkpoint import (CONFIG_FILE, CheckpointError, build_and_load, config_from_checkpoint,
-                          fairseq_state_dict, load_electra_state, load_model, read_checkpoint, read_manifest,
-                          sha256_file, write_manifest, checkpoint_tensors, progress_of)
-from ..config import TupeConfig
+from ..checkpoint import (
+    CheckpointError,
+    build_and_load,
+    checkpoint_tensors,
+    fairseq_state_dict,
+    load_electra_state,
+    progress_of,
+)
+from ..checkpoint.run import SavePolicy, apply_retention, save_checkpoints
 from ..data.dictionary import DictionaryError
 from ..data.indexed_dataset import IndexedDatasetError
+from ..logs import cli_logging
 from ..model import set_attn_impl
 from ..model.attention import kernel_name, needs_factored
 from ..model.compile import compile_layers, compile_unavailable
-from ..model.electra import is_electra_state, split_electra_state
-from .cpu import EMULATED_BF16, cpu_supports_bf16, retain_freed_memory
+from .cpu import retain_freed_memory
 from .data import shard
+from .devices import autocast, choose_precision, init_distributed
 from .logger import MetricsLogger
 from .optim import DynamicLossScaler, FairseqAdam, PolynomialDecay
-from .options import ConfigConflict, checkpoint_args, config_with_checkpoint, model_config, parse_args
-from .savedir import SaveDirError, SaveDirLock, describe_os_error
+from .options import checkpoint_args, model_config, parse_args
+from .restore import TrainingError, find_restore, load_weights, run_config
+from .savedir import SaveDirError, SaveDirLock
 from .tasks import TaskError, build_task
 
 LN2 = math.log(2)
-
-
-class TrainingError(RuntimeError):
-    """A fatal, explained problem (bad data path, diverged loss, ...)."""
-
-
-# --------------------------------------------------------------------------- setup helpers
-def init_distributed(args) -> tuple[int, int, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if args.distributed_world_size is not None and args.distributed_world_size != world:
-        raise TrainingError(f"--distributed-world-size {args.distributed_world_size} but the launcher "
-                            f"started {world} process(es) (WORLD_SIZE); use torchrun --nproc_per_node")
-    use_cuda = torch.cuda.is_available() and not args.cpu
-    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo", init_method="env://")
-    return rank, world, device
-
-
-@dataclass
-class RestorePoint:
-    """A checkpoint to start from: its file or folder, what was read, its model's config, and
-    (folders) the model already loaded."""
-    path: Path
-    state: dict
-    cfg: TupeConfig
-    loaded: Optional[torch.nn.Module] = None
 
 
 # --------------------------------------------------------------------------- trainer
@@ -86,19 +60,22 @@ class Trainer:
         if self.device.type == "cpu":
             retain_freed_memory()                    # reuse pages step to step (see cpu.py)
         self.save_dir = Path(args.save_dir)
+        self.save_policy = SavePolicy.from_args(args)
         self.log = MetricsLogger(args.log_format, self.save_dir if self.master else None,
                                  args.tensorboard_logdir, enabled=self.master)
         torch.manual_seed(args.seed)
         self.task = build_task(args)
         self.dictionary = self.task.dictionary
-        self.restore_from = self._find_restore()        # the checkpoint to start from, read once
-        self.cfg = self._config(model_config(args, len(self.dictionary), self.dictionary.pad()))
+        # the checkpoint to start from, read once: the model's architecture comes from it
+        self.restore_from = find_restore(args, self.save_dir, electra=self.task.name == "electra")
+        self.cfg = run_config(args, model_config(args, len(self.dictionary), self.dictionary.pad()),
+                              self.restore_from, self.log.info)
         self.model = self.task.build_model(self.cfg)  # TupeModel, or ElectraModel for --task electra
         self.stat_keys = self.task.stat_keys         # task statistics logged beside the loss (ELECTRA)
         self.task.prepare_model(self.model)          # classification heads: after the BERT init
         self.model.to(self.device)
         self._speed_options()
-        self.precision = self._precision()
+        self.precision = choose_precision(args, self.device, self.log.info)
         self.optimizer = FairseqAdam(self.model.parameters(), lr=args.lr[0], betas=args.adam_betas,
                                      eps=args.adam_eps, weight_decay=args.weight_decay)
         window = args.fp16_scale_window or max(1, 2 ** 14 // self.world // args.update_freq)
@@ -134,27 +111,8 @@ class Trainer:
             else:
                 self.log.info(f"warning: --compile: {compile_unavailable(self.device)}; training eager")
 
-    def _precision(self) -> str:
-        a = self.args
-        if a.fp16 and self.device.type != "cuda":
-            mode = "bf16" if cpu_supports_bf16() else "fp32"
-            self.log.info(f"warning: --fp16 needs CUDA; training on the CPU in {mode} instead")
-            return mode
-        if a.fp16:
-            return "fp16"
-        if a.bf16 and self.device.type == "cpu" and not cpu_supports_bf16() and not a.force_bf16:
-            self.log.info(f"warning: --bf16 on a CPU without native bf16 (no AVX512-BF16 or AMX): {EMULATED_BF16}; "
-                          f"training in fp32 instead (--force-bf16 keeps bf16)")
-            return "fp32"
-        if a.bf16 or a.force_bf16:
-            return "bf16"
-        return "fp32"
-
     def autocast(self):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.precision, self.device)
 
     def _schedule(self) -> PolynomialDecay:
         a = self.args
@@ -304,124 +262,17 @@ class Trainer:
         }
 
     def save(self, end_of_epoch: bool, is_best: bool = False) -> None:
-        a = self.args
-        if not self.master or a.no_save:
+        """Write this run's checkpoints (names, manifest and retention: checkpoint/run.py)."""
+        if not self.master or self.args.no_save:
             return
-        names = []
-        if end_of_epoch:
-            if not a.no_epoch_checkpoints and (self.epoch - 1) % a.save_interval == 0:
-                names.append(f"checkpoint{self.epoch - 1}.pt")
-        elif a.save_interval_updates and self.num_updates % a.save_interval_updates == 0:
-            names.append(f"checkpoint_{self.epoch}_{self.num_updates}.pt")
-        if is_best and not a.no_best_checkpoints:
-            names.append("checkpoint_best.pt")
-        if not a.no_last_checkpoints:
-            names.append("checkpoint_last.pt")
-        if not names:
-            return
-        self.save_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.save_dir / f".tmp-{os.getpid()}.pt"
-        parts = [self.save_dir / f".{name}.part" for name in names]
-        done, before = [], read_manifest(self.save_dir)
-        try:
-            torch.save(self.state(), tmp)
-            digest = sha256_file(tmp)
-            # Phase 1: the new digest recorded beside the old one, so that a crash at any point
-            # below leaves every file matching one of its recorded digests. Phase 2: replace.
-            # Phase 3: only the new digests.
-            write_manifest(self.save_dir, {**before, **{n: before.get(n, [])[-1:] + [digest] for n in names}})
-            for name, part in zip(names, parts):   # each file replaced atomically: never a torn one
-                shutil.copyfile(tmp, part)
-                os.replace(part, self.save_dir / name)
-                done.append(name)
-            write_manifest(self.save_dir, {**before, **{n: [digest] for n in names}})
-        except (OSError, RuntimeError) as e:
-            for p in (tmp, *parts):
-                p.unlink(missing_ok=True)
-            try:       # each file's recorded digest: the new one where it was replaced, else as before
-                write_manifest(self.save_dir, {**before, **{n: [digest] for n in done}})
-            except OSError:
-                pass
-            kept = ", ".join(n for n in ("checkpoint_last.pt", "checkpoint_best.pt")
-                             if (self.save_dir / n).is_file() and n not in done) or "none yet"
-            raise TrainingError(
-                f"could not save {', '.join(names)} in {self.save_dir} at update {self.num_updates}: "
-                f"{describe_os_error(e, self.save_dir)}. Nothing is damaged: the previous checkpoints are as "
-                f"they were ({kept}; {', '.join(done) or 'none'} written at this update), temporary files removed. "
-                f"Free space or fix the directory, then rerun the same command to resume") from None
-        tmp.unlink()
-        self._retention()
-
-    def _retention(self) -> None:
-        a = self.args
-        if a.keep_interval_updates <= 0:
-            return
-        found = []
-        for p in self.save_dir.glob("checkpoint_*_*.pt"):
-            m = re.fullmatch(r"checkpoint_(\d+)_(\d+)\.pt", p.name)
-            if m:
-                found.append((int(m.group(2)), p))
-        found.sort(reverse=True)
-        removed = False
-        for updates, p in found[a.keep_interval_updates:]:
-            if updates not in set(a.keep_updates_list):
-                p.unlink()
-                removed = True
-        if removed:
-            write_manifest(self.save_dir, read_manifest(self.save_dir))
-
-    def _find_restore(self) -> Optional[RestorePoint]:
-        """Read ``--restore-file`` (a file, or a save_pretrained / transformers folder) once, before
-        the model is built: the model's architecture comes from it. None: nothing to resume from."""
-        a = self.args
-        path = Path(a.restore_file)
-        if not path.is_absolute() and not path.exists():
-            path = self.save_dir / a.restore_file
-        if self.task.name == "electra":
-            return self._find_electra(path)
-        if path.is_dir() and (path / CONFIG_FILE).is_file():
-            # A save_pretrained / transformers folder: weights only (no optimizer, no progress).
-            loaded = load_model(path)
-            return RestorePoint(path, {}, loaded.cfg, loaded)
-        if not path.is_file():
-            if a.restore_file != "checkpoint_last.pt":
-                raise TrainingError(f"--restore-file {a.restore_file}: not found (also looked in {self.save_dir})")
-            return None
-        state = self._read_checkpoint(path)
-        return RestorePoint(path, state, config_from_checkpoint(state.get("args"), state["model"], path))
-
-    def _find_electra(self, path: Path) -> Optional[RestorePoint]:
-        """An ELECTRA checkpoint (None: none to resume from). Any other checkpoint is an error: its
-        generator would be missing."""
-        if not path.is_file():
-            if self.args.restore_file != "checkpoint_last.pt" or path.exists():
-                raise TrainingError(f"--restore-file {self.args.restore_file}: not an ELECTRA training checkpoint "
-                                    f"file (looked in {self.save_dir})")
-            return None
-        state = self._read_checkpoint(path)
-        if not is_electra_state(state["model"]):
-            raise TrainingError(f"{path} is not an ELECTRA checkpoint (no generator.* tensors); --task electra "
-                                f"resumes only its own checkpoints")
-        disc = split_electra_state(state["model"])[0]
-        return RestorePoint(path, state, config_from_checkpoint(state.get("args"), disc, path))
-
-    def _config(self, flags_cfg: TupeConfig) -> TupeConfig:
-        """The flags' model, or with a checkpoint to restore: the checkpoint's (see
-        ``options.config_with_checkpoint``: a given flag that contradicts it is an error)."""
-        a, r = self.args, self.restore_from
-        cfg = flags_cfg
-        if r is not None:
+        epoch = self.epoch - 1 if end_of_epoch else self.epoch   # the epoch has been advanced already
+        names = self.save_policy.names(end_of_epoch, epoch, self.num_updates, is_best)
+        if names:
             try:
-                cfg, taken = config_with_checkpoint(a, flags_cfg, r.cfg, str(r.path))
-            except ConfigConflict as e:
+                save_checkpoints(self.save_dir, self.state(), names, self.num_updates)
+            except CheckpointError as e:
                 raise TrainingError(str(e)) from None
-            if taken:
-                self.log.info(f"| model from {r.path.name} (flags not given take its values): {', '.join(taken)}")
-        a.max_positions = cfg.max_positions
-        if a.task in ("masked_lm", "electra") and a.tokens_per_sample > cfg.max_positions:
-            raise TrainingError(f"--tokens-per-sample {a.tokens_per_sample} exceeds the model's max_positions "
-                                f"{cfg.max_positions}" + (f" (from {r.path.name})" if r is not None else ""))
-        return cfg
+            apply_retention(self.save_dir, self.save_policy)
 
     def restore(self) -> None:
         r = self.restore_from
@@ -431,50 +282,9 @@ class Trainer:
             load_electra_state(self.model, r.state["model"], r.path, "this command's model (--generator-* flags)")
         else:
             loaded = r.loaded or build_and_load(r.cfg, checkpoint_tensors(r.state["model"], r.path), r.path)
-            self._load_weights(loaded, r.path)
+            load_weights(self.model, loaded, r.path, self.log.info)
         self.restore_from = None                         # the state is not needed any more
         self._restore_progress(r.state, r.path)
-
-    def _read_checkpoint(self, path: Path) -> dict:
-        """read_checkpoint; a damaged checkpoint_last.pt of this run is an error that lists the
-        intact checkpoints to resume from (never a silent start from scratch over the run's files)."""
-        try:
-            return read_checkpoint(path)
-        except CheckpointError as e:
-            if self.args.restore_file != "checkpoint_last.pt":
-                raise
-            intact = []
-            others = sorted((p for p in self.save_dir.glob("checkpoint*.pt") if p.name != path.name),
-                            key=lambda p: p.stat().st_mtime, reverse=True)
-            for p in others:
-                try:
-                    history = read_checkpoint(p).get("optimizer_history") or [{}]
-                except (CheckpointError, OSError):
-                    continue
-                intact.append(f"{p.name} (update {history[-1].get('num_updates', '?')})")
-                if len(intact) == 3:
-                    break
-            hint = (f"Intact checkpoints in {self.save_dir}, newest first: {', '.join(intact)}. To resume from "
-                    f"one, rerun the same command with --restore-file {intact[0].split(' ')[0]}") if intact else \
-                (f"No intact checkpoint is left in {self.save_dir}: move the damaged file away to start this run "
-                 f"again from scratch")
-            raise TrainingError(f"{e}\nThis run's {path.name} cannot be read, so training did not start (it would "
-                                f"not start from scratch over this run's files). {hint}") from None
-
-    def _load_weights(self, loaded, path: Path) -> None:
-        ours = self.model.head_sizes
-        for name, k in loaded.head_sizes.items():
-            if name in ours and ours[name] != k:
-                raise TrainingError(f"{path}: classification head {name!r} has {k} classes, "
-                                    f"--num-classes asks for {ours[name]}")
-            if name not in ours:
-                self.log.info(f"| dropping classification head {name!r} of {path.name} (not used by this task)")
-                del loaded.classification_heads[name]
-        missing, unexpected = self.model.load_state_dict(loaded.state_dict(), strict=False)
-        assert not unexpected and all(k.startswith("classification_heads.") for k in missing), (missing, unexpected)
-        if missing:
-            self.log.info(f"| new classification head(s) {sorted(set(k.split('.')[1] for k in missing))} "
-                          f"(not in {path.name})")
 
     def _restore_progress(self, state: dict, path: Path) -> None:
         a = self.args
@@ -648,6 +458,7 @@ class Trainer:
 
 
 def main(argv=None) -> int:
+    cli_logging()
     args = parse_args(argv)
     lock = None
     try:

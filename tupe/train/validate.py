@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import CheckpointError, load_model
+from ..logs import cli_logging
 from ..model.electra import ElectraModel
 from .options import add_masking_args
 from .tasks import ElectraTask, MaskedLMTask, TaskError
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    cli_logging()
     args = build_parser().parse_args(argv)
     try:
         model = load_model(args.path, whole_electra=True)

@@ -1,0 +1,51 @@
+"""One entry point for every format: ``load_model`` (and ``read_config``) dispatch a path to
+the reader of its format (training checkpoint file or run directory, own-format folder,
+transformers folder, ELECTRA)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import TupeConfig
+from ..model import TupeModel
+from ..model.electra import is_electra_state, split_electra_state
+from .electra import electra_from_state
+from .errors import CONFIG_FILE, PathLike
+from .fairseq import build_and_load, checkpoint_tensors, config_from_checkpoint, progress_of
+from .hf import is_hf_folder, load_hf_folder
+from .native import attach_vocabulary, load_pretrained
+from .safe import read_checkpoint, resolve_checkpoint
+
+
+def load_model(path: PathLike, whole_electra: bool = False) -> TupeModel:
+    """A ready model (eval mode, float32) from an original/our training checkpoint file, a
+    directory of training checkpoints, a ``save_pretrained`` directory or a transformers folder
+    (``tupe-convert --hf``, or a ``TupeFor...`` model's ``save_pretrained``). An ELECTRA
+    checkpoint gives its discriminator, or with ``whole_electra`` the whole ElectraModel."""
+    path = Path(path)
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        return load_hf_folder(path) if is_hf_folder(path) else load_pretrained(path)
+    ckpt = resolve_checkpoint(path)
+    state = read_checkpoint(ckpt)
+    if whole_electra and is_electra_state(state["model"]):
+        return electra_from_state(state, ckpt)
+    cfg = config_from_checkpoint(state.get("args"), state["model"], ckpt)
+    model = build_and_load(cfg, checkpoint_tensors(state["model"], ckpt), ckpt)
+    attach_vocabulary(model, ckpt.parent)
+    return model
+
+
+def read_config(path: PathLike) -> tuple[TupeConfig, dict]:
+    """The model configuration a checkpoint carries (a training checkpoint file or run directory,
+    ELECTRA included, an own-format or a transformers folder), and a training checkpoint's
+    progress (``num_updates``, ``epoch``: the epoch it was saved in; empty for folders)."""
+    path = Path(path)
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        return load_model(path).cfg, {}
+    ckpt = resolve_checkpoint(path)
+    state = read_checkpoint(ckpt)
+    tensors = state["model"]
+    if is_electra_state(tensors):
+        tensors = split_electra_state(tensors)[0]
+    epoch, updates = progress_of(state)
+    return config_from_checkpoint(state.get("args"), tensors, ckpt), {"num_updates": updates, "epoch": epoch}

@@ -1,0 +1,103 @@
+"""The project's own format: a directory with ``config.json`` + ``model.safetensors`` (no
+pickle), plus ``dict.txt`` and ``bpe-code`` when known (docs/checkpoints.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..config import TupeConfig
+from ..data.dictionary import Dictionary, model_vocab_size
+from ..model import TupeModel
+from .errors import BPE_FILE, CONFIG_FILE, DICT_FILE, WEIGHTS_FILE, CheckpointError, PathLike
+from .fairseq import _QKV_ORIG, _QKV_OURS, build_and_load
+
+
+def attach_vocabulary(model: TupeModel, directory: Path) -> None:
+    """Attach ``dict.txt`` (checked against V) and ``bpe-code`` found in ``directory``."""
+    dict_path = directory / DICT_FILE
+    if dict_path.is_file():
+        d = Dictionary.load(dict_path)
+        if model_vocab_size(d) != model.cfg.vocab_size:
+            raise CheckpointError(
+                f"{dict_path}: {len(d) - d.nspecial} entries + {d.nspecial} specials + <mask> = "
+                f"{model_vocab_size(d)} symbols, but the model's vocabulary has "
+                f"{model.cfg.vocab_size}: this is the wrong dictionary for this checkpoint")
+        model.dictionary = d
+    bpe_path = directory / BPE_FILE
+    model.bpe_codes = str(bpe_path) if bpe_path.is_file() else None
+
+
+def _atomic_dir(directory: Path):
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+
+
+def save_pretrained(model: TupeModel, directory: PathLike, extra: Optional[dict] = None) -> None:
+    """Write ``config.json`` + ``model.safetensors`` (+ dict.txt, bpe-code); no pickle."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    tmp = _atomic_dir(directory)
+    try:
+        config = {"format": "tupe", "version": 2, "model": model.cfg.to_dict(),
+                  "classification_heads": model.head_sizes, **(extra or {})}
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        if model.dictionary is not None:
+            model.dictionary.save(tmp / DICT_FILE)
+        if model.bpe_codes:
+            shutil.copyfile(model.bpe_codes, tmp / BPE_FILE)
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_pretrained_config(directory: PathLike) -> dict:
+    path = Path(directory) / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    if config.get("format") != "tupe" or "model" not in config:
+        raise CheckpointError(f"{path}: not a tupe config (no format='tupe' / 'model')")
+    return config
+
+
+def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """safetensors.load_file; a damaged or lying file (header, shapes, offsets) is a CheckpointError.
+    safetensors itself never runs code and checks the header against the file."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found")
+    try:
+        return load_file(str(path))
+    except Exception as e:   # SafetensorError, or the header's JSON / sizes failing
+        raise CheckpointError(f"{path}: not a valid safetensors file ({str(e).splitlines()[0][:200]})") from None
+
+
+def load_pretrained(directory: PathLike) -> TupeModel:
+    directory = Path(directory)
+    config = read_pretrained_config(directory)
+    try:
+        cfg = TupeConfig.from_dict(config["model"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: {e}") from None
+    # Version 1 stored the fused q/k/v as in_proj_weight/in_proj_bias (now a Linear, in_proj.*).
+    state = {k.replace(_QKV_ORIG, _QKV_OURS): v for k, v in load_safetensors(directory / WEIGHTS_FILE).items()}
+    model = build_and_load(cfg, state, directory / WEIGHTS_FILE)
+    stated = config.get("classification_heads", {})
+    if stated != model.head_sizes:
+        raise CheckpointError(f"{directory}: config lists heads {stated} but weights hold {model.head_sizes}")
+    attach_vocabulary(model, directory)
+    return model

@@ -1,0 +1,131 @@
+"""Where a run starts from: ``--restore-file`` read once, before the model is built, so that the
+model's architecture comes from it (``options.config_with_checkpoint``), and its weights loaded
+into the run's model afterwards. The run's progress (optimizer, RNG, epoch) is restored by the
+trainer, which owns those."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from ..checkpoint import CONFIG_FILE, CheckpointError, config_from_checkpoint, load_model, read_checkpoint
+from ..config import TupeConfig
+from ..model.electra import is_electra_state, split_electra_state
+from .options import ConfigConflict, config_with_checkpoint
+
+
+class TrainingError(RuntimeError):
+    """A fatal, explained problem (bad data path, diverged loss, ...)."""
+
+
+@dataclass
+class RestorePoint:
+    """A checkpoint to start from: its file or folder, what was read, its model's config, and
+    (folders) the model already loaded."""
+    path: Path
+    state: dict
+    cfg: TupeConfig
+    loaded: Optional[torch.nn.Module] = None
+
+
+def find_restore(args: argparse.Namespace, save_dir: Path, electra: bool) -> Optional[RestorePoint]:
+    """Read ``--restore-file`` (a file, or a save_pretrained / transformers folder). None: nothing
+    to resume from (the default name, not there yet)."""
+    path = Path(args.restore_file)
+    if not path.is_absolute() and not path.exists():
+        path = save_dir / args.restore_file
+    if electra:
+        return _find_electra(args, save_dir, path)
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        # A save_pretrained / transformers folder: weights only (no optimizer, no progress).
+        loaded = load_model(path)
+        return RestorePoint(path, {}, loaded.cfg, loaded)
+    if not path.is_file():
+        if args.restore_file != "checkpoint_last.pt":
+            raise TrainingError(f"--restore-file {args.restore_file}: not found (also looked in {save_dir})")
+        return None
+    state = read_for_resume(args, save_dir, path)
+    return RestorePoint(path, state, config_from_checkpoint(state.get("args"), state["model"], path))
+
+
+def _find_electra(args: argparse.Namespace, save_dir: Path, path: Path) -> Optional[RestorePoint]:
+    """An ELECTRA checkpoint (None: none to resume from). Any other checkpoint is an error: its
+    generator would be missing."""
+    if not path.is_file():
+        if args.restore_file != "checkpoint_last.pt" or path.exists():
+            raise TrainingError(f"--restore-file {args.restore_file}: not an ELECTRA training checkpoint "
+                                f"file (looked in {save_dir})")
+        return None
+    state = read_for_resume(args, save_dir, path)
+    if not is_electra_state(state["model"]):
+        raise TrainingError(f"{path} is not an ELECTRA checkpoint (no generator.* tensors); --task electra "
+                            f"resumes only its own checkpoints")
+    disc = split_electra_state(state["model"])[0]
+    return RestorePoint(path, state, config_from_checkpoint(state.get("args"), disc, path))
+
+
+def run_config(args: argparse.Namespace, flags_cfg: TupeConfig, r: Optional[RestorePoint],
+               log: Callable[[str], None]) -> TupeConfig:
+    """The flags' model, or with a checkpoint to restore: the checkpoint's (see
+    ``options.config_with_checkpoint``: a given flag that contradicts it is an error)."""
+    cfg = flags_cfg
+    if r is not None:
+        try:
+            cfg, taken = config_with_checkpoint(args, flags_cfg, r.cfg, str(r.path))
+        except ConfigConflict as e:
+            raise TrainingError(str(e)) from None
+        if taken:
+            log(f"| model from {r.path.name} (flags not given take its values): {', '.join(taken)}")
+    args.max_positions = cfg.max_positions
+    if args.task in ("masked_lm", "electra") and args.tokens_per_sample > cfg.max_positions:
+        raise TrainingError(f"--tokens-per-sample {args.tokens_per_sample} exceeds the model's max_positions "
+                            f"{cfg.max_positions}" + (f" (from {r.path.name})" if r is not None else ""))
+    return cfg
+
+
+def read_for_resume(args: argparse.Namespace, save_dir: Path, path: Path) -> dict:
+    """read_checkpoint; a damaged checkpoint_last.pt of this run is an error that lists the
+    intact checkpoints to resume from (never a silent start from scratch over the run's files)."""
+    try:
+        return read_checkpoint(path)
+    except CheckpointError as e:
+        if args.restore_file != "checkpoint_last.pt":
+            raise
+        intact = []
+        others = sorted((p for p in save_dir.glob("checkpoint*.pt") if p.name != path.name),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+        for p in others:
+            try:
+                history = read_checkpoint(p).get("optimizer_history") or [{}]
+            except (CheckpointError, OSError):
+                continue
+            intact.append(f"{p.name} (update {history[-1].get('num_updates', '?')})")
+            if len(intact) == 3:
+                break
+        hint = (f"Intact checkpoints in {save_dir}, newest first: {', '.join(intact)}. To resume from "
+                f"one, rerun the same command with --restore-file {intact[0].split(' ')[0]}") if intact else \
+            (f"No intact checkpoint is left in {save_dir}: move the damaged file away to start this run "
+             f"again from scratch")
+        raise TrainingError(f"{e}\nThis run's {path.name} cannot be read, so training did not start (it would "
+                            f"not start from scratch over this run's files). {hint}") from None
+
+
+def load_weights(model, loaded, path: Path, log: Callable[[str], None]) -> None:
+    """A loaded checkpoint's weights into the run's model: heads this task does not use are
+    dropped, a new head is kept as initialised (both said)."""
+    ours = model.head_sizes
+    for name, k in loaded.head_sizes.items():
+        if name in ours and ours[name] != k:
+            raise TrainingError(f"{path}: classification head {name!r} has {k} classes, "
+                                f"--num-classes asks for {ours[name]}")
+        if name not in ours:
+            log(f"| dropping classification head {name!r} of {path.name} (not used by this task)")
+            del loaded.classification_heads[name]
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("classification_heads.") for k in missing), (missing, unexpected)
+    if missing:
+        log(f"| new classification head(s) {sorted(set(k.split('.')[1] for k in missing))} (not in {path.name})")
