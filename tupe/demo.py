@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import math
 import shutil
 import sys
 import time
@@ -25,6 +24,9 @@ from pathlib import Path
 from typing import Optional
 
 from .logs import cli_logging
+from .preprocess.cli import main as preprocess
+from .report import make_report
+from .study import StudyPlan, run_study, seconds_per_update
 
 DATA = Path(__file__).parent / "demo_data"
 # The demo's models: names from the scheme registry (config.SCHEMES).
@@ -54,14 +56,6 @@ def prepare_task(out: Path, max_rows: dict | None) -> Path:
             lines = lines[: 1 + max_rows[split]]
         (raw / f"{split}.tsv").write_text("".join(lines))
     return out / "glue"
-
-
-def updates_per_epoch(bin_dir: Path, tokens_per_sample: int, batch: int) -> int:
-    from .data.indexed_dataset import MMapIndexedDataset
-    from .train.data import block_boundaries
-
-    blocks = block_boundaries(MMapIndexedDataset(bin_dir / "train").sizes, tokens_per_sample - 1, "complete")
-    return max(1, math.ceil(len(blocks) / batch))
 
 
 # Seconds per pretraining update of the default demo's slowest model on the machine its stated
@@ -96,9 +90,6 @@ def main(argv=None) -> int:
                         "detection, same budget), or both side by side (twice the pretraining time)")
     args = p.parse_args(argv)
 
-    from .preprocess.cli import main as preprocess
-    from .report import make_report
-    from .study import StudyPlan, run_study, seconds_per_update
 
     start = time.time()
     out = args.out

@@ -32,23 +32,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import torch
+
+from .cli import glue as sweep
 from .config import SCHEMES
 from .logs import cli_logging
+from .preprocess.cli import main as preprocess
+from .report import OBJECTIVES, STUDY_FILE, final_valid_loss, make_report, read_metrics, run_names, split_name
+from .train.cpu import cpu_bf16_flags
+from .train.data import updates_per_epoch
 from .train.options import scheme_flags
-
-STUDY_FILE = "study.json"
-OBJECTIVES = ("mlm", "electra")
-ELECTRA_PREFIX = "ELECTRA-"          # a run name: the scheme (masked LM) or ELECTRA-<scheme>
-
-
-def run_names(schemes: list[str], objectives: list[str]) -> list[str]:
-    """Every (objective, scheme) pair as one run name, masked LM first: TUPE-R, ..., ELECTRA-TUPE-R, ..."""
-    return [("" if o == "mlm" else ELECTRA_PREFIX) + s for o in objectives for s in schemes]
-
-
-def split_name(name: str) -> tuple[str, str]:
-    """Run name -> (objective, scheme)."""
-    return ("electra", name[len(ELECTRA_PREFIX):]) if name.startswith(ELECTRA_PREFIX) else ("mlm", name)
+from .train.trainer import main as train
 
 
 def log(msg: str) -> None:
@@ -85,11 +79,9 @@ class StudyPlan:
 
 
 def machine() -> dict:
-    from .train.cpu import cpu_bf16_flags
 
     info = {"python": platform.python_version(), "cpus": os.cpu_count()}
     try:
-        import torch
         info["torch"] = torch.__version__
         if torch.cuda.is_available():
             info["device"] = torch.cuda.get_device_name()
@@ -106,7 +98,6 @@ def machine() -> dict:
 
 def prepare_corpus(corpus: Path, out: Path, workers: int, extra: list[str]) -> Path:
     """A tupe-preprocess pretrain folder: ``corpus`` itself, or the raw text preprocessed into OUT/data/bin."""
-    from .preprocess.cli import main as preprocess
 
     if corpus.is_dir():
         for name in ("dict.txt", "bpe-code", "train.bin", "valid.bin"):
@@ -125,7 +116,6 @@ def prepare_corpus(corpus: Path, out: Path, workers: int, extra: list[str]) -> P
 
 
 def pretrain_args(plan: StudyPlan, data: Path, name: str, lr: float, updates: int, save: Path) -> list[str]:
-    from .demo import updates_per_epoch
 
     objective, scheme = split_name(name)
     task = "electra" if objective == "electra" else "masked_lm"
@@ -144,7 +134,6 @@ def pretrain_args(plan: StudyPlan, data: Path, name: str, lr: float, updates: in
 
 def seconds_per_update(plan: StudyPlan, data: Path, out: Path, steps: int = 8) -> float:
     """Time a few updates of each scheme (after the first, which includes start-up): the slowest."""
-    from .train.trainer import main as train
 
     worst = 0.0
     for scheme in plan.names:
@@ -175,19 +164,7 @@ def calibrate(plan: StudyPlan, data: Path, out: Path) -> int:
     return max(20, updates)
 
 
-def read_metrics(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
-
-
-def final_valid_loss(run: Path) -> Optional[float]:
-    valid = [r["loss"] for r in read_metrics(run) if r.get("type") == "valid" and r.get("loss") is not None]
-    return valid[-1] if valid else None
-
-
 def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, preprocess_args: Optional[list] = None) -> Path:
-    from .cli import glue as sweep
-    from .train.trainer import main as train
 
     for s in plan.schemes:
         if s not in SCHEMES:
@@ -259,163 +236,8 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
                 raise RuntimeError(f"finetuning {scheme} failed (see {out / 'finetune' / scheme})")
     state["wall_s"] = round(state.get("wall_s", 0) + time.time() - start, 1)
     state_path.write_text(json.dumps(state, indent=2) + "\n")
-    from .report import make_report
     report, _ = make_report(out)
     return report
-
-
-# --------------------------------------------------------------------------- report
-def updates_to_reach(curve: list[tuple[int, float]], target: float) -> Optional[float]:
-    """First update at which the validation curve reaches ``target`` (linear between points)."""
-    prev = None
-    for u, loss in curve:
-        if loss <= target:
-            if prev is None or prev[1] == loss:
-                return float(u)
-            (u0, l0) = prev
-            return u0 + (l0 - target) / (l0 - loss) * (u - u0)
-        prev = (u, loss)
-    return None
-
-
-def seed_values(sweep_dir: Path, task: str, lr: float, metric: str) -> dict[int, float]:
-    """Per seed, the best validation metric of the finetunes at ``lr`` (tupe-glue's result.json)."""
-    out = {}
-    for path in sorted((sweep_dir / task).glob(f"lr{lr:g}_seed*/result.json")):
-        seed = int(path.parent.name.split("_seed")[1])
-        value = json.loads(path.read_text()).get("valid", {}).get("valid", {}).get(metric)
-        if value is not None:
-            out[seed] = float(value)
-    return out
-
-
-def study_report(out: Path) -> tuple[str, list[str]]:
-    """Markdown sections and plot files of a study directory."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    state = json.loads((out / STUDY_FILE).read_text())
-    plan = state["plan"]
-    objectives = plan.get("objectives", ["mlm"])
-    schemes, lrs, baseline = run_names(plan["schemes"], objectives), plan["lrs"], plan["baseline"]
-    baseline_of = {s: run_names([baseline], [split_name(s)[0]])[0] for s in schemes}
-    best = {s: float(v) for s, v in state.get("best_lr", {}).items()}
-    curves = {}
-    for scheme in schemes:
-        for lr in lrs:
-            recs = read_metrics(out / "pretrain" / scheme / f"lr{lr:g}")
-            curves[scheme, lr] = [(r["num_updates"], r["loss"]) for r in recs
-                                  if r.get("type") == "valid" and r.get("loss") is not None]
-    files = []
-    ylabels = {"mlm": "validation masked-LM loss (bits)",
-               "electra": "validation ELECTRA objective (bits per masked token)"}
-    fig, axes = plt.subplots(1, len(objectives), figsize=(7.5 * len(objectives), 4.5), squeeze=False)
-    for ax, objective in zip(axes[0], objectives):
-        for i, scheme in enumerate(plan["schemes"]):
-            name = run_names([scheme], [objective])[0]
-            c = curves.get((name, best.get(name)), [])
-            if c:
-                ax.plot(*zip(*c), "o-", color=f"C{i}", label=f"{name} (lr {best[name]:g})")
-        ax.set_xlabel("updates")
-        ax.set_ylabel(ylabels[objective])
-        ax.set_title(f"{'Masked LM' if objective == 'mlm' else 'ELECTRA'}: validation loss, best LR of each scheme")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "study_valid_loss.png", dpi=110)
-    plt.close(fig)
-    files.append("study_valid_loss.png")
-    cols = min(3, len(schemes))
-    rows_n = math.ceil(len(schemes) / cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 3 * rows_n), squeeze=False, sharey=True)
-    for k, scheme in enumerate(schemes):
-        ax = axes[k // cols][k % cols]
-        for j, lr in enumerate(lrs):
-            c = curves.get((scheme, lr), [])
-            if c:
-                ax.plot(*zip(*c), ".-", color=f"C{j}", label=f"lr {lr:g}" + (" (best)" if lr == best.get(scheme) else ""))
-        ax.set_title(scheme, fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    for k in range(len(schemes), rows_n * cols):
-        axes[k // cols][k % cols].axis("off")
-    fig.suptitle("Validation loss (bits) per LR")
-    fig.tight_layout()
-    fig.savefig(out / "study_lr_grid.png", dpi=100)
-    plt.close(fig)
-    files.append("study_lr_grid.png")
-
-    md = ["## Study", ""]
-    m = state.get("machine", {})
-    bf16 = ", ".join(m["cpu_bf16"]) if isinstance(m.get("cpu_bf16"), list) else m.get("cpu_bf16", "?")
-    md += [f"Machine: {m.get('cpu', '?')} (bf16: {bf16}), "
-           f"{m.get('cpus', '?')} cores, torch {m.get('torch', '?')}{', ' + m['device'] if m.get('device') else ''}. "
-           f"Budget: {state['updates']} updates per run ({' '.join(plan['arch'])}, {plan['tokens_per_sample']} "
-           f"tokens x {plan['batch']}), seed {plan['seed']}, LR grid {', '.join(f'{x:g}' for x in lrs)}. "
-           f"Total wall time {state.get('wall_s', 0) / 60:.1f} min.", ""]
-    header = ["scheme", "best LR", "final valid loss (bits) per LR", f"updates to reach {baseline}'s final loss",
-              "wall time (best LR)", "tokens/s"]
-    rows = []
-    for scheme in schemes:
-        base_curve = curves.get((baseline_of[scheme], best.get(baseline_of[scheme])), [])
-        target = base_curve[-1][1] if base_curve else None
-        base_updates = base_curve[-1][0] if base_curve else None
-        per_lr = []
-        for lr in lrs:
-            run = state["runs"].get(f"{scheme}/lr{lr:g}", {})
-            v = run.get("final_valid_loss")
-            per_lr.append(("**" if lr == best.get(scheme) else "") + (f"{v:.3f}" if v is not None else "-")
-                          + ("**" if lr == best.get(scheme) else ""))
-        reach = updates_to_reach(curves.get((scheme, best.get(scheme)), []), target) if target is not None else None
-        reach_txt = "not reached" if reach is None else f"{reach:.0f} ({100 * reach / base_updates:.0f}%)"
-        run = state["runs"].get(f"{scheme}/lr{best.get(scheme, lrs[0]):g}", {})
-        rows.append([scheme, f"{best.get(scheme, float('nan')):g}", " / ".join(per_lr), reach_txt,
-                     f"{run.get('seconds', 0) / 60:.1f} min", f"{run.get('tokens_per_s') or 0:.0f}"])
-    md += ["### Pretraining", "", _table(header, rows),
-           "Updates to reach the baseline's final validation loss: linear between validation points; the "
-           "paper's claim is that TUPE-A reaches BERT-A's final loss in 30% of its steps."
-           + (" ELECTRA runs (ELECTRA-<scheme>) report their own objective (generator MLM + 50 x replaced-token "
-              "BCE, per masked token) and are compared with ELECTRA-" + baseline + "." if "electra" in objectives else ""),
-           ""]
-
-    finetune = out / "finetune"
-    task = Path(plan["task"]).name[: -len("-bin")] if plan.get("task") else None
-    if task and finetune.is_dir():
-        header = ["scheme", "metric", "median [min, max] over seeds", f"paired difference vs {baseline} (median)",
-                  f"seeds better than {baseline}"]
-        rows, per_seed = [], {}
-        for scheme in schemes:
-            res_path = finetune / scheme / "results.json"
-            if not res_path.is_file():
-                continue
-            res = json.loads(res_path.read_text())["tasks"].get(task)
-            if not res:
-                continue
-            per_seed[scheme] = (res["metric"], seed_values(finetune / scheme, task, res["lr"], res["metric"]))
-            rows.append([scheme, f"{res['metric']} (lr {res['lr']:g})",
-                         f"{100 * res['median']:.1f} [{100 * res['min']:.1f}, {100 * res['max']:.1f}]"])
-        for row in rows:
-            vals = per_seed[row[0]][1]
-            base = per_seed.get(baseline_of[row[0]], (None, {}))[1]
-            common = sorted(set(vals) & set(base))
-            if row[0] == baseline_of[row[0]] or not common:
-                row += ["-", "-"]
-                continue
-            diffs = [vals[s] - base[s] for s in common]
-            row += [f"{100 * statistics.median(diffs):+.1f}", f"{sum(d > 0 for d in diffs)}/{len(common)}"]
-        md += [f"### Finetuning on {task}", "", _table(header, rows) if rows else "(no finetuning results)",
-               "Each scheme's best-LR model, finetuned over the same LR grid and the same seeds; the table "
-               "uses each scheme's best finetuning LR (median over seeds); the paired difference compares "
-               "seed with seed at those LRs" + (" (ELECTRA runs against ELECTRA-" + baseline + ")"
-                                                  if "electra" in objectives else "") + ".", ""]
-    return "\n".join(md), files
-
-
-def _table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 def parse_floats(text: str) -> list[float]:

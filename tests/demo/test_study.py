@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from tupe.report import updates_to_reach
 from tupe.study import main as study
-from tupe.study import updates_to_reach
 
 
 def test_updates_to_reach_interpolates():

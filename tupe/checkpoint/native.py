@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from ..config import TupeConfig
 from ..data.dictionary import Dictionary, model_vocab_size
@@ -41,7 +42,6 @@ def _atomic_dir(directory: Path):
 
 def save_pretrained(model: TupeModel, directory: PathLike, extra: Optional[dict] = None) -> None:
     """Write ``config.json`` + ``model.safetensors`` (+ dict.txt, bpe-code); no pickle."""
-    from safetensors.torch import save_file
 
     directory = Path(directory)
     tmp = _atomic_dir(directory)
@@ -76,7 +76,6 @@ def read_pretrained_config(directory: PathLike) -> dict:
 def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """safetensors.load_file; a damaged or lying file (header, shapes, offsets) is a CheckpointError.
     safetensors itself never runs code and checks the header against the file."""
-    from safetensors.torch import load_file
 
     if not path.is_file():
         raise CheckpointError(f"{path}: not found")

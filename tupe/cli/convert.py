@@ -14,6 +14,7 @@ AutoModelForSequenceClassification.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -33,6 +34,8 @@ from ..checkpoint import (
     save_fairseq,
     save_pretrained,
 )
+from ..data.dictionary import Dictionary
+from ..hub import LABELS_FILE
 from ..logs import cli_logging
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -64,10 +67,7 @@ def to_fairseq(src: Path, dest: Path, fp16: bool) -> None:
 
 def label_words_for(src: Path, head: str, label_dict: Optional[Path], k: int) -> Optional[list[str]]:
     """Class names of ``head``: a GLUE label dictionary if given, else labels.json beside the checkpoint."""
-    import json
 
-    from ..data.dictionary import Dictionary
-    from ..hub import LABELS_FILE
 
     if label_dict is not None:
         d = Dictionary.load(label_dict)
@@ -85,7 +85,7 @@ def label_words_for(src: Path, head: str, label_dict: Optional[Path], k: int) ->
 
 def to_hf(src: Path, dest: Path, head: Optional[str], label_dict: Optional[Path], cased: bool) -> None:
     try:
-        from ..hf import export_hf
+        from ..hf import export_hf  # optional dependency (extra 'hf': transformers)
     except ImportError as e:
         raise CheckpointError(str(e)) from None
     model = load_model(src)

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError
+from ..checkpoint import CheckpointError, load_model
 from ..data.dictionary import Dictionary
 from ..data.indexed_dataset import MMapIndexedDataset
 from ..data.indexed_dataset import exists as dataset_exists
 from ..hub import HubError, TupeHub, from_pretrained, task_score_range
 from ..logs import cli_logging
 from ..model import TupeModel
+from ..preprocess.text import decode_row, describe_repairs
 
 SUBMISSION_NAMES = {"MNLI": {"test": "MNLI-m", "test1": "MNLI-mm"}}
 # GLUE tasks whose server wants 0/1 (the others, and your own tasks, get the label words)
@@ -100,7 +101,6 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin")
     """One ``label<TAB>probability`` line per non-blank input line (bytes or str). Input is
     repaired as the preprocessing does (BOM, CRLF, invalid UTF-8 and NUL bytes, overlong words),
     and blank lines are skipped; both are counted and reported on stderr."""
-    from ..preprocess.text import decode_row, describe_repairs
 
     out = out or sys.stdout
     n, blank, repairs = 0, [], {}
@@ -143,7 +143,6 @@ def main(argv=None) -> int:
         if args.glue_task:
             if args.data is None:
                 p.error("--glue-task needs --data (the TASK-bin folder)")
-            from ..checkpoint import load_model
             model = load_model(args.checkpoint)
             if torch.cuda.is_available() and not args.cpu:
                 model.cuda()

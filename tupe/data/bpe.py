@@ -19,6 +19,8 @@ import re
 from collections import defaultdict
 from typing import Iterable, Sequence, Union
 
+from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+
 EOW = "</w>"
 SEP = "@@"
 # Placeholders of the preprocessing: never split by BPE (they are dictionary specials).
@@ -153,7 +155,6 @@ class BPE:
     """
 
     def __init__(self, merges: Sequence[tuple[str, str, int]]):
-        from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
 
         self.ranks = {(a, b): i for i, (a, b, _) in enumerate(merges)}
         # Latin/Greek/Cyrillic/..., general punctuation and symbols, plus every character of

@@ -23,11 +23,13 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .transformer import EncoderLayer
+
 
 def compile_unavailable(device: Optional[torch.device] = None) -> Optional[str]:
     """Why torch.compile cannot run here (a sentence), or None when it can."""
     try:
-        from torch._dynamo.eval_frame import is_dynamo_supported
+        from torch._dynamo.eval_frame import is_dynamo_supported  # torch's compiler stack: imported only when compiling
         if not is_dynamo_supported():
             return "torch.compile does not support this Python/platform"
     except ImportError:
@@ -43,14 +45,13 @@ def compile_layers(model: nn.Module, device: Optional[torch.device] = None, warn
     """Compile every encoder layer of ``model`` in place (an ELECTRA model's two encoders too).
     ``options`` go to ``torch.compile`` (e.g. ``mode="max-autotune"``). Returns whether it
     compiled; when it cannot, warns with the reason and leaves the model eager."""
-    from .transformer import EncoderLayer
 
     reason = compile_unavailable(device)
     if reason is not None:
         if warn:
             warnings.warn(f"compile: {reason}; running eager instead", stacklevel=2)
         return False
-    import torch._dynamo
+    import torch._dynamo  # torch's compiler stack: imported only when compiling
     torch._dynamo.config.suppress_errors = True        # a graph that fails to build runs eager
     layers = [m for m in model.modules() if isinstance(m, EncoderLayer)]
     # Shapes change with every length in finetuning: allow more recompiles than the default 8
@@ -62,6 +63,5 @@ def compile_layers(model: nn.Module, device: Optional[torch.device] = None, warn
 
 
 def is_compiled(model: nn.Module) -> bool:
-    from .transformer import EncoderLayer
     return any(getattr(m, "_compiled_call_impl", None) is not None
                for m in model.modules() if isinstance(m, EncoderLayer))

@@ -19,6 +19,7 @@ Hence the discriminator is a complete TUPE encoder in the original parameter lay
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Optional
 
@@ -142,7 +143,6 @@ class ElectraModel(nn.Module):
     def losses(self, tokens: torch.Tensor, target: torch.Tensor, seed: int, autocast=None):
         """(mlm_sum, rtd_sum, stats): the generator's summed MLM cross-entropy over the masked
         positions, the discriminator's summed BCE over the non-pad tokens (nats), and counts."""
-        import contextlib
 
         autocast = autocast or contextlib.nullcontext()
         pad = self.cfg.padding_idx

@@ -41,7 +41,7 @@ def flex_attention_kernel():
     finetuning batches of varying length do not compile per length."""
     global _compiled_flex
     if _compiled_flex is None:
-        from torch.nn.attention.flex_attention import flex_attention
+        from torch.nn.attention.flex_attention import flex_attention  # torch's compiler stack: only on the flex path
         _compiled_flex = torch.compile(flex_attention)
     return _compiled_flex
 
@@ -89,7 +89,7 @@ class FlexPositions:
 
     def block_mask(self):
         if self._block_mask is None:
-            from torch.nn.attention.flex_attention import create_block_mask
+            from torch.nn.attention.flex_attention import create_block_mask  # torch's compiler stack: only on the flex path
             B, T = self.padding.shape
             self._block_mask = create_block_mask(self.mask_mod, B, None, T, T, device=self.padding.device)
         return self._block_mask
@@ -122,7 +122,7 @@ class FlexPositions:
                 y = flex_attention_kernel()(q, k, v, score_mod=self.score_mod, block_mask=self.block_mask(),
                                             scale=scale)
                 return y[..., :dv], None
-            from torch.nn.attention.flex_attention import flex_attention
+            from torch.nn.attention.flex_attention import flex_attention  # torch's compiler stack: only on the flex path
             with warnings.catch_warnings():          # CPU inference: FlexAttention's eager evaluation
                 warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
                 return flex_attention(q, k, v, score_mod=self.score_mod, block_mask=self.block_mask(),

@@ -13,7 +13,11 @@ from pathlib import Path
 from ..data.bpe import BPEError
 from ..data.dictionary import DictionaryError
 from ..logs import cli_logging
+from . import task
 from .common import PreprocessError
+from .glue import run_glue
+from .pretrain import PretrainOptions, run_pretrain
+from .task import run_task
 from .text import LineFilter, describe_repairs
 
 
@@ -86,7 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def task_doc() -> str:
-    from . import task
 
     return task.__doc__
 
@@ -96,7 +99,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "pretrain":
-            from .pretrain import PretrainOptions, run_pretrain
 
             opts = PretrainOptions(
                 inputs=args.input, destdir=args.destdir, workers=args.workers, cased=args.cased,
@@ -116,7 +118,6 @@ def main(argv=None) -> int:
                   f"{st.get('invalid_utf8_bytes', 0)} invalid UTF-8 or NUL bytes dropped, {s['duration_s']:.1f}s "
                   f"(details in preprocess.json)", file=sys.stderr)
         elif args.command == "task":
-            from .task import run_task
 
             run_task(args.train, args.valid, args.test, args.text_columns, args.label_column, args.bpe_dir,
                      args.destdir, header=args.header, delimiter=args.delimiter,
@@ -124,7 +125,6 @@ def main(argv=None) -> int:
                      cased=args.cased, show_progress=not args.no_progress, force=args.force,
                      header_check=not args.no_header_check)
         else:
-            from .glue import run_glue
 
             results = run_glue(args.glue_dir, args.tasks, args.bpe_dir, args.destdir, workers=args.workers,
                                cased=args.cased, show_progress=not args.no_progress, force=args.force)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 import numpy as np
+from tqdm import tqdm
 
 from ..data.dictionary import Dictionary
 from ..data.indexed_dataset import IndexedDatasetBuilder, best_fitting_dtype
@@ -105,7 +106,6 @@ def read_lines(path: Path) -> Iterator[str]:
 
 
 def progress(iterable=None, **kwargs):
-    from tqdm import tqdm
     kwargs.setdefault("file", sys.stderr)
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("mininterval", 0.5)

@@ -25,6 +25,7 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from ..data.bpe import BPE
 from . import text as T
 from .common import PreprocessError, atomic_directory
 from .glue import SplitRows, build_label_dictionary, write_task
@@ -212,7 +213,6 @@ def run_task(train: Path, valid: Path, test: Optional[Path], text_columns: Seque
                 if word not in known:
                     raise PreprocessError(f"{path}:{line}: label {word!r} never occurs in the training file "
                                           f"{files['train']}, so there is no class for it")
-    from ..data.bpe import BPE
 
     merges, dictionary = load_codes_and_dict(codes_path, dict_path)
     name = destdir.name[:-4] if destdir.name.endswith("-bin") else destdir.name

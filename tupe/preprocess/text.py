@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import regex  # sacremoses depends on it; supports \p{C}
+from sacremoses import MosesPunctNormalizer, MosesTokenizer
+from sentencex import segment
 
 PROTECTED = ("<url>", "<unk>", "<email>", "<file>", "</s>", "<mask>")
 
@@ -86,7 +88,6 @@ def pre_cleanup(text: str) -> str:
 # --------------------------------------------------------------------------- step 3
 @lru_cache(maxsize=None)
 def _punct_normalizer():
-    from sacremoses import MosesPunctNormalizer
     return MosesPunctNormalizer(lang="en", perl_parity=True)
 
 
@@ -169,7 +170,6 @@ def substitute_placeholders(text: str) -> str:
 # --------------------------------------------------------------------------- step 9
 @lru_cache(maxsize=None)
 def _moses_tokenizer():
-    from sacremoses import MosesTokenizer
     return MosesTokenizer(lang="en")
 
 
@@ -199,7 +199,6 @@ def moses_tokenize(text: str, max_protected: int = 500) -> str:
 
 
 def split_sentences(paragraph: str) -> list[str]:
-    from sentencex import segment
     return [s.strip() for s in segment("en", paragraph) if s.strip()]
 
 

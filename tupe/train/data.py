@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -214,3 +215,9 @@ def shard(batches: Sequence[np.ndarray], rank: int, world: int) -> list[Optional
     per_rank = math.ceil(len(batches) / world)
     out = list(batches[rank::world])
     return out + [None] * (per_rank - len(out))
+
+
+def updates_per_epoch(bin_dir: Path, tokens_per_sample: int, batch: int) -> int:
+    """Pretraining updates in one epoch of ``bin_dir``'s train split (complete-mode blocks)."""
+    blocks = block_boundaries(MMapIndexedDataset(bin_dir / "train").sizes, tokens_per_sample - 1, "complete")
+    return max(1, math.ceil(len(blocks) / batch))

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from tqdm import tqdm
+
 
 def _fmt(key: str, value) -> str:
     if isinstance(value, float):
@@ -49,7 +51,9 @@ class MetricsLogger:
             return None
         if tag not in self._writers:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import (  # optional extra 'tensorboard': only with --tensorboard-logdir
+                    SummaryWriter,  # optional dependency (extra 'tensorboard'): only with --tensorboard-logdir
+                )
             except ImportError:
                 self.info("warning: TensorBoard is not installed (pip install tensorboard); "
                           "--tensorboard-logdir ignored, metrics.jsonl still written")
@@ -87,7 +91,6 @@ class MetricsLogger:
     def progress(self, iterable, total: int, desc: str):
         if not self.enabled or self.format != "tqdm":
             return iterable
-        from tqdm import tqdm
         self.bar = tqdm(iterable, total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False)
         return self.bar
 

@@ -10,7 +10,7 @@ import numpy as np
 def classification_metrics(pred: np.ndarray, target: np.ndarray, positive: Optional[int] = None) -> dict:
     """Accuracy for any task; for binary tasks also F1 of the ``positive`` class index (GLUE's
     label "1") and Matthews correlation."""
-    from sklearn.metrics import f1_score, matthews_corrcoef
+    from sklearn.metrics import f1_score, matthews_corrcoef  # heavy import (~1 s): only when a metric is computed
 
     out = {"accuracy": float((pred == target).mean()) if len(target) else float("nan")}
     if positive is not None:
@@ -20,7 +20,7 @@ def classification_metrics(pred: np.ndarray, target: np.ndarray, positive: Optio
 
 
 def regression_metrics(pred: np.ndarray, target: np.ndarray) -> dict:
-    from scipy.stats import pearsonr, spearmanr
+    from scipy.stats import pearsonr, spearmanr  # heavy import: only when a correlation is computed
 
     if len(target) < 2 or np.std(pred) == 0 or np.std(target) == 0:
         return {"pearson": float("nan"), "spearman": float("nan")}

@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import sys
 from typing import Optional, Sequence
 
 from ..config import POS_ENCODINGS, PRESETS, TRAINING_FIELDS, ConfigError, TupeConfig, scheme_overrides
 from ..model.attention import ALIASES, ATTN_IMPLS
+from ..model.electra import generator_config as build
 
 # Configuration fields that come from the data's dictionary, not from a flag.
 DICTIONARY_FIELDS = ("vocab_size", "padding_idx")
@@ -190,7 +192,6 @@ def given_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    import sys
 
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -328,7 +329,6 @@ def scheme_flags(name: str) -> list[str]:
 
 def generator_config(args: argparse.Namespace, cfg: TupeConfig) -> TupeConfig:
     """ELECTRA's generator from the --generator-* flags (see model/electra.py)."""
-    from ..model.electra import generator_config as build
 
     return build(cfg, args.generator_size_divisor, args.generator_layers, args.generator_embed_dim,
                  args.generator_ffn_embed_dim, args.generator_attention_heads)

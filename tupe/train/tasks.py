@@ -15,9 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import ConfigError
 from ..data.dictionary import MASK, Dictionary
 from ..data.indexed_dataset import MMapIndexedDataset
 from ..data.indexed_dataset import exists as dataset_exists
+from ..model import TupeModel
+from ..model.electra import ElectraModel, batch_seed
 from .data import (
     MaskedLMDataset,
     Masker,
@@ -29,6 +32,7 @@ from .data import (
     filter_by_size,
 )
 from .metrics import classification_metrics, regression_metrics
+from .options import generator_config
 
 LN2 = math.log(2)
 HEAD = "sentence_classification_head"
@@ -71,7 +75,6 @@ class Task:
     stat_keys: tuple[str, ...] = ()
 
     def build_model(self, cfg):
-        from ..model import TupeModel
         return TupeModel(cfg)
 
     def prepare_model(self, model) -> None:
@@ -162,9 +165,6 @@ class ElectraTask(MaskedLMTask):
     stat_keys = ("mlm_loss", "masked", "rtd_loss", "tokens", "rtd_correct", "replaced")
 
     def build_model(self, cfg):
-        from ..config import ConfigError
-        from ..model.electra import ElectraModel
-        from .options import generator_config
 
         try:
             gen_cfg = generator_config(self.args, cfg)
@@ -180,7 +180,6 @@ class ElectraTask(MaskedLMTask):
         return partial(collate_electra, pad_idx=self.pad)
 
     def loss(self, model, batch: dict, device, autocast):
-        from ..model.electra import batch_seed
 
         tokens = batch["tokens"].to(device, non_blocking=True)
         target = batch["target"].to(device, non_blocking=True)

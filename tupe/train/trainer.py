@@ -34,6 +34,7 @@ from ..checkpoint import (
 from ..checkpoint.run import SavePolicy, apply_retention, save_checkpoints
 from ..data.dictionary import DictionaryError
 from ..data.indexed_dataset import IndexedDatasetError
+from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, task_score_range
 from ..logs import cli_logging
 from ..model import set_attn_impl
 from ..model.attention import kernel_name, needs_factored
@@ -336,7 +337,6 @@ class Trainer:
             words = getattr(self.task, "label_words", None)
             data_dir = Path(a.data.split(":")[0])
             if words is not None or getattr(self.task, "regression", False):
-                from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, task_score_range
                 labels = {a.classification_head_name: (words or [])[: a.num_classes],
                           INPUTS: {a.classification_head_name: self.task.n_inputs}}
                 if getattr(self.task, "regression", False):   # predictions are mapped back to this range
