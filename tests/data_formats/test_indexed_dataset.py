@@ -11,7 +11,7 @@ ITEMS = [[0, 17, 300, 2], [], [5], [65000, 1, 2]]
 
 
 def documented_idx(sizes, dtype_code, itemsize):
-    """NOTES.md section 3, written independently with struct."""
+    """docs/formats.md section 3, written independently with struct."""
     out = b"MMIDIDX\x00\x00" + struct.pack("<Q", 1) + struct.pack("<B", dtype_code)
     out += struct.pack("<Q", len(sizes))
     out += b"".join(struct.pack("<i", s) for s in sizes)

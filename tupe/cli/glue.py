@@ -69,7 +69,7 @@ def recipe_for(task: str, data_dir: Path) -> TaskRecipe:
 COLUMNS = [("MNLI-m", "MNLI", "valid"), ("MNLI-mm", "MNLI", "valid1"), ("QNLI", "QNLI", "valid"),
            ("QQP", "QQP", "valid"), ("SST", "SST-2", "valid"), ("CoLA", "CoLA", "valid"),
            ("MRPC", "MRPC", "valid"), ("RTE", "RTE", "valid"), ("STS", "STS-B", "valid")]
-PAPER = {  # GLUE dev, BERT-base size (NOTES.md section 5)
+PAPER = {  # GLUE dev, BERT-base size (docs/formats.md section 5)
     "BERT-A": [84.93, 84.91, 91.34, 91.04, 92.88, 55.19, 88.29, 68.61, 89.43, 82.96],
     "BERT-R": [85.81, 85.84, 92.16, 91.12, 92.90, 55.43, 89.26, 71.46, 88.94, 83.66],
     "TUPE-A": [86.05, 85.99, 91.92, 91.16, 93.19, 63.09, 88.37, 71.61, 88.88, 84.47],

@@ -1,25 +1,31 @@
 """``TupeHfConfig``: the transformers configuration of a TUPE model (``model_type = "tupe"``).
 
-It carries every field of the native :class:`tupe.TupeConfig` under the same name (the
-original fairseq argument names), so ``to_tupe_config()`` / ``from_tupe_config()`` round-trip
-without loss, and exposes the standard transformers names (``hidden_size``,
-``num_hidden_layers``, ``pad_token_id``, ...) as aliases of them.
+Its fields are TupeConfig's own, derived from ``dataclasses.fields(TupeConfig)`` when the class
+is made (one definition: a field added to TupeConfig appears here with its default), under the
+same names (the original fairseq argument names), so ``to_tupe_config()`` / ``from_tupe_config()``
+round-trip without loss. The standard transformers names (``hidden_size``,
+``num_hidden_layers``, ``pad_token_id``, ...) are aliases of them.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import Any
+import dataclasses
+import types
+from typing import Any, Optional
 
 from transformers import PreTrainedConfig
 
 from ..config import TupeConfig
 
 #: TupeConfig's field names: the part of this configuration that defines the encoder.
-TUPE_FIELDS = tuple(f.name for f in fields(TupeConfig))
+TUPE_FIELDS = tuple(f.name for f in dataclasses.fields(TupeConfig))
+#: The one field without a default in TupeConfig: the released TUPE-R's vocabulary.
+DEFAULT_VOCAB_SIZE = 32769
 
 
-class TupeHfConfig(PreTrainedConfig):
+class _TupeHfConfigBody:
+    """The class body of TupeHfConfig besides TupeConfig's fields (copied in by ``_make``)."""
+
     model_type = "tupe"
     attribute_map = {
         "hidden_size": "encoder_embed_dim",
@@ -32,38 +38,8 @@ class TupeHfConfig(PreTrainedConfig):
         "pad_token_id": "padding_idx",
     }
 
-    # --- TupeConfig's fields, same names and defaults (vocab_size: the released TUPE-R's) ---
-    vocab_size: int = 32769
-    padding_idx: int = 1
-    encoder_layers: int = 12
-    encoder_embed_dim: int = 768
-    encoder_ffn_embed_dim: int = 3072
-    encoder_attention_heads: int = 12
-    max_positions: int = 512
-    dropout: float = 0.1
-    attention_dropout: float = 0.1
-    activation_dropout: float = 0.0
-    pooler_dropout: float = 0.1
-    activation_fn: str = "gelu"
-    pooler_activation_fn: str = "tanh"
-    encoder_normalize_before: bool = False
-    embedding_normalize: bool = False
-    pos_encoding: str = "tupe"
-    rel_pos: bool = False
-    rel_pos_bins: int = 32
-    max_rel_pos: int = 128
-    untie_cls: bool | None = None
-    rope_theta: float = 10000.0
-    # --- transformers-side settings ---
-    bos_token_id: int | None = 0
-    eos_token_id: int | None = 2
-    initializer_range: float = 0.02
-    tie_word_embeddings: bool = True
-    #: dropout before the token-classification / question-answering output layer (None: ``dropout``)
-    classifier_dropout: float | None = None
-
     def __post_init__(self, **kwargs: Any) -> None:
-        super().__post_init__(**kwargs)
+        PreTrainedConfig.__post_init__(self, **kwargs)   # (the body is copied: no zero-argument super)
         self.untie_cls = self.to_tupe_config().untie_cls   # validates; resolves the scheme's default
 
     def to_tupe_config(self) -> TupeConfig:
@@ -73,3 +49,35 @@ class TupeHfConfig(PreTrainedConfig):
     @classmethod
     def from_tupe_config(cls, cfg: TupeConfig, **kwargs: Any) -> "TupeHfConfig":
         return cls(**cfg.to_dict(), **kwargs)
+
+
+# transformers-side settings, after TupeConfig's fields: (name, annotation, default)
+_HF_FIELDS = (
+    ("bos_token_id", "Optional[int]", 0),
+    ("eos_token_id", "Optional[int]", 2),
+    ("initializer_range", "float", 0.02),
+    ("tie_word_embeddings", "bool", True),
+    # dropout before the token-classification / question-answering output layer (None: ``dropout``)
+    ("classifier_dropout", "Optional[float]", None),
+)
+
+
+def _make() -> type:
+    def body(ns: dict) -> None:
+        annotations: dict[str, Any] = {}
+        for f in dataclasses.fields(TupeConfig):
+            annotations[f.name] = f.type
+            ns[f.name] = DEFAULT_VOCAB_SIZE if f.default is dataclasses.MISSING else f.default
+        for name, annotation, default in _HF_FIELDS:
+            annotations[name] = annotation
+            ns[name] = default
+        ns["__annotations__"] = annotations
+        ns.update({k: v for k, v in vars(_TupeHfConfigBody).items()
+                   if k not in ("__dict__", "__weakref__", "__annotations__")})
+        ns["__module__"], ns["__qualname__"] = __name__, "TupeHfConfig"
+        ns["__doc__"] = __doc__
+    return types.new_class("TupeHfConfig", (PreTrainedConfig,), {}, body)
+
+
+TupeHfConfig = _make()
+__all__ = ["TupeHfConfig", "TUPE_FIELDS", "Optional"]

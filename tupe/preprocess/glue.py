@@ -1,6 +1,6 @@
 """``tupe-preprocess glue``: GLUE TSV files -> ``TASK-bin/{input0,input1,label}``.
 
-Per row only (NOTES.md section 6): clean, Moses-tokenise, lower-case, apply the pretraining
+Per row only (docs/formats.md section 6): clean, Moses-tokenise, lower-case, apply the pretraining
 BPE codes, binarize with the pretraining ``dict.txt``. One output line per input row; the
 only rows ever dropped are QQP's malformed ones (counted and reported), as the original.
 TSVs are read without quote processing (GLUE text contains quote characters).

@@ -1,6 +1,6 @@
 """``tupe-preprocess pretrain``: raw corpus -> bpe-code, dict.txt, train/valid .bin/.idx.
 
-The steps of the original ``preprocess/pretrain/process.sh`` (NOTES.md section 6), streamed:
+The steps of the original ``preprocess/pretrain/process.sh`` (docs/formats.md section 6), streamed:
 
   pass 1  read (plain text or WikiExtractor) -> drop invalid UTF-8 -> pre-cleanup -> Moses
           punctuation normalisation + non-printing removal -> lower-case   [workers]

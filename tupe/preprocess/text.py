@@ -1,4 +1,4 @@
-"""Per-line text transforms of the original preprocessing scripts (NOTES.md section 6).
+"""Per-line text transforms of the original preprocessing scripts (docs/formats.md section 6).
 
 Each function takes and returns ``str``; the pipelines in ``pretrain.py`` and ``glue.py``
 chain them. Moses normalisation and tokenisation come from sacremoses, sentence

@@ -9,7 +9,7 @@ import torch
 
 
 class FairseqAdam(torch.optim.AdamW):
-    """Adam as fairseq implements it (NOTES.md section 4):
+    """Adam as fairseq implements it (docs/formats.md section 4):
 
     * decoupled weight decay ``p -= wd * lr * p`` on every parameter, before the update;
     * ``denom = sqrt(v) + eps`` (eps added before bias correction);
