@@ -3,14 +3,16 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Optional torch requirement installed first, e.g. `make test TORCH=torch==2.13.0` (a CPU wheel).
+# Optional torch requirement installed first, e.g. `make test TORCH=torch==2.13.0` (a CPU wheel),
+# from TORCH_INDEX if given (e.g. PyTorch's CPU-only index, see README). Default: neither.
 TORCH ?=
+TORCH_INDEX ?=
 
 .PHONY: demo test test-all lint install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(if $(TORCH),$(PY) -m pip install -q '$(TORCH)')
+	$(if $(TORCH),$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url '$(TORCH_INDEX)') '$(TORCH)')
 	$(PY) -m pip install -q -e '.[test,hf]'
 	touch $@
 

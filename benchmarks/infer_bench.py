@@ -41,6 +41,7 @@ import torch
 from train_bench import cpu_name, paired  # benchmarks/ is on sys.path when run as a script
 
 from tupe import TupeConfig, TupeModel, save_pretrained
+from tupe.checkpoint import Vocabulary
 from tupe.config import SCHEMES as REGISTRY
 from tupe.train.cpu import cpu_supports_bf16, retain_freed_memory
 
@@ -186,10 +187,8 @@ def predict_rows_per_s(n_rows: int = 200) -> dict:
         model = TupeModel(TupeConfig.from_preset("bert_small", vocab_size=len(d) + 1, max_positions=512,
                                                  rel_pos=True))
         model.register_classification_head("sentence_classification_head", 2)
-        model.dictionary = d
         write_codes(learn_bpe({w: 10 for w in words}, 40), tmp / "bpe-code")
-        model.bpe_codes = str(tmp / "bpe-code")
-        save_pretrained(model, tmp / "clf")
+        save_pretrained(model, tmp / "clf", vocabulary=Vocabulary(d, tmp / "bpe-code"))
         rng = random.Random(0)
         lines = [" ".join(rng.choice(words) for _ in range(rng.randint(8, 30))) for _ in range(n_rows)]
         (tmp / "in.txt").write_text("\n".join(lines) + "\n")

@@ -5,7 +5,8 @@
         --valid glue_data/SST-2/dev.tsv --text-columns sentence --label-column label --out runs/sst2
 
 A pair task names two text columns (e.g. --text-columns sentence1 sentence2). The files have a
-header line; labels are read as words and numbered in order of first appearance in --train.
+header line; labels are read as words and numbered as tupe-preprocess numbers them (most frequent
+in --train first, ties alphabetical: tupe.preprocess.glue.label_words), so class ids agree.
 Copy this file and change what you need: it is plain transformers code.
 """
 
@@ -25,6 +26,7 @@ from transformers import (
 )
 
 import tupe.hf  # noqa: F401  (registers TUPE with the Auto classes)
+from tupe.preprocess.glue import label_words
 
 
 def read_tsv(path, text_columns, label_column):
@@ -72,7 +74,7 @@ def main(argv=None):
 
     train_x, train_y = read_tsv(args.train, args.text_columns, args.label_column)
     valid_x, valid_y = read_tsv(args.valid, args.text_columns, args.label_column)
-    labels = list(dict.fromkeys(train_y))
+    labels = label_words(train_y)
     label2id = {w: i for i, w in enumerate(labels)}
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)

@@ -12,7 +12,7 @@ import torch
 
 import tupe
 from tests.conftest import FIXTURE, random_tokens, tiny_config
-from tupe.checkpoint import CheckpointError, fairseq_state_dict, read_checkpoint, save_fairseq
+from tupe.checkpoint import CheckpointError, fairseq_state_dict, load_vocabulary, read_checkpoint, save_fairseq
 from tupe.cli import convert
 
 
@@ -42,12 +42,13 @@ def test_fixture_carries_fairseq_meters_read_as_inert_data():
 def test_save_pretrained_round_trip(tmp_path):
     model = tupe.load_model(FIXTURE / "checkpoint.pt")
     model.register_classification_head("sentence_classification_head", 3)
-    tupe.save_pretrained(model, tmp_path / "own")
+    vocabulary = load_vocabulary(FIXTURE / "checkpoint.pt", model.cfg.vocab_size)
+    tupe.save_pretrained(model, tmp_path / "own", vocabulary=vocabulary)
     assert sorted(p.name for p in (tmp_path / "own").iterdir()) == ["config.json", "dict.txt", "model.safetensors"]
     assert b"pickle" not in (tmp_path / "own" / "model.safetensors").read_bytes()[:200]
     again = tupe.load_model(tmp_path / "own")
     assert again.cfg == model.cfg and again.head_sizes == {"sentence_classification_head": 3}
-    assert again.dictionary == model.dictionary
+    assert load_vocabulary(tmp_path / "own", again.cfg.vocab_size).dictionary == vocabulary.dictionary
     tokens = random_tokens(3, 15, vocab=128)
     for a, b in zip(outputs(model, tokens), outputs(again, tokens)):
         assert torch.equal(a, b)
@@ -93,15 +94,18 @@ def test_training_directory_resolution(tmp_path, ref_dir):
 def test_dictionary_beside_checkpoint_is_checked(ref_dir):
     lines = (ref_dir / "dict.txt").read_text().splitlines()
     (ref_dir / "dict.txt").write_text("\n".join(lines[:-1]) + "\n")
+    V = tupe.load_model(ref_dir / "checkpoint.pt").cfg.vocab_size   # the weights alone load
     with pytest.raises(CheckpointError, match=r"dict.txt: 119 entries .* wrong dictionary"):
-        tupe.load_model(ref_dir / "checkpoint.pt")
+        load_vocabulary(ref_dir / "checkpoint.pt", V)
+    with pytest.raises(CheckpointError, match=r"wrong dictionary"):
+        tupe.from_pretrained(ref_dir / "checkpoint.pt")                # text in needs the right one
     (ref_dir / "dict.txt").unlink()
-    assert tupe.load_model(ref_dir / "checkpoint.pt").dictionary is None
+    assert load_vocabulary(ref_dir / "checkpoint.pt", V) is None
 
 
 def test_data_path_in_args_is_never_used(ref_dir):
     state = read_checkpoint(ref_dir / "checkpoint.pt")
-    assert tupe.load_model(ref_dir / "checkpoint.pt").dictionary is not None
+    assert load_vocabulary(ref_dir / "checkpoint.pt", tupe.load_model(ref_dir / "checkpoint.pt").cfg.vocab_size)
     assert not hasattr(state["args"], "data") or not Path(str(state["args"].data), "dict.txt").exists()
 
 

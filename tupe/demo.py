@@ -47,6 +47,27 @@ def prepare_corpus(out: Path, max_lines: int | None) -> Path:
     return path
 
 
+def write_sample_data(out: Path, corpus_lines: int = 30000) -> list[Path]:
+    """A newcomer's "own data" (README walkthrough): ``corpus.txt`` (raw text, a paragraph per
+    line: WordNet glosses and examples) and ``train.tsv`` / ``dev.tsv`` / ``test.tsv`` (a labelled
+    task with a header: ``text``, ``label`` = living | other: does the gloss describe a living
+    thing?), from the demo's shipped data."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [prepare_corpus(out, corpus_lines)]
+    words = {"0": "other", "1": "living"}
+    for split in ("train", "dev", "test"):
+        rows = [line.split("\t") for line in (DATA / "task" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+        if split == "test":      # unlabeled, one sentence per line: what tupe-predict reads
+            text = "".join(f"{r[1]}\n" for r in rows)
+            path = out / "test.txt"
+        else:
+            text = "text\tlabel\n" + "".join(f"{r[0]}\t{words[r[1]]}\n" for r in rows)
+            path = out / f"{split}.tsv"
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
 def prepare_task(out: Path, max_rows: dict | None) -> Path:
     raw = out / "glue" / "SST-2"
     raw.mkdir(parents=True, exist_ok=True)
@@ -88,7 +109,13 @@ def main(argv=None) -> int:
     p.add_argument("--objective", default="mlm", choices=["mlm", "electra", "both"],
                    help="pretraining objective: masked LM (the paper's), ELECTRA (generator + replaced-token "
                         "detection, same budget), or both side by side (twice the pretraining time)")
+    p.add_argument("--sample-data", type=Path, metavar="DIR", help="only write sample data to DIR (a raw "
+                   "corpus.txt, a labelled train.tsv/dev.tsv and test.txt; the README's walkthrough) and exit")
     args = p.parse_args(argv)
+    if args.sample_data is not None:
+        for path in write_sample_data(args.sample_data):
+            print(f"tupe-demo: wrote {path} ({sum(1 for _ in open(path, encoding='utf-8'))} lines)")
+        return 0
 
 
     start = time.time()

@@ -14,7 +14,7 @@ from typing import Optional, Union
 
 import torch
 
-from .checkpoint import CONFIG_FILE, is_hf_folder, load_model
+from .checkpoint import CONFIG_FILE, Vocabulary, is_hf_folder, load_model, load_vocabulary
 from .data.bpe import BPE
 from .data.dictionary import MASK
 from .model import TupeModel
@@ -43,16 +43,20 @@ class HubError(RuntimeError):
 
 
 class TupeHub(torch.nn.Module):
-    def __init__(self, model: TupeModel, labels: Optional[dict[str, list[str]]] = None, cased: bool = False):
+    """A model with its vocabulary (dict.txt, BPE codes): text in, predictions out."""
+
+    def __init__(self, model: TupeModel, vocabulary: Optional[Vocabulary],
+                 labels: Optional[dict[str, list[str]]] = None, cased: bool = False):
         super().__init__()
-        if model.dictionary is None:
+        if vocabulary is None:
             raise HubError("the model has no dictionary: put its dict.txt beside the checkpoint")
-        if model.bpe_codes is None:
+        if vocabulary.bpe_codes is None:
             raise HubError("the model has no BPE codes: put its bpe-code beside the checkpoint")
         self.model = model
-        self.dictionary = model.dictionary
+        self.vocabulary = vocabulary
+        self.dictionary = vocabulary.dictionary
         self.mask_idx = model.cfg.vocab_size - 1 if MASK not in self.dictionary else self.dictionary.index(MASK)
-        self.bpe = BPE.from_file(model.bpe_codes)
+        self.bpe = BPE.from_file(vocabulary.bpe_codes)
         self.labels = labels or {}
         self.cased = cased
 
@@ -170,4 +174,4 @@ def from_pretrained(path: Union[str, Path], cased: bool = False, compile: bool =
         k = model.head_sizes.get(model.DEFAULT_HEAD, 0)
         if k > 1 and all(str(i) in id2label for i in range(k)):
             labels = {model.DEFAULT_HEAD: [id2label[str(i)] for i in range(k)]}
-    return TupeHub(model, labels, cased)
+    return TupeHub(model, load_vocabulary(path, model.cfg.vocab_size), labels, cased)

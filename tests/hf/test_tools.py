@@ -183,8 +183,17 @@ def test_convert_a_finetuned_training_run(order_task, pretrained, data_dir, tmp_
     assert back.head_sizes == {"sentence_classification_head": 2}
 
 
-def test_trainer_finetuning_example(finetuned_hf):
+def test_trainer_finetuning_example(finetuned_hf, topic_task):
     out, summary = finetuned_hf
+    # class ids follow the project's one rule (tupe-preprocess task's label dictionary order)
+    import csv
+
+    from tupe.preprocess.glue import build_label_dictionary
+    with open(topic_task / "train.tsv", encoding="utf-8") as f:
+        train_labels = [r["label"] for r in csv.DictReader(f, delimiter="\t")]
+    d = build_label_dictionary(train_labels)
+    id2label = json.loads((out / "config.json").read_text())["id2label"]
+    assert [id2label[str(i)] for i in range(len(id2label))] == d.symbols[d.nspecial:d.nspecial + len(id2label)]
     assert summary["last_loss"] < summary["first_loss"]
     assert summary["accuracy"] >= summary["majority"] + 0.15, summary     # majority ~0.5
     assert summary["accuracy"] > summary["accuracy_before"]

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 import tupe
+from tests.conftest import FIXTURE
+from tupe.checkpoint import load_vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def test_fixture_config_matches_meta(reference):
     assert cfg.untie_cls is True and cfg.name == "TUPE-R"
     assert not model.training
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    assert len(model.dictionary) + 1 == meta["vocab_size"]
+    assert len(load_vocabulary(FIXTURE / "checkpoint.pt", cfg.vocab_size).dictionary) + 1 == meta["vocab_size"]
 
 
 @pytest.mark.parametrize("k", [0, 1])

@@ -13,7 +13,7 @@ import torch
 
 import tupe
 from tests.train.conftest import tiny_args
-from tupe.checkpoint import load_model, read_checkpoint
+from tupe.checkpoint import load_model, load_vocabulary, read_checkpoint
 from tupe.train.trainer import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,8 @@ def test_original_pretraining_command_runs(data_dir, tmp_path):
     assert files == ["bpe-code", "checkpoint_best.pt", "checkpoint_last.pt", "checkpoints.sha256", "dict.txt",
                      "metrics.jsonl"]
     model = tupe.load_model(tmp_path / "ck")                         # the safe loader reads it
-    assert model.cfg.name == "TUPE-R" and model.cfg.embedding_normalize and model.dictionary is not None
+    assert model.cfg.name == "TUPE-R" and model.cfg.embedding_normalize
+    assert load_vocabulary(tmp_path / "ck", model.cfg.vocab_size).bpe_codes is not None   # a self-contained run dir
     state = read_checkpoint(tmp_path / "ck" / "checkpoint_last.pt")
     assert state["optimizer_history"][-1]["num_updates"] == 3
     assert state["args"].adam_betas == "(0.9, 0.999)" and state["args"].rel_pos is True

@@ -11,7 +11,6 @@ from ..config import TupeConfig
 from ..model.electra import DEFAULT_DISC_WEIGHT, ElectraModel, generator_config, is_electra_state, split_electra_state
 from .errors import CheckpointError, PathLike
 from .fairseq import checkpoint_tensors, config_from_checkpoint
-from .native import attach_vocabulary
 from .safe import read_checkpoint, resolve_checkpoint
 
 
@@ -39,7 +38,6 @@ def electra_from_state(state: dict, ckpt: Path):
         raise CheckpointError(f"{ckpt}: generator configuration: {e}") from None
     model = ElectraModel(cfg, gen_cfg, info.get("disc_weight", DEFAULT_DISC_WEIGHT))
     load_electra_state(model, state["model"], ckpt, "its stored configuration")
-    attach_vocabulary(model.discriminator, ckpt.parent)
     return model.eval()
 
 

@@ -15,7 +15,7 @@ from ..config import TupeConfig
 from ..model import TupeModel
 from .errors import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, PathLike
 from .fairseq import build_and_load, fresh_lm_head
-from .native import attach_vocabulary, load_safetensors
+from .native import load_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -86,5 +86,4 @@ def load_hf_folder(directory: PathLike, head: str = TupeModel.DEFAULT_HEAD) -> T
         log.warning(f"{directory}: left out {len(dropped)} tensors of a {arch or 'transformers'} head the "
                     f"native model does not have ({', '.join(sorted(dropped)[:4])})")
     model = build_and_load(cfg, state, weights)
-    attach_vocabulary(model, directory)
     return model

@@ -5,6 +5,7 @@ transformers folder, ELECTRA)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from ..config import TupeConfig
 from ..model import TupeModel
@@ -13,7 +14,7 @@ from .electra import electra_from_state
 from .errors import CONFIG_FILE, PathLike
 from .fairseq import build_and_load, checkpoint_tensors, config_from_checkpoint, progress_of
 from .hf import is_hf_folder, load_hf_folder
-from .native import attach_vocabulary, load_pretrained
+from .native import Vocabulary, load_pretrained, read_vocabulary
 from .safe import read_checkpoint, resolve_checkpoint
 
 
@@ -31,8 +32,13 @@ def load_model(path: PathLike, whole_electra: bool = False) -> TupeModel:
         return electra_from_state(state, ckpt)
     cfg = config_from_checkpoint(state.get("args"), state["model"], ckpt)
     model = build_and_load(cfg, checkpoint_tensors(state["model"], ckpt), ckpt)
-    attach_vocabulary(model, ckpt.parent)
     return model
+
+
+def load_vocabulary(path: PathLike, vocab_size: int) -> Optional[Vocabulary]:
+    """The vocabulary (dict.txt, bpe-code) beside a checkpoint file or in a model directory."""
+    path = Path(path)
+    return read_vocabulary(path if path.is_dir() else path.parent, vocab_size)
 
 
 def read_config(path: PathLike) -> tuple[TupeConfig, dict]:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -20,19 +21,34 @@ from .errors import BPE_FILE, CONFIG_FILE, DICT_FILE, WEIGHTS_FILE, CheckpointEr
 from .fairseq import _QKV_ORIG, _QKV_OURS, build_and_load
 
 
-def attach_vocabulary(model: TupeModel, directory: Path) -> None:
-    """Attach ``dict.txt`` (checked against V) and ``bpe-code`` found in ``directory``."""
+@dataclass
+class Vocabulary:
+    """A model's text side, kept beside its weights: ``dict.txt`` and the BPE codes. It belongs to
+    the text-in / text-out layer (the hub, the converters), not to the ``nn.Module``."""
+    dictionary: Dictionary
+    bpe_codes: Optional[Path] = None
+
+    def save(self, directory: Path) -> None:
+        self.dictionary.save(directory / DICT_FILE)
+        if self.bpe_codes is not None:
+            shutil.copyfile(self.bpe_codes, directory / BPE_FILE)
+
+
+def read_vocabulary(directory: PathLike, vocab_size: int) -> Optional[Vocabulary]:
+    """``dict.txt`` (checked against the model's V) and ``bpe-code`` in ``directory``; None
+    without a dict.txt."""
+    directory = Path(directory)
     dict_path = directory / DICT_FILE
-    if dict_path.is_file():
-        d = Dictionary.load(dict_path)
-        if model_vocab_size(d) != model.cfg.vocab_size:
-            raise CheckpointError(
-                f"{dict_path}: {len(d) - d.nspecial} entries + {d.nspecial} specials + <mask> = "
-                f"{model_vocab_size(d)} symbols, but the model's vocabulary has "
-                f"{model.cfg.vocab_size}: this is the wrong dictionary for this checkpoint")
-        model.dictionary = d
+    if not dict_path.is_file():
+        return None
+    d = Dictionary.load(dict_path)
+    if model_vocab_size(d) != vocab_size:
+        raise CheckpointError(
+            f"{dict_path}: {len(d) - d.nspecial} entries + {d.nspecial} specials + <mask> = "
+            f"{model_vocab_size(d)} symbols, but the model's vocabulary has "
+            f"{vocab_size}: this is the wrong dictionary for this checkpoint")
     bpe_path = directory / BPE_FILE
-    model.bpe_codes = str(bpe_path) if bpe_path.is_file() else None
+    return Vocabulary(d, bpe_path if bpe_path.is_file() else None)
 
 
 def _atomic_dir(directory: Path):
@@ -40,8 +56,9 @@ def _atomic_dir(directory: Path):
     return Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
 
 
-def save_pretrained(model: TupeModel, directory: PathLike, extra: Optional[dict] = None) -> None:
-    """Write ``config.json`` + ``model.safetensors`` (+ dict.txt, bpe-code); no pickle."""
+def save_pretrained(model: TupeModel, directory: PathLike, extra: Optional[dict] = None,
+                    vocabulary: Optional[Vocabulary] = None) -> None:
+    """Write ``config.json`` + ``model.safetensors`` (+ the vocabulary's dict.txt, bpe-code); no pickle."""
 
     directory = Path(directory)
     tmp = _atomic_dir(directory)
@@ -51,10 +68,8 @@ def save_pretrained(model: TupeModel, directory: PathLike, extra: Optional[dict]
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        if model.dictionary is not None:
-            model.dictionary.save(tmp / DICT_FILE)
-        if model.bpe_codes:
-            shutil.copyfile(model.bpe_codes, tmp / BPE_FILE)
+        if vocabulary is not None:
+            vocabulary.save(tmp)
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)
@@ -98,5 +113,4 @@ def load_pretrained(directory: PathLike) -> TupeModel:
     stated = config.get("classification_heads", {})
     if stated != model.head_sizes:
         raise CheckpointError(f"{directory}: config lists heads {stated} but weights hold {model.head_sizes}")
-    attach_vocabulary(model, directory)
     return model

@@ -28,6 +28,7 @@ from ..checkpoint import (
     fairseq_args,
     is_hf_folder,
     load_model,
+    load_vocabulary,
     read_checkpoint,
     read_pretrained_config,
     resolve_checkpoint,
@@ -53,7 +54,8 @@ def _plain_args(args) -> dict:
 def to_own(src: Path, dest: Path) -> None:
     ckpt = resolve_checkpoint(src)
     model = load_model(ckpt)
-    save_pretrained(model, dest, extra={"fairseq_args": _plain_args(read_checkpoint(ckpt).get("args"))})
+    save_pretrained(model, dest, extra={"fairseq_args": _plain_args(read_checkpoint(ckpt).get("args"))},
+                    vocabulary=load_vocabulary(ckpt, model.cfg.vocab_size))
 
 
 def to_fairseq(src: Path, dest: Path, fp16: bool) -> None:
@@ -92,7 +94,8 @@ def to_hf(src: Path, dest: Path, head: Optional[str], label_dict: Optional[Path]
     sizes = model.head_sizes
     chosen = head or (model.DEFAULT_HEAD if model.DEFAULT_HEAD in sizes else (next(iter(sizes)) if len(sizes) == 1 else None))
     words = label_words_for(src, chosen, label_dict, sizes[chosen]) if chosen in sizes else None
-    export_hf(model, dest, head=chosen, label_words=words, cased=cased)
+    export_hf(model, dest, head=chosen, label_words=words, cased=cased,
+              vocabulary=load_vocabulary(src, model.cfg.vocab_size))
 
 
 def main(argv=None) -> int:

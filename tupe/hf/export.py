@@ -11,16 +11,18 @@ from typing import Optional, Sequence, Union
 
 from safetensors.torch import save_file
 
-from ..checkpoint import WEIGHTS_FILE, hf_state_dict
+from ..checkpoint import WEIGHTS_FILE, Vocabulary, hf_state_dict
 from ..model import TupeModel
 from .configuration import TupeHfConfig
 from .tokenization import TupeTokenizer
 
 
 def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Optional[str] = None,
-              label_words: Optional[Sequence[str]] = None, cased: bool = False) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and, when the model knows its vocabulary,
-    the tokenizer (``dict.txt``, ``bpe-code``, ``tokenizer_config.json``).
+              label_words: Optional[Sequence[str]] = None, cased: bool = False,
+              vocabulary: Optional[Vocabulary] = None) -> Path:
+    """Write ``config.json``, ``model.safetensors`` and, given the model's ``vocabulary``
+    (``tupe.checkpoint.load_vocabulary(path, model.cfg.vocab_size)``), the tokenizer
+    (``dict.txt``, ``bpe-code``, ``tokenizer_config.json``).
 
     ``head``: the classification head that becomes ``TupeForSequenceClassification``'s
     classifier (default: ``sentence_classification_head`` if present, else the only head);
@@ -55,10 +57,9 @@ def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Option
         config.save_pretrained(tmp)
         state = {k: v.detach().contiguous() for k, v in hf_state_dict(model, head).items()}
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        if model.dictionary is not None and model.bpe_codes:
+        if vocabulary is not None and vocabulary.bpe_codes is not None:
+            vocabulary.save(tmp)
             dict_file = tmp / "dict.txt"
-            model.dictionary.save(dict_file)
-            shutil.copyfile(model.bpe_codes, tmp / "bpe-code")
             TupeTokenizer(str(dict_file), str(tmp / "bpe-code"), cased=cased,
                           model_max_length=model.cfg.max_positions).save_pretrained(tmp)
         if head is not None and label_words is not None:   # tupe-predict reads label words from here too

@@ -366,8 +366,6 @@ class TupeModel(nn.Module):
         self.lm_head = MaskedLMHead(cfg)
         self.apply(init_bert_params)
         self.classification_heads = nn.ModuleDict()   # created later: default PyTorch init
-        self.dictionary = None                        # attached by load_model when dict.txt is known
-        self.bpe_codes: Optional[str] = None          # path of the BPE codes, when known
 
     def extract_features(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.encoder(tokens)

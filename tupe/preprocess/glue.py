@@ -134,10 +134,20 @@ def _clean_rows(rows: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
 
 
 def build_label_dictionary(labels: list[str]) -> Dictionary:
+    """The label dictionary of a classification task: its words most frequent first, ties in
+    alphabetical order (class id = index - specials). The one numbering rule of the project."""
     d = Dictionary()
     d.update(Counter(labels))
     d.finalize(padding_factor=8)
     return d
+
+
+def label_words(labels: list[str]) -> list[str]:
+    """The class names in class-id order (``build_label_dictionary``'s rule), for code that
+    numbers labels itself (examples/hf_finetune.py)."""
+    distinct = set(labels)
+    d = build_label_dictionary(labels)
+    return [w for w in d.symbols[d.nspecial:] if w in distinct]
 
 
 def write_task(out: Path, name: str, splits: dict, n_inputs: int, label_dict: Optional[Dictionary],
