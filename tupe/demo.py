@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .cli import HelpFormatter
 from .logs import cli_logging
 from .preprocess.cli import main as preprocess
 from .report import make_report
@@ -100,12 +101,12 @@ def scaled_budget(seconds_per_update: float) -> tuple[int, Optional[dict]]:
 def main(argv=None) -> int:
     cli_logging()
     p = argparse.ArgumentParser(prog="tupe-demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+                                formatter_class=HelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (replaced)")
     p.add_argument("--quick", action="store_true", help="about a minute: tiny models, a slice of the data")
     p.add_argument("--minutes", type=float, default=None, help="scale the default budget (12-15 min on 2 cores)")
     p.add_argument("--updates", type=int, default=None, help="pretraining updates per model")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="preprocessing processes")
     p.add_argument("--objective", default="mlm", choices=["mlm", "electra", "both"],
                    help="pretraining objective: masked LM (the paper's), ELECTRA (generator + replaced-token "
                         "detection, same budget), or both side by side (twice the pretraining time)")

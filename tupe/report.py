@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from .cli import HelpFormatter
 from .logs import cli_logging
 
 FINETUNE_METRICS = ("accuracy", "mcc", "pearson", "f1", "spearman")
@@ -370,9 +371,9 @@ def make_report(run_dir: Path, title: str = "tupe run report") -> tuple[Path, st
 def main(argv=None) -> int:
     cli_logging()
     p = argparse.ArgumentParser(prog="tupe-report", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--title", default="tupe run report")
+                                formatter_class=HelpFormatter)
+    p.add_argument("run_dir", type=Path, help="a run, sweep, study or demo directory")
+    p.add_argument("--title", default="tupe run report", help="the report's title")
     args = p.parse_args(argv)
     try:
         report, table = make_report(args.run_dir, args.title)

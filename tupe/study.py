@@ -34,6 +34,7 @@ from typing import Optional
 
 import torch
 
+from .cli import HelpFormatter
 from .cli import glue as sweep
 from .config import SCHEMES
 from .logs import cli_logging
@@ -247,7 +248,7 @@ def parse_floats(text: str) -> list[float]:
 def main(argv=None) -> int:
     cli_logging()
     p = argparse.ArgumentParser(prog="tupe-study", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--corpus", type=Path, required=True, help="raw text, or a tupe-preprocess pretrain folder")
     p.add_argument("--task", type=Path, help="a NAME-bin folder (tupe-preprocess glue/task output) to finetune on")
     p.add_argument("--schemes", default="TUPE-R,TUPE-A,BERT-A,RoPE,ALiBi,NoPE",
@@ -262,16 +263,16 @@ def main(argv=None) -> int:
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--updates", type=int, help="pretraining updates per run")
     budget.add_argument("--minutes", type=float, help="pretraining minutes for all runs together")
-    p.add_argument("--arch", default="bert_small")
-    p.add_argument("--tokens-per-sample", type=int, default=128)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--arch", default="bert_small", help="model size preset for every scheme")
+    p.add_argument("--tokens-per-sample", type=int, default=128, help="pretraining block size")
+    p.add_argument("--batch", type=int, default=16, help="pretraining sequences per batch")
+    p.add_argument("--seed", type=int, default=1, help="seed of every pretraining run")
     p.add_argument("--validations", type=int, default=8, help="validation points over the budget")
-    p.add_argument("--ft-lrs", default="1e-4,3e-4")
+    p.add_argument("--ft-lrs", default="1e-4,3e-4", help="comma-separated finetuning learning rates")
     p.add_argument("--ft-seeds", type=int, default=None, help="finetuning seeds (default 5; --quick: 2)")
     p.add_argument("--ft-epochs", type=int, default=None, help="default: the task's recipe")
-    p.add_argument("--out", type=Path, default=Path("runs/study"))
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", type=Path, default=Path("runs/study"), help="study folder (resumes: finished runs are skipped)")
+    p.add_argument("--workers", type=int, default=2, help="preprocessing processes")
     args = p.parse_args(argv)
     if args.quick:
         args.arch, args.tokens_per_sample, args.batch = "bert_tiny", 64, 8

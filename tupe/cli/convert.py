@@ -38,6 +38,7 @@ from ..checkpoint import (
 from ..data.dictionary import Dictionary
 from ..hub import LABELS_FILE
 from ..logs import cli_logging
+from . import HelpFormatter
 
 _PLAIN = (str, int, float, bool, type(None))
 
@@ -101,7 +102,7 @@ def to_hf(src: Path, dest: Path, head: Optional[str], label_dict: Optional[Path]
 def main(argv=None) -> int:
     cli_logging()
     p = argparse.ArgumentParser(prog="tupe-convert", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("src", type=Path, help="checkpoint file / training dir, or an own-format dir")
     p.add_argument("dest", type=Path, help="output directory (own format) or .pt file (original)")
     p.add_argument("--to", choices=("auto", "tupe", "fairseq", "hf"), default="auto",

@@ -28,6 +28,7 @@ from typing import Optional
 
 from ..checkpoint import CONFIG_FILE, CheckpointError, read_config, resolve_checkpoint
 from ..logs import cli_logging
+from . import HelpFormatter
 
 
 @dataclass(frozen=True)
@@ -212,15 +213,15 @@ def keep_representatives(out: Path, summary: dict, keep_all: bool) -> None:
 def main(argv=None) -> int:
     cli_logging()
     p = argparse.ArgumentParser(prog="tupe-glue", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", required=True, type=Path, help="pretrained checkpoint (file or run dir)")
     p.add_argument("--data-dir", required=True, type=Path, help="tupe-preprocess glue output (TASK-bin folders)")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="folder for the runs (OUT/TASK/lrLR_seedS/) and the result tables")
     p.add_argument("--tasks", default="ALL", help="ALL (the GLUE tasks) or names, e.g. RTE,MRPC,STS-B; your own "
                    "tasks (tupe-preprocess task) by folder name: NAME for DATA_DIR/NAME-bin")
-    p.add_argument("--lrs", default="2e-5,3e-5,4e-5,5e-5")
+    p.add_argument("--lrs", default="2e-5,3e-5,4e-5,5e-5", help="comma-separated finetuning learning rates")
     p.add_argument("--seeds", type=int, default=5, help="seeds 1..N per learning rate")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="sentences per batch (--max-sentences)")
     p.add_argument("--epochs", type=int, default=None, help="override the per-task epochs")
     p.add_argument("--jobs", type=int, default=1, help="finetunes run at the same time")
     p.add_argument("--label", default=None, help="row name in the table (default: the checkpoint's scheme)")

@@ -28,6 +28,7 @@ from ..hub import HubError, TupeHub, from_pretrained, task_score_range
 from ..logs import cli_logging
 from ..model import TupeModel
 from ..preprocess.text import decode_row, describe_repairs
+from . import HelpFormatter
 
 SUBMISSION_NAMES = {"MNLI": {"test": "MNLI-m", "test1": "MNLI-mm"}}
 # GLUE tasks whose server wants 0/1 (the others, and your own tasks, get the label words)
@@ -129,15 +130,15 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin")
 def main(argv=None) -> int:
     cli_logging()
     p = argparse.ArgumentParser(prog="tupe-predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", required=True, help="finetuned checkpoint file or directory")
-    p.add_argument("--head", default="sentence_classification_head")
+    p.add_argument("--head", default="sentence_classification_head", help="the classification head to predict with")
     p.add_argument("--glue-task", help="write the GLUE submission file(s) for this task (or predictions for "
                                        "the test split of your own task: any name, label words written)")
     p.add_argument("--data", type=Path, help="the task's binarized folder (TASK-bin) for --glue-task")
     p.add_argument("--out", type=Path, default=Path("."), help="folder for the submission files")
     p.add_argument("--input", type=Path, help="raw sentences (TSV: sentence[TAB]pair); default stdin")
-    p.add_argument("--cpu", action="store_true")
+    p.add_argument("--cpu", action="store_true", help="run on the CPU even if CUDA is available")
     args = p.parse_args(argv)
     try:
         if args.glue_task:

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cli import HelpFormatter
 from ..data.bpe import BPEError
 from ..data.dictionary import DictionaryError
 from ..logs import cli_logging
@@ -29,21 +30,25 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tupe-preprocess", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("pretrain", help="raw corpus -> bpe-code, dict.txt, train/valid .bin/.idx")
+    p = sub.add_parser("pretrain", help="raw corpus -> bpe-code, dict.txt, train/valid .bin/.idx",
+                       formatter_class=HelpFormatter)
     p.add_argument("--input", nargs="+", type=Path, required=True,
                    help="plain text (paragraph per line, blank line = break) or WikiExtractor output")
-    p.add_argument("--destdir", type=Path, required=True)
+    p.add_argument("--destdir", type=Path, required=True,
+                   help="output folder (written whole at the end; an existing one needs --force)")
     p.add_argument("--cased", action="store_true", help="keep case (the paper's model is uncased)")
     f = LineFilter()
     p.add_argument("--min-chars", type=int, default=f.min_chars, help="shortest kept paragraph")
     p.add_argument("--max-chars", type=int, default=f.max_chars, help="longest kept paragraph")
     p.add_argument("--min-letters", type=int, default=f.min_letters, help="fewest ASCII letters")
-    p.add_argument("--min-letter-ratio", type=float, default=f.min_letter_ratio)
-    p.add_argument("--max-backslash-ratio", type=float, default=f.max_backslash_ratio)
-    p.add_argument("--max-pipe-ratio", type=float, default=f.max_pipe_ratio)
+    p.add_argument("--min-letter-ratio", type=float, default=f.min_letter_ratio,
+                   help="minimum share of ASCII letters in a kept line")
+    p.add_argument("--max-backslash-ratio", type=float, default=f.max_backslash_ratio,
+                   help="maximum share of backslashes in a kept line")
+    p.add_argument("--max-pipe-ratio", type=float, default=f.max_pipe_ratio, help="maximum share of '|' in a kept line")
     p.add_argument("--keep-vocab-fraction", type=float, default=0.21,
                    help="keep the most frequent fraction of distinct words, others -> <unk> (1 = off)")
     p.add_argument("--valid-every", type=int, default=200, help="every Nth paragraph goes to valid")
@@ -58,19 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-text", action="store_true", help="keep the intermediate text files")
     _add_common(p)
 
-    g = sub.add_parser("glue", help="GLUE TSVs -> TASK-bin/{input0,input1,label}")
+    g = sub.add_parser("glue", help="GLUE TSVs -> TASK-bin/{input0,input1,label}", formatter_class=HelpFormatter)
     g.add_argument("--glue-dir", type=Path, required=True, help="folder with CoLA/, SST-2/, ...")
     g.add_argument("--tasks", default="ALL", help="ALL or a comma-separated list (CoLA,SST-2,...)")
     g.add_argument("--bpe-dir", type=Path, required=True,
                    help="the pretraining output (bpe-code and dict.txt)")
-    g.add_argument("--destdir", type=Path, required=True)
+    g.add_argument("--destdir", type=Path, required=True,
+                   help="output folder (written whole at the end; an existing one needs --force)")
     g.add_argument("--cased", action="store_true", help="keep case")
     _add_common(g)
 
     t = sub.add_parser("task", help="your own labelled TSV/CSV -> NAME-bin/{input0,input1,label} + task.json",
-                       description=task_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--train", type=Path, required=True)
-    t.add_argument("--valid", type=Path, required=True)
+                       description=task_doc(), formatter_class=HelpFormatter)
+    t.add_argument("--train", type=Path, required=True, help="the training file (TSV, or CSV by extension)")
+    t.add_argument("--valid", type=Path, required=True, help="the validation file, same columns")
     t.add_argument("--test", type=Path, help="optional; unlabeled if it lacks the label column")
     t.add_argument("--text-columns", nargs="+", required=True,
                    help="1-based number(s) or header name(s): one column, or two for a sentence pair")

@@ -11,6 +11,7 @@ import dataclasses
 import sys
 from typing import Optional, Sequence
 
+from ..cli import HelpFormatter
 from ..config import POS_ENCODINGS, PRESETS, TRAINING_FIELDS, ConfigError, TupeConfig, scheme_overrides
 from ..model.attention import ALIASES, ATTN_IMPLS
 from ..model.electra import generator_config as build
@@ -31,97 +32,116 @@ def _betas(text: str) -> tuple[float, float]:
 
 
 def _floats(text: str) -> list[float]:
-    return [float(x) for x in str(text).split(",")]
-
-
-def _bool_str(text: str) -> bool:
-    return str(text).lower() in ("1", "true", "yes")
+    try:
+        return [float(x) for x in str(text).split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number (or comma-separated numbers), got {text!r}") from None
 
 
 def add_masking_args(parser) -> None:
     """BERT masking flags (train.py and tupe-validate share them)."""
-    parser.add_argument("--mask-prob", type=float, default=0.15)
-    parser.add_argument("--leave-unmasked-prob", type=float, default=0.1)
-    parser.add_argument("--random-token-prob", type=float, default=0.1)
+    parser.add_argument("--mask-prob", type=float, default=0.15, help="fraction of each block's positions chosen for prediction")
+    parser.add_argument("--leave-unmasked-prob", type=float, default=0.1,
+                        help="of the chosen positions, the fraction that keep their token")
+    parser.add_argument("--random-token-prob", type=float, default=0.1,
+                        help="of the chosen positions, the fraction replaced by a random token")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="train.py", description="Pretrain or finetune TUPE with fairseq's command line.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+        formatter_class=HelpFormatter, allow_abbrev=False)
     p.add_argument("data", help="binarized data directory; several joined by ':' are used one per epoch")
 
     g = p.add_argument_group("task")
-    g.add_argument("--task", default="masked_lm", choices=["masked_lm", "electra", "sentence_prediction"])
+    g.add_argument("--task", default="masked_lm", choices=["masked_lm", "electra", "sentence_prediction"],
+                   help="masked_lm: pretraining (BERT masking); electra: generator + replaced-token detection; "
+                        "sentence_prediction: finetuning a classification/regression head")
     g.add_argument("--criterion", default=None, choices=["masked_lm", "electra", "sentence_prediction"],
                    help="default: the task's own")
-    g.add_argument("--sample-break-mode", default="complete", choices=["none", "complete", "complete_doc", "eos"])
+    g.add_argument("--sample-break-mode", default="complete", choices=["none", "complete", "complete_doc", "eos"],
+                   help="how pretraining text is cut into blocks: none = fixed blocks across sentences, complete = whole "
+                        "sentences, complete_doc = also never across a document, eos = one sentence per block")
     g.add_argument("--tokens-per-sample", type=int, default=512, help="block size, <s> included")
     add_masking_args(g)
     g.add_argument("--mask-whole-words", action="store_true", help="mask whole words (BPE @@ aware)")
     g.add_argument("--valid-subset", default="valid", help="comma-separated valid splits")
     g.add_argument("--num-workers", type=int, default=1, help="data loader processes (capped to the CPUs)")
-    g.add_argument("--max-tokens", type=int, default=None)
-    g.add_argument("--max-sentences", "--batch-size", dest="max_sentences", type=int, default=None)
-    g.add_argument("--max-tokens-valid", type=int, default=None)
-    g.add_argument("--max-sentences-valid", type=int, default=None)
-    g.add_argument("--required-batch-size-multiple", type=int, default=8)
-    g.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true")
-    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--max-tokens", type=int, default=None, help="batch size cap in tokens (padding included)")
+    g.add_argument("--max-sentences", "--batch-size", dest="max_sentences", type=int, default=None,
+                   help="batch size in sequences")
+    g.add_argument("--max-tokens-valid", type=int, default=None, help="--max-tokens for validation (default: --max-tokens)")
+    g.add_argument("--max-sentences-valid", type=int, default=None,
+                   help="--max-sentences for validation (default: --max-sentences)")
+    g.add_argument("--required-batch-size-multiple", type=int, default=8,
+                   help="batch sizes are rounded down to a multiple of this")
+    g.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true",
+                   help="skip validation samples longer than --max-positions (else an error)")
+    g.add_argument("--seed", type=int, default=1, help="random seed (initialisation, masking, data order, dropout)")
     g.add_argument("--init-token", type=int, default=None, help="sentence_prediction: first token (0 = <s>)")
     g.add_argument("--separator-token", type=int, default=None, help="sentence_prediction: between inputs (2 = </s>)")
     g.add_argument("--num-classes", type=int, default=-1, help="sentence_prediction: classes (1 with regression)")
     g.add_argument("--regression-target", action="store_true", help="sentence_prediction: regression (STS-B)")
     g.add_argument("--truncate-sequence", action="store_true", help="truncate inputs to --max-positions")
-    g.add_argument("--classification-head-name", default="sentence_classification_head")
+    g.add_argument("--classification-head-name", default="sentence_classification_head",
+                   help="name of the classification head (sentence_prediction)")
 
     g = p.add_argument_group("model")
-    g.add_argument("--arch", "-a", default="bert_base", choices=sorted(PRESETS))
-    g.add_argument("--encoder-layers", type=int)
-    g.add_argument("--encoder-embed-dim", type=int)
-    g.add_argument("--encoder-ffn-embed-dim", type=int)
-    g.add_argument("--encoder-attention-heads", type=int)
+    g.add_argument("--arch", "-a", default="bert_base", choices=sorted(PRESETS),
+                   help="model size preset; --encoder-* flags override its values")
+    g.add_argument("--encoder-layers", type=int, help="number of layers (default: --arch's)")
+    g.add_argument("--encoder-embed-dim", type=int, help="model width C (default: --arch's)")
+    g.add_argument("--encoder-ffn-embed-dim", type=int, help="feed-forward width (default: --arch's)")
+    g.add_argument("--encoder-attention-heads", type=int, help="attention heads (default: --arch's)")
     g.add_argument("--max-positions", type=int, help="default: --tokens-per-sample")
-    g.add_argument("--dropout", type=float, default=0.1)
-    g.add_argument("--attention-dropout", type=float, default=0.1)
-    g.add_argument("--activation-dropout", type=float, default=0.0)
-    g.add_argument("--pooler-dropout", type=float, default=0.1)
-    g.add_argument("--activation-fn", default="gelu")
-    g.add_argument("--pooler-activation-fn", default="tanh")
-    g.add_argument("--encoder-normalize-before", action="store_true")
-    g.add_argument("--embedding-normalize", action="store_true")
+    g.add_argument("--dropout", type=float, default=0.1,
+                   help="dropout on embeddings and residual branches (a training hyperparameter: never taken from "
+                        "--restore-file)")
+    g.add_argument("--attention-dropout", type=float, default=0.1, help="dropout on attention probabilities")
+    g.add_argument("--activation-dropout", type=float, default=0.0, help="dropout after the feed-forward activation")
+    g.add_argument("--pooler-dropout", type=float, default=0.1, help="dropout in the classification head")
+    g.add_argument("--activation-fn", default="gelu", help="feed-forward activation: gelu, gelu_accurate, relu or tanh")
+    g.add_argument("--pooler-activation-fn", default="tanh", help="classification head activation")
+    g.add_argument("--encoder-normalize-before", action="store_true", help="pre-LN layers (LayerNorm before each sublayer)")
+    g.add_argument("--embedding-normalize", action="store_true", help="LayerNorm on the input embedding (the TUPE models use it)")
     g.add_argument("--pos-encoding", default="tupe", choices=list(POS_ENCODINGS),
                    help="tupe = TUPE (untied positions); absolute = BERT-A baseline; rope = rotary q/k; "
                         "alibi = symmetric ALiBi bias; none = no positions (NoPE)")
     g.add_argument("--rope-theta", type=float, default=10000.0, help="RoPE base (--pos-encoding rope)")
     g.add_argument("--rel-pos", action="store_true", help="add the relative bias (TUPE-R / BERT-R)")
-    g.add_argument("--rel-pos-bins", type=int, default=32)
-    g.add_argument("--max-rel-pos", type=int, default=128)
+    g.add_argument("--rel-pos-bins", type=int, default=32, help="relative-position buckets (--rel-pos)")
+    g.add_argument("--max-rel-pos", type=int, default=128, help="distance at which the relative buckets stop growing (--rel-pos)")
     g.add_argument("--tie-cls", action="store_true", help="do not untie [CLS] (TUPE-A-tie-cls ablation)")
 
     g = p.add_argument_group("electra (--task electra: generator + replaced-token detection)")
     g.add_argument("--generator-size-divisor", type=int, default=4,
                    help="generator width, FFN width and heads = the discriminator's / this (ELECTRA: 4 Small/Large, 3 Base)")
     g.add_argument("--generator-layers", type=int, default=None, help="default: the discriminator's")
-    g.add_argument("--generator-embed-dim", type=int, default=None)
-    g.add_argument("--generator-ffn-embed-dim", type=int, default=None)
-    g.add_argument("--generator-attention-heads", type=int, default=None)
+    g.add_argument("--generator-embed-dim", type=int, default=None,
+                   help="generator width (default: the discriminator's / --generator-size-divisor)")
+    g.add_argument("--generator-ffn-embed-dim", type=int, default=None,
+                   help="generator feed-forward width (default: the discriminator's / divisor)")
+    g.add_argument("--generator-attention-heads", type=int, default=None,
+                   help="generator heads (default: the discriminator's / divisor)")
     g.add_argument("--disc-weight", type=float, default=50.0, help="loss = mlm + disc_weight * rtd")
 
     g = p.add_argument_group("optimization")
-    g.add_argument("--optimizer", default="adam", choices=["adam"])
-    g.add_argument("--adam-betas", type=_betas, default=(0.9, 0.999))
-    g.add_argument("--adam-eps", type=float, default=1e-8)
-    g.add_argument("--weight-decay", "--wd", dest="weight_decay", type=float, default=0.0)
-    g.add_argument("--clip-norm", type=float, default=25.0)
-    g.add_argument("--lr", type=_floats, default=[0.25])
-    g.add_argument("--lr-scheduler", default="polynomial_decay", choices=["polynomial_decay"])
-    g.add_argument("--warmup-updates", type=int, default=0)
+    g.add_argument("--optimizer", default="adam", choices=["adam"],
+                   help="optimizer (fairseq's Adam: decoupled weight decay, eps before bias correction)")
+    g.add_argument("--adam-betas", type=_betas, default=(0.9, 0.999), help="Adam's betas, as '(beta1, beta2)'")
+    g.add_argument("--adam-eps", type=float, default=1e-8, help="Adam's epsilon")
+    g.add_argument("--weight-decay", "--wd", dest="weight_decay", type=float, default=0.0,
+                   help="decoupled weight decay, on every parameter")
+    g.add_argument("--clip-norm", type=float, default=25.0, help="clip the gradient norm to this (0: no clipping)")
+    g.add_argument("--lr", type=_floats, default=[0.25], help="peak learning rate")
+    g.add_argument("--lr-scheduler", default="polynomial_decay", choices=["polynomial_decay"],
+                   help="learning-rate schedule: linear warmup, then polynomial decay to --end-learning-rate")
+    g.add_argument("--warmup-updates", type=int, default=0, help="linear warmup updates")
     g.add_argument("--warmup-ratio", type=float, default=None,
                    help="warmup = ratio x total updates, total from --max-epoch (finetuning)")
-    g.add_argument("--total-num-update", type=int, default=1000000)
-    g.add_argument("--end-learning-rate", type=float, default=0.0)
-    g.add_argument("--power", type=float, default=1.0)
+    g.add_argument("--total-num-update", type=int, default=1000000, help="updates over which the schedule decays")
+    g.add_argument("--end-learning-rate", type=float, default=0.0, help="learning rate at the end of the decay")
+    g.add_argument("--power", type=float, default=1.0, help="power of the polynomial decay (1: linear)")
     g.add_argument("--update-freq", type=int, default=1, help="gradient accumulation steps")
     g.add_argument("--max-update", type=int, default=0, help="0 = no limit")
     g.add_argument("--max-epoch", type=int, default=0, help="0 = no limit")
@@ -132,9 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "native bf16 (AVX512-BF16/AMX) it falls back to fp32 with a warning")
     g.add_argument("--force-bf16", action="store_true", help="keep bf16 autocast on a CPU without native bf16 "
                    "(emulated there: many times slower than fp32; for numerics experiments)")
-    g.add_argument("--fp16-init-scale", type=float, default=2 ** 7)
-    g.add_argument("--fp16-scale-window", type=int, default=None)
-    g.add_argument("--threshold-loss-scale", type=float, default=None)
+    g.add_argument("--fp16-init-scale", type=float, default=2 ** 7, help="initial loss scale (--fp16)")
+    g.add_argument("--fp16-scale-window", type=int, default=None,
+                   help="updates without overflow before the loss scale doubles (default: 2^14 / world / update-freq)")
+    g.add_argument("--threshold-loss-scale", type=float, default=None, help="never scale the loss below this (--fp16)")
     g.add_argument("--cpu", action="store_true", help="train on the CPU even if CUDA is available")
     g.add_argument("--compile", action="store_true", help="torch.compile the encoder layers (falls back to "
                    "eager with a warning where it cannot compile; see README 'Performance')")
@@ -143,38 +164,48 @@ def build_parser() -> argparse.ArgumentParser:
                    "positional terms as one additive mask; eager; sdpa; flex = the terms factored inside "
                    "FlexAttention (GPUs; needs --attention-dropout 0). bias = auto (earlier name). Same model "
                    "and checkpoints either way (default: %(default)s)")
-    g.add_argument("--ddp-backend", default="c10d", choices=["c10d", "no_c10d"])
-    g.add_argument("--find-unused-parameters", action="store_true")
+    g.add_argument("--ddp-backend", default="c10d", choices=["c10d", "no_c10d"],
+                   help="accepted for fairseq compatibility (both use DistributedDataParallel)")
+    g.add_argument("--find-unused-parameters", action="store_true", help="DistributedDataParallel's find_unused_parameters")
     g.add_argument("--distributed-world-size", type=int, default=None,
                    help="checked against the launcher's WORLD_SIZE")
 
     g = p.add_argument_group("checkpoints")
-    g.add_argument("--save-dir", default="checkpoints")
-    g.add_argument("--restore-file", default="checkpoint_last.pt")
-    g.add_argument("--reset-optimizer", action="store_true")
-    g.add_argument("--reset-lr-scheduler", action="store_true")
-    g.add_argument("--reset-meters", action="store_true")
-    g.add_argument("--reset-dataloader", action="store_true")
+    g.add_argument("--save-dir", default="checkpoints", help="where checkpoints, metrics.jsonl, dict.txt and bpe-code go")
+    g.add_argument("--restore-file", default="checkpoint_last.pt",
+                   help="checkpoint to start from: a file (absolute, or inside --save-dir), or a model folder; the model's "
+                        "architecture is taken from it (docs/checkpoints.md)")
+    g.add_argument("--reset-optimizer", action="store_true",
+                   help="start the optimizer (and loss scaler) afresh, and the update count at 0")
+    g.add_argument("--reset-lr-scheduler", action="store_true", help="start the learning-rate schedule afresh")
+    g.add_argument("--reset-meters", action="store_true", help="forget the best validation value")
+    g.add_argument("--reset-dataloader", action="store_true", help="start at epoch 1, batch 0, with a fresh random state")
     g.add_argument("--save-interval", type=int, default=1, help="save every N epochs")
-    g.add_argument("--save-interval-updates", type=int, default=0)
-    g.add_argument("--keep-interval-updates", type=int, default=-1)
-    g.add_argument("--keep-updates-list", type=int, nargs="+", default=[])
-    g.add_argument("--no-epoch-checkpoints", action="store_true")
-    g.add_argument("--no-last-checkpoints", action="store_true")
-    g.add_argument("--no-best-checkpoints", action="store_true")
-    g.add_argument("--no-save", action="store_true")
-    g.add_argument("--best-checkpoint-metric", default="loss")
-    g.add_argument("--maximize-best-checkpoint-metric", action="store_true")
+    g.add_argument("--save-interval-updates", type=int, default=0,
+                   help="also save checkpoint_EPOCH_UPDATES.pt every N updates (0: never)")
+    g.add_argument("--keep-interval-updates", type=int, default=-1, help="keep only the newest N of those (-1: all)")
+    g.add_argument("--keep-updates-list", type=int, nargs="+", default=[],
+                   help="update numbers whose interval checkpoints are never deleted")
+    g.add_argument("--no-epoch-checkpoints", action="store_true", help="do not write checkpointN.pt at the end of epochs")
+    g.add_argument("--no-last-checkpoints", action="store_true", help="do not write checkpoint_last.pt (no resuming)")
+    g.add_argument("--no-best-checkpoints", action="store_true", help="do not write checkpoint_best.pt")
+    g.add_argument("--no-save", action="store_true", help="write no checkpoint at all")
+    g.add_argument("--best-checkpoint-metric", default="loss",
+                   help="validation metric that chooses checkpoint_best.pt (loss, accuracy, mcc, f1, pearson, ...)")
+    g.add_argument("--maximize-best-checkpoint-metric", action="store_true", help="higher --best-checkpoint-metric is better")
     g.add_argument("--validate-interval", type=int, default=1, help="validate every N epochs")
     g.add_argument("--validate-interval-updates", type=int, default=0,
                    help="validate N times per epoch, at evenly spaced updates")
-    g.add_argument("--disable-validation", action="store_true")
+    g.add_argument("--disable-validation", action="store_true", help="never validate")
 
     g = p.add_argument_group("logging")
-    g.add_argument("--log-format", default=None, choices=["simple", "json", "tqdm", "none"])
-    g.add_argument("--log-interval", type=int, default=100)
-    g.add_argument("--no-progress-bar", action="store_true")
-    g.add_argument("--tensorboard-logdir", default="")
+    g.add_argument("--log-format", default=None, choices=["simple", "json", "tqdm", "none"],
+                   help="training log lines: simple, json, tqdm (progress bar) or none (default: tqdm, simple with "
+                        "--no-progress-bar)")
+    g.add_argument("--log-interval", type=int, default=100, help="log every N updates")
+    g.add_argument("--no-progress-bar", action="store_true", help="no progress bar (simple log lines)")
+    g.add_argument("--tensorboard-logdir", default="",
+                   help="write TensorBoard scalars here (needs the tensorboard extra; empty: off)")
     return p
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import CheckpointError, load_model
+from ..cli import HelpFormatter
 from ..logs import cli_logging
 from ..model.electra import ElectraModel
 from .options import add_masking_args
@@ -20,19 +21,21 @@ from .tasks import ElectraTask, MaskedLMTask, TaskError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tupe-validate", description=__doc__, allow_abbrev=False)
-    p.add_argument("data", type=Path)
+    p = argparse.ArgumentParser(prog="tupe-validate", formatter_class=HelpFormatter, description=__doc__, allow_abbrev=False)
+    p.add_argument("data", type=Path, help="binarized pretraining data directory (tupe-preprocess pretrain output)")
     p.add_argument("--path", required=True, help="checkpoint file, training dir or own-format dir")
-    p.add_argument("--valid-subset", default="valid")
+    p.add_argument("--valid-subset", default="valid", help="comma-separated splits to evaluate")
     p.add_argument("--tokens-per-sample", type=int, default=None, help="default: the model's max_positions")
-    p.add_argument("--sample-break-mode", default="complete", choices=["none", "complete", "complete_doc", "eos"])
-    p.add_argument("--max-sentences", "--batch-size", dest="max_sentences", type=int, default=16)
-    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--sample-break-mode", default="complete", choices=["none", "complete", "complete_doc", "eos"],
+                   help="how text is cut into blocks (as train.py)")
+    p.add_argument("--max-sentences", "--batch-size", dest="max_sentences", type=int, default=16, help="batch size in sequences")
+    p.add_argument("--max-tokens", type=int, default=None, help="batch size cap in tokens")
     add_masking_args(p)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true")
-    p.add_argument("--cpu", action="store_true")
-    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--seed", type=int, default=1, help="seed of the masks (the same seed gives the same masks)")
+    p.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true",
+                   help="skip samples longer than the model's max_positions (else an error)")
+    p.add_argument("--cpu", action="store_true", help="run on the CPU even if CUDA is available")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     return p
 
 
