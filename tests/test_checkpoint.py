@@ -153,8 +153,14 @@ def test_args_contradicting_weights_is_an_error(tmp_path):
 
 def test_not_a_checkpoint(tmp_path):
     (tmp_path / "x.pt").write_bytes(b"hello")
-    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+    with pytest.raises(CheckpointError, match=r"x.pt: not a checkpoint \(a text file\)"):
         tupe.load_model(tmp_path / "x.pt")
+    (tmp_path / "z.pt").write_bytes(bytes(range(256)))
+    with pytest.raises(CheckpointError, match=r"not a checkpoint \(not a torch file\)"):
+        tupe.load_model(tmp_path / "z.pt")
+    (tmp_path / "t.pt").write_bytes(b"\x80\x02garbage")           # starts like a legacy torch file
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+        tupe.load_model(tmp_path / "t.pt")
     torch.save({"weights": torch.zeros(1)}, tmp_path / "y.pt")
     with pytest.raises(CheckpointError, match="no 'model' entry"):
         tupe.load_model(tmp_path / "y.pt")
@@ -172,6 +178,14 @@ def test_our_schemes_survive_the_original_layout(tmp_path, scheme):
     assert loaded.cfg == cfg
     tokens = random_tokens(2, 10)
     assert torch.equal(outputs(model, tokens)[0], outputs(loaded, tokens)[0])
+
+
+def test_convert_on_a_text_file_says_so_and_never_suggests_unsafe_loading(tmp_path, capsys):
+    (tmp_path / "corpus.txt").write_text("the river\nthe city\n")
+    assert convert.main([str(tmp_path / "corpus.txt"), str(tmp_path / "out.pt")]) == 1
+    err = capsys.readouterr().err
+    assert "not a checkpoint (a text file)" in err and "tupe-preprocess" in err and "weights_only" not in err
+    assert not (tmp_path / "out.pt").exists()
 
 
 def test_convert_round_trip_cli(tmp_path, ref_dir):

@@ -10,6 +10,7 @@ import pytest
 
 import tupe
 from tests.preprocess.glue_data import make_glue
+from tupe.checkpoint import load_vocabulary
 from tupe.cli import predict
 from tupe.data.indexed_dataset import MMapIndexedDataset
 from tupe.preprocess.cli import main as preprocess
@@ -167,7 +168,7 @@ def classifier(pretrained, tmp_path_factory):
     model = tupe.load_model(pretrained)
     model.register_classification_head("sentence_classification_head", 2)
     out = tmp_path_factory.mktemp("clf") / "model"
-    tupe.save_pretrained(model, out)
+    tupe.save_pretrained(model, out, vocabulary=load_vocabulary(pretrained, model.cfg.vocab_size))
     return out
 
 

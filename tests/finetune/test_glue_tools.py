@@ -133,7 +133,12 @@ def test_raw_text_prediction_and_hub(swept, monkeypatch, capsys):
 def test_prediction_without_a_head_is_a_clear_error(pretrained, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("a sentence\n"))
     assert predict.main(["--checkpoint", str(pretrained), "--cpu"]) == 1
-    assert "no classification head 'sentence_classification_head'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "has no classifier: it is a pretraining (masked-LM) checkpoint" in err and "--task sentence_prediction" in err
+    # a missing --input: said in words, before any model is loaded
+    assert predict.main(["--checkpoint", str(pretrained), "--cpu", "--input", "missing.txt"]) == 1
+    err = capsys.readouterr().err
+    assert "--input missing.txt: no such file" in err and "Errno" not in err
 
 
 def test_bad_finetuning_data(order_task, pretrained, tmp_path, capsys):

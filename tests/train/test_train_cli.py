@@ -242,3 +242,14 @@ def test_tupe_validate_matches_the_training_validation(data_dir, tmp_path, capsy
     assert out["ppl"] == pytest.approx(2 ** out["loss"], rel=1e-3)
     assert validate([str(data_dir), "--path", str(save), "--tokens-per-sample", "32", "--cpu"]) == 1
     assert "pass --skip-invalid-size-inputs-valid-test" in capsys.readouterr().err
+
+
+def test_a_failed_start_creates_nothing(tmp_path, capsys):
+    """A text file as DATA gets the preprocessing command; a start that fails leaves no run folder
+    and no empty metrics.jsonl."""
+    (tmp_path / "corpus.txt").write_text("the river\n")
+    save = tmp_path / "run"
+    assert main([str(tmp_path / "corpus.txt"), "--max-sentences", "2", "--save-dir", str(save)]) == 1
+    err = capsys.readouterr().err
+    assert "is a file; train.py reads binarized data directories" in err and "tupe-preprocess pretrain" in err
+    assert not save.exists()

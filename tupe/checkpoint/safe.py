@@ -130,19 +130,39 @@ def read_checkpoint(path: PathLike) -> dict:
         raise CheckpointError(f"{path}: empty file (0 bytes): not a checkpoint")
     verify_checksum(path)
     check_archive(path)
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    if not zipfile.is_zipfile(path) and not head.startswith(b"\x80"):   # neither torch.save format
+        kind = "a text file" if _is_text(head) else "not a torch file"
+        raise CheckpointError(f"{path}: not a checkpoint ({kind}). Checkpoints are written by train.py, "
+                              f"tupe-convert or the original code; raw text is preprocessed with tupe-preprocess")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        # torch's own message suggests weights_only=False: never pass that on; name what was refused
+        refused = [line.split("WeightsUnpickler error:", 1)[-1].strip() for line in str(e).splitlines()
+                   if "GLOBAL" in line or "Unsupported global" in line]
+        if not refused:       # no forbidden object named: a damaged or foreign file
+            raise CheckpointError(f"{path}: not a readable torch checkpoint (damaged, or not written by "
+                                  f"torch.save)") from None
         raise CheckpointError(
             f"{path}: refused to load: the file contains a pickled object that is not a tensor, "
-            f"a plain value, argparse.Namespace or a fairseq meter. Loading it could run code. "
-            f"Details: {str(e).splitlines()[0]}") from None
+            f"a plain value, argparse.Namespace or a fairseq meter. Loading it could run code"
+            + (f" ({refused[0]})" if refused else "")) from None
     except Exception as e:  # a truncated, foreign or corrupt file: torch raises many types
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({e})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a TUPE/fairseq checkpoint (no 'model' entry)")
     return state
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return b"\x00" not in head
 
 
 def resolve_checkpoint(path: PathLike) -> Path:

@@ -140,6 +140,9 @@ def main(argv=None) -> int:
     p.add_argument("--input", type=Path, help="raw sentences (TSV: sentence[TAB]pair); default stdin")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if CUDA is available")
     args = p.parse_args(argv)
+    if args.input is not None and not args.input.is_file():     # before the model is loaded
+        print(f"tupe-predict: error: --input {args.input}: no such file", file=sys.stderr)
+        return 1
     try:
         if args.glue_task:
             if args.data is None:
@@ -153,9 +156,15 @@ def main(argv=None) -> int:
             hub = from_pretrained(args.checkpoint)
             if torch.cuda.is_available() and not args.cpu:
                 hub.cuda()
-            if args.head not in hub.model.classification_heads:
-                raise HubError(f"the checkpoint has no classification head {args.head!r} (it has "
-                               f"{sorted(hub.model.classification_heads) or 'none'})")
+            heads = sorted(hub.model.classification_heads)
+            if not heads:
+                raise HubError(f"{args.checkpoint} has no classifier: it is a pretraining (masked-LM) checkpoint. "
+                               f"Finetune one on labelled data first: tupe-preprocess task ..., then train.py "
+                               f"TASK-bin --task sentence_prediction --num-classes K --restore-file {args.checkpoint} "
+                               f"... (docs/finetuning.md); for masked-LM use, tupe.from_pretrained(...).fill_mask")
+            if args.head not in heads:
+                raise HubError(f"the checkpoint has no classification head {args.head!r} (it has {heads}): "
+                               f"choose one with --head")
             if args.input:
                 with open(args.input, "rb") as src:
                     n = predict_raw(hub, args.head, src, source=str(args.input))

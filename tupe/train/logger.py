@@ -30,10 +30,9 @@ class MetricsLogger:
         self.format = log_format
         self.enabled = enabled
         self.start = time.time()
+        # metrics.jsonl is opened at the first record: a run that fails before it starts leaves none
+        self.jsonl_path = save_dir / "metrics.jsonl" if enabled and save_dir is not None else None
         self.jsonl = None
-        if enabled and save_dir is not None:
-            save_dir.mkdir(parents=True, exist_ok=True)
-            self.jsonl = open(save_dir / "metrics.jsonl", "a", buffering=1)
         self.tb_dir = tensorboard_logdir if enabled else ""
         self._writers: dict = {}
         self.bar = None
@@ -51,9 +50,8 @@ class MetricsLogger:
             return None
         if tag not in self._writers:
             try:
-                from torch.utils.tensorboard import (  # optional extra 'tensorboard': only with --tensorboard-logdir
-                    SummaryWriter,  # optional dependency (extra 'tensorboard'): only with --tensorboard-logdir
-                )
+                # optional extra 'tensorboard': only with --tensorboard-logdir
+                from torch.utils.tensorboard import SummaryWriter  # noqa: I001  (optional: see above)
             except ImportError:
                 self.info("warning: TensorBoard is not installed (pip install tensorboard); "
                           "--tensorboard-logdir ignored, metrics.jsonl still written")
@@ -62,6 +60,15 @@ class MetricsLogger:
             self._writers[tag] = SummaryWriter(str(Path(self.tb_dir) / tag))
         return self._writers[tag]
 
+    def write_record(self, record: dict) -> None:
+        """One JSON line in SAVE_DIR/metrics.jsonl (rank 0; nothing without a save dir)."""
+        if self.jsonl_path is None:
+            return
+        if self.jsonl is None:
+            self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+            self.jsonl = open(self.jsonl_path, "a", buffering=1)
+        self.jsonl.write(json.dumps(record) + "\n")
+
     def log(self, kind: str, stats: dict, step: int, prefix: str) -> None:
         """``kind``: train / valid / ...; ``prefix``: the line's head (``epoch 001 | valid``)."""
         if not self.enabled:
@@ -69,8 +76,7 @@ class MetricsLogger:
         stats = {**stats, "wall": round(time.time() - self.start, 1)}
         record = {"type": kind, **{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                                    for k, v in stats.items()}}
-        if self.jsonl is not None:
-            self.jsonl.write(json.dumps(record) + "\n")
+        self.write_record(record)
         writer = self._writer(stats.get("subset", kind) if kind == "valid" else kind)
         if writer is not None:
             for k, v in stats.items():

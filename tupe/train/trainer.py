@@ -367,8 +367,7 @@ class Trainer:
         self.log.info(f"| done training in {time.time() - self.log.start:.1f} seconds, {self.num_updates} updates")
         if self.master and self.best_record is not None:
             best = {"best_checkpoint_metric": a.best_checkpoint_metric, "best": self.best, **self.best_record}
-            if self.log.jsonl is not None:
-                self.log.jsonl.write(json.dumps({"type": "best", **best}) + "\n")
+            self.log.write_record({"type": "best", **best})
             print(json.dumps({"best": best}), flush=True)
         self.log.close()
         if self.world > 1:
@@ -457,13 +456,29 @@ class Trainer:
         w["updates"], w["t"] = 0, time.time()
 
 
+def check_data_paths(args) -> None:
+    """The data argument before anything is created: each directory exists; a text file gets the
+    command that preprocesses it."""
+    for part in (p for p in args.data.split(":") if p):
+        path = Path(part)
+        if path.is_file():
+            raise TrainingError(f"{path} is a file; train.py reads binarized data directories. Preprocess it "
+                                f"first, e.g. tupe-preprocess pretrain --input {path} --destdir data-bin/NAME "
+                                f"(a labelled TSV: tupe-preprocess task; see docs/data.md)")
+        if not path.is_dir():
+            raise TrainingError(f"{path}: data directory not found")
+
+
 def main(argv=None) -> int:
     cli_logging()
     args = parse_args(argv)
     lock = None
+    save_dir = Path(args.save_dir)
+    created = not save_dir.exists()
     try:
+        check_data_paths(args)
         if int(os.environ.get("RANK", "0")) == 0 and not args.no_save:   # one training per --save-dir
-            lock = SaveDirLock(Path(args.save_dir), log=lambda msg: print(msg, flush=True))
+            lock = SaveDirLock(save_dir, log=lambda msg: print(msg, flush=True))
             lock.acquire()
         trainer = Trainer(args)
         return trainer.run()
@@ -474,6 +489,8 @@ def main(argv=None) -> int:
     finally:
         if lock is not None:
             lock.release()
+        if created and save_dir.is_dir() and not any(save_dir.iterdir()):
+            save_dir.rmdir()                  # a failed start leaves no empty run folder behind
         if dist.is_initialized():
             dist.destroy_process_group()
 
