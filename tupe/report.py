@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from .cli import HelpFormatter
+from .config import SCHEMES
 from .logs import cli_logging
 
 FINETUNE_METRICS = ("accuracy", "mcc", "pearson", "f1", "spearman")
@@ -53,7 +54,20 @@ def collect(run_dir: Path) -> tuple[dict, dict, dict]:
     return pretrain, finetune, sweeps
 
 
-def _smooth(values: list[float], k: int = 5) -> list[float]:
+def scheme_color(name: str) -> str:
+    """One colour per scheme across every plot of every report: the scheme's place in the registry
+    (an ELECTRA-<scheme> run, a run path like ``TUPE-R/lr0.001`` or ``SST-2/TUPE-R``: its scheme's)."""
+    names = list(SCHEMES)
+    for part in name.replace(ELECTRA_PREFIX, "").split("/"):
+        if part in names:
+            return f"C{names.index(part) % 10}"
+    return f"C{sum(name.encode()) % 10}"                # not a scheme: stable, by name
+
+
+SMOOTHING = 5   # training-loss points of a moving average in the pretraining plots
+
+
+def _smooth(values: list[float], k: int = SMOOTHING) -> list[float]:
     out = []
     for i in range(len(values)):
         window = values[max(0, i - k + 1): i + 1]
@@ -71,12 +85,14 @@ def plots(out: Path, pretrain: dict, finetune: dict) -> list[str]:
         for x_key, fname, xlabel in (("num_updates", "pretrain_loss_updates.png", "updates"),
                                      ("wall", "pretrain_loss_wall.png", "wall time (s)")):
             fig, ax = plt.subplots(figsize=(7, 4.2))
-            for i, (name, run) in enumerate(sorted(pretrain.items())):
-                color = f"C{i}"
+            for name, run in sorted(pretrain.items()):
+                color = scheme_color(name)
                 tr = [r for r in run["train"] if r.get("loss") is not None]
-                if tr:
-                    ax.plot([r[x_key] for r in tr], _smooth([r["loss"] for r in tr]), color=color, alpha=0.5,
-                            label=f"{name} train")
+                if tr:                 # the logged points, and their moving average (said in the legend)
+                    xs = [r[x_key] for r in tr]
+                    ax.plot(xs, [r["loss"] for r in tr], ".", color=color, alpha=0.3, markersize=3)
+                    ax.plot(xs, _smooth([r["loss"] for r in tr]), color=color, alpha=0.6,
+                            label=f"{name} train (mean of last {SMOOTHING} log points)")
                 va = [r for r in run["valid"] if r.get("loss") is not None]
                 if va:
                     ax.plot([r[x_key] for r in va], [r["loss"] for r in va], "o-", color=color, label=f"{name} valid")
@@ -90,9 +106,10 @@ def plots(out: Path, pretrain: dict, finetune: dict) -> list[str]:
             plt.close(fig)
             files.append(fname)
         fig, ax = plt.subplots(figsize=(7, 3.2))
-        for i, (name, run) in enumerate(sorted(pretrain.items())):
-            tr = [r for r in run["train"] if r.get("lr") is not None]
-            ax.plot([r["num_updates"] for r in tr], [r["lr"] for r in tr], color=f"C{i}", label=name)
+        for k, (name, run) in enumerate(sorted(pretrain.items())):
+            tr = [r for r in run["train"] if r.get("lr") is not None]       # identical schedules overlap: markers
+            ax.plot([r["num_updates"] for r in tr], [r["lr"] for r in tr], color=scheme_color(name), alpha=0.7,
+                    marker="os^vD<>"[k % 7], markevery=max(1, len(tr) // 8), label=name)
         ax.set_xlabel("updates")
         ax.set_ylabel("learning rate")
         ax.set_title("LR schedule")
@@ -104,19 +121,20 @@ def plots(out: Path, pretrain: dict, finetune: dict) -> list[str]:
         files.append("lr_schedule.png")
     if finetune:
         fig, ax = plt.subplots(figsize=(7, 4.2))
-        groups = sorted({name.split("/")[1] if name.count("/") >= 1 else name for name in finetune})
+        metrics = set()
         for name, run in sorted(finetune.items()):
             metric = next((m for m in FINETUNE_METRICS if m in run["valid"][0]), None)
             if metric is None:
                 continue
+            metrics.add(metric)
             group = name.split("/")[1] if name.count("/") >= 1 else name
             ax.plot([r["num_updates"] for r in run["valid"]], [r[metric] for r in run["valid"] if metric in r],
-                    ".-", color=f"C{groups.index(group) % 10}", alpha=0.6, label=group)
+                    ".-", color=scheme_color(name), alpha=0.6, label=group)
         handles, labels = ax.get_legend_handles_labels()
         uniq = dict(zip(labels, handles))
         ax.legend(uniq.values(), uniq.keys(), fontsize=8)
         ax.set_xlabel("finetuning updates")
-        ax.set_ylabel("validation metric")
+        ax.set_ylabel("validation " + (" / ".join(sorted(metrics)) or "metric"))
         ax.set_title("Finetuning validation curves (one line per run)")
         ax.grid(alpha=0.3)
         fig.tight_layout()
@@ -229,11 +247,11 @@ def study_report(out: Path) -> tuple[str, list[str]]:
                "electra": "validation ELECTRA objective (bits per masked token)"}
     fig, axes = plt.subplots(1, len(objectives), figsize=(7.5 * len(objectives), 4.5), squeeze=False)
     for ax, objective in zip(axes[0], objectives):
-        for i, scheme in enumerate(plan["schemes"]):
+        for scheme in plan["schemes"]:
             name = run_names([scheme], [objective])[0]
             c = curves.get((name, best.get(name)), [])
             if c:
-                ax.plot(*zip(*c), "o-", color=f"C{i}", label=f"{name} (lr {best[name]:g})")
+                ax.plot(*zip(*c), "o-", color=scheme_color(name), alpha=0.8, label=f"{name} (lr {best[name]:g})")
         ax.set_xlabel("updates")
         ax.set_ylabel(ylabels[objective])
         ax.set_title(f"{'Masked LM' if objective == 'mlm' else 'ELECTRA'}: validation loss, best LR of each scheme")
@@ -251,8 +269,11 @@ def study_report(out: Path) -> tuple[str, list[str]]:
         for j, lr in enumerate(lrs):
             c = curves.get((scheme, lr), [])
             if c:
-                ax.plot(*zip(*c), ".-", color=f"C{j}", label=f"lr {lr:g}" + (" (best)" if lr == best.get(scheme) else ""))
-        ax.set_title(scheme, fontsize=9)
+                ax.plot(*zip(*c), "-", color=f"C{j}", alpha=0.8, marker="os^vD"[j % 5],
+                        label=f"lr {lr:g}" + (" (best)" if lr == best.get(scheme) else ""))
+        ax.set_title(f"{scheme}: validation loss per LR", fontsize=9)
+        ax.set_xlabel("updates", fontsize=8)
+        ax.set_ylabel("validation loss (bits)", fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     for k in range(len(schemes), rows_n * cols):
@@ -271,8 +292,9 @@ def study_report(out: Path) -> tuple[str, list[str]]:
            f"Budget: {state['updates']} updates per run ({' '.join(plan['arch'])}, {plan['tokens_per_sample']} "
            f"tokens x {plan['batch']}), seed {plan['seed']}, LR grid {', '.join(f'{x:g}' for x in lrs)}. "
            f"Total wall time {state.get('wall_s', 0) / 60:.1f} min.", ""]
+    quick = state["updates"] < 100          # a smoke run: throughput at that size says nothing
     header = ["scheme", "best LR", "final valid loss (bits) per LR", f"updates to reach {baseline}'s final loss",
-              "wall time (best LR)", "tokens/s"]
+              "wall time (best LR)"] + ([] if quick else ["tokens/s"])
     rows = []
     for scheme in schemes:
         base_curve = curves.get((baseline_of[scheme], best.get(baseline_of[scheme])), [])
@@ -288,7 +310,7 @@ def study_report(out: Path) -> tuple[str, list[str]]:
         reach_txt = "not reached" if reach is None else f"{reach:.0f} ({100 * reach / base_updates:.0f}%)"
         run = state["runs"].get(f"{scheme}/lr{best.get(scheme, lrs[0]):g}", {})
         rows.append([scheme, f"{best.get(scheme, float('nan')):g}", " / ".join(per_lr), reach_txt,
-                     f"{run.get('seconds', 0) / 60:.1f} min", f"{run.get('tokens_per_s') or 0:.0f}"])
+                     f"{run.get('seconds', 0) / 60:.1f} min"] + ([] if quick else [f"{run.get('tokens_per_s') or 0:.0f}"]))
     md += ["### Pretraining", "", _table(header, rows),
            "Updates to reach the baseline's final validation loss: linear between validation points; the "
            "paper's claim is that TUPE-A reaches BERT-A's final loss in 30% of its steps."

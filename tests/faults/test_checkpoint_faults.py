@@ -215,3 +215,121 @@ def test_concurrent_real_processes(data_dir, tmp_path):
     assert a.returncode == 0, out_a[1][-2000:]
     assert b.returncode == 1 and "is in use by another training" in b.stderr
     assert updates(tmp_path / "ck" / "checkpoint_last.pt") == 40
+
+
+def test_the_lock_message_shows_the_other_command_whole_or_elided_at_words():
+    from tupe.train.savedir import elide_command
+
+    short = "train.py data --save-dir ck --max-update 10"
+    assert elide_command(short) == short
+    long = "train.py data-bin/wiki " + " ".join(f"--flag-number-{i} value{i}" for i in range(80))
+    shown = elide_command(long)
+    assert len(shown) < 450 and " ... (" in shown and "more words) ... " in shown
+    words = set(long.split(" "))
+    assert all(w in words for w in shown.replace(" ... ", " ").split(" ") if w.startswith("--")), shown
+    assert shown.startswith("train.py data-bin/wiki --flag-number-0 value0") and shown.endswith("value79")
+
+
+def fail_writes_to(monkeypatch, match, n=1, error=OSError(errno.ENOSPC, "No space left on device")):
+    """Every file the trainer writes goes through open()/Path.write_text/os.fdopen: fail the n-th
+    write to a file whose name contains ``match`` after writing a few bytes (a real full disk
+    leaves a partial file)."""
+    import builtins
+
+    calls = {"n": 0}
+    real_open, real_write_text, real_fdopen = builtins.open, Path.write_text, os.fdopen
+
+    class Failing:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, text):
+            calls["n"] += 1
+            if calls["n"] >= n:
+                self.f.write(text[:3])
+                self.f.flush()
+                raise error
+            return self.f.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return Failing(f) if match in str(file) and any(c in mode for c in "wa") else f
+
+    def fake_write_text(self, data, *args, **kwargs):
+        if match in self.name:
+            calls["n"] += 1
+            if calls["n"] >= n:
+                real_write_text(self, data[:3], *args, **kwargs)
+                raise error
+        return real_write_text(self, data, *args, **kwargs)
+
+    def fake_fdopen(fd, mode="r", *args, **kwargs):
+        f = real_fdopen(fd, mode, *args, **kwargs)
+        return Failing(f) if match == LOCK_FILE and "w" in mode else f
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(Path, "write_text", fake_write_text)
+    monkeypatch.setattr(os, "fdopen", fake_fdopen)
+
+
+@pytest.mark.parametrize("target,n,words", [
+    (MANIFEST, 3, "the disk is full (ENOSPC)"),            # the manifest of the second save
+    ("metrics.jsonl", 4, "could not write"),                # a log record mid-run
+    (LOCK_FILE, 1, "could not write the lock"),            # the lock at start
+], ids=["manifest", "metrics.jsonl", "lock"])
+def test_a_failed_write_to_any_file_stops_cleanly_and_resumes(data_dir, tmp_path, monkeypatch, capsys,
+                                                             target, n, words):
+    save = tmp_path / "ck"
+    args = tiny_args(data_dir, save, *RUN)
+    fail_writes_to(monkeypatch, target, n)
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    monkeypatch.undo()
+    assert words in err and "Traceback" not in err, err
+    assert leftovers(save) == [] if save.exists() else True              # no temporary file left
+    assert not (save / LOCK_FILE).exists()                               # no lock, whole or partial
+    for name, digests in read_manifest(save).items() if save.exists() else ():
+        assert sha256_file(save / name) in digests, name                 # every record still true
+    assert main(args) == 0                                               # the same command resumes
+    assert updates(save / "checkpoint_last.pt") == 6
+
+
+def _mount_tmpfs(path: Path, size_kb: int) -> bool:
+    if os.geteuid() != 0 or sys.platform != "linux":
+        return False
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_a_real_full_disk_leaves_no_temporary_file(data_dir, tmp_path, capsys):
+    """On a real (small tmpfs) filesystem, not an injected error: the run stops with the disk-full
+    message, leaves no temporary file (.tmp-*, *.part, the manifest's), and resumes elsewhere."""
+    probe = tmp_path / "probe"
+    assert main(tiny_args(data_dir, probe, *RUN)) == 0
+    size = (probe / "checkpoint_last.pt").stat().st_size
+    mount = tmp_path / "small"
+    if not _mount_tmpfs(mount, (size * 4) // 1024):      # the first save fits, a later one does not
+        pytest.skip("needs root and tmpfs to make a small real filesystem")
+    try:
+        capsys.readouterr()
+        save = mount / "ck"
+        assert main(tiny_args(data_dir, save, *RUN)) == 1
+        err = capsys.readouterr().err
+        assert "could not" in err and ("disk is full" in err or "ENOSPC" in err), err
+        assert leftovers(save) == [], leftovers(save)
+        assert not (save / LOCK_FILE).exists()
+        for name, digests in read_manifest(save).items():
+            assert sha256_file(save / name) in digests, name
+        assert (save / "checkpoint_last.pt").is_file()                 # the save that fitted is intact
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)

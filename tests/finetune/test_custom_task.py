@@ -16,6 +16,9 @@ def test_own_eight_class_task_through_the_glue_tools(topics_bin, pretrained, tmp
                        "--lrs", "5e-3", "--seeds", "1", "--epochs", "6", "--out", str(out),
                        "--extra", "--cpu --arch bert_tiny"]) == 0
     results = json.loads((out / "results.json").read_text())["tasks"]["topics"]
+    table = (out / "results.md").read_text().splitlines()           # a table of the task run, not GLUE's
+    assert table[0] == "| model | topics (accuracy) |" and "MNLI" not in table[0], table[:3]
+    assert table[2].startswith("| TUPE-R | ") and " - " not in table[2]
     assert results["metric"] == "accuracy"
     assert results["median"] >= 0.6, results          # 8 classes, majority ~0.22
     best = out / "topics" / "best"

@@ -162,16 +162,23 @@ def aggregate(runs: dict[str, dict[float, dict[int, dict]]], recipes: Optional[d
 
 
 def table(summary: dict[str, dict], label: str, paper: bool) -> tuple[list[str], list[list]]:
-    header = ["model"] + [c for c, _, _ in COLUMNS] + ["Avg"]
+    """The paper's Table 1 layout when GLUE tasks were run (your own tasks as extra columns after
+    Avg); with only your own tasks, a column per task run (``task (metric)``), no Avg."""
+    own = [t for t in summary if t not in RECIPES]
+    own_header = [f"{t} ({summary[t]['metric']})" for t in own]
+    own_values = [round(100 * summary[t]["median"], 2) for t in own]
+    if len(own) == len(summary):
+        return ["model"] + own_header, [[label] + own_values]
+    header = ["model"] + [c for c, _, _ in COLUMNS] + ["Avg"] + own_header
     values = []
     for name, task, _ in COLUMNS:
         v = summary.get(task, {}).get("columns", {}).get(name)
         values.append(None if v is None else round(100 * v, 2))
     known = [v for v in values if v is not None]
     avg = round(sum(known) / len(known), 2) if len(known) == len(values) else None
-    rows = [[label] + values + [avg]]
+    rows = [[label] + values + [avg] + own_values]
     if paper:
-        rows += [[f"{k} (paper)"] + v for k, v in PAPER.items()]
+        rows += [[f"{k} (paper)"] + v + [None] * len(own) for k, v in PAPER.items()]
     return header, rows
 
 

@@ -64,10 +64,14 @@ class MetricsLogger:
         """One JSON line in SAVE_DIR/metrics.jsonl (rank 0; nothing without a save dir)."""
         if self.jsonl_path is None:
             return
-        if self.jsonl is None:
-            self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
-            self.jsonl = open(self.jsonl_path, "a", buffering=1)
-        self.jsonl.write(json.dumps(record) + "\n")
+        try:
+            if self.jsonl is None:
+                self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+                self.jsonl = open(self.jsonl_path, "a", buffering=1)
+            self.jsonl.write(json.dumps(record) + "\n")
+        except OSError as e:
+            e.filename = e.filename or str(self.jsonl_path)       # name the file in the error
+            raise
 
     def log(self, kind: str, stats: dict, step: int, prefix: str) -> None:
         """``kind``: train / valid / ...; ``prefix``: the line's head (``epoch 001 | valid``)."""

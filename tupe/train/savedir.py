@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..checkpoint.run import describe_os_error
+
 LOCK_FILE = "train.lock"
 
 
@@ -56,15 +58,20 @@ class SaveDirLock:
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid()),
-              "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:500]}
+              "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:20000]}
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 self._handle_existing()
                 continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(me, f)
+            except OSError as e:          # a full disk: no half-written lock left behind
+                self.path.unlink(missing_ok=True)
+                raise SaveDirError(f"{self.path}: could not write the lock: {describe_os_error(e, self.path.parent)}") \
+                    from None
             self.held = True
             return
         raise SaveDirError(f"{self.path}: could not take the lock (another training started at the same time?)")
@@ -85,7 +92,7 @@ class SaveDirLock:
         where = "this machine" if host == socket.gethostname() else f"host {host}"
         raise SaveDirError(
             f"--save-dir {self.path.parent} is in use by another training (pid {pid} on {where}, since "
-            f"{owner.get('since', '?')}: {owner.get('command', '')[:120]}). Two runs writing one directory "
+            f"{owner.get('since', '?')}: {elide_command(owner.get('command', ''))}). Two runs writing one directory "
             f"would overwrite each other's checkpoints: use another --save-dir, or stop that run"
             + ("" if host == socket.gethostname() else f"; if it is dead, delete {self.path}"))
 
@@ -93,3 +100,17 @@ class SaveDirLock:
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
+
+
+def elide_command(command: str, limit: int = 400) -> str:
+    """A command line for a message: whole when short, else its start and end at word boundaries
+    with ``...`` between (never cut inside a flag or a path)."""
+    if len(command) <= limit:
+        return command
+    words = command.split(" ")
+    head, tail = [], []
+    while words and len(" ".join(head + words[:1])) <= limit * 2 // 3:
+        head.append(words.pop(0))
+    while words and len(" ".join(words[-1:] + tail)) <= limit // 3:
+        tail.insert(0, words.pop())
+    return " ".join(head) + f" ... ({len(words)} more words) ... " + " ".join(tail)

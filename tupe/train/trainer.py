@@ -31,7 +31,7 @@ from ..checkpoint import (
     load_electra_state,
     progress_of,
 )
-from ..checkpoint.run import SavePolicy, apply_retention, save_checkpoints
+from ..checkpoint.run import SavePolicy, apply_retention, describe_os_error, save_checkpoints
 from ..data.dictionary import DictionaryError
 from ..data.indexed_dataset import IndexedDatasetError
 from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, task_score_range
@@ -485,6 +485,11 @@ def main(argv=None) -> int:
     except (TrainingError, TaskError, CheckpointError, FloatingPointError, FileNotFoundError, SaveDirError,
             DictionaryError, IndexedDatasetError) as e:
         print(f"train.py: error: {e}", file=sys.stderr, flush=True)
+        return 1
+    except OSError as e:                  # a write that failed outside a checkpoint save (metrics.jsonl, ...)
+        print(f"train.py: error: could not write {e.filename or 'a file'}: {describe_os_error(e, save_dir)}. "
+              f"The checkpoints written so far are intact: free space or fix the directory, then rerun the same "
+              f"command to resume", file=sys.stderr, flush=True)
         return 1
     finally:
         if lock is not None:
