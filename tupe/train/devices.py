@@ -1,5 +1,5 @@
-"""Where and in what precision a run trains: the process group (torchrun), the device, and the
-autocast mode (fp32, bf16, fp16), with the fallbacks said in the log."""
+"""Where and how a run computes: the process group (torchrun), the device, the autocast mode (fp32,
+bf16, fp16) and the speed options (--attn-impl, --compile), with the fallbacks said in the log."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+from ..model import set_attn_impl
+from ..model.attention import kernel_name, needs_factored
+from ..model.compile import compile_layers, compile_unavailable
 from .cpu import EMULATED_BF16, cpu_supports_bf16
 from .restore import TrainingError
 
@@ -53,3 +56,19 @@ def autocast(precision: str, device: torch.device):
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
+
+
+def apply_speed_options(model, cfg, args, device, log: Callable[[str], None]) -> None:
+    """--attn-impl and --compile: how the model runs, not what it is (nothing saved changes)."""
+    a = args
+    if kernel_name(a.attn_impl) != "auto":
+        if needs_factored(kernel_name(a.attn_impl)) and cfg.attention_dropout > 0:
+            raise TrainingError(f"--attn-impl {a.attn_impl} cannot drop attention probabilities "
+                                f"(FlexAttention has no attention dropout): add --attention-dropout 0 "
+                                f"(now {cfg.attention_dropout}) or use --attn-impl auto")
+        set_attn_impl(model, a.attn_impl)
+    if a.compile:
+        if compile_layers(model, device, warn=False):
+            log("--compile: encoder layers compiled (the first updates include compile time)")
+        else:
+            log(f"warning: --compile: {compile_unavailable(device)}; training eager")

@@ -6,14 +6,17 @@ trainer, which owns those."""
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
-from ..checkpoint import CONFIG_FILE, CheckpointError, config_from_checkpoint, load_model, read_checkpoint
+from ..checkpoint import BPE_FILE, CONFIG_FILE, DICT_FILE, CheckpointError, config_from_checkpoint, load_model, read_checkpoint
 from ..config import TupeConfig
+from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, task_score_range
 from ..model.electra import is_electra_state, split_electra_state
 from .options import ConfigConflict, config_with_checkpoint
 
@@ -129,3 +132,37 @@ def load_weights(model, loaded, path: Path, log: Callable[[str], None]) -> None:
     assert not unexpected and all(k.startswith("classification_heads.") for k in missing), (missing, unexpected)
     if missing:
         log(f"| new classification head(s) {sorted(set(k.split('.')[1] for k in missing))} (not in {path.name})")
+
+
+def write_run_files(args: argparse.Namespace, task, save_dir: Path) -> None:
+    """Make a run directory self-contained for load_model / from_pretrained / tupe-predict: the
+    vocabulary (dict.txt, bpe-code) beside the checkpoints and, for finetuning, labels.json
+    (label words, the head's number of inputs, a regression task's score range)."""
+    save_dir.mkdir(parents=True, exist_ok=True)
+    words = getattr(task, "label_words", None)
+    data_dir = Path(args.data.split(":")[0])
+    regression = getattr(task, "regression", False)
+    if words is not None or regression:
+        head = args.classification_head_name
+        labels = {head: (words or [])[: args.num_classes], INPUTS: {head: task.n_inputs}}
+        if regression:   # predictions are mapped back to this range
+            labels[SCORE_RANGES] = {head: list(task_score_range(data_dir))}
+        (save_dir / LABELS_FILE).write_text(json.dumps(labels) + "\n")
+    sources = [data_dir, data_dir / "input0", Path(args.restore_file).parent]
+    for name in (DICT_FILE, BPE_FILE):
+        src = next((d / name for d in sources if (d / name).is_file()), None)
+        if src is not None and not (save_dir / name).exists():
+            shutil.copyfile(src, save_dir / name)
+
+
+def check_data_paths(args) -> None:
+    """The data argument before anything is created: each directory exists; a text file gets the
+    command that preprocesses it."""
+    for part in (p for p in args.data.split(":") if p):
+        path = Path(part)
+        if path.is_file():
+            raise TrainingError(f"{path} is a file; train.py reads binarized data directories. Preprocess it "
+                                f"first, e.g. tupe-preprocess pretrain --input {path} --destdir data-bin/NAME "
+                                f"(a labelled TSV: tupe-preprocess task; see docs/data.md)")
+        if not path.is_dir():
+            raise TrainingError(f"{path}: data directory not found")

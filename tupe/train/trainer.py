@@ -13,7 +13,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import time
@@ -34,18 +33,14 @@ from ..checkpoint import (
 from ..checkpoint.run import SavePolicy, apply_retention, describe_os_error, save_checkpoints
 from ..data.dictionary import DictionaryError
 from ..data.indexed_dataset import IndexedDatasetError
-from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, task_score_range
 from ..logs import cli_logging
-from ..model import set_attn_impl
-from ..model.attention import kernel_name, needs_factored
-from ..model.compile import compile_layers, compile_unavailable
 from .cpu import retain_freed_memory
 from .data import shard
-from .devices import autocast, choose_precision, init_distributed
+from .devices import apply_speed_options, autocast, choose_precision, init_distributed
 from .logger import MetricsLogger
 from .optim import DynamicLossScaler, FairseqAdam, PolynomialDecay
 from .options import checkpoint_args, model_config, parse_args
-from .restore import TrainingError, find_restore, load_weights, run_config
+from .restore import TrainingError, check_data_paths, find_restore, load_weights, run_config, write_run_files
 from .savedir import SaveDirError, SaveDirLock
 from .tasks import TaskError, build_task
 
@@ -75,7 +70,7 @@ class Trainer:
         self.stat_keys = self.task.stat_keys         # task statistics logged beside the loss (ELECTRA)
         self.task.prepare_model(self.model)          # classification heads: after the BERT init
         self.model.to(self.device)
-        self._speed_options()
+        apply_speed_options(self.model, self.cfg, args, self.device, self.log.info)
         self.precision = choose_precision(args, self.device, self.log.info)
         self.optimizer = FairseqAdam(self.model.parameters(), lr=args.lr[0], betas=args.adam_betas,
                                      eps=args.adam_eps, weight_decay=args.weight_decay)
@@ -97,21 +92,6 @@ class Trainer:
                 find_unused_parameters=args.find_unused_parameters)
 
     # ------------------------------------------------------------------ configuration
-    def _speed_options(self) -> None:
-        """--attn-impl and --compile: how the model runs, not what it is (nothing saved changes)."""
-        a = self.args
-        if kernel_name(a.attn_impl) != "auto":
-            if needs_factored(kernel_name(a.attn_impl)) and self.cfg.attention_dropout > 0:
-                raise TrainingError(f"--attn-impl {a.attn_impl} cannot drop attention probabilities "
-                                    f"(FlexAttention has no attention dropout): add --attention-dropout 0 "
-                                    f"(now {self.cfg.attention_dropout}) or use --attn-impl auto")
-            set_attn_impl(self.model, a.attn_impl)
-        if a.compile:
-            if compile_layers(self.model, self.device, warn=False):
-                self.log.info("--compile: encoder layers compiled (the first updates include compile time)")
-            else:
-                self.log.info(f"warning: --compile: {compile_unavailable(self.device)}; training eager")
-
     def autocast(self):
         return autocast(self.precision, self.device)
 
@@ -332,21 +312,8 @@ class Trainer:
 
     def run(self) -> int:
         a = self.args
-        if self.master and not a.no_save:   # make the run directory self-contained for load_model
-            self.save_dir.mkdir(parents=True, exist_ok=True)
-            words = getattr(self.task, "label_words", None)
-            data_dir = Path(a.data.split(":")[0])
-            if words is not None or getattr(self.task, "regression", False):
-                labels = {a.classification_head_name: (words or [])[: a.num_classes],
-                          INPUTS: {a.classification_head_name: self.task.n_inputs}}
-                if getattr(self.task, "regression", False):   # predictions are mapped back to this range
-                    labels[SCORE_RANGES] = {a.classification_head_name: list(task_score_range(data_dir))}
-                (self.save_dir / LABELS_FILE).write_text(json.dumps(labels) + "\n")
-            sources = [data_dir, data_dir / "input0", Path(a.restore_file).parent]
-            for name in ("dict.txt", "bpe-code"):
-                src = next((d / name for d in sources if (d / name).is_file()), None)
-                if src is not None and not (self.save_dir / name).exists():
-                    shutil.copyfile(src, self.save_dir / name)
+        if self.master and not a.no_save:
+            write_run_files(a, self.task, self.save_dir)
         self.task.check_data([] if a.disable_validation else [s for s in a.valid_subset.split(",") if s])
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle_signal)
@@ -454,19 +421,6 @@ class Trainer:
         for key in ("loss_sum", "sample_size", "ntokens", "nsentences", "gnorm", *self.stat_keys):
             w[key] = 0.0
         w["updates"], w["t"] = 0, time.time()
-
-
-def check_data_paths(args) -> None:
-    """The data argument before anything is created: each directory exists; a text file gets the
-    command that preprocesses it."""
-    for part in (p for p in args.data.split(":") if p):
-        path = Path(part)
-        if path.is_file():
-            raise TrainingError(f"{path} is a file; train.py reads binarized data directories. Preprocess it "
-                                f"first, e.g. tupe-preprocess pretrain --input {path} --destdir data-bin/NAME "
-                                f"(a labelled TSV: tupe-preprocess task; see docs/data.md)")
-        if not path.is_dir():
-            raise TrainingError(f"{path}: data directory not found")
 
 
 def main(argv=None) -> int:
