@@ -75,6 +75,23 @@ def _smooth(values: list[float], k: int = SMOOTHING) -> list[float]:
     return out
 
 
+def _save(fig, plt, out: Path, name: str, dpi: int = 110) -> str:
+    """Lay out, write and close a figure; its file name for the report."""
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=dpi)
+    plt.close(fig)
+    return name
+
+
+def _decorate(ax, xlabel: str, ylabel: str, title: str, legend: bool = True) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=8)
+
+
 def plots(out: Path, pretrain: dict, finetune: dict) -> list[str]:
     import matplotlib  # optional heavy import: only to plot
     matplotlib.use("Agg")
@@ -96,29 +113,15 @@ def plots(out: Path, pretrain: dict, finetune: dict) -> list[str]:
                 va = [r for r in run["valid"] if r.get("loss") is not None]
                 if va:
                     ax.plot([r[x_key] for r in va], [r["loss"] for r in va], "o-", color=color, label=f"{name} valid")
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel("masked-LM loss (bits)")
-            ax.set_title("Pretraining loss")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            fig.savefig(out / fname, dpi=110)
-            plt.close(fig)
-            files.append(fname)
+            _decorate(ax, xlabel, "masked-LM loss (bits)", "Pretraining loss")
+            files.append(_save(fig, plt, out, fname))
         fig, ax = plt.subplots(figsize=(7, 3.2))
         for k, (name, run) in enumerate(sorted(pretrain.items())):
             tr = [r for r in run["train"] if r.get("lr") is not None]       # identical schedules overlap: markers
             ax.plot([r["num_updates"] for r in tr], [r["lr"] for r in tr], color=scheme_color(name), alpha=0.7,
                     marker="os^vD<>"[k % 7], markevery=max(1, len(tr) // 8), label=name)
-        ax.set_xlabel("updates")
-        ax.set_ylabel("learning rate")
-        ax.set_title("LR schedule")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "lr_schedule.png", dpi=110)
-        plt.close(fig)
-        files.append("lr_schedule.png")
+        _decorate(ax, "updates", "learning rate", "LR schedule")
+        files.append(_save(fig, plt, out, "lr_schedule.png"))
     if finetune:
         fig, ax = plt.subplots(figsize=(7, 4.2))
         metrics = set()
@@ -137,10 +140,7 @@ def plots(out: Path, pretrain: dict, finetune: dict) -> list[str]:
         ax.set_ylabel("validation " + (" / ".join(sorted(metrics)) or "metric"))
         ax.set_title("Finetuning validation curves (one line per run)")
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out / "finetune_curves.png", dpi=110)
-        plt.close(fig)
-        files.append("finetune_curves.png")
+        files.append(_save(fig, plt, out, "finetune_curves.png"))
     return files
 
 
@@ -252,15 +252,9 @@ def study_report(out: Path) -> tuple[str, list[str]]:
             c = curves.get((name, best.get(name)), [])
             if c:
                 ax.plot(*zip(*c), "o-", color=scheme_color(name), alpha=0.8, label=f"{name} (lr {best[name]:g})")
-        ax.set_xlabel("updates")
-        ax.set_ylabel(ylabels[objective])
-        ax.set_title(f"{'Masked LM' if objective == 'mlm' else 'ELECTRA'}: validation loss, best LR of each scheme")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "study_valid_loss.png", dpi=110)
-    plt.close(fig)
-    files.append("study_valid_loss.png")
+        _decorate(ax, "updates", ylabels[objective],
+                  f"{'Masked LM' if objective == 'mlm' else 'ELECTRA'}: validation loss, best LR of each scheme")
+    files.append(_save(fig, plt, out, "study_valid_loss.png"))
     cols = min(3, len(schemes))
     rows_n = math.ceil(len(schemes) / cols)
     fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 3 * rows_n), squeeze=False, sharey=True)
@@ -279,10 +273,7 @@ def study_report(out: Path) -> tuple[str, list[str]]:
     for k in range(len(schemes), rows_n * cols):
         axes[k // cols][k % cols].axis("off")
     fig.suptitle("Validation loss (bits) per LR")
-    fig.tight_layout()
-    fig.savefig(out / "study_lr_grid.png", dpi=100)
-    plt.close(fig)
-    files.append("study_lr_grid.png")
+    files.append(_save(fig, plt, out, "study_lr_grid.png", dpi=100))
 
     md = ["## Study", ""]
     m = state.get("machine", {})

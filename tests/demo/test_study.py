@@ -101,3 +101,36 @@ def test_study_with_electra_beside_masked_lm(data_dir, order_task, tmp_path):
     for r in section.splitlines()[2:]:
         if r.startswith("| ELECTRA-TUPE-R"):
             assert r.rstrip(" |").rsplit(" | ", 1)[1] in ("0/1", "1/1")   # paired with ELECTRA-BERT-A
+
+
+def test_report_plots_say_what_they_draw(tmp_path, monkeypatch):
+    """The pretraining plot shows the raw training-loss points and labels the smoothed line as a
+    moving average; every axis has labels; one scheme keeps its colour in every plot."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.figure
+    from matplotlib.axes import Axes
+
+    from tupe.report import SMOOTHING, plots, scheme_color
+
+    calls, labelled = [], []
+    real_plot = Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda ax, *a, **k: calls.append((a, k)) or real_plot(ax, *a, **k))
+    real_save = matplotlib.figure.Figure.savefig
+
+    def check_labels(fig, *a, **k):
+        labelled.extend((ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes if ax.axison)
+        return real_save(fig, *a, **k)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", check_labels)
+    train = [{"num_updates": u, "wall": u, "loss": 9 - u / 10, "lr": 1e-3} for u in range(1, 21)]
+    valid = [{"num_updates": 10, "wall": 10, "loss": 8.5}, {"num_updates": 20, "wall": 20, "loss": 8.0}]
+    finetune = {"SST-2/TUPE-R/lr1e-4_seed1": {"train": [], "valid": [{"num_updates": 5, "accuracy": 0.7}]}}
+    files = plots(tmp_path, {"pretrain/TUPE-R/lr0.001": {"train": train, "valid": valid}}, finetune)
+    assert "pretrain_loss_updates.png" in files and "finetune_curves.png" in files
+    labels = [k.get("label", "") for _, k in calls]
+    assert any(f"mean of last {SMOOTHING} log points" in x for x in labels), labels
+    raw = [a for a, k in calls if a and len(a) > 1 and list(a[1]) == [r["loss"] for r in train]]
+    assert raw, "the raw training-loss points are drawn"
+    assert all(x and y for x, y in labelled), labelled
+    assert ("finetuning updates", "validation accuracy") in labelled
+    assert {k["color"] for _, k in calls if "color" in k} == {scheme_color("TUPE-R")}

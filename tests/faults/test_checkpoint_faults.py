@@ -332,4 +332,5 @@ def test_a_real_full_disk_leaves_no_temporary_file(data_dir, tmp_path, capsys):
             assert sha256_file(save / name) in digests, name
         assert (save / "checkpoint_last.pt").is_file()                 # the save that fitted is intact
     finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
+        assert subprocess.run(["umount", str(mount)], capture_output=True).returncode == 0, \
+            "the mount is busy: a file in it was left open"

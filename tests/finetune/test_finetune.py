@@ -119,6 +119,9 @@ def test_restore_from_the_original_format_fixture(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "new classification head(s) ['sentence_classification_head']" in out
+    # the log names the checkpoint's own progress and the model's real size, not --arch's default
+    assert "loaded checkpoint" in out and "(saved at epoch 2, update 1000; this run starts at epoch 1, update 0)" in out
+    assert "model TUPE-R (bert_tiny)" in out          # its sizes are bert_tiny's (2 layers, width 32)
     import tupe
     model = tupe.load_model(tmp_path / "ft")
     ref = tupe.load_model(FIXTURE / "checkpoint.pt")

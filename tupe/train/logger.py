@@ -112,6 +112,11 @@ class MetricsLogger:
     def close(self) -> None:
         self.close_progress()
         if self.jsonl is not None:
-            self.jsonl.close()
+            try:
+                self.jsonl.close()            # idempotent; a full disk may fail the final flush
+            except OSError:
+                pass
+            self.jsonl = None
         for w in self._writers.values():
             w.close()
+        self._writers = {}

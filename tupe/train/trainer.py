@@ -426,7 +426,7 @@ class Trainer:
 def main(argv=None) -> int:
     cli_logging()
     args = parse_args(argv)
-    lock = None
+    lock = trainer = None
     save_dir = Path(args.save_dir)
     created = not save_dir.exists()
     try:
@@ -446,6 +446,8 @@ def main(argv=None) -> int:
               f"command to resume", file=sys.stderr, flush=True)
         return 1
     finally:
+        if trainer is not None:
+            trainer.log.close()               # also after an error: no open file left in SAVE_DIR
         if lock is not None:
             lock.release()
         if created and save_dir.is_dir() and not any(save_dir.iterdir()):
