@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import os
@@ -311,6 +312,17 @@ class Trainer:
         self.log.info(f"| received {signal.Signals(signum).name}: saving checkpoint_last.pt after this update")
 
     def run(self) -> int:
+        """The training, with SIGTERM/SIGINT saving and stopping it; the previous handlers are put
+        back at the end (a handler bound to the trainer would keep it, its DDP wrapper and the
+        process group alive until interpreter shutdown, where gloo's threads may then abort)."""
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            return self._run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _run(self) -> int:
         a = self.args
         if self.master and not a.no_save:
             write_run_files(a, self.task, self.save_dir)
@@ -448,6 +460,8 @@ def main(argv=None) -> int:
     finally:
         if trainer is not None:
             trainer.log.close()               # also after an error: no open file left in SAVE_DIR
+            trainer = None                    # the model and its DDP wrapper go before the process group
+            gc.collect()
         if lock is not None:
             lock.release()
         if created and save_dir.is_dir() and not any(save_dir.iterdir()):
