@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -143,6 +143,52 @@ class TupeHub(torch.nn.Module):
         if expected == 2 and not pair:
             raise HubError(f"{where}one sentence, but head {head!r} was finetuned on sentence pairs: give "
                            f"sentence<TAB>pair")
+
+    @torch.no_grad()
+    def predict_batch(self, head: str, texts: Sequence[str], pairs: Optional[Sequence[str]] = None,
+                      batch_size: int = 32) -> torch.Tensor:
+        """``predict`` for many rows: (N, K) log-probabilities (regression: (N, 1) values) in input
+        order. Rows are encoded, sorted by length and run ``batch_size`` at a time, each batch
+        padded (on the right) only to its longest row; the same values as one ``predict`` per row
+        (to float rounding)."""
+        if head not in self.model.classification_heads:
+            raise HubError(f"the model has no classification head {head!r} (it has "
+                           f"{sorted(self.model.classification_heads) or 'none'})")
+        if pairs is not None and len(pairs) != len(texts):
+            raise HubError(f"{len(texts)} texts but {len(pairs)} pairs")
+        self.check_inputs(head, pairs is not None)
+        rows = [self.encode(t, pairs[i] if pairs is not None else None) for i, t in enumerate(texts)]
+        return self.predict_rows(head, rows, batch_size)
+
+    @torch.no_grad()
+    def predict_rows(self, head: str, rows: Sequence[torch.Tensor], batch_size: int = 32) -> torch.Tensor:
+        """Encoded rows (1-D id tensors) through head ``head``, length-sorted batches, input order."""
+        self.model.eval()
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        out: list[Optional[torch.Tensor]] = [None] * len(rows)
+        pad = self.dictionary.pad()
+        for start in range(0, len(order), batch_size):
+            chunk = order[start: start + batch_size]
+            T = max(len(rows[i]) for i in chunk)
+            batch = torch.full((len(chunk), T), pad, dtype=torch.long)
+            for b, i in enumerate(chunk):
+                batch[b, : len(rows[i])] = rows[i]
+            logits = self.model(batch.to(self.device), classification_head_name=head).float()
+            if logits.size(-1) > 1:
+                logits = logits.log_softmax(-1)
+            for b, i in enumerate(chunk):
+                out[i] = logits[b].cpu()
+        return torch.stack(out) if out else torch.empty(0)
+
+    def labels_of(self, head: str, out: torch.Tensor) -> list[tuple[str, float]]:
+        """(label word, probability) per row of ``predict``/``predict_batch`` output (regression:
+        the value in the task's range, probability NaN)."""
+        if out.size(-1) == 1:   # regression: back to the task's range (STS-B: 0..5)
+            lo, hi = self.labels.get(SCORE_RANGES, {}).get(head, (0.0, 5.0))
+            return [(f"{lo + v * (hi - lo):.4f}", float("nan")) for v in out[:, 0].tolist()]
+        probs, idx = out.exp().max(-1)
+        words = self.labels.get(head)
+        return [((words[i] if words and i < len(words) else str(i)), p) for p, i in zip(probs.tolist(), idx.tolist())]
 
     def predict_label(self, head: str, text: str, text2: Optional[str] = None) -> tuple[str, float]:
         out = self.predict(head, text, text2)

@@ -221,3 +221,42 @@ def test_predict_refuses_the_wrong_number_of_inputs(classifier, tmp_path, capsys
     assert rc == 1 and message in err, err
     ok = b"one\n" if inputs == 1 else b"one\ttwo\n"
     assert predict_bytes(model, tmp_path, ok, capsys)[0] == 0
+
+
+def test_batched_prediction_equals_one_forward_per_line(classifier, tmp_path, capsys):
+    """Length-sorted batches give the per-line results (probabilities within 1e-5) in input order,
+    with pairs, blank lines and repaired lines among the rows, across several chunks."""
+    import random
+
+    import torch
+
+    from tupe.cli.predict import CHUNK_LINES
+
+    hub = tupe.from_pretrained(classifier)
+    rng = random.Random(0)
+    words = "the river city of water land people time world was were a an".split()
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 40))) for _ in range(CHUNK_LINES + 50)]
+    pairs = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 9))) for _ in texts]
+    head = "sentence_classification_head"
+    one = torch.cat([hub.predict(head, t, p) for t, p in zip(texts, pairs)])
+    batched = hub.predict_batch(head, texts, pairs, batch_size=32)
+    assert batched.shape == one.shape
+    torch.testing.assert_close(batched, one, atol=1e-5, rtol=0)
+    # the command: the same lines per line and batched (blank lines and a repaired one among them)
+    lines = [f"{t}\t{p}" if i % 3 == 0 else t for i, (t, p) in enumerate(zip(texts, pairs))]
+    lines[5] = ""
+    lines[9] = lines[9] + "\x00"
+    content = ("\n".join(lines) + "\n").encode()
+    outs = []
+    for batch_size in ("1", "32"):
+        path = tmp_path / "in.tsv"
+        path.write_bytes(content)
+        capsys.readouterr()
+        assert predict.main(["--checkpoint", str(classifier), "--cpu", "--input", str(path),
+                             "--batch-size", batch_size]) == 0
+        out, err = capsys.readouterr()
+        assert "skipped 1 blank line(s) (6)" in err and "1 NUL bytes removed" in err
+        outs.append([line.split("\t") for line in out.splitlines()])
+    assert len(outs[0]) == len(lines) - 1
+    assert [label for label, _ in outs[0]] == [label for label, _ in outs[1]]
+    assert max(abs(float(a) - float(b)) for (_, a), (_, b) in zip(*outs)) <= 1e-4

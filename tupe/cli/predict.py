@@ -98,13 +98,30 @@ def write_submission(model: TupeModel, head: str, task: str, data: Path, out_dir
     return written
 
 
-def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin") -> int:
-    """One ``label<TAB>probability`` line per non-blank input line (bytes or str). Input is
-    repaired as the preprocessing does (BOM, CRLF, invalid UTF-8 and NUL bytes, overlong words),
-    and blank lines are skipped; both are counted and reported on stderr."""
+CHUNK_LINES = 256    # input lines read, validated and encoded before their batches run
 
+
+def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin", batch_size: int = 32) -> int:
+    """One ``label<TAB>probability`` line per non-blank input line (bytes or str), in input order.
+
+    The input is read CHUNK_LINES lines at a time: each chunk is repaired as the preprocessing does
+    (BOM, CRLF, invalid UTF-8 and NUL bytes, overlong words), checked (fields, one sentence or a
+    pair as the head was finetuned) and encoded, then run in length-sorted batches of
+    ``batch_size`` rows padded only to the longest of each batch (``TupeHub.predict_rows``); its
+    results are written before the next chunk is read (bounded memory, early output). Blank lines
+    are skipped; both are counted and reported on stderr. ``batch_size=1``: one forward per line."""
     out = out or sys.stdout
-    n, blank, repairs = 0, [], {}
+    n, blank, repairs, pending = 0, [], {}, []
+
+    def flush() -> None:
+        nonlocal n
+        if pending:
+            results = hub.labels_of(head, hub.predict_rows(head, pending, batch_size))
+            out.write("".join(f"{label}\t{prob:.4f}\n" if prob == prob else f"{label}\n" for label, prob in results))
+            out.flush()
+            n += len(pending)
+            pending.clear()
+
     for lineno, line in enumerate(lines, 1):
         line = decode_row(line if isinstance(line, bytes) else line.encode("utf-8", "surrogateescape"),
                           repairs, first=lineno == 1)
@@ -115,9 +132,10 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin")
         if len(fields) > 2:
             raise HubError(f"{source}:{lineno}: expected a sentence or a tab-separated pair, got {len(fields)} fields")
         hub.check_inputs(head, len(fields) == 2, f"{source}:{lineno}: ")
-        label, prob = hub.predict_label(head, fields[0], fields[1] if len(fields) == 2 else None)
-        out.write(f"{label}\t{prob:.4f}\n" if prob == prob else f"{label}\n")
-        n += 1
+        pending.append(hub.encode(fields[0], fields[1] if len(fields) == 2 else None))
+        if len(pending) >= CHUNK_LINES:
+            flush()
+    flush()
     if blank:
         shown = ", ".join(map(str, blank[:5])) + (", ..." if len(blank) > 5 else "")
         print(f"tupe-predict: {source}: skipped {len(blank)} blank line(s) ({shown}); the output has one line "
@@ -138,8 +156,12 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, help="the task's binarized folder (TASK-bin) for --glue-task")
     p.add_argument("--out", type=Path, default=Path("."), help="folder for the submission files")
     p.add_argument("--input", type=Path, help="raw sentences (TSV: sentence[TAB]pair); default stdin")
+    p.add_argument("--batch-size", type=int, default=32, help="raw text: rows per forward, sorted by length and "
+                   "padded to the longest of each batch (1: one forward per line)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if CUDA is available")
     args = p.parse_args(argv)
+    if args.batch_size < 1:
+        p.error("--batch-size must be >= 1")
     if args.input is not None and not args.input.is_file():     # before the model is loaded
         print(f"tupe-predict: error: --input {args.input}: no such file", file=sys.stderr)
         return 1
@@ -167,9 +189,9 @@ def main(argv=None) -> int:
                                f"choose one with --head")
             if args.input:
                 with open(args.input, "rb") as src:
-                    n = predict_raw(hub, args.head, src, source=str(args.input))
+                    n = predict_raw(hub, args.head, src, source=str(args.input), batch_size=args.batch_size)
             else:
-                n = predict_raw(hub, args.head, getattr(sys.stdin, "buffer", sys.stdin))
+                n = predict_raw(hub, args.head, getattr(sys.stdin, "buffer", sys.stdin), batch_size=args.batch_size)
             if n == 0:
                 raise HubError(f"{args.input or 'stdin'}: no sentences to predict")
     except (HubError, CheckpointError, FileNotFoundError) as e:
