@@ -1,0 +1,121 @@
+"""Raw-text prediction end to end: ``tupe-predict`` batched (length-sorted batches of 32) against
+the same command with one forward per line (``--batch-size 1``) and against transformers'
+``pipeline("text-classification", batch_size=32)`` on the same model converted with
+``tupe-convert --hf``; each run in a fresh process, model load included.
+
+    pip install -e '.[hf]'
+    python benchmarks/predict_bench.py [--rows 300] [--rounds 2] [--arch bert_base]
+
+The model: a TUPE-R of ``--arch``'s size with a 2-class head, its vocabulary built by
+``tupe-preprocess pretrain`` from a slice of the shipped WordNet corpus (weights random: speed does
+not depend on them). The text: ``--rows`` definitions of the shipped WordNet task (varied length).
+Also measured, in-process: the share of the time in text preprocessing (cleaning, Moses, BPE).
+Results (with the CPU model and its bf16 flags) in benchmarks/results/predict_cpu.json.
+Target (issue 23, 2 CPU cores): >= 2x the per-line path and >= 2.5x the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from train_bench import cpu_name  # benchmarks/ is on sys.path when run as a script
+
+from tupe import TupeConfig, TupeModel, save_pretrained
+from tupe.checkpoint import load_vocabulary
+from tupe.data.dictionary import Dictionary, model_vocab_size
+from tupe.demo import DATA, prepare_corpus
+from tupe.hub import from_pretrained
+
+PIPELINE = """
+import sys, time
+t = time.perf_counter()
+import tupe.hf
+from transformers import pipeline
+clf = pipeline("text-classification", model=sys.argv[1], device="cpu")
+rows = open(sys.argv[2], encoding="utf-8").read().splitlines()
+out = clf(rows, batch_size=32)
+assert len(out) == len(rows)
+print(time.perf_counter() - t)
+"""
+
+
+def timed(cmd: list[str], env: dict) -> float:
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} ...: {proc.stderr[-2000:]}")
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=300, help="input lines")
+    p.add_argument("--rounds", type=int, default=2, help="fresh-process runs of each way, in turns")
+    p.add_argument("--arch", default="bert_base")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "predict_cpu.json")
+    args = p.parse_args()
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        corpus = prepare_corpus(tmp, 8000)
+        subprocess.run([str(bin_dir / "tupe-preprocess"), "pretrain", "--input", str(corpus), "--destdir",
+                        str(tmp / "bin"), "--bpe-merges", "4000", "--no-progress"], check=True, env=env)
+        dictionary = Dictionary.load(tmp / "bin" / "dict.txt")
+        vocabulary = load_vocabulary(tmp / "bin", model_vocab_size(dictionary))
+        torch.manual_seed(0)
+        model = TupeModel(TupeConfig.from_scheme("TUPE-R", model_vocab_size(dictionary), arch=args.arch,
+                                                 embedding_normalize=True))
+        model.register_classification_head(model.DEFAULT_HEAD, 2)
+        save_pretrained(model, tmp / "clf", vocabulary=vocabulary)
+        subprocess.run([str(bin_dir / "tupe-convert"), str(tmp / "clf"), str(tmp / "hf"), "--hf"], check=True,
+                       env=env, capture_output=True)
+        rows = [line.split("\t")[1] for line in (DATA / "task" / "test.tsv").read_text().splitlines()[1:]]
+        rows = (rows * (args.rows // len(rows) + 1))[: args.rows]
+        (tmp / "in.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
+        predict = [str(bin_dir / "tupe-predict"), "--checkpoint", str(tmp / "clf"), "--cpu", "--input",
+                   str(tmp / "in.txt")]
+        ways = {"tupe-predict batched (32)": predict,
+                "tupe-predict per line": predict + ["--batch-size", "1"],
+                "transformers pipeline (32)": [sys.executable, "-c", PIPELINE, str(tmp / "hf"), str(tmp / "in.txt")]}
+        seconds: dict[str, list[float]] = {k: [] for k in ways}
+        for r in range(args.rounds):
+            for name, cmd in ways.items():
+                seconds[name].append(timed(cmd, env))
+                print(f"round {r + 1} {name}: {seconds[name][-1]:.1f} s", file=sys.stderr)
+        # the share of text preprocessing (cleaning, Moses, BPE, ids) in the batched run
+        hub = from_pretrained(tmp / "clf")
+        t = time.perf_counter()
+        encoded = [hub.encode(row) for row in rows]
+        prep = time.perf_counter() - t
+        t = time.perf_counter()
+        hub.predict_rows(model.DEFAULT_HEAD, encoded, 32)
+        forward = time.perf_counter() - t
+    med = {k: statistics.median(v) for k, v in seconds.items()}
+    result = {
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+                    "python": sys.version.split()[0]},
+        "model": f"TUPE-R {args.arch}, 2-class head", "rows": args.rows, "rounds": args.rounds,
+        "seconds": seconds,
+        "rows_per_s": {k: round(args.rows / v, 1) for k, v in med.items()},
+        "batched_over_per_line": round(med["tupe-predict per line"] / med["tupe-predict batched (32)"], 2),
+        "batched_over_pipeline": round(med["transformers pipeline (32)"] / med["tupe-predict batched (32)"], 2),
+        "in_process": {"preprocessing_s": round(prep, 2), "batched_forward_s": round(forward, 2),
+                       "preprocessing_share": round(prep / (prep + forward), 3)},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
