@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 # Tiny sizes for the test; the README shows the real ones. Each pattern must occur.
-TINY = [("--arch bert_small", "--arch bert_tiny"),
+TINY = [("tupe-demo --sample-data my_data", "tupe-demo --sample-data my_data --sample-lines 5000"),
+        ("--arch bert_small", "--arch bert_tiny"),
         ("--warmup-updates 30 --total-num-update 300 --max-update 300",
          "--warmup-updates 3 --total-num-update 20 --max-update 20"),
         ("--bpe-merges 4000", "--bpe-merges 500"),

@@ -112,9 +112,10 @@ def main(argv=None) -> int:
                         "detection, same budget), or both side by side (twice the pretraining time)")
     p.add_argument("--sample-data", type=Path, metavar="DIR", help="only write sample data to DIR (a raw "
                    "corpus.txt, a labelled train.tsv/dev.tsv and test.txt; the README's walkthrough) and exit")
+    p.add_argument("--sample-lines", type=int, default=30000, help="--sample-data: lines of raw text to write")
     args = p.parse_args(argv)
     if args.sample_data is not None:
-        for path in write_sample_data(args.sample_data):
+        for path in write_sample_data(args.sample_data, args.sample_lines):
             print(f"tupe-demo: wrote {path} ({sum(1 for _ in open(path, encoding='utf-8'))} lines)")
         return 0
 

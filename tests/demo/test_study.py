@@ -81,6 +81,7 @@ def test_bad_study_arguments(tmp_path, data_dir, capsys):
         assert not out.exists()
 
 
+@pytest.mark.slow      # 35-40 s: ELECTRA's study path; its parts are covered by tests/train/test_electra.py
 def test_study_with_electra_beside_masked_lm(data_dir, order_task, tmp_path):
     out = tmp_path / "both"
     assert study(["--corpus", str(data_dir), "--task", str(order_task / "SST-2-bin"), "--schemes", "TUPE-R,BERT-A",
