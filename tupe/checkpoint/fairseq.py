@@ -19,6 +19,7 @@ import torch
 from ..config import TupeConfig
 from ..model import TupeModel
 from ..model.electra import ElectraModel, electra_state_dict, is_electra_state, split_electra_state
+from ..model.positional import RelativePositionBias
 from .errors import CheckpointError, PathLike
 
 ENC = "decoder.sentence_encoder."
@@ -170,10 +171,15 @@ def _head_sizes(state: dict[str, torch.Tensor]) -> dict[str, int]:
 
 
 def build_and_load(cfg: TupeConfig, state: dict[str, torch.Tensor], path: PathLike = "") -> TupeModel:
-    """Model from config + our-named state dict; any missing, extra or misshapen tensor is an error."""
-    model = TupeModel(cfg)
-    for name, k in _head_sizes(state).items():
-        model.register_classification_head(name, k)
+    """Model from config + our-named state dict; any missing, extra or misshapen tensor is an error.
+
+    The model is built on the meta device (no random initialisation of weights that are about to
+    be replaced: ~2 s at BERT-base size), the loaded tensors are assigned to it, and the computed
+    buffers (the relative buckets) are made afresh on the CPU."""
+    with torch.device("meta"):
+        model = TupeModel(cfg)
+        for name, k in _head_sizes(state).items():
+            model.register_classification_head(name, k)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -188,7 +194,14 @@ def build_and_load(cfg: TupeConfig, state: dict[str, torch.Tensor], path: PathLi
         if wrong:
             parts.append("shape mismatch: " + "; ".join(wrong))
         raise CheckpointError(f"{path}: checkpoint does not fit a {cfg.name} model ({'; '.join(parts)})")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.load_state_dict({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in state.items()},
+                          assign=True)
+    for module in model.modules():                 # buffers computed from the config, not stored
+        if isinstance(module, RelativePositionBias):
+            module.bucket = module.bucket_table()
+    leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if leftover:
+        raise CheckpointError(f"{path}: nothing loaded into {', '.join(leftover[:4])}")
     return model.eval()
 
 
