@@ -208,6 +208,7 @@ def test_kill_and_resume_gives_identical_weights(data_dir, tmp_path):
     assert_same_tensors(tmp_path / "a" / "checkpoint_last.pt", tmp_path / "b" / "checkpoint_last.pt")
 
 
+@pytest.mark.slow      # ~10 s; DDP itself is covered by the masked-LM 2-process test
 def test_two_process_gloo_equals_update_freq_two(data_dir, tmp_path):
     common = ["--max-update", "5", "--dropout", "0", "--attention-dropout", "0", "--max-sentences", "4",
               "--disable-validation"]
