@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1] / "tupe"
 MODULES = sorted(p for p in ROOT.rglob("*.py") if p.name != "__main__.py")
 # Imported inside functions on purpose: optional extras, or heavy imports used on one path only.
 LAZY_OK = ("matplotlib", "transformers", "torch.utils.tensorboard", "sklearn", "scipy", "torch._dynamo",
-           "torch.nn.attention.flex_attention", "onnx", "onnxruntime")
+           "torch.nn.attention.flex_attention", "onnx", "onnxruntime", "sacremoses")
 # Command-line modules: they print to the terminal (library code logs; see tupe/logs.py).
 CLI = {"cli/convert.py", "cli/glue.py", "cli/predict.py", "preprocess/cli.py", "demo.py", "study.py", "report.py",
        "train/trainer.py", "train/validate.py"}

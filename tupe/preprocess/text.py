@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import regex  # sacremoses depends on it; supports \p{C}
-from sacremoses import MosesPunctNormalizer, MosesTokenizer
 from sentencex import segment
 
 PROTECTED = ("<url>", "<unk>", "<email>", "<file>", "</s>", "<mask>")
@@ -88,6 +87,7 @@ def pre_cleanup(text: str) -> str:
 # --------------------------------------------------------------------------- step 3
 @lru_cache(maxsize=None)
 def _punct_normalizer():
+    from sacremoses import MosesPunctNormalizer  # heavy import (~0.3 s): only when text is processed
     return MosesPunctNormalizer(lang="en", perl_parity=True)
 
 
@@ -170,6 +170,7 @@ def substitute_placeholders(text: str) -> str:
 # --------------------------------------------------------------------------- step 9
 @lru_cache(maxsize=None)
 def _moses_tokenizer():
+    from sacremoses import MosesTokenizer  # heavy import (~0.3 s): only when text is processed
     return MosesTokenizer(lang="en")
 
 
