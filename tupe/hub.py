@@ -123,15 +123,18 @@ class TupeHub(torch.nn.Module):
     def predict(self, head: str, text: str, text2: Optional[str] = None, return_logits: bool = False):
         """Class log-probabilities (or the regression value) of a classification head; with
         labels known (a finetuned directory), ``predict_label`` returns the label word."""
-        if head not in self.model.classification_heads:
-            raise HubError(f"the model has no classification head {head!r} (it has "
-                           f"{sorted(self.model.classification_heads) or 'none'})")
+        self.check_head(head)
         self.check_inputs(head, text2 is not None)
         self.model.eval()
         logits = self.model(self._batch(self.encode(text, text2)), classification_head_name=head)
         if return_logits or logits.size(-1) == 1:
             return logits
         return logits.log_softmax(-1)
+
+    def check_head(self, head: str) -> None:
+        if head not in self.model.classification_heads:
+            raise HubError(f"the model has no classification head {head!r} (it has "
+                           f"{sorted(self.model.classification_heads) or 'none'})")
 
     def check_inputs(self, head: str, pair: bool, where: str = "") -> None:
         """A pair for a head finetuned on single sentences, or the reverse, is an error (the run's
@@ -151,9 +154,7 @@ class TupeHub(torch.nn.Module):
         order. Rows are encoded, sorted by length and run ``batch_size`` at a time, each batch
         padded (on the right) only to its longest row; the same values as one ``predict`` per row
         (to float rounding)."""
-        if head not in self.model.classification_heads:
-            raise HubError(f"the model has no classification head {head!r} (it has "
-                           f"{sorted(self.model.classification_heads) or 'none'})")
+        self.check_head(head)
         if pairs is not None and len(pairs) != len(texts):
             raise HubError(f"{len(texts)} texts but {len(pairs)} pairs")
         self.check_inputs(head, pairs is not None)
@@ -163,6 +164,7 @@ class TupeHub(torch.nn.Module):
     @torch.no_grad()
     def predict_rows(self, head: str, rows: Sequence[torch.Tensor], batch_size: int = 32) -> torch.Tensor:
         """Encoded rows (1-D id tensors) through head ``head``, length-sorted batches, input order."""
+        self.check_head(head)
         self.model.eval()
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
         out: list[Optional[torch.Tensor]] = [None] * len(rows)
@@ -191,13 +193,7 @@ class TupeHub(torch.nn.Module):
         return [((words[i] if words and i < len(words) else str(i)), p) for p, i in zip(probs.tolist(), idx.tolist())]
 
     def predict_label(self, head: str, text: str, text2: Optional[str] = None) -> tuple[str, float]:
-        out = self.predict(head, text, text2)
-        if out.size(-1) == 1:   # regression: back to the task's range (STS-B: 0..5)
-            lo, hi = self.labels.get(SCORE_RANGES, {}).get(head, (0.0, 5.0))
-            return f"{lo + out.item() * (hi - lo):.4f}", float("nan")
-        prob, idx = out.exp()[0].max(-1)
-        words = self.labels.get(head)
-        return (words[idx] if words and idx < len(words) else str(int(idx))), float(prob)
+        return self.labels_of(head, self.predict(head, text, text2))[0]
 
 
 def from_pretrained(path: Union[str, Path], cased: bool = False, compile: bool = False,

@@ -50,6 +50,17 @@ def hf_state_dict(model: TupeModel, head: Optional[str] = None) -> dict[str, tor
     return out
 
 
+def hf_config(directory: PathLike, config: Optional[dict] = None) -> TupeConfig:
+    """The model configuration of a transformers folder: TupeConfig's fields of its config.json."""
+    path = Path(directory) / CONFIG_FILE
+    config = config if config is not None else json.loads(path.read_text())
+    names = {f.name for f in dc_fields(TupeConfig)}
+    try:
+        return TupeConfig(**{k: v for k, v in config.items() if k in names})
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
 def load_hf_folder(directory: PathLike, head: str = TupeModel.DEFAULT_HEAD) -> TupeModel:
     """A native model from a transformers folder. The sequence classifier becomes the
     classification head ``head``; a missing masked-LM head (a classifier saved by transformers)
@@ -57,11 +68,7 @@ def load_hf_folder(directory: PathLike, head: str = TupeModel.DEFAULT_HEAD) -> T
     question answering) are left out; both are reported on stderr."""
     directory = Path(directory)
     config = json.loads((directory / CONFIG_FILE).read_text())
-    names = {f.name for f in dc_fields(TupeConfig)}
-    try:
-        cfg = TupeConfig(**{k: v for k, v in config.items() if k in names})
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{directory / CONFIG_FILE}: {e}") from None
+    cfg = hf_config(directory, config)
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} (sharded or .bin weights are not read here)")

@@ -13,8 +13,8 @@ from ..model.electra import is_electra_state, split_electra_state
 from .electra import electra_from_state
 from .errors import CONFIG_FILE, PathLike
 from .fairseq import build_and_load, checkpoint_tensors, config_from_checkpoint, progress_of
-from .hf import is_hf_folder, load_hf_folder
-from .native import Vocabulary, load_pretrained, read_vocabulary
+from .hf import hf_config, is_hf_folder, load_hf_folder
+from .native import Vocabulary, load_pretrained, pretrained_config, read_vocabulary
 from .safe import read_checkpoint, resolve_checkpoint
 
 
@@ -46,8 +46,8 @@ def read_config(path: PathLike) -> tuple[TupeConfig, dict]:
     ELECTRA included, an own-format or a transformers folder), and a training checkpoint's
     progress (``num_updates``, ``epoch``: the epoch it was saved in; empty for folders)."""
     path = Path(path)
-    if path.is_dir() and (path / CONFIG_FILE).is_file():
-        return load_model(path).cfg, {}
+    if path.is_dir() and (path / CONFIG_FILE).is_file():   # config.json alone, no weights read
+        return (hf_config(path) if is_hf_folder(path) else pretrained_config(path)), {}
     ckpt = resolve_checkpoint(path)
     state = read_checkpoint(ckpt)
     tensors = state["model"]

@@ -100,13 +100,19 @@ def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a valid safetensors file ({str(e).splitlines()[0][:200]})") from None
 
 
+def pretrained_config(directory: PathLike, config: Optional[dict] = None) -> TupeConfig:
+    """The model configuration of an own-format folder (from its config.json; nothing else read)."""
+    config = config if config is not None else read_pretrained_config(directory)
+    try:
+        return TupeConfig.from_dict(config["model"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{Path(directory) / CONFIG_FILE}: {e}") from None
+
+
 def load_pretrained(directory: PathLike) -> TupeModel:
     directory = Path(directory)
     config = read_pretrained_config(directory)
-    try:
-        cfg = TupeConfig.from_dict(config["model"])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{directory / CONFIG_FILE}: {e}") from None
+    cfg = pretrained_config(directory, config)
     # Version 1 stored the fused q/k/v as in_proj_weight/in_proj_bias (now a Linear, in_proj.*).
     state = {k.replace(_QKV_ORIG, _QKV_OURS): v for k, v in load_safetensors(directory / WEIGHTS_FILE).items()}
     model = build_and_load(cfg, state, directory / WEIGHTS_FILE)

@@ -198,14 +198,13 @@ class Encoder(nn.Module):
         return bias
 
     def flex_positions(self, seq_len: int, padding: torch.Tensor) -> FlexPositions:
-        """The positional terms in factored form, for the flex kernel (see flex.py); [CLS]'s row
-        and column values (row0, col0) of several modules add up."""
+        """The positional terms in factored form, for the flex kernel (see flex.py). A term two
+        modules give (TUPE-R: [CLS]'s row and column values, row0/col0) is their sum."""
         terms: dict = {}
         for module in self.positional_modules():
             for key, value in module.flex_terms(seq_len, padding.device).items():
-                if value is not None and key in ("row0", "col0") and terms.get(key) is not None:
-                    value = terms[key] + value
-                terms[key] = value if value is not None else terms.get(key)
+                if value is not None:
+                    terms[key] = value if terms.get(key) is None else terms[key] + value
         return FlexPositions(padding, **terms)
 
     def additive_mask(self, padding: torch.Tensor, dtype: torch.dtype) -> Optional[torch.Tensor]:

@@ -60,14 +60,14 @@ def autocast(precision: str, device: torch.device):
 
 def apply_speed_options(model, cfg, args, device, log: Callable[[str], None]) -> None:
     """--attn-impl and --compile: how the model runs, not what it is (nothing saved changes)."""
-    a = args
-    if kernel_name(a.attn_impl) != "auto":
-        if needs_factored(kernel_name(a.attn_impl)) and cfg.attention_dropout > 0:
-            raise TrainingError(f"--attn-impl {a.attn_impl} cannot drop attention probabilities "
+    kernel = kernel_name(args.attn_impl)
+    if kernel != "auto":
+        if needs_factored(kernel) and cfg.attention_dropout > 0:
+            raise TrainingError(f"--attn-impl {args.attn_impl} cannot drop attention probabilities "
                                 f"(FlexAttention has no attention dropout): add --attention-dropout 0 "
                                 f"(now {cfg.attention_dropout}) or use --attn-impl auto")
-        set_attn_impl(model, a.attn_impl)
-    if a.compile:
+        set_attn_impl(model, args.attn_impl)
+    if args.compile:
         if compile_layers(model, device, warn=False):
             log("--compile: encoder layers compiled (the first updates include compile time)")
         else:

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 from ..cli import HelpFormatter
 from ..config import POS_ENCODINGS, PRESETS, TRAINING_FIELDS, ConfigError, TupeConfig, scheme_overrides
 from ..model.attention import ALIASES, ATTN_IMPLS
-from ..model.electra import generator_config as build
+from ..model.electra import generator_config as electra_generator_config
 
 # Configuration fields that come from the data's dictionary, not from a flag.
 DICTIONARY_FIELDS = ("vocab_size", "padding_idx")
@@ -223,7 +223,6 @@ def given_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
@@ -265,26 +264,12 @@ def field_flag(name: str) -> Optional[str]:
     return "--" + INVERTED_FLAGS.get(name, name).replace("_", "-")
 
 
-def _flag_values(args: argparse.Namespace) -> dict:
-    """The configuration fields the flags set: ``--arch``'s preset, then every flag named after a
-    field (``--encoder-layers`` -> encoder_layers, ``--tie-cls`` -> untie_cls=False)."""
-    values = dict(PRESETS[args.arch])
-    for f in dataclasses.fields(TupeConfig):
-        if f.name in DICTIONARY_FIELDS:
-            continue
-        if f.name in INVERTED_FLAGS:
-            if getattr(args, INVERTED_FLAGS[f.name], False):
-                values[f.name] = False
-            continue
-        value = getattr(args, f.name, None)
-        if value is not None:
-            values[f.name] = value
-    return values
-
-
 def model_config(args: argparse.Namespace, vocab_size: int, padding_idx: int = 1) -> TupeConfig:
-    """The one place where training flags become the model configuration."""
-    return TupeConfig(vocab_size=vocab_size, padding_idx=padding_idx, **_flag_values(args))
+    """The one place where training flags become the model configuration: ``--arch``'s preset,
+    then every flag named after a field (``TupeConfig.from_args``); the dictionary gives the
+    vocabulary; ``--tie-cls`` (the one flag that says the opposite of its field) sets untie_cls=False."""
+    return TupeConfig.from_args(args, vocab_size=vocab_size, padding_idx=padding_idx,
+                                untie_cls=False if args.tie_cls else None)
 
 
 def gave_field(args: argparse.Namespace, name: str) -> Optional[str]:
@@ -361,7 +346,7 @@ def scheme_flags(name: str) -> list[str]:
 def generator_config(args: argparse.Namespace, cfg: TupeConfig) -> TupeConfig:
     """ELECTRA's generator from the --generator-* flags (see model/electra.py)."""
 
-    return build(cfg, args.generator_size_divisor, args.generator_layers, args.generator_embed_dim,
+    return electra_generator_config(cfg, args.generator_size_divisor, args.generator_layers, args.generator_embed_dim,
                  args.generator_ffn_embed_dim, args.generator_attention_heads)
 
 

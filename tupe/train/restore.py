@@ -153,16 +153,3 @@ def write_run_files(args: argparse.Namespace, task, save_dir: Path) -> None:
         src = next((d / name for d in sources if (d / name).is_file()), None)
         if src is not None and not (save_dir / name).exists():
             shutil.copyfile(src, save_dir / name)
-
-
-def check_data_paths(args) -> None:
-    """The data argument before anything is created: each directory exists; a text file gets the
-    command that preprocesses it."""
-    for part in (p for p in args.data.split(":") if p):
-        path = Path(part)
-        if path.is_file():
-            raise TrainingError(f"{path} is a file; train.py reads binarized data directories. Preprocess it "
-                                f"first, e.g. tupe-preprocess pretrain --input {path} --destdir data-bin/NAME "
-                                f"(a labelled TSV: tupe-preprocess task; see docs/data.md)")
-        if not path.is_dir():
-            raise TrainingError(f"{path}: data directory not found")

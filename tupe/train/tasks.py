@@ -92,6 +92,16 @@ def masked_lm_loss(model, batch: dict, device, pad: int, autocast) -> tuple[torc
     return F.cross_entropy(logits.float(), target[masked], reduction="sum"), int(masked.sum())
 
 
+def check_data_dir(path: Path) -> None:
+    """A task's data directory exists; a text file gets the command that preprocesses it."""
+    if path.is_file():
+        raise TaskError(f"{path} is a file; train.py reads binarized data directories. Preprocess it "
+                        f"first, e.g. tupe-preprocess pretrain --input {path} --destdir data-bin/NAME "
+                        f"(a labelled TSV: tupe-preprocess task; see docs/data.md)")
+    if not path.is_dir():
+        raise TaskError(f"{path}: data directory not found")
+
+
 class MaskedLMTask(Task):
     name = "masked_lm"
 
@@ -99,8 +109,7 @@ class MaskedLMTask(Task):
         self.args = args
         self.data_dirs = [Path(p) for p in args.data.split(":") if p]
         for d in self.data_dirs:
-            if not d.is_dir():
-                raise TaskError(f"{d}: data directory not found")
+            check_data_dir(d)
         self.dictionary = load_dictionary(self.data_dirs[0] / "dict.txt")
         self.pad = self.dictionary.pad()
         self.masker = Masker(self.dictionary.index(MASK), len(self.dictionary), self.pad,
@@ -249,8 +258,7 @@ class SentencePredictionTask(Task):
     def __init__(self, args):
         self.args = args
         self.data_dir = Path(args.data)
-        if not self.data_dir.is_dir():
-            raise TaskError(f"{self.data_dir}: data directory not found")
+        check_data_dir(self.data_dir)
         self.dictionary = load_dictionary(self.data_dir / "input0" / "dict.txt")
         self.pad = self.dictionary.pad()
         self.regression = args.regression_target

@@ -41,7 +41,7 @@ from .devices import apply_speed_options, autocast, choose_precision, init_distr
 from .logger import MetricsLogger
 from .optim import DynamicLossScaler, FairseqAdam, PolynomialDecay
 from .options import checkpoint_args, model_config, parse_args
-from .restore import TrainingError, check_data_paths, find_restore, load_weights, run_config, write_run_files
+from .restore import TrainingError, find_restore, load_weights, run_config, write_run_files
 from .savedir import SaveDirError, SaveDirLock
 from .tasks import TaskError, build_task
 
@@ -442,7 +442,6 @@ def main(argv=None) -> int:
     save_dir = Path(args.save_dir)
     created = not save_dir.exists()
     try:
-        check_data_paths(args)
         if int(os.environ.get("RANK", "0")) == 0 and not args.no_save:   # one training per --save-dir
             lock = SaveDirLock(save_dir, log=lambda msg: print(msg, flush=True))
             lock.acquire()
