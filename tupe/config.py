@@ -15,6 +15,8 @@ POS_ENCODINGS = ("tupe", "absolute", "rope", "alibi", "none")
 # The paper's names (and today's baselines), by pos_encoding; "-A"/"-R" added where the paper does.
 SCHEME_NAMES = {"tupe": "TUPE", "absolute": "BERT", "rope": "RoPE", "alibi": "ALiBi", "none": "NoPE"}
 ACTIVATIONS = ("gelu", "gelu_accurate", "relu", "tanh")
+# RoPE's frequency scaling for inputs longer than the trained length (transformers' rope_type names).
+ROPE_SCALINGS = ("none", "linear", "dynamic", "yarn")
 
 # The scheme registry: each model of the paper and each of today's baselines, by name, as the
 # configuration fields that make it (every other field keeps its value). Everything that names a
@@ -93,6 +95,14 @@ class TupeConfig:
     # None = the scheme's default: untied for "tupe", not applicable to "absolute".
     untie_cls: Optional[bool] = field(default=None)
     rope_theta: float = 10000.0
+    # (metadata: "training" = a run's hyperparameter, not carried by checkpoints; "choices" = the
+    # allowed values; "needs" = the values of other fields a non-default value requires.)
+    # RoPE scaling (positional.RotaryEmbedding): "linear" divides positions by rope_scaling_factor;
+    # "dynamic" (NTK) raises the base once the input is longer than max_positions; "yarn" mixes
+    # both per frequency, around rope_original_length (0: max_positions).
+    rope_scaling: str = field(default="none", metadata={"choices": ROPE_SCALINGS, "needs": {"pos_encoding": "rope"}})
+    rope_scaling_factor: float = 1.0
+    rope_original_length: int = 0
 
     def __post_init__(self) -> None:
         if self.untie_cls is None:
@@ -134,6 +144,16 @@ class TupeConfig:
             raise ConfigError(f"pos_encoding='rope' needs an even head dimension, got {self.head_dim}")
         if isinstance(self.rope_theta, bool) or not float(self.rope_theta) > 1.0:
             raise ConfigError(f"rope_theta must be a number > 1, got {self.rope_theta!r}")
+        if self.rope_scaling not in ROPE_SCALINGS:
+            raise ConfigError(f"rope_scaling={self.rope_scaling!r}; choose one of {ROPE_SCALINGS}")
+        if self.rope_scaling != "none" and self.pos_encoding != "rope":
+            raise ConfigError(f"rope_scaling={self.rope_scaling!r} needs pos_encoding='rope' (got {self.pos_encoding!r})")
+        if isinstance(self.rope_scaling_factor, bool) or not float(self.rope_scaling_factor) >= 1.0:
+            raise ConfigError(f"rope_scaling_factor must be a number >= 1, got {self.rope_scaling_factor!r}")
+        if isinstance(self.rope_original_length, bool) or not isinstance(self.rope_original_length, int) \
+                or self.rope_original_length < 0:
+            raise ConfigError(f"rope_original_length must be an integer >= 0 (0: max_positions), "
+                              f"got {self.rope_original_length!r}")
         if self.rel_pos_bins % 2 or self.rel_pos_bins < 4:
             raise ConfigError(f"rel_pos_bins must be an even number >= 4, got {self.rel_pos_bins}")
         if self.max_rel_pos <= self.rel_pos_bins // 4:

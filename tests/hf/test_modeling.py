@@ -107,13 +107,50 @@ def test_reference_fixture_through_transformers(tmp_path):
                                    atol=1e-5, rtol=0)
 
 
-def test_left_padding_is_refused_with_a_clear_error(tmp_path):
+@pytest.mark.parametrize("impl", ["eager", "sdpa", "flex_attention"])
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_left_padding_equals_right_padding(scheme, impl, tmp_path):
+    """Positions come from attention_mask per row: every real token (and the classifier on each
+    row's [CLS]) gets the same outputs left- or right-padded, whatever the pad id."""
+    _, folder = native_and_folder(scheme, tmp_path)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation=impl).eval()
+    _, mask, tokens = right_padded(pad_id=1)
+    T = tokens.size(1)
+    left_tokens, left_mask = torch.full_like(tokens, 5), torch.zeros_like(mask)   # pad id 5: the mask decides
+    for i, n in enumerate(mask.sum(1).tolist()):
+        left_tokens[i, T - n:], left_mask[i, T - n:] = tokens[i, :n], 1
+    with torch.no_grad():
+        a = model(tokens, attention_mask=mask, output_hidden_states=True)
+        b = model(left_tokens, attention_mask=left_mask, output_hidden_states=True)
+    torch.testing.assert_close(b.logits, a.logits, atol=1e-5, rtol=1e-5)
+    for i, n in enumerate(mask.sum(1).tolist()):
+        for ha, hb in zip(a.hidden_states, b.hidden_states):
+            torch.testing.assert_close(hb[i, T - n:], ha[i, :n], atol=1e-5, rtol=1e-5)
+
+
+def test_padding_between_real_tokens_is_refused(tmp_path):
     _, folder = native_and_folder("TUPE-R", tmp_path)
     model = AutoModel.from_pretrained(folder).eval()
     tokens = random_tokens(2, 6)
-    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
-    with pytest.raises(hf.PaddingError, match="pad on the right"):
+    mask = torch.tensor([[1, 1, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    with pytest.raises(hf.PaddingError, match="contiguous"):
         model(tokens, attention_mask=mask)
+
+
+def test_hidden_states_of_chosen_layers(tmp_path):
+    """output_hidden_states as transformers 5.x reads it: a flag, or indices (negative from the end)."""
+    _, folder = native_and_folder("TUPE-R", tmp_path)
+    model = AutoModel.from_pretrained(folder).eval()
+    tokens = random_tokens(2, 8)
+    with torch.no_grad():
+        every = model(tokens, output_hidden_states=True).hidden_states
+        chosen = model(tokens, output_hidden_states=[0, -1]).hidden_states
+        one = model(tokens, output_hidden_states=1).hidden_states
+    assert len(every) == len(chosen) == len(one) == model.config.num_hidden_layers + 1
+    assert [h is None for h in chosen] == [False] + [True] * (len(every) - 2) + [False]
+    assert torch.equal(chosen[0], every[0]) and torch.equal(chosen[-1], every[-1])
+    assert [h is not None for h in one] == [i == 1 for i in range(len(every))] and torch.equal(one[1], every[1])
+    assert set(hf.TupeHfModel._can_record_outputs) == {"hidden_states", "attentions"}
 
 
 def test_save_and_reload_is_bitwise(tmp_path):
@@ -173,22 +210,81 @@ def test_inputs_embeds_equal_input_ids(tmp_path):
         base(tokens, token_type_ids=torch.ones_like(tokens))
 
 
-def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
-    _, folder = native_and_folder("TUPE-R", tmp_path)
+@pytest.mark.parametrize("options", [dict(), dict(activation_checkpointing_kwargs={"use_reentrant": True}),
+                                     dict(activation_checkpointing_kwargs={"use_reentrant": False}),
+                                     dict(every_n_layers=2)], ids=["default", "reentrant", "non-reentrant", "every-2nd"])
+def test_gradient_checkpointing_options(options, tmp_path):
+    """transformers' own mechanism (GradientCheckpointingLayer): its options are honoured (every
+    n-th layer: that many checkpointed calls) and the gradients are those without checkpointing."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    native = perturbed(tiny_config(**SCHEMES["TUPE-R"], encoder_layers=4))
+    native.register_classification_head(native.DEFAULT_HEAD, 3)   # saved: both models start from the same head
+    folder = hf.export_hf(native, tmp_path / "hf")
     _, mask, tokens = right_padded(pad_id=1)
     labels = torch.tensor([0, 2, 1, 1])
-    grads = []
+    grads, calls = [], []
     for checkpointing in (False, True):
-        model = AutoModelForSequenceClassification.from_pretrained(folder, dropout=0.0, attention_dropout=0.0,
-                                                                   pooler_dropout=0.0).train()
+        model = AutoModelForSequenceClassification.from_pretrained(folder, dropout=0.0,
+                                                                   attention_dropout=0.0, pooler_dropout=0.0).train()
+        layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+        assert len(layers) == 4
         if checkpointing:
-            model.gradient_checkpointing_enable()
-            assert model.tupe.encoder.gradient_checkpointing
+            model.activation_checkpointing_enable(**options)
+            assert model.is_activation_checkpointing
+            for layer in layers:
+                run = layer._gradient_checkpointing_func
+                layer._gradient_checkpointing_func = lambda *a, run=run, **k: calls.append(1) or run(*a, **k)
         model(tokens, attention_mask=mask, labels=labels).loss.backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert len(calls) == 4 // options.get("every_n_layers", 1)
     assert grads[0].keys() == grads[1].keys()
     for n in grads[0]:
         torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-6, rtol=1e-5, msg=n)
+    model.activation_checkpointing_disable()
+    assert not model.is_activation_checkpointing
+
+
+def test_returned_attentions_carry_gradients(tmp_path):
+    _, folder = native_and_folder("TUPE-R", tmp_path)
+    model = AutoModel.from_pretrained(folder, attn_implementation="eager")
+    out = model(random_tokens(2, 8), output_attentions=True, output_hidden_states=True)
+    out.attentions[0].retain_grad()
+    out.hidden_states[0].retain_grad()
+    out.last_hidden_state.flatten()[0].backward()
+    assert out.attentions[0].grad is not None and out.attentions[0].grad.abs().sum() > 0
+    assert out.hidden_states[0].grad is not None
+
+
+@pytest.mark.parametrize("kind", ["linear", "dynamic", "yarn"])
+def test_rope_scaling_matches_transformers(kind, tmp_path):
+    """rope_parameters map onto the native RoPE fields, and the native frequencies (and YaRN's
+    temperature) equal transformers' own rope functions of the same name, below and past the length."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    from tupe.model.positional import RotaryEmbedding
+
+    cfg = tiny_config(**SCHEMES["RoPE"], rope_scaling=kind, rope_scaling_factor=4.0, max_positions=16)
+    hcfg = hf.TupeHfConfig.from_tupe_config(cfg)
+    assert hcfg.rope_parameters["rope_type"] == kind and hcfg.rope_parameters["factor"] == 4.0
+    assert hcfg.to_tupe_config() == cfg
+    hcfg.head_dim = cfg.head_dim
+    rope = RotaryEmbedding(cfg)
+    for T in (8, 40):
+        want, temperature = ROPE_INIT_FUNCTIONS[kind](hcfg, "cpu", *([T] if kind == "dynamic" else []))
+        torch.testing.assert_close(rope.inverse_frequencies(T), want.float(), atol=1e-6, rtol=1e-6)
+        cos, _ = rope(T)
+        assert abs(float(cos[0, 0]) - temperature) < 1e-6            # cos(0) * temperature
+    hcfg.save_pretrained(tmp_path)
+    assert AutoConfig.from_pretrained(tmp_path).to_tupe_config() == cfg
+    assert not hasattr(hf.TupeHfConfig.from_tupe_config(tiny_config()), "rope_parameters")   # RoPE models only
+
+
+def test_unsupported_rope_type_is_refused():
+    hcfg = hf.TupeHfConfig.from_tupe_config(tiny_config(**SCHEMES["RoPE"]))
+    hcfg.rope_parameters = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0}
+    with pytest.raises(ValueError, match="rope_scaling='llama3'; choose one of"):
+        hcfg.to_tupe_config()
 
 
 def test_resize_token_embeddings_keeps_the_tie(tmp_path):

@@ -295,6 +295,18 @@ def test_onnx_export_runs_in_onnxruntime(exported, kind, tmp_path):
         got = session.run(None, {k: v.numpy() for k, v in batch.items()})[0]
         assert got.shape == tuple(want.shape)
         assert abs(got - want.numpy()).max() <= 1e-4
+    # The exported graph reads positions from the mask too: a left-padded batch gives, for every
+    # real token, what the same rows right-padded give.
+    texts = ["the river", "a city of the river and the city of a river", "city"]
+    right = tok(texts, padding=True, return_tensors="pt")
+    tok.padding_side = "left"
+    left = tok(texts, padding=True, return_tensors="pt")
+    got_right, got_left = (session.run(None, {k: v.numpy() for k, v in b.items()})[0] for b in (right, left))
+    for i in range(len(texts)):
+        n = int(right["attention_mask"][i].sum())
+        real_right = got_right[i, :n] if kind == "base" else got_right[i]
+        real_left = got_left[i, -n:] if kind == "base" else got_left[i]
+        assert abs(real_right - real_left).max() <= 1e-4, i
 
 
 def test_restore_file_reads_a_transformers_folder(exported, order_task, tmp_path):

@@ -124,3 +124,29 @@ def test_bias_computed_once_per_forward_and_shared(rel_pos):
     assert all(shape == (4, 9, 9) for shape in calls)
     assert len(seen) == 2 and seen[0] is seen[1]                       # the very same tensor in every layer
     assert seen[0].shape == (3, 4, 9, 9)
+
+
+def test_rope_scaling_native():
+    """linear: position t*s gets the angles of t unscaled; dynamic: nothing changes up to
+    max_positions, the base grows past it; yarn: the fastest channels are kept, the slowest
+    interpolated by the factor (the transformers cross-check is in tests/hf)."""
+    from tupe import TupeConfig
+    from tupe.model.positional import RotaryEmbedding
+
+    def rope(**kw):
+        return RotaryEmbedding(TupeConfig(vocab_size=10, pos_encoding="rope", encoder_embed_dim=64,
+                                          encoder_attention_heads=2, max_positions=16, **kw))
+
+    plain = rope()
+    linear = rope(rope_scaling="linear", rope_scaling_factor=4.0)
+    cos_plain, _ = plain(40)
+    cos_linear, _ = linear(40)
+    torch.testing.assert_close(cos_linear[[0, 4, 8, 36]], cos_plain[[0, 1, 2, 9]], atol=1e-5, rtol=0)
+    dynamic = rope(rope_scaling="dynamic", rope_scaling_factor=4.0)
+    assert torch.equal(dynamic.inverse_frequencies(16), plain.inverse_frequencies(16))
+    assert (dynamic.inverse_frequencies(40)[1:] < plain.inverse_frequencies(40)[1:]).all()
+    yarn = rope(rope_scaling="yarn", rope_scaling_factor=4.0).inverse_frequencies(40)
+    assert yarn[0] == plain.inverse_frequencies(40)[0]
+    torch.testing.assert_close(yarn[-1], plain.inverse_frequencies(40)[-1] / 4)
+    with pytest.raises(ValueError, match="needs pos_encoding='rope'"):
+        TupeConfig(vocab_size=10, rope_scaling="linear", rope_scaling_factor=2.0)

@@ -27,7 +27,8 @@ def base_kwargs(vocab_size):
 
 def other_value(kwargs, f):
     """A valid value of field ``f`` other than the base config's, found from the field's type
-    (and its declared choices): the first candidate that TupeConfig accepts."""
+    (and its declared choices and the fields it needs): the first candidate that TupeConfig accepts."""
+    kwargs = {**kwargs, **f.metadata.get("needs", {})}
     current = getattr(TupeConfig(**kwargs), f.name)
     if "choices" in f.metadata:
         candidates = [c for c in f.metadata["choices"] if c != current]
@@ -105,7 +106,7 @@ def test_glue_carries_every_field_at_once(order_task, vocab, tmp_path):
         if f.name in DICTIONARY_FIELDS:
             continue
         try:
-            kwargs = {**kwargs, f.name: getattr(other_value(kwargs, f), f.name)}
+            kwargs = {**kwargs, **f.metadata.get("needs", {}), f.name: getattr(other_value(kwargs, f), f.name)}
             changed.append(f.name)
         except AssertionError:     # no other value fits the fields changed before (untie_cls after pos_encoding)
             pass

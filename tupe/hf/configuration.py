@@ -40,15 +40,45 @@ class _TupeHfConfigBody:
 
     def __post_init__(self, **kwargs: Any) -> None:
         PreTrainedConfig.__post_init__(self, **kwargs)   # (the body is copied: no zero-argument super)
+        if self.pos_encoding == "rope" and getattr(self, "rope_parameters", None) is None:
+            self.rope_parameters = rope_parameters(self)
         self.untie_cls = self.to_tupe_config().untie_cls   # validates; resolves the scheme's default
 
     def to_tupe_config(self) -> TupeConfig:
-        """The native configuration (validated: raises ``tupe.ConfigError`` when invalid)."""
-        return TupeConfig(**{name: getattr(self, name) for name in TUPE_FIELDS})
+        """The native configuration (validated: raises ``tupe.ConfigError`` when invalid). A RoPE
+        model's ``rope_parameters`` (transformers' form of the RoPE fields) win over the fields."""
+        values = {name: getattr(self, name) for name in TUPE_FIELDS}
+        if values["pos_encoding"] == "rope" and getattr(self, "rope_parameters", None):
+            values.update(rope_fields(self.rope_parameters, values["max_positions"]))
+        return TupeConfig(**values)
 
     @classmethod
     def from_tupe_config(cls, cfg: TupeConfig, **kwargs: Any) -> "TupeHfConfig":
         return cls(**cfg.to_dict(), **kwargs)
+
+
+def rope_parameters(cfg: Any) -> dict[str, Any]:
+    """TupeConfig's RoPE fields as transformers' ``rope_parameters`` (only RoPE models have them,
+    so transformers' RoPE tests and tools see RoPE exactly where it is)."""
+    params: dict[str, Any] = {"rope_type": "default" if cfg.rope_scaling == "none" else cfg.rope_scaling,
+                              "rope_theta": float(cfg.rope_theta)}
+    if cfg.rope_scaling != "none":
+        params["factor"] = float(cfg.rope_scaling_factor)
+    if cfg.rope_scaling == "yarn" and cfg.rope_original_length:
+        params["original_max_position_embeddings"] = cfg.rope_original_length
+    return params
+
+
+def rope_fields(params: dict[str, Any], max_positions: int) -> dict[str, Any]:
+    """``rope_parameters`` -> TupeConfig's fields. transformers' semantics: "dynamic" scales past
+    ``max_position_embeddings``; YaRN's original length is ``original_max_position_embeddings``.
+    A rope type the native model does not compute is refused by TupeConfig's validation."""
+    kind = params.get("rope_type", params.get("type", "default"))
+    scaling = "none" if kind == "default" else kind
+    original = int(params.get("original_max_position_embeddings") or 0) if scaling == "yarn" else 0
+    return dict(rope_theta=params.get("rope_theta", TupeConfig.rope_theta), rope_scaling=scaling,
+                rope_scaling_factor=float(params.get("factor") or 1.0) if scaling != "none" else 1.0,
+                rope_original_length=0 if original == max_positions else original)   # 0: max_positions
 
 
 # transformers-side settings, after TupeConfig's fields: (name, annotation, default)

@@ -14,10 +14,16 @@ State-dict layout (what ``save_pretrained`` writes)::
 An exported folder may hold ``lm_head.*`` and ``classifier.*`` together (``tupe-convert --hf``
 keeps everything the checkpoint had); each class takes what it uses and ignores the rest.
 
-Padding: positions count from each row's first token (as the original), so padding must be on
-the right. ``attention_mask`` marks the real tokens (any pad id works); a left-padded batch is
-refused with a clear error rather than silently shifting every position. Without
-``attention_mask``, tokens equal to ``pad_token_id`` are padding (the native rule).
+Padding: positions count from each row's first real token (as the original), read from
+``attention_mask`` per row: right- and left-padded rows give the same outputs for their real
+tokens (the encoder rotates left-padded rows, ``tupe/model/padding.py``); padding between real
+tokens is refused (``PaddingError``). Without ``attention_mask``, tokens equal to
+``pad_token_id`` are padding (the native rule).
+
+transformers' conventions the classes follow: layers are ``GradientCheckpointingLayer``s
+(``activation_checkpointing_enable`` / ``gradient_checkpointing_enable`` with their kwargs and
+``every_n_layers``); ``output_hidden_states`` may be a flag or the indices of the hidden states to
+keep (``_can_record_outputs``); ``attn_implementation`` picks the native kernel of that name.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -39,25 +46,34 @@ from transformers.modeling_outputs import (
 
 from ..model.attention import HF_KERNELS
 from ..model.dropout import Dropout
+from ..model.padding import PaddingError
 from ..model.positional import RelativePositionBias
-from ..model.transformer import ClassificationHead, Encoder, MaskedLMHead
+from ..model.transformer import ClassificationHead, Encoder, EncoderLayer, MaskedLMHead, SelfAttention
 from .configuration import TupeHfConfig
 
-
-class PaddingError(ValueError):
-    """An ``attention_mask`` TUPE cannot honour exactly (left padding, holes)."""
+__all__ = ["PaddingError"]
 
 
-def padding_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) 1 = real token, 0 = padding -> (B, T) bool, True at padding; refuses left padding."""
-    real = attention_mask.bool()
-    exporting = torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
-    if not exporting and bool((real[:, 1:] & ~real[:, :-1]).any()):
-        raise PaddingError(
-            "attention_mask has a padded position before a real token (left padding or a hole). "
-            "TUPE counts positions from each row's first token, as the original model was trained, "
-            "so pad on the right: tokenizer.padding_side = 'right' (the TupeTokenizer default).")
-    return ~real
+class TupeLayer(EncoderLayer, GradientCheckpointingLayer):
+    """The native encoder layer (same parameters and names), checkpointed by transformers'
+    mechanism when ``activation_checkpointing_enable`` asks for it (the encoder passes every
+    input positionally, as ``use_reentrant=True`` needs)."""
+
+
+def padding_of(config, input_ids, attention_mask) -> Optional[torch.Tensor]:
+    """(B, T) True at padding, from ``attention_mask`` (or the pad id), as the encoder reads it."""
+    if attention_mask is not None:
+        return ~attention_mask.bool()
+    return input_ids.eq(config.pad_token_id) if input_ids is not None else None
+
+
+def selected_hidden_states(flag, count: int) -> Optional[set[int]]:
+    """``output_hidden_states`` as transformers 5.x reads it: a flag (None: keep all) or an index
+    or indices of the ``count`` hidden states (negative ones count from the end)."""
+    if flag is None or isinstance(flag, bool):
+        return None
+    chosen = [flag] if isinstance(flag, int) else list(flag)
+    return {i % count for i in chosen if -count <= i < count}
 
 
 class TupePreTrainedModel(PreTrainedModel):
@@ -66,7 +82,10 @@ class TupePreTrainedModel(PreTrainedModel):
     base_model_prefix = "tupe"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["EncoderLayer"]
+    _no_split_modules = ["TupeLayer"]
+    # What ``output_hidden_states`` / ``output_attentions`` return: each layer's output (the
+    # embedding output first) and each attention's probabilities (its output 1).
+    _can_record_outputs = {"hidden_states": TupeLayer, "attentions": SelfAttention}
     # attn_implementation: "eager", "sdpa" and "flex_attention" select the native kernels of those
     # names (tupe/model/attention.py; flex: GPUs, attention_dropout 0 for training).
     _supports_sdpa = True
@@ -97,7 +116,7 @@ class TupeHfModel(TupePreTrainedModel):
 
     def __init__(self, config: TupeHfConfig):
         super().__init__(config)
-        self.encoder = Encoder(config.to_tupe_config())
+        self.encoder = Encoder(config.to_tupe_config(), layer=TupeLayer)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -120,12 +139,17 @@ class TupeHfModel(TupePreTrainedModel):
         if token_type_ids is not None and bool(token_type_ids.ne(0).any()):
             raise ValueError("TUPE has no segment (token type) embeddings; pairs are marked by "
                              "'</s> </s>' between the sentences, as the TupeTokenizer builds them")
-        padding = padding_from_mask(attention_mask) if attention_mask is not None else None
+        padding = ~attention_mask.bool() if attention_mask is not None else None   # (the encoder's default: pad id)
         # transformers' attn_implementation -> the native kernel of the same name (attention.py)
         self.encoder.attn_impl = HF_KERNELS.get(getattr(self.config, "_attn_implementation", None), "auto")
         out = self.encoder.encode(input_ids, padding=padding, embeds=inputs_embeds,
-                                  output_hidden_states=hidden_flag, output_attentions=attn_flag)
-        result = BaseModelOutput(last_hidden_state=out.last_hidden_state, hidden_states=out.hidden_states,
+                                  output_hidden_states=hidden_flag not in (None, False),
+                                  output_attentions=bool(attn_flag))
+        hidden = out.hidden_states
+        keep = selected_hidden_states(hidden_flag, self.config.num_hidden_layers + 1)
+        if hidden is not None and keep is not None:
+            hidden = tuple(h if i in keep else None for i, h in enumerate(hidden))
+        result = BaseModelOutput(last_hidden_state=out.last_hidden_state, hidden_states=hidden,
                                  attentions=out.attentions)
         return result if return_dict else result.to_tuple()
 
@@ -227,7 +251,7 @@ class TupeForSequenceClassification(_WithEncoder):
                 output_attentions=None, return_dict=None, **kwargs):
         out = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                            output_hidden_states, output_attentions)
-        logits = self.classifier(out.last_hidden_state)                                   # (B, K)
+        logits = self.classifier(out.last_hidden_state, padding_of(self.config, input_ids, attention_mask))  # (B, K)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels.to(logits.device))
         result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
                                           attentions=out.attentions)

@@ -8,7 +8,8 @@ forward with the sequence length T (and the device, which only the parameter-fre
 * ``bias(T, device)``: its additive (H, T, T) term of the attention logits, or None;
 * ``flex_terms(T, device)``: the same term factored, for ``attn_impl="flex"`` (flex.py);
 * ``rotary(T, device)``: (cos, sin) tables that rotate q and k (RoPE), or None;
-* ``logit_scale``: the attention's logits use 1/sqrt(logit_scale * d) (TUPE: 2).
+* ``logit_scale``: the attention's logits use 1/sqrt(logit_scale * d) (TUPE: 2);
+* ``max_length``: the longest input its tables cover (None: any length; RoPE, ALiBi, NoPE).
 
 ``POSITIONAL`` lists the modules with the encoder attribute each lives under (which fixes its
 checkpoint keys) and when a configuration has it. This is where the TUPE math lives:
@@ -44,6 +45,7 @@ class PositionalScheme:
 
     logit_scale = 1            # the logits' scale is 1/sqrt(logit_scale * head_dim)
     has_bias = False           # ``bias`` returns a tensor: cached per length in inference
+    max_length: Optional[int] = None   # longest sequence its tables cover (None: any length)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:                                  # (B, T, C)
         return x
@@ -64,6 +66,7 @@ class AbsolutePositionEmbedding(PositionalScheme, nn.Embedding):
 
     def __init__(self, cfg: TupeConfig):
         nn.Embedding.__init__(self, cfg.max_positions, cfg.encoder_embed_dim)
+        self.max_length = cfg.max_positions
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.weight[: x.size(1)]
@@ -86,6 +89,7 @@ class UntiedPositionalCorrelation(PositionalScheme, nn.Module):
         C, H = cfg.encoder_embed_dim, cfg.encoder_attention_heads
         self.num_heads = H
         self.untie_cls = cfg.untie_cls
+        self.max_length = cfg.max_positions
         self.scaling = (cfg.head_dim * 2) ** -0.5
         self.pos = nn.Embedding(cfg.max_positions + 1, C)
         self.pos_ln = nn.LayerNorm(C, eps=1e-5)
@@ -184,6 +188,7 @@ class RelativePositionBias(PositionalScheme, nn.Module):
         self.untie_cls = cfg.untie_cls
         self.relative_attention_bias = nn.Embedding(cfg.rel_pos_bins + 1, cfg.encoder_attention_heads)
         self.max_positions, self.max_distance = cfg.max_positions, cfg.max_rel_pos
+        self.max_length = cfg.max_positions      # the bucket table's distances
         self.register_buffer("bucket", self.bucket_table(), persistent=False)            # (2L - 1,)
 
     def bucket_table(self) -> torch.Tensor:
@@ -246,19 +251,53 @@ class ALiBiBias(PositionalScheme, nn.Module):
 class RotaryEmbedding(PositionalScheme, nn.Module):
     """RoPE (RoFormer): channel pairs (c, c + d/2) of q and k rotated by angle
     ``t * theta^(-2c/d)`` at position t, so that q_i . k_j depends on j - i only. No parameters;
-    the (cos, sin) tables (T, d) are computed once per forward."""
+    the (cos, sin) tables (T, d) are computed once per forward.
+
+    Scaling for inputs longer than the trained length (``rope_scaling``, factor s, trained length
+    L = max_positions, or rope_original_length for YaRN), as transformers' rope types of the same
+    names compute them:
+
+    * linear: positions divided by s (every frequency / s);
+    * dynamic (NTK-aware): for T > L the base becomes ``theta * (s T / L - (s - 1))^(d / (d - 2))``;
+      inputs up to L are unchanged;
+    * yarn: frequencies that turn fewer than 1 time over L are divided by s, those turning more
+      than 32 times are kept, a linear ramp between; cos and sin are multiplied by
+      ``0.1 ln(s) + 1`` (the attention temperature).
+    """
+
+    YARN_BETA_FAST, YARN_BETA_SLOW = 32, 1
 
     def __init__(self, cfg: TupeConfig):
         super().__init__()
         self.head_dim = cfg.head_dim
         self.theta = float(cfg.rope_theta)
+        self.scaling, self.factor = cfg.rope_scaling, float(cfg.rope_scaling_factor)
+        self.trained_length = cfg.max_positions
+        self.original_length = cfg.rope_original_length or cfg.max_positions
+
+    def inverse_frequencies(self, seq_len: int, device=None) -> torch.Tensor:
+        d, base, s = self.head_dim, self.theta, self.factor
+        if self.scaling == "dynamic" and seq_len > self.trained_length:
+            base = base * (s * seq_len / self.trained_length - (s - 1)) ** (d / (d - 2))
+        inv_freq = base ** (-torch.arange(0, d, 2, device=device, dtype=torch.float32) / d)       # (d/2,)
+        if self.scaling == "linear":
+            return inv_freq / s
+        if self.scaling == "yarn":
+            def dim_at(rotations: float) -> float:    # the channel whose frequency turns `rotations` times over L
+                return d * math.log(self.original_length / (rotations * 2 * math.pi)) / (2 * math.log(base))
+            low = max(math.floor(dim_at(self.YARN_BETA_FAST)), 0)
+            high = min(math.ceil(dim_at(self.YARN_BETA_SLOW)), d - 1)
+            ramp = ((torch.arange(d // 2, device=device, dtype=torch.float32) - low)
+                    / max(high - low, 1e-3)).clamp(0, 1)                                       # 0: keep, 1: interpolate
+            return inv_freq / s * ramp + inv_freq * (1 - ramp)
+        return inv_freq
 
     def forward(self, seq_len: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        d = self.head_dim
-        inv_freq = self.theta ** (-torch.arange(0, d, 2, device=device, dtype=torch.float32) / d)   # (d/2,)
+        inv_freq = self.inverse_frequencies(seq_len, device)                                       # (d/2,)
         angles = torch.arange(seq_len, device=device, dtype=torch.float32)[:, None] * inv_freq     # (T, d/2)
         angles = torch.cat([angles, angles], dim=-1)                                               # (T, d)
-        return angles.cos(), angles.sin()
+        temperature = 0.1 * math.log(self.factor) + 1.0 if self.scaling == "yarn" and self.factor > 1 else 1.0
+        return angles.cos() * temperature, angles.sin() * temperature
 
     rotary = forward
 

@@ -7,7 +7,6 @@ once per forward and every layer receives them as one additive ``attn_mask``.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import NamedTuple, Optional
 
 import torch
@@ -20,6 +19,7 @@ from ..config import TupeConfig
 from .attention import KERNELS, kernel_name, needs_factored
 from .dropout import Dropout
 from .flex import FlexPositions
+from .padding import first_real, rotate, row_shifts, unrotate_attention
 from .positional import POSITIONAL_NAMES, apply_rotary, logit_scale, positional_modules
 
 # Optimizer steps taken in this process. Fused optimizers (torch's fused AdamW, which
@@ -138,7 +138,7 @@ class Encoder(nn.Module):
 
     BIAS_CACHE_LENGTHS = 8   # lengths whose eval-mode positional bias is kept
 
-    def __init__(self, cfg: TupeConfig, embed_tokens: bool = True):
+    def __init__(self, cfg: TupeConfig, embed_tokens: bool = True, layer: type = EncoderLayer):
         super().__init__()
         C = cfg.encoder_embed_dim
         self.cfg = cfg
@@ -154,11 +154,14 @@ class Encoder(nn.Module):
         self.positional = [name for name in POSITIONAL_NAMES if name in modules]
         self.emb_layer_norm = nn.LayerNorm(C, eps=1e-5) if cfg.embedding_normalize else None
         self.dropout = Dropout(cfg.dropout)
-        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
+        self.layers = nn.ModuleList(layer(cfg) for _ in range(cfg.encoder_layers))
         self.emb_out_layer_norm = nn.LayerNorm(C, eps=1e-5) if cfg.encoder_normalize_before else None
-        # Activation checkpointing of each layer in training (HF's gradient_checkpointing_enable()
-        # sets this flag and may set ``_gradient_checkpointing_func``).
-        self.gradient_checkpointing = False
+        # Activation checkpointing of every layer in training (set it to trade compute for memory); tupe.hf
+        # uses transformers' own per-layer mechanism instead (its layers checkpoint themselves).
+        self.checkpoint_layers = False
+        # The longest input the positional tables cover (None: schemes without tables, any length).
+        self.max_length = min((m.max_length for m in self.positional_modules() if m.max_length is not None),
+                              default=None)
         self._bias_cache: dict = {}     # eval-mode positional bias per length (positional_bias)
         self.attn_impl = "auto"
 
@@ -246,16 +249,20 @@ class Encoder(nn.Module):
                output_attentions: bool = False) -> EncoderOutput:
         """The full forward. ``tokens`` (B, T), or ``embeds`` (B, T, C) in place of the token
         embedding lookup; ``padding`` (B, T) True at padded positions (default: tokens equal to
-        the padding index). Positions count from each row's first token, so padding must be on
-        the right (the original's layout)."""
+        the padding index). Positions count from each row's first real token: right- and
+        left-padded rows give the same outputs for their real tokens (padding.py)."""
         x = self.embed_tokens(tokens) if embeds is None else embeds                    # (B, T, C)
         B, T, _ = x.shape
-        if T > self.cfg.max_positions:
-            raise ValueError(f"sequence length {T} exceeds max_positions={self.cfg.max_positions}; "
-                             f"truncate the input (e.g. --truncate-sequence) or use shorter blocks")
+        if self.max_length is not None and T > self.max_length:
+            raise ValueError(f"sequence length {T} exceeds max_positions={self.max_length} (the positional "
+                             f"tables of {self.cfg.name} cover {self.max_length} positions); truncate the input "
+                             f"(e.g. --truncate-sequence) or use shorter blocks")
         if padding is None:
             padding = tokens.eq(self.padding_idx) if tokens is not None else \
                 torch.zeros(B, T, dtype=torch.bool, device=x.device)                     # (B, T)
+        shift = row_shifts(padding)                                                    # (B,) | None
+        if shift is not None:                                                          # left padding:
+            x, padding = rotate(x, shift), rotate(padding, shift)                      # rows start at column 0
         for module in self.positional_modules():
             x = module.embed(x)                                                        # BERT-A: + positions
         if self.emb_layer_norm is not None:
@@ -277,9 +284,8 @@ class Encoder(nn.Module):
 
         hidden, attentions = [x] if output_hidden_states else None, [] if output_attentions else None
         for layer in self.layers:
-            if self.gradient_checkpointing and self.training:
-                run = getattr(self, "_gradient_checkpointing_func", None) or partial(checkpoint, use_reentrant=False)
-                x, probs = run(layer, x, attn_mask, output_attentions, rotary, kernel)
+            if self.checkpoint_layers and self.training:
+                x, probs = checkpoint(layer, x, attn_mask, output_attentions, rotary, kernel, use_reentrant=False)
             else:
                 x, probs = layer(x, attn_mask, output_attentions, rotary, kernel)
             if output_attentions:
@@ -290,6 +296,10 @@ class Encoder(nn.Module):
             x = self.emb_out_layer_norm(x)
             if output_hidden_states:
                 hidden[-1] = x
+        if shift is not None:                                                          # back to the input's columns
+            x = rotate(x, shift, inverse=True)
+            hidden = [rotate(h, shift, inverse=True) for h in hidden] if hidden is not None else None
+            attentions = [unrotate_attention(a, shift) for a in attentions] if attentions is not None else None
         return EncoderOutput(x, tuple(hidden) if hidden is not None else None,
                              tuple(attentions) if attentions is not None else None)
 
@@ -316,7 +326,8 @@ class MaskedLMHead(nn.Module):
 
 
 class ClassificationHead(nn.Module):
-    """[CLS] features -> dense -> tanh -> dropout -> out_proj."""
+    """[CLS] features -> dense -> tanh -> dropout -> out_proj. [CLS] is each row's first real
+    token: column 0, or after the leading pads of a left-padded row (``padding`` given)."""
 
     def __init__(self, cfg: TupeConfig, num_classes: int):
         super().__init__()
@@ -326,8 +337,9 @@ class ClassificationHead(nn.Module):
         self.dropout = Dropout(cfg.pooler_dropout)
         self.out_proj = nn.Linear(C, num_classes)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.out_proj(self.dropout(self.act(self.dense(features[:, 0]))))        # (B, K)
+    def forward(self, features: torch.Tensor, padding: Optional[torch.Tensor] = None) -> torch.Tensor:
+        cls = features[:, 0] if padding is None else features[torch.arange(features.size(0)), first_real(padding)]
+        return self.out_proj(self.dropout(self.act(self.dense(cls))))                    # (B, K)
 
 
 def init_bert_params(module: nn.Module) -> None:
@@ -376,7 +388,7 @@ class TupeModel(nn.Module):
             if classification_head_name not in self.classification_heads:
                 raise KeyError(f"no classification head {classification_head_name!r}; this model "
                                f"has {sorted(self.classification_heads) or 'none'}")
-            return self.classification_heads[classification_head_name](features)
+            return self.classification_heads[classification_head_name](features, tokens.eq(self.cfg.padding_idx))
         if self.lm_head is None:
             raise RuntimeError("this model has no masked-LM head (an ELECTRA discriminator): "
                                "use extract_features or a classification head")

@@ -12,7 +12,7 @@ import sys
 from typing import Optional, Sequence
 
 from ..cli import HelpFormatter
-from ..config import POS_ENCODINGS, PRESETS, TRAINING_FIELDS, ConfigError, TupeConfig, scheme_overrides
+from ..config import POS_ENCODINGS, PRESETS, ROPE_SCALINGS, TRAINING_FIELDS, ConfigError, TupeConfig, scheme_overrides
 from ..model.attention import ALIASES, ATTN_IMPLS
 from ..model.electra import generator_config as electra_generator_config
 
@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tupe = TUPE (untied positions); absolute = BERT-A baseline; rope = rotary q/k; "
                         "alibi = symmetric ALiBi bias; none = no positions (NoPE)")
     g.add_argument("--rope-theta", type=float, default=10000.0, help="RoPE base (--pos-encoding rope)")
+    g.add_argument("--rope-scaling", default="none", choices=list(ROPE_SCALINGS),
+                   help="RoPE frequency scaling for inputs longer than trained: linear (positions / factor), "
+                        "dynamic (NTK: base raised past --max-positions) or yarn")
+    g.add_argument("--rope-scaling-factor", type=float, default=1.0, help="the scaling factor (--rope-scaling)")
+    g.add_argument("--rope-original-length", type=int, default=0,
+                   help="YaRN's original (trained) length; 0: --max-positions")
     g.add_argument("--rel-pos", action="store_true", help="add the relative bias (TUPE-R / BERT-R)")
     g.add_argument("--rel-pos-bins", type=int, default=32, help="relative-position buckets (--rel-pos)")
     g.add_argument("--max-rel-pos", type=int, default=128, help="distance at which the relative buckets stop growing (--rel-pos)")
