@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH ?=
 TORCH_INDEX ?=
 
-.PHONY: demo test test-all lint install clean
+.PHONY: demo test test-all test-hf-suite lint install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test: lint
 
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -q -m ''
+
+# transformers' own common model tests (ModelTesterMixin, ConfigTester) against tupe.hf, from the
+# source release of the installed transformers (fetched into .cache/hf-suite); see docs/huggingface.md.
+test-hf-suite: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[conformance]'
+	$(PY) conformance/hf_suite.py $(HF_SUITE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -17,8 +17,8 @@ keeps everything the checkpoint had); each class takes what it uses and ignores 
 Padding: positions count from each row's first real token (as the original), read from
 ``attention_mask`` per row: right- and left-padded rows give the same outputs for their real
 tokens (the encoder rotates left-padded rows, ``tupe/model/padding.py``); padding between real
-tokens is refused (``PaddingError``). Without ``attention_mask``, tokens equal to
-``pad_token_id`` are padding (the native rule).
+tokens is refused (``PaddingError``). Without ``attention_mask`` every token is real, as in every
+transformers model (BERT's rule; the native API instead treats the pad id as padding).
 
 transformers' conventions the classes follow: layers are ``GradientCheckpointingLayer``s
 (``activation_checkpointing_enable`` / ``gradient_checkpointing_enable`` with their kwargs and
@@ -60,11 +60,14 @@ class TupeLayer(EncoderLayer, GradientCheckpointingLayer):
     input positionally, as ``use_reentrant=True`` needs)."""
 
 
-def padding_of(config, input_ids, attention_mask) -> Optional[torch.Tensor]:
-    """(B, T) True at padding, from ``attention_mask`` (or the pad id), as the encoder reads it."""
+def padding_of(input_ids, inputs_embeds, attention_mask) -> torch.Tensor:
+    """(B, T) True at padding: where ``attention_mask`` is 0; without one, nowhere (transformers'
+    convention: no mask, every token is attended)."""
     if attention_mask is not None:
         return ~attention_mask.bool()
-    return input_ids.eq(config.pad_token_id) if input_ids is not None else None
+    shape, device = (input_ids.shape, input_ids.device) if input_ids is not None else \
+        (inputs_embeds.shape[:2], inputs_embeds.device)
+    return torch.zeros(shape, dtype=torch.bool, device=device)
 
 
 def selected_hidden_states(flag, count: int) -> Optional[set[int]]:
@@ -139,7 +142,7 @@ class TupeHfModel(TupePreTrainedModel):
         if token_type_ids is not None and bool(token_type_ids.ne(0).any()):
             raise ValueError("TUPE has no segment (token type) embeddings; pairs are marked by "
                              "'</s> </s>' between the sentences, as the TupeTokenizer builds them")
-        padding = ~attention_mask.bool() if attention_mask is not None else None   # (the encoder's default: pad id)
+        padding = padding_of(input_ids, inputs_embeds, attention_mask)                # (B, T)
         # transformers' attn_implementation -> the native kernel of the same name (attention.py)
         self.encoder.attn_impl = HF_KERNELS.get(getattr(self.config, "_attn_implementation", None), "auto")
         out = self.encoder.encode(input_ids, padding=padding, embeds=inputs_embeds,
@@ -251,7 +254,7 @@ class TupeForSequenceClassification(_WithEncoder):
                 output_attentions=None, return_dict=None, **kwargs):
         out = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                            output_hidden_states, output_attentions)
-        logits = self.classifier(out.last_hidden_state, padding_of(self.config, input_ids, attention_mask))  # (B, K)
+        logits = self.classifier(out.last_hidden_state, padding_of(input_ids, inputs_embeds, attention_mask))  # (B, K)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels.to(logits.device))
         result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
                                           attentions=out.attentions)
