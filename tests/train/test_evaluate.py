@@ -1,0 +1,80 @@
+"""Evaluation at other block lengths and with the word order destroyed (train/evaluate.py)."""
+
+import json
+
+import pytest
+import torch
+
+from tests.model.test_invariance import perturbed
+from tupe import TupeConfig
+from tupe.config import SCHEMES
+from tupe.data.dictionary import Dictionary, model_vocab_size
+from tupe.train.evaluate import EvaluationError, evaluate, make_task, shuffle_unmasked
+
+
+def model_for(data_dir, scheme, max_positions=32):
+    vocab = model_vocab_size(Dictionary.load(data_dir / "dict.txt"))
+    return perturbed(TupeConfig(vocab_size=vocab, encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
+                                encoder_attention_heads=4, max_positions=max_positions, embedding_normalize=True,
+                                **SCHEMES[scheme]))
+
+
+def test_shuffle_keeps_masks_and_moves_only_unpredicted_tokens():
+    tokens = torch.tensor([[0, 10, 11, 3, 12, 13, 2, 1], [0, 14, 3, 15, 2, 1, 1, 1]])
+    target = torch.tensor([[1, 1, 11, 20, 1, 1, 1, 1], [1, 1, 21, 1, 1, 1, 1, 1]])
+    out = shuffle_unmasked({"tokens": tokens, "target": target}, pad=1, generator=torch.Generator().manual_seed(0))
+    shuffled = out["tokens"]
+    assert shuffled[:, 0].tolist() == [0, 0] and torch.equal(shuffled[tokens.eq(1)], tokens[tokens.eq(1)])
+    predicted = target.ne(1)
+    assert torch.equal(shuffled[predicted], tokens[predicted])
+    for b in range(2):   # the same multiset of tokens in the movable positions, in another order
+        movable = target[b].eq(1) & tokens[b].ne(1)
+        movable[0] = False
+        assert sorted(shuffled[b][movable].tolist()) == sorted(tokens[b][movable].tolist())
+    assert not torch.equal(shuffled, tokens)
+
+
+def test_word_order_probe_nope_is_the_control(data_dir):
+    """NoPE cannot see order: the shuffled loss equals the intact one; TUPE-R's does not. (Untrained
+    models predict near-uniformly whatever the input; a large output LayerNorm gain makes their
+    predictions confident, so that a change of input shows in the loss.)"""
+    diffs = {}
+    for scheme in ("NoPE", "TUPE-R"):
+        model = model_for(data_dir, scheme)
+        with torch.no_grad():
+            model.lm_head.layer_norm.weight.mul_(100)
+        task = make_task(model, str(data_dir), 32)
+        intact = evaluate(model, task, skip_invalid=True)
+        shuffled = evaluate(model, task, shuffle_order=True, skip_invalid=True)
+        assert intact["masked_tokens"] == shuffled["masked_tokens"] > 50
+        diffs[scheme] = abs(shuffled["loss"] - intact["loss"])
+    assert diffs["NoPE"] < 1e-4
+    assert diffs["TUPE-R"] > 1e-2 > 100 * diffs["NoPE"]
+
+
+def test_lengths_past_the_tables_are_refused_and_table_free_schemes_run(data_dir):
+    with pytest.raises(EvaluationError, match="blocks of 64 tokens exceed max_positions=32: the positional tables of TUPE-R"):
+        make_task(model_for(data_dir, "TUPE-R"), str(data_dir), 64)
+    for scheme in ("RoPE", "ALiBi", "NoPE"):
+        model = model_for(data_dir, scheme)
+        stats = evaluate(model, make_task(model, str(data_dir), 64), skip_invalid=True)
+        assert stats["samples"] > 0 and stats["skipped"] == 0 and stats["loss"] > 0
+
+
+def test_tupe_validate_past_max_positions_is_a_clear_error(data_dir, tmp_path, capsys):
+    from tupe import save_pretrained
+    from tupe.checkpoint import load_vocabulary
+    from tupe.train.validate import main as validate
+
+    for scheme, rc in (("TUPE-A", 1), ("ALiBi", 0)):
+        folder = tmp_path / scheme
+        model = model_for(data_dir, scheme)
+        save_pretrained(model, folder, vocabulary=load_vocabulary(data_dir, model.cfg.vocab_size))
+        capsys.readouterr()
+        assert validate([str(data_dir), "--path", str(folder), "--tokens-per-sample", "64", "--cpu",
+                         "--skip-invalid-size-inputs-valid-test"]) == rc
+        out = capsys.readouterr()
+        if rc:
+            assert "exceed max_positions=32" in out.err and "Traceback" not in out.err
+        else:
+            assert json.loads(out.out.splitlines()[-1])["tokens_per_sample"] == 64
