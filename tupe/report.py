@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from .checkpoint import read_config
 from .cli import HelpFormatter
 from .config import SCHEMES
 from .logs import cli_logging
@@ -309,6 +310,10 @@ def study_report(out: Path) -> tuple[str, list[str]]:
               "BCE, per masked token) and are compared with ELECTRA-" + baseline + "." if "electra" in objectives else ""),
            ""]
 
+    length_md, length_files = probe_sections(out, state, plt)
+    md += length_md
+    files += length_files
+
     finetune = out / "finetune"
     task = Path(plan["task"]).name[: -len("-bin")] if plan.get("task") else None
     if task and finetune.is_dir():
@@ -340,6 +345,66 @@ def study_report(out: Path) -> tuple[str, list[str]]:
                "seed with seed at those LRs" + (" (ELECTRA runs against ELECTRA-" + baseline + ")"
                                                   if "electra" in objectives else "") + ".", ""]
     return "\n".join(md), files
+
+
+def beyond_training(cfg, trained: int) -> str:
+    """What a scheme computes for positions past the trained length (the length table's note)."""
+    notes = []
+    if cfg.pos_encoding in ("tupe", "absolute"):
+        notes.append(f"absolute table: rows {trained}+ never trained (as initialised)")
+    if cfg.pos_encoding == "rope":
+        notes.append("rotations of positions never seen (no table)")
+    if cfg.pos_encoding == "alibi":
+        notes.append("the same linear distance penalty (no table)")
+    if cfg.pos_encoding == "none":
+        notes.append("no positions")
+    if cfg.rel_pos:
+        notes.append(f"relative buckets: distances >= {cfg.max_rel_pos} share the last bucket (trained)")
+    return "; ".join(notes)
+
+
+def probe_sections(out: Path, state: dict, plt) -> tuple[list[str], list[str]]:
+    """The length-generalisation and word-order sections (study.probe_models' numbers)."""
+    lengths, probe = state.get("lengths") or {}, state.get("order_probe") or {}
+    if not lengths:
+        return [], []
+    plan = state["plan"]
+    trained = plan["tokens_per_sample"]
+    columns = sorted({int(n) for row in lengths.values() for n in row})
+    md, files = [], []
+    if len(columns) > 1:
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        header = ["scheme", *[f"{n} tokens{' (trained)' if n == trained else ''}" for n in columns], "past the trained length"]
+        rows = []
+        for name, row in lengths.items():
+            cfg, _ = read_config(out / "pretrain" / name / f"lr{state['best_lr'][name]:g}" / "checkpoint_last.pt")
+            cells = [f"{row[str(n)]['loss']:.3f}" if "loss" in row.get(str(n), {}) else "refused" for n in columns]
+            rows.append([name, *cells, beyond_training(cfg, trained)])
+            points = [(n, row[str(n)]["loss"]) for n in columns if "loss" in row.get(str(n), {})]
+            if points:
+                ax.plot(*zip(*points), "o-", color=scheme_color(name), label=name)
+        ax.axvline(trained, color="grey", linestyle=":", label=f"trained length ({trained})")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(columns, [str(n) for n in columns])
+        _decorate(ax, "validation block length (tokens)", "validation masked-LM loss (bits)",
+                  "Loss on blocks longer than trained (best LR of each scheme)")
+        files.append(_save(fig, plt, out, "study_lengths.png"))
+        md += ["### Beyond the trained length", "", _table(header, rows),
+               f"Validation loss (bits per masked token) of each scheme's best model on the validation text cut "
+               f"into blocks of each length (same masking rate and seed). Every model has positional tables for "
+               f"{max(columns)} positions (max_positions), trained on {trained}-token blocks only: rows past "
+               f"{trained} keep their initial values, which is what an absolute scheme brings to a longer input. "
+               f"Longer blocks also hold more context, which lowers the loss of a model that can use it.", ""]
+    if probe:
+        header = ["scheme", "intact (bits)", "word order shuffled (bits)", "difference"]
+        rows = [[name, f"{p['intact']:.3f}", f"{p['shuffled']:.3f}", f"{p['shuffled'] - p['intact']:+.3f}"]
+                for name, p in probe.items()]
+        md += ["### Word order", "", _table(header, rows),
+               f"Validation loss at {trained} tokens with each block's unpredicted tokens permuted among their "
+               f"positions (the same masked positions, the same seeded permutation for every model): how much each "
+               f"model's predictions use word order. NoPE, which has no positions, is the control: its difference "
+               f"is zero up to float rounding.", ""]
+    return md, files
 
 
 def _table(header, rows) -> str:

@@ -10,9 +10,12 @@
 3. the best LR of each scheme by final validation loss, as the paper tuned each model;
 4. each scheme's best model finetuned on the task (``tupe-preprocess glue`` or ``task``
    output) over LR x seeds (``tupe-glue``; the same seeds for every scheme);
-5. ``OUT/report.md`` with plots (``tupe-report OUT`` rebuilds it): validation loss curves,
-   the LR grids, updates to reach the baseline's final validation loss, the downstream table
-   with a paired comparison across seeds, machine, wall time and tokens/s per scheme.
+5. each best model evaluated on validation blocks of every ``--eval-lengths`` (how each scheme
+   behaves past its training length) and with the word order shuffled (how much it uses order);
+6. ``OUT/report.md`` with plots (``tupe-report OUT`` rebuilds it): validation loss curves,
+   the LR grids, updates to reach the baseline's final validation loss, the length and
+   word-order tables, the downstream table with a paired comparison across seeds, machine,
+   wall time and tokens/s per scheme.
 
 Finished runs are skipped, so a stopped study resumes; progress goes to stderr. It runs on a
 GPU unchanged. ``tupe-demo`` is a preset of it.
@@ -34,6 +37,7 @@ from typing import Optional
 
 import torch
 
+from .checkpoint import load_model
 from .cli import HelpFormatter
 from .cli import glue as sweep
 from .config import SCHEMES
@@ -42,6 +46,7 @@ from .preprocess.cli import main as preprocess
 from .report import OBJECTIVES, STUDY_FILE, final_valid_loss, make_report, read_metrics, run_names, split_name
 from .train.cpu import cpu_bf16_flags
 from .train.data import updates_per_epoch
+from .train.evaluate import EvaluationError, evaluate, make_task
 from .train.options import scheme_flags
 from .train.trainer import main as train
 
@@ -69,6 +74,13 @@ class StudyPlan:
     ft_batch: int = 32
     max_updates: Optional[int] = None      # cap on the calibrated updates
     objectives: list[str] = field(default_factory=lambda: ["mlm"])   # mlm and/or electra
+    eval_lengths: list[int] = field(default_factory=list)             # validation block lengths after training
+
+    @property
+    def max_positions(self) -> int:
+        """The models' positional tables cover every evaluated length (rows past the trained
+        length stay as initialised: what the length section reports)."""
+        return max([self.tokens_per_sample, *self.eval_lengths])
 
     @property
     def names(self) -> list[str]:
@@ -123,7 +135,7 @@ def pretrain_args(plan: StudyPlan, data: Path, name: str, lr: float, updates: in
     per_epoch = updates_per_epoch(data, plan.tokens_per_sample, plan.batch)
     checks = max(1, round(per_epoch / max(1, updates / plan.validations)))   # "N times per epoch"
     return [str(data), *plan.arch, "--task", task, "--criterion", task, "--sample-break-mode", "complete",
-            "--tokens-per-sample", str(plan.tokens_per_sample), "--max-positions", str(plan.tokens_per_sample),
+            "--tokens-per-sample", str(plan.tokens_per_sample), "--max-positions", str(plan.max_positions),
             "--max-sentences", str(plan.batch), "--lr", f"{lr:g}", "--warmup-updates", str(max(1, updates // 10)),
             "--total-num-update", str(updates), "--max-update", str(updates), "--adam-betas", "(0.9, 0.98)",
             "--adam-eps", "1e-6", "--clip-norm", "1.0", "--weight-decay", "0.01", "--seed", str(plan.seed),
@@ -222,6 +234,9 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
     state_path.write_text(json.dumps(state, indent=2) + "\n")
     log("best pretraining LR per scheme: " + ", ".join(f"{s} {lr:g}" for s, lr in best.items()))
 
+    probe_models(plan, state, data, out)
+    state_path.write_text(json.dumps(state, indent=2) + "\n")
+
     if task is not None:
         name = task.name[: -len("-bin")]
         for scheme in plan.names:
@@ -239,6 +254,35 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
     state_path.write_text(json.dumps(state, indent=2) + "\n")
     report, _ = make_report(out)
     return report
+
+
+def probe_models(plan: StudyPlan, state: dict, data: Path, out: Path) -> None:
+    """Each masked-LM scheme's best model on validation blocks of every ``eval_lengths`` (and the
+    training length), and the word-order probe at the training length (train/evaluate.py):
+    ``state["lengths"][scheme][L]`` and ``state["order_probe"][scheme]``. Done ones are kept."""
+    lengths = sorted({plan.tokens_per_sample, *plan.eval_lengths})
+    state.setdefault("lengths", {})
+    state.setdefault("order_probe", {})
+    for name in plan.names:
+        objective, _ = split_name(name)
+        if objective != "mlm" or (name in state["order_probe"] and all(str(n) in state["lengths"].get(name, {})
+                                                                       for n in lengths)):
+            continue
+        model = load_model(out / "pretrain" / name / f"lr{state['best_lr'][name]:g}" / "checkpoint_last.pt")
+        row = state["lengths"].setdefault(name, {})
+        for n in lengths:
+            try:
+                stats = evaluate(model, make_task(model, str(data), n, batch=plan.batch, seed=plan.seed),
+                                 skip_invalid=True, seed=plan.seed)
+                row[str(n)] = {"loss": stats["loss"], "samples": stats["samples"]}
+            except EvaluationError as e:
+                row[str(n)] = {"error": str(e)}
+        task = make_task(model, str(data), plan.tokens_per_sample, batch=plan.batch, seed=plan.seed)
+        intact = evaluate(model, task, skip_invalid=True, seed=plan.seed)["loss"]
+        shuffled = evaluate(model, task, shuffle_order=True, skip_invalid=True, seed=plan.seed)["loss"]
+        state["order_probe"][name] = {"intact": intact, "shuffled": shuffled}
+        log(f"{name}: loss at " + ", ".join(f"{n}: {row[str(n)].get('loss', float('nan')):.3f}" for n in lengths)
+            + f" bits; word order shuffled {shuffled:.3f} (intact {intact:.3f})")
 
 
 def parse_floats(text: str) -> list[float]:
@@ -271,6 +315,9 @@ def main(argv=None) -> int:
     p.add_argument("--ft-lrs", default="1e-4,3e-4", help="comma-separated finetuning learning rates")
     p.add_argument("--ft-seeds", type=int, default=None, help="finetuning seeds (default 5; --quick: 2)")
     p.add_argument("--ft-epochs", type=int, default=None, help="default: the task's recipe")
+    p.add_argument("--eval-lengths", default="", help="comma-separated validation block lengths at which every "
+                   "scheme's best model is evaluated after training (length generalisation; the models' tables "
+                   "get max_positions = the longest)")
     p.add_argument("--out", type=Path, default=Path("runs/study"), help="study folder (resumes: finished runs are skipped)")
     p.add_argument("--workers", type=int, default=2, help="preprocessing processes")
     args = p.parse_args(argv)
@@ -293,7 +340,8 @@ def main(argv=None) -> int:
                      validations=args.validations, baseline=args.baseline,
                      task=str(args.task) if args.task else None, ft_lrs=parse_floats(args.ft_lrs),
                      ft_seeds=args.ft_seeds, ft_epochs=args.ft_epochs,
-                     objectives=[o.strip() for o in args.objectives.split(",") if o.strip()])
+                     objectives=[o.strip() for o in args.objectives.split(",") if o.strip()],
+                     eval_lengths=[int(x) for x in args.eval_lengths.split(",") if x.strip()])
     try:
         report = run_study(plan, args.corpus, args.out, args.workers)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

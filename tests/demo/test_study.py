@@ -29,7 +29,7 @@ def quick_study(data_dir, order_task, tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "run"
     args = ["--corpus", str(data_dir), "--task", str(order_task / "SST-2-bin"), "--schemes",
             "TUPE-R,BERT-A,RoPE", "--lrs", "1e-3,3e-3", "--quick", "--updates", "24",
-            "--out", str(out)]
+            "--eval-lengths", "64,128", "--out", str(out)]
     assert study(args) == 0
     return out, args
 
@@ -48,7 +48,17 @@ def test_quick_study_report_has_every_section(quick_study):
         assert section in text, section
     # a --quick study's throughput means nothing at that size: not reported in its table
     assert "tokens/s" not in text.split("### Pretraining")[1].split("###")[0]
-    for png in ("study_valid_loss.png", "study_lr_grid.png", "finetune_curves.png"):
+    for section in ("### Beyond the trained length", "64 tokens (trained)", "128 tokens", "### Word order",
+                    "absolute table: rows 64+ never trained", "rotations of positions never seen"):
+        assert section in text, section
+    for scheme, lr in state["best_lr"].items():   # at the trained length: the trainer's own final validation
+        assert state["lengths"][scheme]["64"]["loss"] == pytest.approx(
+            state["runs"][f"{scheme}/lr{lr:g}"]["final_valid_loss"], abs=1e-3)
+        assert state["lengths"][scheme]["128"]["loss"] > 0
+        probe = state["order_probe"][scheme]
+        assert probe["intact"] == pytest.approx(state["lengths"][scheme]["64"]["loss"], abs=1e-9)
+        assert probe["shuffled"] != probe["intact"]
+    for png in ("study_valid_loss.png", "study_lr_grid.png", "study_lengths.png", "finetune_curves.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in text
     section = text.split("### Finetuning on SST-2")[1].split("\n\n")[1]
     rows = section.splitlines()[2:]
