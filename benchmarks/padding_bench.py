@@ -13,7 +13,10 @@ so that a slow spell of a shared machine hits all alike:
 * ``left-padded``: the same rows padded on the left: rotated in, and the outputs rotated back.
 
 Reported: the median seconds per call and the paired ratios to ``no check`` (median over rounds
-of the ratio within a round). CPU model and bf16 flags are recorded with the results.
+of the ratio within a round), and the check alone (``row_shifts`` on the batch's padding mask,
+timed over 2000 calls): whole-forward ratios of a shared 2-core machine move by a few percent
+between rounds, the check's own time is the precise figure. CPU model and bf16 flags are
+recorded with the results.
 """
 
 from __future__ import annotations
@@ -90,6 +93,15 @@ def main(argv=None) -> int:
         print(f"{mode} ({args.batch} x {args.tokens}, {args.arch} TUPE-R, fp32):")
         for kind, row in results[mode].items():
             print(f"  {kind:<13} {row['median_s']:.4f} s   x{row['ratio_to_no_check']:.3f}")
+    padding = right.eq(1)
+    start = time.perf_counter()
+    for _ in range(2000):
+        real_row_shifts(padding)
+    check_s = (time.perf_counter() - start) / 2000
+    results["check alone"] = {"seconds_per_call": check_s,
+                              "fraction_of_inference_forward": check_s / results["inference"]["no check"]["median_s"]}
+    print(f"the check alone: {check_s * 1e6:.1f} us per forward "
+          f"({100 * results['check alone']['fraction_of_inference_forward']:.4f}% of an inference forward)")
     out = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__, "arch": args.arch,
            "batch": args.batch, "tokens": args.tokens, "rounds": args.rounds, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -77,8 +77,10 @@ def _smooth(values: list[float], k: int = SMOOTHING) -> list[float]:
 
 
 def _save(fig, plt, out: Path, name: str, dpi: int = 110) -> str:
-    """Lay out, write and close a figure; its file name for the report."""
-    fig.tight_layout()
+    """Lay out (unless the figure has its own layout engine), write and close a figure; its file
+    name for the report."""
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(out / name, dpi=dpi)
     plt.close(fig)
     return name
