@@ -271,3 +271,16 @@ def test_the_trainer_is_released_when_main_returns(data_dir, tmp_path, monkeypat
     gc.collect()
     assert len(refs) == 1 and refs[0]() is None, gc.get_referrers(refs[0]())
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_masked_lm_skips_blocks_longer_than_the_block_size(data_dir, tmp_path, capsys):
+    """As the original: a sentence longer than --tokens-per-sample (its own over-long block) is
+    skipped, also when --max-positions is larger (tables sized for evaluating longer blocks)."""
+    from tupe.train.data import TokenBlockDataset
+    from tupe.train.tasks import open_split
+
+    blocks = TokenBlockDataset(open_split(data_dir / "train", None), 32, "complete", 0)
+    longer = int((blocks.sizes > 32).sum())
+    assert longer > 0
+    assert main(tiny_args(data_dir, tmp_path / "s", "--max-update", "1", "--max-positions", "64")) == 0
+    assert f"skipped {longer} over-long samples (> 32 tokens)" in capsys.readouterr().out

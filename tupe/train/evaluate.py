@@ -78,10 +78,12 @@ def evaluate(model, task, subset: str = "valid", device=None, autocast=None, shu
     if shuffle_order and isinstance(task, ElectraTask):
         raise EvaluationError("the word-order probe measures the masked-LM loss; an ELECTRA model has its own objective")
     dataset = task.dataset(subset, 0)
-    batches, skipped = task.batches(dataset, 0, positional_limit(model) or task.args.tokens_per_sample, train=False)
+    limit = positional_limit(model) or task.args.tokens_per_sample
+    batches, skipped = task.batches(dataset, 0, limit, train=False)
     if skipped and not skip_invalid:
-        raise EvaluationError(f"{subset}: {skipped} samples are longer than the model's max_positions "
-                              f"{positional_limit(model)}; pass --skip-invalid-size-inputs-valid-test")
+        raise EvaluationError(f"{subset}: {skipped} samples are longer than {task.length_limit(limit)} tokens (a "
+                              f"sentence longer than the block is a block of its own); pass "
+                              f"--skip-invalid-size-inputs-valid-test")
     generator = torch.Generator().manual_seed(seed)
     loss_sum, count, outputs = 0.0, 0, []
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=task.collater())

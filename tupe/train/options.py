@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--required-batch-size-multiple", type=int, default=8,
                    help="batch sizes are rounded down to a multiple of this")
     g.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true",
-                   help="skip validation samples longer than --max-positions (else an error)")
+                   help="skip validation samples longer than --max-positions (masked LM: --tokens-per-sample) (else an error)")
     g.add_argument("--seed", type=int, default=1, help="random seed (initialisation, masking, data order, dropout)")
     g.add_argument("--init-token", type=int, default=None, help="sentence_prediction: first token (0 = <s>)")
     g.add_argument("--separator-token", type=int, default=None, help="sentence_prediction: between inputs (2 = </s>)")

@@ -80,6 +80,10 @@ class Task:
     def prepare_model(self, model) -> None:
         pass
 
+    def length_limit(self, max_positions: int) -> int:
+        """The longest sample the task keeps (longer ones are skipped): the model's max_positions."""
+        return max_positions
+
 
 # --------------------------------------------------------------------------- masked LM
 def masked_lm_loss(model, batch: dict, device, pad: int, autocast) -> tuple[torch.Tensor, int]:
@@ -134,11 +138,16 @@ class MaskedLMTask(Task):
         for subset in valid_subsets:
             self.dataset(subset, 0)
 
+    def length_limit(self, max_positions: int) -> int:
+        """Blocks longer than --tokens-per-sample (a sentence longer than the block size is a block
+        of its own) are skipped, as the original does, also when the model's tables are longer."""
+        return min(max_positions, self.args.tokens_per_sample)
+
     def batches(self, dataset, epoch: int, max_positions: int, train: bool):
         a = self.args
         return epoch_batches(dataset, a.seed, epoch, a.max_tokens if train else (a.max_tokens_valid or a.max_tokens),
                              a.max_sentences if train else (a.max_sentences_valid or a.max_sentences),
-                             a.required_batch_size_multiple, max_positions, shuffle=train)
+                             a.required_batch_size_multiple, self.length_limit(max_positions), shuffle=train)
 
     def collater(self):
         return partial(collate, pad_idx=self.pad)

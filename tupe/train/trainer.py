@@ -183,8 +183,9 @@ class Trainer:
             dataset = self.task.dataset(subset, 0)   # epoch 0: fixed masks, comparable across epochs
             batches, skipped = self.task.batches(dataset, 0, self.cfg.max_positions, train=False)
             if skipped and not a.skip_invalid_size_inputs_valid_test:
-                raise TrainingError(f"{subset}: {skipped} samples are longer than --max-positions "
-                                    f"{self.cfg.max_positions}; pass --skip-invalid-size-inputs-valid-test "
+                raise TrainingError(f"{subset}: {skipped} samples are longer than "
+                                    f"{self.task.length_limit(self.cfg.max_positions)} tokens; pass "
+                                    f"--skip-invalid-size-inputs-valid-test "
                                     f"(or --truncate-sequence)")
             totals = torch.zeros(2, dtype=torch.float64)
             outputs = []
@@ -359,7 +360,8 @@ class Trainer:
         a = self.args
         dataset, batches, skipped = self._epoch_batches(self.epoch)
         if skipped and self.iterations_in_epoch == 0:
-            self.log.info(f"| epoch {self.epoch:03d}: skipped {skipped} over-long samples (> {self.cfg.max_positions} tokens)")
+            limit = self.task.length_limit(self.cfg.max_positions)
+            self.log.info(f"| epoch {self.epoch:03d}: skipped {skipped} over-long samples (> {limit} tokens)")
         mine = shard(batches, self.rank, self.world)
         dummy = [b is None for b in mine]
         mine = [b if b is not None else batches[0] for b in mine]

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_masking_args(p)
     p.add_argument("--seed", type=int, default=1, help="seed of the masks (the same seed gives the same masks)")
     p.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true",
-                   help="skip samples longer than the model's max_positions (else an error)")
+                   help="skip samples longer than the block (--tokens-per-sample) or max_positions (else an error)")
     p.add_argument("--shuffle-order", action="store_true",
                    help="word-order probe: permute each block's unpredicted tokens (same masks and seed)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if CUDA is available")
