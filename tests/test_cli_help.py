@@ -9,7 +9,7 @@ import pytest
 COMMANDS = {"train.py": "tupe.train.trainer", "tupe-validate": "tupe.train.validate",
             "tupe-preprocess": "tupe.preprocess.cli", "tupe-glue": "tupe.cli.glue", "tupe-predict": "tupe.cli.predict",
             "tupe-convert": "tupe.cli.convert", "tupe-report": "tupe.report", "tupe-study": "tupe.study",
-            "tupe-demo": "tupe.demo"}
+            "tupe-demo": "tupe.demo", "tupe-inspect": "tupe.inspection"}
 
 
 class Captured(Exception):
