@@ -379,12 +379,15 @@ def probe_sections(out: Path, state: dict, plt) -> tuple[list[str], list[str]]:
         header = ["scheme", *[f"{n} tokens{' (trained)' if n == trained else ''}" for n in columns], "past the trained length"]
         rows = []
         for name, row in lengths.items():
-            cfg, _ = read_config(out / "pretrain" / name / f"lr{state['best_lr'][name]:g}" / "checkpoint_last.pt")
+            base, _, variant = name.partition(" + ")       # "RoPE + dynamic NTK": the RoPE model, scaled
+            cfg, _ = read_config(out / "pretrain" / base / f"lr{state['best_lr'][base]:g}" / "checkpoint_last.pt")
             cells = [f"{row[str(n)]['loss']:.3f}" if "loss" in row.get(str(n), {}) else "refused" for n in columns]
-            rows.append([name, *cells, beyond_training(cfg, trained)])
+            note = (f"the same model, RoPE's base raised past {trained} tokens (dynamic NTK, factor "
+                    f"{max(columns) / trained:g})" if variant else beyond_training(cfg, trained))
+            rows.append([name, *cells, note])
             points = [(n, row[str(n)]["loss"]) for n in columns if "loss" in row.get(str(n), {})]
             if points:
-                ax.plot(*zip(*points), "o-", color=scheme_color(name), label=name)
+                ax.plot(*zip(*points), "s--" if variant else "o-", color=scheme_color(base), label=name)
         ax.axvline(trained, color="grey", linestyle=":", label=f"trained length ({trained})")
         ax.set_xscale("log", base=2)
         ax.set_xticks(columns, [str(n) for n in columns])

@@ -40,13 +40,14 @@ import torch
 from .checkpoint import load_model
 from .cli import HelpFormatter
 from .cli import glue as sweep
-from .config import SCHEMES
+from .config import SCHEMES, TupeConfig
 from .logs import cli_logging
+from .model.positional import positional_modules
 from .preprocess.cli import main as preprocess
 from .report import OBJECTIVES, STUDY_FILE, final_valid_loss, make_report, read_metrics, run_names, split_name
 from .train.cpu import cpu_bf16_flags
 from .train.data import updates_per_epoch
-from .train.evaluate import EvaluationError, evaluate, make_task
+from .train.evaluate import EvaluationError, evaluate, make_task, with_rope_scaling
 from .train.options import scheme_flags
 from .train.trainer import main as train
 
@@ -76,11 +77,13 @@ class StudyPlan:
     objectives: list[str] = field(default_factory=lambda: ["mlm"])   # mlm and/or electra
     eval_lengths: list[int] = field(default_factory=list)             # validation block lengths after training
 
-    @property
-    def max_positions(self) -> int:
-        """The models' positional tables cover every evaluated length (rows past the trained
-        length stay as initialised: what the length section reports)."""
-        return max([self.tokens_per_sample, *self.eval_lengths])
+    def max_positions(self, scheme: str) -> int:
+        """A scheme with positional tables gets tables for every evaluated length (rows past the
+        trained length stay as initialised: what the length section reports); one without (RoPE,
+        ALiBi, NoPE) keeps max_positions = the trained length, which RoPE's scaling reads."""
+        cfg = TupeConfig.from_scheme(scheme, vocab_size=8, arch="bert_tiny", max_positions=8)
+        tables = any(m.max_length for m in positional_modules(cfg).values())
+        return max([self.tokens_per_sample, *self.eval_lengths]) if tables else self.tokens_per_sample
 
     @property
     def names(self) -> list[str]:
@@ -135,7 +138,7 @@ def pretrain_args(plan: StudyPlan, data: Path, name: str, lr: float, updates: in
     per_epoch = updates_per_epoch(data, plan.tokens_per_sample, plan.batch)
     checks = max(1, round(per_epoch / max(1, updates / plan.validations)))   # "N times per epoch"
     return [str(data), *plan.arch, "--task", task, "--criterion", task, "--sample-break-mode", "complete",
-            "--tokens-per-sample", str(plan.tokens_per_sample), "--max-positions", str(plan.max_positions),
+            "--tokens-per-sample", str(plan.tokens_per_sample), "--max-positions", str(plan.max_positions(scheme)),
             "--max-sentences", str(plan.batch), "--lr", f"{lr:g}", "--warmup-updates", str(max(1, updates // 10)),
             "--total-num-update", str(updates), "--max-update", str(updates), "--adam-betas", "(0.9, 0.98)",
             "--adam-eps", "1e-6", "--clip-norm", "1.0", "--weight-decay", "0.01", "--seed", str(plan.seed),
@@ -268,7 +271,8 @@ def probe_models(plan: StudyPlan, state: dict, data: Path, out: Path) -> None:
         if objective != "mlm" or (name in state["order_probe"] and all(str(n) in state["lengths"].get(name, {})
                                                                        for n in lengths)):
             continue
-        model = load_model(out / "pretrain" / name / f"lr{state['best_lr'][name]:g}" / "checkpoint_last.pt")
+        ckpt = out / "pretrain" / name / f"lr{state['best_lr'][name]:g}" / "checkpoint_last.pt"
+        model = load_model(ckpt)
         row = state["lengths"].setdefault(name, {})
         for n in lengths:
             try:
@@ -277,6 +281,13 @@ def probe_models(plan: StudyPlan, state: dict, data: Path, out: Path) -> None:
                 row[str(n)] = {"loss": stats["loss"], "samples": stats["samples"]}
             except EvaluationError as e:
                 row[str(n)] = {"error": str(e)}
+        if model.cfg.pos_encoding == "rope" and len(lengths) > 1:   # + dynamic NTK scaling past the trained length
+            scaled = state["lengths"].setdefault(f"{name} + dynamic NTK", {})
+            scaled_model = with_rope_scaling(load_model(ckpt), "dynamic", max(lengths) / plan.tokens_per_sample)
+            for n in lengths:
+                stats = evaluate(scaled_model, make_task(scaled_model, str(data), n, batch=plan.batch, seed=plan.seed),
+                                 skip_invalid=True, seed=plan.seed)
+                scaled[str(n)] = {"loss": stats["loss"], "samples": stats["samples"]}
         task = make_task(model, str(data), plan.tokens_per_sample, batch=plan.batch, seed=plan.seed)
         intact = evaluate(model, task, skip_invalid=True, seed=plan.seed)["loss"]
         shuffled = evaluate(model, task, shuffle_order=True, skip_invalid=True, seed=plan.seed)["loss"]

@@ -58,6 +58,12 @@ def test_quick_study_report_has_every_section(quick_study):
         probe = state["order_probe"][scheme]
         assert probe["intact"] == pytest.approx(state["lengths"][scheme]["64"]["loss"], abs=1e-9)
         assert probe["shuffled"] != probe["intact"]
+    # RoPE (no table: max_positions = the trained length) also with dynamic NTK scaling: the same
+    # numbers up to the trained length, others past it
+    scaled = state["lengths"]["RoPE + dynamic NTK"]
+    assert scaled["64"]["loss"] == pytest.approx(state["lengths"]["RoPE"]["64"]["loss"], abs=1e-6)
+    assert scaled["128"]["loss"] != pytest.approx(state["lengths"]["RoPE"]["128"]["loss"], abs=1e-6)
+    assert "RoPE + dynamic NTK" in text and "RoPE's base raised past 64 tokens" in text
     for png in ("study_valid_loss.png", "study_lr_grid.png", "study_lengths.png", "finetune_curves.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in text
     section = text.split("### Finetuning on SST-2")[1].split("\n\n")[1]

@@ -78,3 +78,26 @@ def test_tupe_validate_past_max_positions_is_a_clear_error(data_dir, tmp_path, c
             assert "exceed max_positions=32" in out.err and "Traceback" not in out.err
         else:
             assert json.loads(out.out.splitlines()[-1])["tokens_per_sample"] == 64
+
+
+def test_tupe_validate_with_rope_scaling(data_dir, tmp_path, capsys):
+    from tupe import save_pretrained
+    from tupe.checkpoint import load_vocabulary
+    from tupe.train.validate import main as validate
+
+    losses = {}
+    for scheme in ("RoPE", "TUPE-A"):
+        model = model_for(data_dir, scheme)
+        with torch.no_grad():   # confident predictions, so that a change of positions shows in the loss
+            model.lm_head.layer_norm.weight.mul_(100)
+        save_pretrained(model, tmp_path / scheme, vocabulary=load_vocabulary(data_dir, model.cfg.vocab_size))
+    for scaling in ("none", "dynamic", "linear"):
+        capsys.readouterr()
+        assert validate([str(data_dir), "--path", str(tmp_path / "RoPE"), "--tokens-per-sample", "64", "--cpu",
+                         "--skip-invalid-size-inputs-valid-test", "--rope-scaling", scaling]) == 0
+        out = json.loads(capsys.readouterr().out.splitlines()[-1])
+        assert out["rope_scaling"] == scaling and out["rope_scaling_factor"] == 2.0   # 64 / max_positions 32
+        losses[scaling] = out["loss"]
+    assert len(set(losses.values())) == 3
+    assert validate([str(data_dir), "--path", str(tmp_path / "TUPE-A"), "--cpu", "--rope-scaling", "linear"]) == 1
+    assert "RoPE scaling needs a RoPE model; this is TUPE-A" in capsys.readouterr().err

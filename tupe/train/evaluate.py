@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 from typing import Optional
 
 import torch
 
 from ..model.electra import ElectraModel
+from ..model.positional import RotaryEmbedding
 from ..model.transformer import Encoder
 from .tasks import ElectraTask, MaskedLMTask, TaskError
 
@@ -34,6 +36,21 @@ def positional_limit(model: torch.nn.Module) -> Optional[int]:
     """The longest input the model's positional tables cover (None: any length)."""
     limits = [m.max_length for m in model.modules() if isinstance(m, Encoder) and m.max_length is not None]
     return min(limits, default=None)
+
+
+def with_rope_scaling(model, scaling: str, factor: float):
+    """``model`` with its RoPE frequencies scaled for evaluation (linear, dynamic NTK or YaRN,
+    ``positional.RotaryEmbedding``); the weights are untouched. Only RoPE models have them."""
+    encoders = [m for m in model.modules() if isinstance(m, Encoder)]
+    if not all(e.rotary is not None for e in encoders):
+        raise EvaluationError(f"RoPE scaling needs a RoPE model; this is {model.cfg.name}")
+    cfg = dataclasses.replace(model.cfg, rope_scaling=scaling, rope_scaling_factor=float(factor))   # validated
+    for encoder in encoders:
+        encoder.cfg = cfg if encoder.cfg is model.cfg else dataclasses.replace(
+            encoder.cfg, rope_scaling=scaling, rope_scaling_factor=float(factor))
+        encoder.rotary = RotaryEmbedding(encoder.cfg)
+    model.cfg = cfg
+    return model
 
 
 def make_task(model, data: str, tokens_per_sample: int, *, batch: int = 16, max_tokens: Optional[int] = None,

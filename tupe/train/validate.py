@@ -17,7 +17,7 @@ import torch
 from ..checkpoint import CheckpointError, load_model
 from ..cli import HelpFormatter
 from ..logs import cli_logging
-from .evaluate import evaluate, make_task
+from .evaluate import evaluate, make_task, with_rope_scaling
 from .options import add_masking_args
 from .tasks import TaskError
 
@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="seed of the masks (the same seed gives the same masks)")
     p.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true",
                    help="skip samples longer than the block (--tokens-per-sample) or max_positions (else an error)")
+    p.add_argument("--rope-scaling", default=None, choices=["none", "linear", "dynamic", "yarn"],
+                   help="RoPE models: evaluate with this frequency scaling (default: the model's own)")
+    p.add_argument("--rope-scaling-factor", type=float, default=None,
+                   help="its factor (default: block length / max_positions, at least 1)")
     p.add_argument("--shuffle-order", action="store_true",
                    help="word-order probe: permute each block's unpredicted tokens (same masks and seed)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if CUDA is available")
@@ -50,6 +54,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         model = load_model(args.path, whole_electra=True)
+        if args.rope_scaling is not None:
+            length = args.tokens_per_sample or model.cfg.max_positions
+            factor = args.rope_scaling_factor or max(1.0, length / model.cfg.max_positions)
+            with_rope_scaling(model, args.rope_scaling, factor)
         task = make_task(model, str(args.data), args.tokens_per_sample or model.cfg.max_positions,
                          batch=args.max_sentences, max_tokens=args.max_tokens, seed=args.seed,
                          mask_prob=args.mask_prob, leave_unmasked_prob=args.leave_unmasked_prob,
@@ -63,6 +71,8 @@ def main(argv=None) -> int:
             print(json.dumps({"subset": subset, **{k: round(v, 4) if isinstance(v, float) else v
                                                    for k, v in stats.items()},
                               "tokens_per_sample": task.args.tokens_per_sample,
+                              **({"rope_scaling": model.cfg.rope_scaling,
+                                  "rope_scaling_factor": model.cfg.rope_scaling_factor} if args.rope_scaling else {}),
                               **({"shuffled_order": True} if args.shuffle_order else {})}))
     except (TaskError, CheckpointError, FileNotFoundError) as e:
         print(f"tupe-validate: error: {e}", file=sys.stderr)
