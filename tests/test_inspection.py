@@ -117,3 +117,13 @@ def test_cli_reads_checkpoint_files_and_folders(data_dir, tmp_path, capsys):
     assert json.loads((tmp_path / "x" / "inspect.json").read_text())["positions"] == 32   # capped at max_positions
     assert main([str(tmp_path / "nothing"), "--out", str(tmp_path / "y")]) == 1
     assert "tupe-inspect: error" in capsys.readouterr().err
+
+
+def test_cli_reads_a_transformers_folder(data_dir, tmp_path):
+    hf = pytest.importorskip("tupe.hf")
+    model = tiny(data_dir, "BERT-R")
+    folder = hf.export_hf(model, tmp_path / "hf")
+    assert main([str(folder), "--out", str(tmp_path / "out"), "--positions", "16", "--data", str(data_dir),
+                 "--blocks", "2"]) == 0
+    numbers = json.loads((tmp_path / "out" / "inspect.json").read_text())
+    assert numbers["scheme"] == "BERT-R" and "decomposition" in numbers and "relative" in numbers

@@ -27,10 +27,10 @@ from transformers import (
     AutoTokenizer,
 )
 
+from ..model.padding import PaddingError
 from .configuration import TupeHfConfig
 from .export import export_hf
 from .modeling import (
-    PaddingError,
     TupeForMaskedLM,
     TupeForQuestionAnswering,
     TupeForSequenceClassification,

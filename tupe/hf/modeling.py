@@ -46,12 +46,9 @@ from transformers.modeling_outputs import (
 
 from ..model.attention import HF_KERNELS
 from ..model.dropout import Dropout
-from ..model.padding import PaddingError
 from ..model.positional import RelativePositionBias
 from ..model.transformer import ClassificationHead, Encoder, EncoderLayer, MaskedLMHead, SelfAttention
 from .configuration import TupeHfConfig
-
-__all__ = ["PaddingError"]
 
 
 class TupeLayer(EncoderLayer, GradientCheckpointingLayer):
