@@ -12,7 +12,11 @@ that a slow spell of a shared machine hits them alike; besides the median step t
 the summary gives paired ratios (the median over rounds of step-time ratios taken within one
 round), which are what the targets compare.
 
-"matmul ceiling": the bf16 / fp32 speed ratio of the matrix products alone (forward and both
+"matmul rate" (CPU): the FLOP/s of the matrix products alone, per precision (below), and per row
+each model's FLOP rate (model FLOPs: 3 x forward of the linear layers, the T x T products and
+the LM head on the positions it projects, per second) as a fraction of it: how close a step
+comes to its matrix products; ``--profile`` adds the top operators of one TUPE-R step by self
+time. "matmul ceiling": the bf16 / fp32 speed ratio of the matrix products alone (forward and both
 backward products of the four linear layers of one BERT-base layer at the same token count,
 timed in isolation). A training step cannot gain more from bf16 than its matmuls do, less the
 work that does not shrink (optimizer, dropout masks, casts, norms). "TUPE-R bf16 weights"
@@ -158,11 +162,14 @@ def cpu_name() -> str:
     return f"{model} ({', '.join(cpu_bf16_flags()) or 'no native bf16'})"
 
 
-def matmul_ceiling(tokens: int, device, reps: int = 5) -> float:
-    """bf16 / fp32 speed of one BERT-base layer's linear-layer products (fwd + 2 bwd each)."""
+def matmul_rates(tokens: int, device, reps: int = 5, dtypes=(torch.float32, torch.bfloat16)) -> dict:
+    """FLOP/s of one BERT-base layer's linear-layer products (forward and both backward
+    products of each), per dtype, at ``tokens`` tokens: the machine's matrix-multiply rate at the
+    shapes a training step multiplies, same threads, same process."""
     shapes = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]        # qkv, out, fc1, fc2
+    flops = sum(3 * 2 * tokens * k * n for k, n in shapes)
     seconds = {}
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in dtypes:
         g = torch.Generator().manual_seed(0)
         mats = [(torch.randn(tokens, k, generator=g).to(device, dtype), torch.randn(n, k, generator=g).to(device, dtype),
                  torch.randn(tokens, n, generator=g).to(device, dtype)) for k, n in shapes]
@@ -179,7 +186,21 @@ def matmul_ceiling(tokens: int, device, reps: int = 5) -> float:
             products()
             times.append(time.perf_counter() - t)
         seconds[dtype] = statistics.median(times)
-    return seconds[torch.float32] / seconds[torch.bfloat16]
+    return {str(dtype).replace("torch.", ""): flops / sec for dtype, sec in seconds.items()}
+
+
+def profile_step(runner, top: int = 15) -> list[dict]:
+    """Operators of one training step by self time (torch.profiler, CPU): name, seconds, share."""
+    from torch.profiler import ProfilerActivity, profile
+
+    runner.step(record=False)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        runner.step(record=False)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: -e.self_cpu_time_total)
+    return [{"op": e.key, "self_s": round(e.self_cpu_time_total / 1e6, 4), "share": round(e.self_cpu_time_total / total, 4),
+             "calls": e.count} for e in events[:top]]
 
 
 def paired(a: list[float], b: list[float]) -> float:
@@ -225,6 +246,8 @@ def main() -> None:
     p.add_argument("--flex", action=argparse.BooleanOptionalAction, default=None,
                    help="add the --attn-impl flex rows (default: on CUDA only; on the CPU they run the "
                         "grid evaluation, a check of the path rather than a speed)")
+    p.add_argument("--profile", action="store_true", help="CPU: add a per-operator profile of one TUPE-R step "
+                   "per shape and precision (top operators by self time)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     device = torch.device(args.device)
@@ -277,19 +300,35 @@ def main() -> None:
                        "step_s_all": [round(x, 4) for x in r.times]}
                 if name in FLEX or name == COMPILED:
                     row["warmup_s"] = round(warmup_s[name], 1)
+                projected = B * T if name == "HF-BERT" else int(r.mask.sum())
+                if not cuda:
+                    row["model_gflops_per_s"] = round(step_flops(B, T, projected) / sec / 1e9, 1)
                 if cuda:
-                    projected = B * T if name == "HF-BERT" else int(r.mask.sum())
                     row["peak_memory_gb"] = round(r.peak_bytes / 2 ** 30, 2)
                     row["tflops"] = round(step_flops(B, T, projected) / sec / 1e12, 1)
                     if peak:
                         row["mfu"] = round(step_flops(B, T, projected) / sec / peak, 3)
                 results["rows"].append(row)
                 print(json.dumps(row), flush=True)
+            if args.profile and not cuda:
+                ops = profile_step(runners["TUPE-R"])
+                results.setdefault("profile_TUPE-R", {})[f"{B}x{T}_{dtype}"] = ops
+                print(json.dumps({"profile": f"{B}x{T}_{dtype}", "top": ops[:8]}), flush=True)
             del runners
-        if "bf16" in args.dtypes and "fp32" in args.dtypes and not cuda:
-            ceiling = matmul_ceiling(B * T, device)
-            results.setdefault("matmul_ceiling_bf16_speedup", {})[f"{B}x{T}"] = round(ceiling, 3)
-            print(json.dumps({"matmul_ceiling_bf16_speedup": round(ceiling, 3), "tokens": B * T}), flush=True)
+        if not cuda:
+            rates = matmul_rates(B * T, device, dtypes=[{"fp32": torch.float32, "bf16": torch.bfloat16}[d]
+                                                        for d in args.dtypes.split(",")])
+            results.setdefault("matmul_gflops_per_s", {})[f"{B}x{T}"] = {k: round(v / 1e9, 1) for k, v in rates.items()}
+            short = {"float32": "fp32", "bfloat16": "bf16"}
+            for row in results["rows"]:          # each model's FLOP rate as a fraction of the matmul rate
+                if (row["batch"], row["tokens"]) == (B, T) and "model_gflops_per_s" in row:
+                    rate = {short[k]: v for k, v in rates.items()}.get(row["dtype"])
+                    if rate:
+                        row["fraction_of_matmul_rate"] = round(row["model_gflops_per_s"] * 1e9 / rate, 3)
+            if "bfloat16" in rates and "float32" in rates:
+                ceiling = rates["bfloat16"] / rates["float32"]
+                results.setdefault("matmul_ceiling_bf16_speedup", {})[f"{B}x{T}"] = round(ceiling, 3)
+            print(json.dumps({"matmul_gflops_per_s": results["matmul_gflops_per_s"][f"{B}x{T}"], "tokens": B * T}), flush=True)
     results["summary"] = summarise(results["rows"])
     for line in results["summary"]:
         print(json.dumps(line))

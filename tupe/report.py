@@ -396,10 +396,12 @@ def probe_sections(out: Path, state: dict, plt) -> tuple[list[str], list[str]]:
         files.append(_save(fig, plt, out, "study_lengths.png"))
         md += ["### Beyond the trained length", "", _table(header, rows),
                f"Validation loss (bits per masked token) of each scheme's best model on the validation text cut "
-               f"into blocks of each length (same masking rate and seed). Every model has positional tables for "
-               f"{max(columns)} positions (max_positions), trained on {trained}-token blocks only: rows past "
-               f"{trained} keep their initial values, which is what an absolute scheme brings to a longer input. "
-               f"Longer blocks also hold more context, which lowers the loss of a model that can use it.", ""]
+               f"into blocks of each length (same masking rate and seed). The schemes with positional tables have "
+               f"tables for {max(columns)} positions, trained on {trained}-token blocks only: rows past {trained} keep "
+               f"their initial values, which is what an absolute scheme brings to a longer input; RoPE, ALiBi and "
+               f"NoPE have no table. Longer blocks hold more context, but (with sentence-aligned blocks) also the "
+               f"sentences longer than {trained} tokens that training skipped: NoPE's row, a model without positions, "
+               f"shows what the longer blocks do to any model; a scheme's rise beyond NoPE's is its own.", ""]
     if probe:
         header = ["scheme", "intact (bits)", "word order shuffled (bits)", "difference"]
         rows = [[name, f"{p['intact']:.3f}", f"{p['shuffled']:.3f}", f"{p['shuffled'] - p['intact']:+.3f}"]
