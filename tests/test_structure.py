@@ -14,7 +14,7 @@ LAZY_OK = ("matplotlib", "transformers", "torch.utils.tensorboard", "sklearn", "
            "torch.nn.attention.flex_attention", "onnx", "onnxruntime", "sacremoses")
 # Command-line modules: they print to the terminal (library code logs; see tupe/logs.py).
 CLI = {"cli/convert.py", "cli/glue.py", "cli/predict.py", "preprocess/cli.py", "demo.py", "study.py", "report.py",
-       "train/trainer.py", "train/validate.py"}
+       "train/trainer.py", "train/validate.py", "inspection.py"}
 
 
 def name_of(path: Path) -> str:

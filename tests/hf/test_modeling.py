@@ -81,12 +81,14 @@ def test_parity_with_native_right_padding(scheme, tmp_path):
         got_f = base(tokens_pad5, attention_mask=mask).last_hidden_state
         got_l = mlm(tokens_pad5, attention_mask=mask).logits
         got_c = cls(tokens_pad5, attention_mask=mask).logits
-        # without attention_mask, tokens equal to pad_token_id are padding (the native rule)
+        # without attention_mask every token is attended (transformers' convention)
         got_nomask = base(tokens).last_hidden_state
+        want_nomask = model.encoder.encode(tokens, padding=torch.zeros_like(real)).last_hidden_state
     torch.testing.assert_close(got_f[real], want_f[real], atol=1e-6, rtol=0)
     torch.testing.assert_close(got_l[real], want_l[real], atol=1e-6, rtol=0)
     torch.testing.assert_close(got_c, want_c, atol=1e-6, rtol=0)
-    torch.testing.assert_close(got_nomask[real], want_f[real], atol=1e-6, rtol=0)
+    torch.testing.assert_close(got_nomask, want_nomask, atol=1e-6, rtol=0)
+    assert not torch.allclose(got_nomask[real], want_f[real], atol=1e-4)   # the padding did count
 
 
 def test_reference_fixture_through_transformers(tmp_path):
