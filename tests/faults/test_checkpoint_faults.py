@@ -201,6 +201,7 @@ def test_lock_from_another_host_is_respected(data_dir, tmp_path, capsys):
     assert "pid 12345 on host node-b.cluster" in err and f"delete {tmp_path / 'ck' / LOCK_FILE}" in err
 
 
+@pytest.mark.slow      # ~11 s: the lock is tested in-process above; this one with real processes
 def test_concurrent_real_processes(data_dir, tmp_path):
     """Two real train.py processes launched into one --save-dir: exactly one trains."""
     root = Path(__file__).resolve().parents[2]

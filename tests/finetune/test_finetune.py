@@ -74,6 +74,7 @@ def test_regression_with_pearson(order_task, pretrained, tmp_path):
     assert best["best"] > 0.8 and "spearman" in best["valid"]["valid"]
 
 
+@pytest.mark.slow      # ~17 s: two validation subsets; the finetuning path is covered by the other tests here
 def test_mnli_style_two_validation_subsets(order_task, pretrained, tmp_path):
     cmd = finetune_command(order_task / "MNLI-bin", pretrained, tmp_path / "mnli", n_classes=3, epochs=2,
                            extra="--valid-subset valid,valid1")

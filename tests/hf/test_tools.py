@@ -319,6 +319,7 @@ def test_restore_file_reads_a_transformers_folder(exported, order_task, tmp_path
     assert "new classification head(s) ['sentence_classification_head']" in log, log[-2000:]
 
 
+@pytest.mark.slow      # ~12 s: tupe-glue runs train.py --restore-file, whose HF-folder reading is tested just above
 def test_tupe_glue_takes_a_transformers_folder(exported, order_task, tmp_path):
     from tupe.cli import glue as sweep
 

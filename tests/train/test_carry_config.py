@@ -98,6 +98,7 @@ def run_glue(ckpt, order_task, out):
                  "--extra", "--cpu --num-workers 0"])
 
 
+@pytest.mark.slow      # ~10 s: the carrying is tested per field through train.py; tupe-glue passes no architecture flag
 def test_glue_carries_every_field_at_once(order_task, vocab, tmp_path):
     """One tupe-glue run (a subprocess per finetune) on a checkpoint where every architecture field
     that the data does not decide has a non-default value; the per-field runs are marked slow."""

@@ -170,6 +170,7 @@ def electra_args(data, save, *extra):
     return tiny_args(data, save, *ELECTRA, *extra)
 
 
+@pytest.mark.slow      # ~7 s: the ELECTRA task's training is covered by test_electra_learns
 def test_original_pretraining_command_with_electra(data_dir, tmp_path):
     cmd = original_command(data_dir, tmp_path / "ck", max_update=4)
     cmd = cmd.replace("--task masked_lm --criterion masked_lm", "--task electra --criterion electra")
@@ -199,6 +200,7 @@ def test_electra_learns(data_dir, tmp_path):
     assert mean(last, "disc_acc") > mean(first, "disc_acc")
 
 
+@pytest.mark.slow      # ~15 s: the resume mechanism is the trainer's, tested bitwise by the masked-LM kill -9 test
 def test_kill_and_resume_gives_identical_weights(data_dir, tmp_path):
     extra = ["--max-update", "30", "--save-interval-updates", "3", "--max-sentences", "16", "--lr", "0.002",
              "--total-num-update", "30"]
