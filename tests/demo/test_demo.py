@@ -24,6 +24,7 @@ def test_shipped_data_and_licence():
     assert set(labels) == {"0", "1"} and 0.4 < labels.count("1") / len(labels) < 0.6
 
 
+@pytest.mark.slow      # ~60 s: the demo is a preset of tupe-study, whose --quick run is tested end to end in test_study.py
 def test_quick_demo_report(quick_demo, capsys):
     out = quick_demo
     report = out / "report.md"

@@ -5,11 +5,14 @@ import json
 import random
 from contextlib import redirect_stdout
 
+import pytest
+
 from tests.preprocess.test_task import TOPICS, topic_files, topic_rows, topics_bin  # noqa: F401 (fixtures)
 from tupe.cli import glue as sweep
 from tupe.cli.predict import main as predict
 
 
+@pytest.mark.slow      # ~29 s: your own task through preprocess, finetune and predict runs in the README walkthrough test
 def test_own_eight_class_task_through_the_glue_tools(topics_bin, pretrained, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "runs"
     assert sweep.main(["--checkpoint", str(pretrained), "--data-dir", str(topics_bin.parent), "--tasks", "topics",

@@ -65,6 +65,7 @@ def test_finetune_learns_a_word_order_task(order_task, pretrained, tmp_path):
     assert any((tmp_path / "ft" / "tb").rglob("events.out.tfevents*"))
 
 
+@pytest.mark.slow      # ~27 s: the regression loss and metrics are also tested in tests/hf and test_metrics
 def test_regression_with_pearson(order_task, pretrained, tmp_path):
     cmd = finetune_command(order_task / "STS-B-bin", pretrained, tmp_path / "sts", n_classes=1, metric="pearson",
                            lr="1e-3", epochs=4, extra="--regression-target")
