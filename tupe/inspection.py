@@ -66,7 +66,7 @@ def validation_blocks(model, data: Path, length: int, count: int) -> torch.Tenso
     length, no masking): (K, length)."""
     task = make_task(model, str(data), length, sample_break_mode="none")
     blocks = task.dataset("valid", 0).blocks
-    rows = [blocks[i] for i in range(len(blocks)) if len(blocks[i]) == length][:count]
+    rows = [blocks[int(i)] for i in (blocks.sizes == length).nonzero()[0][:count]]     # sizes: no block read
     if not rows:
         raise TaskError(f"{data}: no validation block of {length} tokens (try a smaller --positions)")
     return torch.stack([torch.as_tensor(r, dtype=torch.long) for r in rows])

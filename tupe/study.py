@@ -259,6 +259,17 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
     return report
 
 
+def evaluate_lengths(model, plan: StudyPlan, data: Path, lengths: list[int], row: dict) -> None:
+    """``row[str(L)]``: the model's validation loss on blocks of L tokens, or the reason it cannot."""
+    for n in lengths:
+        try:
+            stats = evaluate(model, make_task(model, str(data), n, batch=plan.batch, seed=plan.seed),
+                             skip_invalid=True, seed=plan.seed)
+            row[str(n)] = {"loss": stats["loss"], "samples": stats["samples"]}
+        except EvaluationError as e:
+            row[str(n)] = {"error": str(e)}
+
+
 def probe_models(plan: StudyPlan, state: dict, data: Path, out: Path) -> None:
     """Each masked-LM scheme's best model on validation blocks of every ``eval_lengths`` (and the
     training length), and the word-order probe at the training length (train/evaluate.py):
@@ -271,27 +282,16 @@ def probe_models(plan: StudyPlan, state: dict, data: Path, out: Path) -> None:
         if objective != "mlm" or (name in state["order_probe"] and all(str(n) in state["lengths"].get(name, {})
                                                                        for n in lengths)):
             continue
-        ckpt = out / "pretrain" / name / f"lr{state['best_lr'][name]:g}" / "checkpoint_last.pt"
-        model = load_model(ckpt)
+        model = load_model(out / "pretrain" / name / f"lr{state['best_lr'][name]:g}" / "checkpoint_last.pt")
         row = state["lengths"].setdefault(name, {})
-        for n in lengths:
-            try:
-                stats = evaluate(model, make_task(model, str(data), n, batch=plan.batch, seed=plan.seed),
-                                 skip_invalid=True, seed=plan.seed)
-                row[str(n)] = {"loss": stats["loss"], "samples": stats["samples"]}
-            except EvaluationError as e:
-                row[str(n)] = {"error": str(e)}
-        if model.cfg.pos_encoding == "rope" and len(lengths) > 1:   # + dynamic NTK scaling past the trained length
-            scaled = state["lengths"].setdefault(f"{name} + dynamic NTK", {})
-            scaled_model = with_rope_scaling(load_model(ckpt), "dynamic", max(lengths) / plan.tokens_per_sample)
-            for n in lengths:
-                stats = evaluate(scaled_model, make_task(scaled_model, str(data), n, batch=plan.batch, seed=plan.seed),
-                                 skip_invalid=True, seed=plan.seed)
-                scaled[str(n)] = {"loss": stats["loss"], "samples": stats["samples"]}
+        evaluate_lengths(model, plan, data, lengths, row)
         task = make_task(model, str(data), plan.tokens_per_sample, batch=plan.batch, seed=plan.seed)
         intact = evaluate(model, task, skip_invalid=True, seed=plan.seed)["loss"]
         shuffled = evaluate(model, task, shuffle_order=True, skip_invalid=True, seed=plan.seed)["loss"]
         state["order_probe"][name] = {"intact": intact, "shuffled": shuffled}
+        if model.cfg.pos_encoding == "rope" and len(lengths) > 1:   # + dynamic NTK scaling past the trained length
+            with_rope_scaling(model, "dynamic", max(lengths) / plan.tokens_per_sample)   # (in place: last use)
+            evaluate_lengths(model, plan, data, lengths, state["lengths"].setdefault(f"{name} + dynamic NTK", {}))
         log(f"{name}: loss at " + ", ".join(f"{n}: {row[str(n)].get('loss', float('nan')):.3f}" for n in lengths)
             + f" bits; word order shuffled {shuffled:.3f} (intact {intact:.3f})")
 

@@ -148,10 +148,12 @@ def test_hidden_states_of_chosen_layers(tmp_path):
         every = model(tokens, output_hidden_states=True).hidden_states
         chosen = model(tokens, output_hidden_states=[0, -1]).hidden_states
         one = model(tokens, output_hidden_states=1).hidden_states
+        first = model(tokens, output_hidden_states=0).hidden_states     # index 0 is an index, not False
     assert len(every) == len(chosen) == len(one) == model.config.num_hidden_layers + 1
     assert [h is None for h in chosen] == [False] + [True] * (len(every) - 2) + [False]
     assert torch.equal(chosen[0], every[0]) and torch.equal(chosen[-1], every[-1])
     assert [h is not None for h in one] == [i == 1 for i in range(len(every))] and torch.equal(one[1], every[1])
+    assert [h is not None for h in first] == [i == 0 for i in range(len(every))] and torch.equal(first[0], every[0])
     assert set(hf.TupeHfModel._can_record_outputs) == {"hidden_states", "attentions"}
 
 

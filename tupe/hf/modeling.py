@@ -143,7 +143,7 @@ class TupeHfModel(TupePreTrainedModel):
         # transformers' attn_implementation -> the native kernel of the same name (attention.py)
         self.encoder.attn_impl = HF_KERNELS.get(getattr(self.config, "_attn_implementation", None), "auto")
         out = self.encoder.encode(input_ids, padding=padding, embeds=inputs_embeds,
-                                  output_hidden_states=hidden_flag not in (None, False),
+                                  output_hidden_states=hidden_flag is not None and hidden_flag is not False,   # index 0 counts
                                   output_attentions=bool(attn_flag))
         hidden = out.hidden_states
         keep = selected_hidden_states(hidden_flag, self.config.num_hidden_layers + 1)

@@ -22,6 +22,7 @@ from typing import Optional
 
 import torch
 
+from ..config import ConfigError
 from ..model.electra import ElectraModel
 from ..model.positional import RotaryEmbedding
 from ..model.transformer import Encoder
@@ -44,7 +45,10 @@ def with_rope_scaling(model, scaling: str, factor: float):
     encoders = [m for m in model.modules() if isinstance(m, Encoder)]
     if not all(e.rotary is not None for e in encoders):
         raise EvaluationError(f"RoPE scaling needs a RoPE model; this is {model.cfg.name}")
-    cfg = dataclasses.replace(model.cfg, rope_scaling=scaling, rope_scaling_factor=float(factor))   # validated
+    try:
+        cfg = dataclasses.replace(model.cfg, rope_scaling=scaling, rope_scaling_factor=float(factor))   # validated
+    except ConfigError as e:
+        raise EvaluationError(f"RoPE scaling: {e}") from None
     for encoder in encoders:
         encoder.cfg = cfg if encoder.cfg is model.cfg else dataclasses.replace(
             encoder.cfg, rope_scaling=scaling, rope_scaling_factor=float(factor))

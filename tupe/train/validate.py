@@ -16,6 +16,7 @@ import torch
 
 from ..checkpoint import CheckpointError, load_model
 from ..cli import HelpFormatter
+from ..config import ROPE_SCALINGS
 from ..logs import cli_logging
 from .evaluate import evaluate, make_task, with_rope_scaling
 from .options import add_masking_args
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="seed of the masks (the same seed gives the same masks)")
     p.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true",
                    help="skip samples longer than the block (--tokens-per-sample) or max_positions (else an error)")
-    p.add_argument("--rope-scaling", default=None, choices=["none", "linear", "dynamic", "yarn"],
+    p.add_argument("--rope-scaling", default=None, choices=list(ROPE_SCALINGS),
                    help="RoPE models: evaluate with this frequency scaling (default: the model's own)")
     p.add_argument("--rope-scaling-factor", type=float, default=None,
                    help="its factor (default: block length / max_positions, at least 1)")
