@@ -115,6 +115,7 @@ def test_cli_reads_checkpoint_files_and_folders(data_dir, tmp_path, capsys):
         assert (out / "untied_correlation.png").is_file()
     assert main([str(tmp_path / "own"), "--out", str(tmp_path / "x"), "--data", str(data_dir), "--positions", "64"]) == 0
     assert json.loads((tmp_path / "x" / "inspect.json").read_text())["positions"] == 32   # capped at max_positions
+    assert "64 positions asked; 32 drawn: the positional tables of TUPE-R cover 32" in (tmp_path / "x" / "report.md").read_text()
     assert main([str(tmp_path / "nothing"), "--out", str(tmp_path / "y")]) == 1
     assert "tupe-inspect: error" in capsys.readouterr().err
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ from .report import _decorate, _save, scheme_color
 from .train.evaluate import make_task, positional_limit
 from .train.tasks import TaskError
 
+logger = logging.getLogger(__name__)
 TERMS = ("word-word", "word-position", "position-word", "position-position")
 
 
@@ -165,6 +167,10 @@ def inspect(model, out: Path, positions: int = 128, data: Optional[Path] = None,
     numbers: dict = {"scheme": cfg.name, "size": cfg.size_name, "positions": n, "heads": cfg.encoder_attention_heads}
     md = [f"# What the positions of this {cfg.name} model learned", "",
           f"Model: {cfg.name} ({cfg.size_name}), max_positions {cfg.max_positions}. Numbers: `inspect.json`.", ""]
+    if n < positions:
+        note = f"{positions} positions asked; {n} drawn: the positional tables of {cfg.name} cover {n}"
+        logger.warning(note)
+        md += [note + ".", ""]
     terms = positional_terms(model, n)
     if "untied" in terms:
         u = terms["untied"]
