@@ -12,14 +12,16 @@ that a slow spell of a shared machine hits them alike; besides the median step t
 the summary gives paired ratios (the median over rounds of step-time ratios taken within one
 round), which are what the targets compare.
 
-"matmul rate" (CPU): the FLOP/s of the matrix products alone, per precision (below), and per row
-each model's FLOP rate (model FLOPs: 3 x forward of the linear layers, the T x T products and
-the LM head on the positions it projects, per second) as a fraction of it: how close a step
-comes to its matrix products; ``--profile`` adds the top operators of one TUPE-R step by self
-time. "matmul ceiling": the bf16 / fp32 speed ratio of the matrix products alone (forward and both
-backward products of the four linear layers of one BERT-base layer at the same token count,
-timed in isolation). A training step cannot gain more from bf16 than its matmuls do, less the
-work that does not shrink (optimizer, dropout masks, casts, norms). "TUPE-R bf16 weights"
+"matmul rate" (CPU): the FLOP/s of the matrix products alone (one BERT-base layer's linear
+layers, forward and both backward products, at the batch's token count, in the row's precision),
+timed in the same rounds as the models; per row each model's FLOP rate (model FLOPs: 3 x forward
+of the linear layers, the T x T products and the LM head on the positions it projects, per
+second) as a fraction of it, the median over rounds of the ratio within a round: how close a
+step comes to its matrix products. ``--models TUPE-R`` times that row alone; ``--profile`` adds
+the top operators of one TUPE-R step by self time. "matmul ceiling": the bf16 / fp32 speed
+ratio of the same matrix products, timed back to back in isolation. A training step cannot
+gain more from bf16 than its matmuls do, less the work that does not shrink (optimizer, dropout
+masks, casts, norms). "TUPE-R bf16 weights"
 (bf16 rows only) is a further bound: the whole model, its residual stream and its optimizer
 state in bf16, no casts at all (numerically not what autocast training is; a yardstick).
 
@@ -162,31 +164,46 @@ def cpu_name() -> str:
     return f"{model} ({', '.join(cpu_bf16_flags()) or 'no native bf16'})"
 
 
-def matmul_rates(tokens: int, device, reps: int = 5, dtypes=(torch.float32, torch.bfloat16)) -> dict:
-    """FLOP/s of one BERT-base layer's linear-layer products (forward and both backward
-    products of each), per dtype, at ``tokens`` tokens: the machine's matrix-multiply rate at the
-    shapes a training step multiplies, same threads, same process."""
-    shapes = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]        # qkv, out, fc1, fc2
-    flops = sum(3 * 2 * tokens * k * n for k, n in shapes)
-    seconds = {}
-    for dtype in dtypes:
-        g = torch.Generator().manual_seed(0)
-        mats = [(torch.randn(tokens, k, generator=g).to(device, dtype), torch.randn(n, k, generator=g).to(device, dtype),
-                 torch.randn(tokens, n, generator=g).to(device, dtype)) for k, n in shapes]
+LINEAR_SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]    # qkv, out, fc1, fc2 (in, out)
 
-        def products(mats=mats):
-            for x, w, dy in mats:
+
+class MatmulRunner:
+    """The machine's matrix-multiply rate at the shapes a training step multiplies: one
+    BERT-base layer's linear-layer products (forward and both backward products of each) at
+    ``tokens`` tokens, in ``dtype``, same threads, same process. Timed in the same round robin
+    as the models (``step()``), so that each model's fraction of it is a paired ratio."""
+
+    def __init__(self, tokens: int, device, dtype: torch.dtype, reps: int = 3):
+        g = torch.Generator().manual_seed(0)
+        self.mats = [(torch.randn(tokens, k, generator=g).to(device, dtype), torch.randn(n, k, generator=g).to(device, dtype),
+                      torch.randn(tokens, n, generator=g).to(device, dtype)) for k, n in LINEAR_SHAPES]
+        self.flops = reps * sum(3 * 2 * tokens * k * n for k, n in LINEAR_SHAPES)
+        self.device, self.reps, self.times = device, reps, []
+
+    def step(self, record: bool = True):
+        t = time.perf_counter()
+        for _ in range(self.reps):
+            for x, w, dy in self.mats:
                 x @ w.t(), dy @ w, dy.t() @ x
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-        products()
-        times = []
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        if record:
+            self.times.append(time.perf_counter() - t)
+
+    def rate(self) -> float:
+        return self.flops / statistics.median(self.times)
+
+
+def matmul_rates(tokens: int, device, reps: int = 5, dtypes=(torch.float32, torch.bfloat16)) -> dict:
+    """FLOP/s of :class:`MatmulRunner`'s products per dtype (median of ``reps``), timed alone."""
+    rates = {}
+    for dtype in dtypes:
+        runner = MatmulRunner(tokens, device, dtype, reps=1)
+        runner.step(record=False)
         for _ in range(reps):
-            t = time.perf_counter()
-            products()
-            times.append(time.perf_counter() - t)
-        seconds[dtype] = statistics.median(times)
-    return {str(dtype).replace("torch.", ""): flops / sec for dtype, sec in seconds.items()}
+            runner.step()
+        rates[str(dtype).replace("torch.", "")] = runner.rate()
+    return rates
 
 
 def profile_step(runner, top: int = 15) -> list[dict]:
@@ -214,19 +231,20 @@ def summarise(rows: list[dict]) -> list[dict]:
     for B, T in sorted({(r["batch"], r["tokens"]) for r in rows}, key=lambda s: s[1]):
         line = {"batch": B, "tokens": T}
         for dtype in ("fp32", "bf16", "fp16"):
-            if ("TUPE-R", B, T, dtype) in by:
+            if ("TUPE-R", B, T, dtype) in by and ("HF-BERT", B, T, dtype) in by:
                 line[f"TUPE-R_speedup_over_HF_{dtype}"] = round(paired(by["HF-BERT", B, T, dtype], by["TUPE-R", B, T, dtype]), 3)
+            if ("TUPE-R", B, T, dtype) in by and ("BERT-A", B, T, dtype) in by:
                 line[f"TUPE-R_overhead_vs_BERT-A_{dtype}"] = round(
                     paired(by["TUPE-R", B, T, dtype], by["BERT-A", B, T, dtype]) - 1, 3)
             for variant in (*FLEX, COMPILED):
-                if (variant, B, T, dtype) in by:
+                base = "TUPE-R" if variant == COMPILED else FLEX[variant]
+                if (variant, B, T, dtype) in by and ("HF-BERT", B, T, dtype) in by and (base, B, T, dtype) in by:
                     key = variant.replace(" ", "_")
                     line[f"{key}_speedup_over_HF_{dtype}"] = round(
                         paired(by["HF-BERT", B, T, dtype], by[variant, B, T, dtype]), 3)
-                    base = "TUPE-R" if variant == COMPILED else FLEX[variant]
                     line[f"{key}_speedup_over_{base}_{dtype}"] = round(paired(by[base, B, T, dtype], by[variant, B, T, dtype]), 3)
         if ("TUPE-R", B, T, "bf16") in by and ("TUPE-R", B, T, "fp32") in by:
-            for name in [*MODELS, "HF-BERT"]:      # different rounds: ratio of the medians
+            for name in [n for n in (*MODELS, "HF-BERT") if (n, B, T, "bf16") in by and (n, B, T, "fp32") in by]:
                 line[f"{name}_bf16_speedup"] = round(statistics.median(by[name, B, T, "fp32"]) /
                                                      statistics.median(by[name, B, T, "bf16"]), 3)
             if (ALL_BF16, B, T, "bf16") in by:
@@ -248,6 +266,8 @@ def main() -> None:
                         "grid evaluation, a check of the path rather than a speed)")
     p.add_argument("--profile", action="store_true", help="CPU: add a per-operator profile of one TUPE-R step "
                    "per shape and precision (top operators by self time)")
+    p.add_argument("--models", default=None, help="comma-separated subset of the rows to time (default: all; "
+                   "e.g. TUPE-R for the fraction of the matmul rate alone)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     device = torch.device(args.device)
@@ -280,6 +300,12 @@ def main() -> None:
             names += [*FLEX] if flex else []
             names += [ALL_BF16] if dtype == "bf16" and not cuda else []
             names += [COMPILED] if args.compile and not cuda and dtype == "fp32" else []
+            if args.models:
+                wanted = args.models.split(",")
+                unknown = set(wanted) - set(names)
+                if unknown:
+                    raise SystemExit(f"--models: no row {sorted(unknown)} here; rows: {names}")
+                names = [n for n in names if n in wanted]
             runners, warmup_s = {}, {}
             for name in names:
                 torch.manual_seed(0)
@@ -290,9 +316,15 @@ def main() -> None:
                 for _ in range(2 if name in FLEX or name == COMPILED else 1):
                     runners[name].step(record=False)                  # warm-up (and compile)
                 warmup_s[name] = time.perf_counter() - t
+            matmul = None
+            if not cuda:     # the matmul rate, timed in the same rounds: each fraction is a paired ratio
+                matmul = MatmulRunner(B * T, device, {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype])
+                matmul.step(record=False)
             for _ in range(args.steps):
                 for r in runners.values():
                     r.step()
+                if matmul is not None:
+                    matmul.step()
             for name, r in runners.items():
                 sec = statistics.median(r.times)
                 row = {"model": name, "batch": B, "tokens": T, "dtype": dtype,
@@ -303,6 +335,9 @@ def main() -> None:
                 projected = B * T if name == "HF-BERT" else int(r.mask.sum())
                 if not cuda:
                     row["model_gflops_per_s"] = round(step_flops(B, T, projected) / sec / 1e9, 1)
+                    # median over rounds of (model FLOP/s) / (matmul FLOP/s), both from one round
+                    row["fraction_of_matmul_rate"] = round(statistics.median(
+                        step_flops(B, T, projected) * m / (matmul.flops * t) for t, m in zip(r.times, matmul.times)), 3)
                 if cuda:
                     row["peak_memory_gb"] = round(r.peak_bytes / 2 ** 30, 2)
                     row["tflops"] = round(step_flops(B, T, projected) / sec / 1e12, 1)
@@ -310,24 +345,19 @@ def main() -> None:
                         row["mfu"] = round(step_flops(B, T, projected) / sec / peak, 3)
                 results["rows"].append(row)
                 print(json.dumps(row), flush=True)
+            if matmul is not None:
+                results.setdefault("matmul_gflops_per_s", {}).setdefault(f"{B}x{T}", {})[
+                    {"fp32": "float32", "bf16": "bfloat16"}[dtype]] = round(matmul.rate() / 1e9, 1)
             if args.profile and not cuda:
                 ops = profile_step(runners["TUPE-R"])
                 results.setdefault("profile_TUPE-R", {})[f"{B}x{T}_{dtype}"] = ops
                 print(json.dumps({"profile": f"{B}x{T}_{dtype}", "top": ops[:8]}), flush=True)
             del runners
+        if not cuda and {"fp32", "bf16"} <= set(args.dtypes.split(",")):
+            rates = matmul_rates(B * T, device)     # both precisions back to back: their ratio
+            results.setdefault("matmul_ceiling_bf16_speedup", {})[f"{B}x{T}"] = round(
+                rates["bfloat16"] / rates["float32"], 3)
         if not cuda:
-            rates = matmul_rates(B * T, device, dtypes=[{"fp32": torch.float32, "bf16": torch.bfloat16}[d]
-                                                        for d in args.dtypes.split(",")])
-            results.setdefault("matmul_gflops_per_s", {})[f"{B}x{T}"] = {k: round(v / 1e9, 1) for k, v in rates.items()}
-            short = {"float32": "fp32", "bfloat16": "bf16"}
-            for row in results["rows"]:          # each model's FLOP rate as a fraction of the matmul rate
-                if (row["batch"], row["tokens"]) == (B, T) and "model_gflops_per_s" in row:
-                    rate = {short[k]: v for k, v in rates.items()}.get(row["dtype"])
-                    if rate:
-                        row["fraction_of_matmul_rate"] = round(row["model_gflops_per_s"] * 1e9 / rate, 3)
-            if "bfloat16" in rates and "float32" in rates:
-                ceiling = rates["bfloat16"] / rates["float32"]
-                results.setdefault("matmul_ceiling_bf16_speedup", {})[f"{B}x{T}"] = round(ceiling, 3)
             print(json.dumps({"matmul_gflops_per_s": results["matmul_gflops_per_s"][f"{B}x{T}"], "tokens": B * T}), flush=True)
     results["summary"] = summarise(results["rows"])
     for line in results["summary"]:

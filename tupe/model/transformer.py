@@ -21,6 +21,7 @@ from .dropout import Dropout
 from .flex import FlexPositions
 from .padding import first_real, rotate, row_shifts, unrotate_attention
 from .positional import POSITIONAL_NAMES, apply_rotary, logit_scale, positional_modules
+from .tied import tied_lookup
 
 # Optimizer steps taken in this process. Fused optimizers (torch's fused AdamW, which
 # FairseqAdam uses) update parameters without bumping their version counters, so the eval-mode
@@ -383,16 +384,19 @@ class TupeModel(nn.Module):
 
     def forward(self, tokens: torch.Tensor, masked_tokens: Optional[torch.Tensor] = None,
                 classification_head_name: Optional[str] = None) -> torch.Tensor:
-        features = self.encoder(tokens)                                                # (B, T, C)
         if classification_head_name is not None:
             if classification_head_name not in self.classification_heads:
                 raise KeyError(f"no classification head {classification_head_name!r}; this model "
                                f"has {sorted(self.classification_heads) or 'none'}")
+            features = self.encoder(tokens)                                            # (B, T, C)
             return self.classification_heads[classification_head_name](features, tokens.eq(self.cfg.padding_idx))
         if self.lm_head is None:
             raise RuntimeError("this model has no masked-LM head (an ELECTRA discriminator): "
                                "use extract_features or a classification head")
-        return self.lm_head(features, self.encoder.embed_tokens.weight, masked_tokens)
+        # the lookup and the tied projection share one gradient (tied.py)
+        embeds, weight = tied_lookup(self.encoder.embed_tokens, tokens)                # (B, T, C), (V, C)
+        features = self.encoder.encode(tokens, embeds=embeds).last_hidden_state        # (B, T, C)
+        return self.lm_head(features, weight, masked_tokens)                           # (B, T, V) | (N, V)
 
     def register_classification_head(self, name: str = DEFAULT_HEAD, num_classes: int = 2) -> nn.Module:
         if num_classes < 1:
