@@ -81,3 +81,34 @@ def test_names_and_alias():
     assert kernel_name("bias") == "auto"
     with pytest.raises(ValueError, match="choose one of"):
         kernel_name("fast")
+
+
+@pytest.mark.parametrize("shape,batch,dtype", [
+    ((1, 4, 6, 6), 3, torch.float32),      # the positional bias of a full batch: summed over the batch
+    ((1, 4, 6, 6), 8, torch.bfloat16),     # in bf16 (autocast), the sum accumulates in fp32
+    ((3, 4, 6, 6), 3, torch.float32),      # bias + padding: one row per sequence, nothing summed
+    ((1, 1, 6, 6), 2, torch.float32),      # broadcast over heads too
+    ((4, 6, 6), 2, torch.float64),         # fewer dimensions
+], ids=["batch-sum", "bf16", "per-row", "heads", "3d"])
+def test_expanded_mask_and_its_gradient(shape, batch, dtype):
+    """expand_mask: the values of the broadcast copy, and the gradient of autograd's own broadcast
+    (exactly where nothing is summed; else to rounding, and at least as close to the exact sum)."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(shape, generator=g, dtype=torch.float64)
+    grad = torch.randn(batch * 4, 6, 6, generator=g, dtype=torch.float64)
+    mask = base.to(dtype if dtype == torch.float64 else torch.float32).requires_grad_()
+    out = attention.expand_mask(mask, batch, 4, dtype)
+    out.backward(grad.to(dtype))
+    ours, mask.grad = mask.grad, None
+    ref = mask.to(dtype).expand(batch, 4, 6, 6).reshape(batch * 4, 6, 6)
+    ref.backward(grad.to(dtype))
+    assert torch.equal(out, ref) and out.shape == (batch * 4, 6, 6) and out.is_contiguous()
+    assert ours.shape == mask.shape and ours.dtype == mask.dtype
+    exact = grad.to(dtype).double().view(batch, 4, 6, 6).sum_to_size((1,) * (4 - len(shape)) + shape).view(shape)
+    if shape[0] == batch or dtype == torch.float64:
+        torch.testing.assert_close(ours, mask.grad, rtol=1e-6, atol=1e-6)
+    else:
+        assert (ours.double() - exact).abs().max() <= (mask.grad.double() - exact).abs().max() + 1e-6
+        torch.testing.assert_close(ours, mask.grad, rtol=0.02, atol=0.05)
+    with torch.no_grad():                                       # no gradient wanted: a plain view/copy
+        torch.testing.assert_close(attention.expand_mask(mask, batch, 4, dtype), ref.detach())
