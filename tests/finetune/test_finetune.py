@@ -50,7 +50,12 @@ def best_line(stdout):
 
 
 def test_finetune_learns_a_word_order_task(order_task, pretrained, tmp_path):
-    proc = run(finetune_command(order_task / "SST-2-bin", pretrained, tmp_path / "ft", epochs=10))
+    # lr 2e-3, 20 epochs: with 5e-3 and 10 epochs, whether this tiny model breaks the symmetry of
+    # "river city" / "city river" depended on the seed (seeds 1-3: passed, 0.60, passed; after a
+    # rounding-level change of the gradients: 0.505, passed, 0.515; with 20 epochs seed 5 still
+    # stayed at 0.51); with these settings it learned the order for every seed tried (1-7)
+    epochs = 20
+    proc = run(finetune_command(order_task / "SST-2-bin", pretrained, tmp_path / "ft", epochs=epochs, lr="2e-3"))
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     best = best_line(proc.stdout)
     assert best["best_checkpoint_metric"] == "accuracy"
@@ -60,7 +65,7 @@ def test_finetune_learns_a_word_order_task(order_task, pretrained, tmp_path):
     assert not list((tmp_path / "ft").glob("checkpoint*.pt"))        # --no-*-checkpoints
     recs = [json.loads(x) for x in (tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()]
     valids = [r for r in recs if r["type"] == "valid"]
-    assert len(valids) == 10 * 2                                     # twice per epoch
+    assert len(valids) == epochs * 2                                 # twice per epoch
     assert [v["epoch"] for v in valids[:4]] == [1, 1, 2, 2]
     assert any((tmp_path / "ft" / "tb").rglob("events.out.tfevents*"))
 
