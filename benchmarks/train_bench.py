@@ -164,6 +164,7 @@ def cpu_name() -> str:
     return f"{model} ({', '.join(cpu_bf16_flags()) or 'no native bf16'})"
 
 
+CPU_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}        # --dtypes on the CPU
 LINEAR_SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]    # qkv, out, fc1, fc2 (in, out)
 
 
@@ -194,6 +195,10 @@ class MatmulRunner:
         return self.flops / statistics.median(self.times)
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")                           # float32, bfloat16
+
+
 def matmul_rates(tokens: int, device, reps: int = 5, dtypes=(torch.float32, torch.bfloat16)) -> dict:
     """FLOP/s of :class:`MatmulRunner`'s products per dtype (median of ``reps``), timed alone."""
     rates = {}
@@ -202,7 +207,7 @@ def matmul_rates(tokens: int, device, reps: int = 5, dtypes=(torch.float32, torc
         runner.step(record=False)
         for _ in range(reps):
             runner.step()
-        rates[str(dtype).replace("torch.", "")] = runner.rate()
+        rates[dtype_name(dtype)] = runner.rate()
     return rates
 
 
@@ -285,6 +290,8 @@ def main() -> None:
     results = {"machine": machine, "steps": args.steps, "attention_dropout": attention_dropout, "rows": []}
     print(json.dumps(machine))
     dtypes = args.dtypes.split(",")
+    if not cuda and set(dtypes) - set(CPU_DTYPES):
+        raise SystemExit(f"--dtypes on the CPU: choose from {sorted(CPU_DTYPES)}, got {args.dtypes}")
     if device.type == "cpu" and "bf16" in dtypes and not cpu_supports_bf16():
         # never report a bf16 ratio where bf16 is emulated: it measures the emulation
         dtypes.remove("bf16")
@@ -318,7 +325,7 @@ def main() -> None:
                 warmup_s[name] = time.perf_counter() - t
             matmul = None
             if not cuda:     # the matmul rate, timed in the same rounds: each fraction is a paired ratio
-                matmul = MatmulRunner(B * T, device, {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype])
+                matmul = MatmulRunner(B * T, device, CPU_DTYPES[dtype])
                 matmul.step(record=False)
             for _ in range(args.steps):
                 for r in runners.values():
@@ -347,8 +354,8 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
             if matmul is not None:
                 results.setdefault("matmul_gflops_per_s", {}).setdefault(f"{B}x{T}", {})[
-                    {"fp32": "float32", "bf16": "bfloat16"}[dtype]] = round(matmul.rate() / 1e9, 1)
-            if args.profile and not cuda:
+                    dtype_name(CPU_DTYPES[dtype])] = round(matmul.rate() / 1e9, 1)
+            if args.profile and not cuda and "TUPE-R" in runners:
                 ops = profile_step(runners["TUPE-R"])
                 results.setdefault("profile_TUPE-R", {})[f"{B}x{T}_{dtype}"] = ops
                 print(json.dumps({"profile": f"{B}x{T}_{dtype}", "top": ops[:8]}), flush=True)

@@ -90,3 +90,13 @@ def test_masked_lm_training_step_matches_the_plain_model():
     assert a.keys() == b.keys() and "encoder.embed_tokens.weight" in a
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_an_expanded_projection_gradient_is_not_written_in_place(case):
+    """weight.sum() hands the node a stride-0 gradient: it gets its own memory before the rows go in."""
+    embedding, tokens, _ = case
+    embeds, weight = tied_lookup(embedding, tokens)
+    (embeds.sum() + weight.sum()).backward()
+    fused, embedding.weight.grad = embedding.weight.grad, None
+    (embedding(tokens).sum() + embedding.weight.sum()).backward()
+    assert torch.equal(fused, embedding.weight.grad)

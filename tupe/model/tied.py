@@ -42,8 +42,8 @@ class _TiedLookup(torch.autograd.Function):
             rows = rows.masked_fill(index.eq(ctx.padding_idx).unsqueeze(-1), 0.0)      # into the padding row
         if grad_weight is None:                                                        # the projection unused
             grad_weight = rows.new_zeros(ctx.weight_shape)
-        elif not grad_weight.is_contiguous():
-            grad_weight = grad_weight.contiguous()
+        elif not grad_weight.is_contiguous():                                          # e.g. expanded (stride 0,
+            grad_weight = grad_weight.contiguous()                                     # from weight.sum()): own memory
         # the projection's gradient reaches this node alone (the alias is not handed out), so it
         # can take the token rows in place
         return grad_weight.index_add_(0, index, rows.to(grad_weight.dtype)), None, None
