@@ -13,7 +13,9 @@ import torch
 import tupe
 from tests.conftest import FIXTURE, random_tokens, tiny_config
 from tupe.checkpoint import CheckpointError, fairseq_state_dict, load_vocabulary, read_checkpoint, save_fairseq
+from tupe.checkpoint.fairseq import skip_parameter_init
 from tupe.cli import convert
+from tupe.config import SCHEMES
 
 
 @pytest.fixture
@@ -203,3 +205,52 @@ def test_convert_round_trip_cli(tmp_path, ref_dir):
     proc = subprocess.run([sys.executable, "-m", "tupe.cli.convert", str(tmp_path / "nope"), str(tmp_path / "x")],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "no such checkpoint" in proc.stderr
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_every_scheme_loads_back_exactly(tmp_path, scheme):
+    """Loading builds the model without random initialisation (every parameter is then
+    assigned): computed buffers (relative buckets, RoPE and ALiBi tables) must still be right."""
+    cfg = tiny_config(**SCHEMES[scheme])
+    torch.manual_seed(0)
+    model = tupe.TupeModel(cfg).eval()
+    model.register_classification_head("sentence_classification_head", 3)
+    tupe.save_pretrained(model, tmp_path / "m")
+    loaded = tupe.load_model(tmp_path / "m")
+    tokens = random_tokens(2, 10)
+    tokens[1, 7:] = cfg.padding_idx
+    for a, b in zip(outputs(model, tokens), outputs(loaded, tokens)):
+        assert torch.equal(a, b)
+    assert {k: v for k, v in model.named_buffers()}.keys() == {k: v for k, v in loaded.named_buffers()}.keys()
+    for (name, a), b in zip(model.named_buffers(), loaded.buffers()):
+        assert torch.equal(a, b), name
+
+
+def test_skip_parameter_init_leaves_parameters_and_only_parameters_alone():
+    weight = torch.nn.Parameter(torch.full((3, 4), 7.0))
+    plain = torch.full((3, 4), 7.0)
+    with skip_parameter_init():
+        for init in (torch.nn.init.normal_, torch.nn.init.xavier_uniform_, torch.nn.init.zeros_):
+            init(weight)
+            init(tensor=weight)
+        torch.nn.init.kaiming_uniform_(weight, a=5 ** 0.5)
+        torch.nn.init.constant_(weight, 0.0)
+        weight.uniform_()
+        assert weight.eq(7.0).all()
+        weight.data.uniform_()          # .data is not a Parameter: it is written
+        torch.nn.init.normal_(plain)    # nor is a plain tensor
+        layer = torch.nn.Linear(4, 3)
+    assert not weight.eq(7.0).any() and not plain.eq(7.0).any()
+    assert layer.weight.shape == (3, 4)
+
+
+def test_loading_does_not_import_the_compiler(tmp_path):
+    """A model loads without importing torch._dynamo (seconds of a command's start), where
+    importing torch alone does not."""
+    tupe.save_pretrained(tupe.TupeModel(tiny_config(rel_pos=True)), tmp_path / "m")
+    code = ("import sys, torch; before = 'torch._dynamo' in sys.modules; import tupe; "
+            f"tupe.load_model({str(tmp_path / 'm')!r}); print(before, 'torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    if out[0] == "True":
+        pytest.skip("this torch imports torch._dynamo on import")
+    assert out == ["False", "False"]

@@ -10,7 +10,7 @@ import torch
 from ..config import TupeConfig
 from ..model.electra import DEFAULT_DISC_WEIGHT, ElectraModel, generator_config, is_electra_state, split_electra_state
 from .errors import CheckpointError, PathLike
-from .fairseq import checkpoint_tensors, config_from_checkpoint
+from .fairseq import checkpoint_tensors, config_from_checkpoint, skip_parameter_init
 from .safe import read_checkpoint, resolve_checkpoint
 
 
@@ -36,7 +36,8 @@ def electra_from_state(state: dict, ckpt: Path):
         gen_cfg = TupeConfig.from_dict(info["generator"]) if "generator" in info else generator_config(cfg)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{ckpt}: generator configuration: {e}") from None
-    model = ElectraModel(cfg, gen_cfg, info.get("disc_weight", DEFAULT_DISC_WEIGHT))
+    with skip_parameter_init():     # every parameter is loaded next (strictly)
+        model = ElectraModel(cfg, gen_cfg, info.get("disc_weight", DEFAULT_DISC_WEIGHT))
     load_electra_state(model, state["model"], ckpt, "its stored configuration")
     return model.eval()
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from ..config import TupeConfig
 from ..model import TupeModel
 from ..model.electra import ElectraModel, electra_state_dict, is_electra_state, split_electra_state
-from ..model.positional import RelativePositionBias
 from .errors import CheckpointError, PathLike
 
 ENC = "decoder.sentence_encoder."
@@ -170,13 +170,33 @@ def _head_sizes(state: dict[str, torch.Tensor]) -> dict[str, int]:
     return heads
 
 
+class skip_parameter_init(TorchFunctionMode):
+    """Within it, torch.nn.init's functions and the in-place fills they use leave parameters as
+    allocated (uninitialised): for a model whose every parameter is about to be replaced by
+    loaded tensors. Random initialisation of a BERT-base model takes ~2 s; building on the meta
+    device instead would import torch._dynamo (another ~2 s: meta tensors run Python
+    decompositions). Everything else (computed buffers, non-parameter tensors) runs as usual."""
+
+    INIT = frozenset({torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.zero_, torch.Tensor.fill_,
+                      *(getattr(torch.nn.init, name) for name in (
+                          "normal_", "uniform_", "trunc_normal_", "constant_", "zeros_", "ones_",
+                          "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"))})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.INIT:
+            target = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+            if isinstance(target, torch.nn.Parameter):
+                return target
+        return func(*args, **kwargs)
+
+
 def build_and_load(cfg: TupeConfig, state: dict[str, torch.Tensor], path: PathLike = "") -> TupeModel:
     """Model from config + our-named state dict; any missing, extra or misshapen tensor is an error.
 
-    The model is built on the meta device (no random initialisation of weights that are about to
-    be replaced: ~2 s at BERT-base size), the loaded tensors are assigned to it, and the computed
-    buffers (the relative buckets) are made afresh on the CPU."""
-    with torch.device("meta"):
+    The model is built without initialising its parameters (``skip_parameter_init``), then the
+    loaded tensors are assigned to it."""
+    with skip_parameter_init():
         model = TupeModel(cfg)
         for name, k in _head_sizes(state).items():
             model.register_classification_head(name, k)
@@ -196,12 +216,6 @@ def build_and_load(cfg: TupeConfig, state: dict[str, torch.Tensor], path: PathLi
         raise CheckpointError(f"{path}: checkpoint does not fit a {cfg.name} model ({'; '.join(parts)})")
     model.load_state_dict({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in state.items()},
                           assign=True)
-    for module in model.modules():                 # buffers computed from the config, not stored
-        if isinstance(module, RelativePositionBias):
-            module.bucket = module.bucket_table()
-    leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
-    if leftover:
-        raise CheckpointError(f"{path}: nothing loaded into {', '.join(leftover[:4])}")
     return model.eval()
 
 
