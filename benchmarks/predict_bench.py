@@ -9,7 +9,9 @@ the same command with one forward per line (``--batch-size 1``) and against tran
 The model: a TUPE-R of ``--arch``'s size with a 2-class head, its vocabulary built by
 ``tupe-preprocess pretrain`` from a slice of the shipped WordNet corpus (weights random: speed does
 not depend on them). The text: ``--rows`` definitions of the shipped WordNet task (varied length).
-Also measured, in-process: the share of the time in text preprocessing (cleaning, Moses, BPE).
+Also measured, in-process: the share of the time in text preprocessing (cleaning, Moses, BPE),
+and the token positions each way computes (the pipeline pads each batch of 32 in input order:
+with the same per-token cost its time over the batched command's approaches that ratio).
 Results (with the CPU model and its bf16 flags) in benchmarks/results/predict_cpu.json.
 Target (issue 23, 2 CPU cores): >= 2x the per-line path and >= 2.5x the pipeline.
 """
@@ -31,6 +33,7 @@ from train_bench import cpu_name  # benchmarks/ is on sys.path when run as a scr
 
 from tupe import TupeConfig, TupeModel, save_pretrained
 from tupe.checkpoint import load_vocabulary
+from tupe.cli.predict import CHUNK_LINES
 from tupe.data.dictionary import Dictionary, model_vocab_size
 from tupe.demo import DATA, prepare_corpus
 from tupe.hub import from_pretrained
@@ -100,6 +103,16 @@ def main() -> None:
         t = time.perf_counter()
         hub.predict_rows(model.DEFAULT_HEAD, encoded, 32)
         forward = time.perf_counter() - t
+    # the token positions each way computes: the pipeline pads each batch of 32 (input order) to its
+    # longest row; tupe-predict sorts each chunk of CHUNK_LINES by length first
+    lengths = [len(e) for e in encoded]
+
+    def padded(rows: list[int]) -> int:
+        return sum(len(rows[i: i + 32]) * max(rows[i: i + 32]) for i in range(0, len(rows), 32))
+
+    sorted_chunks = sum(padded(sorted(lengths[i: i + CHUNK_LINES])) for i in range(0, len(lengths), CHUNK_LINES))
+    positions = {"real tokens": sum(lengths), "tupe-predict batched (32)": sorted_chunks,
+                 "transformers pipeline (32)": padded(lengths)}
     med = {k: statistics.median(v) for k, v in seconds.items()}
     result = {
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
@@ -111,6 +124,9 @@ def main() -> None:
         "batched_over_pipeline": round(med["transformers pipeline (32)"] / med["tupe-predict batched (32)"], 2),
         "in_process": {"preprocessing_s": round(prep, 2), "batched_forward_s": round(forward, 2),
                        "preprocessing_share": round(prep / (prep + forward), 3)},
+        "positions_computed": positions,
+        "pipeline_positions_over_batched": round(positions["transformers pipeline (32)"]
+                                                 / positions["tupe-predict batched (32)"], 2),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -130,6 +130,28 @@ def test_left_padding_equals_right_padding(scheme, impl, tmp_path):
             torch.testing.assert_close(hb[i, T - n:], ha[i, :n], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_sequence_classifier_inference_computes_cls_alone(scheme, impl, tmp_path):
+    """In eval mode without hidden states asked for, the last layer runs for [CLS] alone: the
+    same logits as the full forward (asking for hidden states), right- or left-padded."""
+    _, folder = native_and_folder(scheme, tmp_path)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation=impl).eval()
+    seen = []
+    model.tupe.encoder.layers[-1].fc1.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[1]))
+    _, mask, tokens = right_padded(pad_id=1)
+    T = tokens.size(1)
+    left_tokens, left_mask = torch.full_like(tokens, 5), torch.zeros_like(mask)
+    for i, n in enumerate(mask.sum(1).tolist()):
+        left_tokens[i, T - n:], left_mask[i, T - n:] = tokens[i, :n], 1
+    for ids, m in ((tokens, mask), (left_tokens, left_mask)):
+        with torch.no_grad():
+            short = model(ids, attention_mask=m).logits
+            full = model(ids, attention_mask=m, output_hidden_states=True).logits
+        torch.testing.assert_close(short, full, atol=1e-5, rtol=1e-5)
+    assert seen == [1, T, 1, T]
+
+
 def test_padding_between_real_tokens_is_refused(tmp_path):
     _, folder = native_and_folder("TUPE-R", tmp_path)
     model = AutoModel.from_pretrained(folder).eval()

@@ -129,7 +129,10 @@ class TupeHfModel(TupePreTrainedModel):
     def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
                 token_type_ids: Optional[torch.Tensor] = None, position_ids: Optional[torch.Tensor] = None,
                 inputs_embeds: Optional[torch.Tensor] = None, output_hidden_states: Optional[bool] = None,
-                output_attentions: Optional[bool] = None, return_dict: Optional[bool] = None, **kwargs):
+                output_attentions: Optional[bool] = None, return_dict: Optional[bool] = None,
+                first_only: bool = False, **kwargs):
+        """``first_only``: ``last_hidden_state`` is each row's first real token alone (B, 1, C),
+        the last layer computed for it only (``Encoder.encode``); what a sequence classifier reads."""
         hidden_flag, attn_flag, return_dict = self._outputs_flags(output_hidden_states, output_attentions, return_dict)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids and inputs_embeds")
@@ -144,7 +147,7 @@ class TupeHfModel(TupePreTrainedModel):
         self.encoder.attn_impl = HF_KERNELS.get(getattr(self.config, "_attn_implementation", None), "auto")
         out = self.encoder.encode(input_ids, padding=padding, embeds=inputs_embeds,
                                   output_hidden_states=hidden_flag is not None and hidden_flag is not False,   # index 0 counts
-                                  output_attentions=bool(attn_flag))
+                                  output_attentions=bool(attn_flag), first_only=first_only)
         hidden = out.hidden_states
         keep = selected_hidden_states(hidden_flag, self.config.num_hidden_layers + 1)
         if hidden is not None and keep is not None:
@@ -171,11 +174,11 @@ class _WithEncoder(TupePreTrainedModel):
         return result if (self.config.return_dict if return_dict is None else return_dict) else result.to_tuple()
 
     def _encode(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                output_hidden_states, output_attentions) -> BaseModelOutput:
+                output_hidden_states, output_attentions, first_only: bool = False) -> BaseModelOutput:
         return self.tupe(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                          position_ids=position_ids, inputs_embeds=inputs_embeds,
                          output_hidden_states=output_hidden_states, output_attentions=output_attentions,
-                         return_dict=True)
+                         return_dict=True, first_only=first_only)
 
 
 class TupeForMaskedLM(_WithEncoder):
@@ -249,9 +252,13 @@ class TupeForSequenceClassification(_WithEncoder):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: Optional[torch.Tensor] = None, output_hidden_states=None,
                 output_attentions=None, return_dict=None, **kwargs):
+        hidden_flag, attn_flag, _ = self._outputs_flags(output_hidden_states, output_attentions, return_dict)
+        # inference without hidden states or attentions asked for: the last layer for [CLS] alone
+        first_only = not self.training and (hidden_flag is None or hidden_flag is False) and not attn_flag
         out = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_hidden_states, output_attentions)
-        logits = self.classifier(out.last_hidden_state, padding_of(input_ids, inputs_embeds, attention_mask))  # (B, K)
+                           output_hidden_states, output_attentions, first_only)
+        padding = None if first_only else padding_of(input_ids, inputs_embeds, attention_mask)
+        logits = self.classifier(out.last_hidden_state, padding)                                # (B, K)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels.to(logits.device))
         result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
                                           attentions=out.attentions)

@@ -2,7 +2,8 @@
 
     kernel(q, k, v, mask, scale, p, need_weights) -> (output (B, H, T, d), probabilities | None)
 
-``q, k, v``: (B, H, T, d); ``mask``: the additive mask the encoder built once for all layers
+``q, k, v``: (B, H, T, d) (``q`` may be (B, H, 1, d): the first position's queries only, see
+``Encoder.encode(first_only=True)``; not for "flex"); ``mask``: the additive mask the encoder built once for all layers
 (broadcastable to (B, H, T, T), or None for a full batch without positional bias), or, for
 "flex", the factored terms (``flex.FlexPositions``); ``scale``: the logits' factor
 (1/sqrt(2d) for TUPE, 1/sqrt(d) otherwise); ``p``: attention dropout (0 in eval mode).
@@ -71,15 +72,18 @@ def expand_mask(mask: torch.Tensor, B: int, H: int, dtype: torch.dtype) -> torch
 
 
 def eager(q, k, v, mask, scale: float, p: float, need_weights: bool = False) -> Result:
-    B, H, T, d = q.shape
+    B, H, Tq, d = q.shape                                                              # Tq: T, or 1 (first_only)
+    T = k.size(2)
     if mask is None:                                                                   # a full batch
         mask = q.new_zeros(1, 1, 1, T)
+    bias = expand_mask(mask, B, H, q.dtype) if Tq == T else \
+        mask.to(q.dtype).expand(B, H, Tq, T).reshape(B * H, Tq, T)                    # (B*H, Tq, T)
     # k^T copied once into its own contiguous (B*H, d, T) layout (it is copied anyway: k is a strided
     # slice of the fused projection); the product runs faster than on a transposed view, same values
-    logits = torch.baddbmm(expand_mask(mask, B, H, q.dtype), q.reshape(B * H, T, d),
-                           k.transpose(2, 3).reshape(B * H, d, T), alpha=scale)          # (B*H, T, T)
-    probs = torch.softmax(logits, dim=-1).view(B, H, T, T)
-    y = torch.matmul(dropout(probs, p).to(v.dtype), v)                                 # (B, H, T, d)
+    logits = torch.baddbmm(bias, q.reshape(B * H, Tq, d),
+                           k.transpose(2, 3).reshape(B * H, d, T), alpha=scale)          # (B*H, Tq, T)
+    probs = torch.softmax(logits, dim=-1).view(B, H, Tq, T)
+    y = torch.matmul(dropout(probs, p).to(v.dtype), v)                                 # (B, H, Tq, d)
     return y, (probs if need_weights else None)
 
 

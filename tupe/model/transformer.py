@@ -69,19 +69,24 @@ class SelfAttention(nn.Module):
         self.out_proj = nn.Linear(C, C)
 
     def forward(self, x: torch.Tensor, attn_mask, need_weights: bool = False,
-                rotary: Optional[tuple[torch.Tensor, torch.Tensor]] = None, kernel: str = "auto"
-                ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+                rotary: Optional[tuple[torch.Tensor, torch.Tensor]] = None, kernel: str = "auto",
+                first_only: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(B, T, C) -> (B, T, C) and, with ``need_weights``, the probabilities (B, H, T, T).
         ``attn_mask``: additive, broadcastable to (B, H, T, T); None: no mask (a full batch);
-        or the factored terms (FlexPositions) for the flex kernel."""
+        or the factored terms (FlexPositions) for the flex kernel. ``first_only``: position 0's
+        output alone, (B, 1, C) (it attends to every key as usual)."""
         B, T, C = x.shape
         qkv = self.in_proj(x)                                                          # (B, T, 3C)
         q, k, v = qkv.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)        # 3 x (B, H, T, d)
         if rotary is not None:                                                         # RoPE
             q, k = apply_rotary(q, k, *rotary)
+        if first_only:
+            q = q[:, :, :1]                                                            # (B, H, 1, d)
+            if attn_mask is not None and attn_mask.size(-2) > 1:
+                attn_mask = attn_mask[..., :1, :]                                      # (B|1, H|1, 1, T)
         p = self.dropout if self.training else 0.0
-        y, probs = KERNELS[kernel](q, k, v, attn_mask, self.scaling, p, need_weights)  # (B, H, T, d)
-        return self.out_proj(y.transpose(1, 2).reshape(B, T, C)), probs
+        y, probs = KERNELS[kernel](q, k, v, attn_mask, self.scaling, p, need_weights)  # (B, H, T|1, d)
+        return self.out_proj(y.transpose(1, 2).reshape(B, q.size(2), C)), probs
 
 
 class EncoderLayer(nn.Module):
@@ -102,17 +107,18 @@ class EncoderLayer(nn.Module):
 
     def _sublayer(self, x, norm, fn):
         y = fn(norm(x) if self.normalize_before else x)
-        x = x + self.dropout(y)
+        x = x[:, : y.size(1)] + self.dropout(y)                                       # (B, T|1, C)
         return x if self.normalize_before else norm(x)
 
     def forward(self, x: torch.Tensor, attn_mask, need_weights: bool = False,
-                rotary: Optional[tuple[torch.Tensor, torch.Tensor]] = None, kernel: str = "auto"
-                ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+                rotary: Optional[tuple[torch.Tensor, torch.Tensor]] = None, kernel: str = "auto",
+                first_only: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(B, T, C) -> (B, T, C), or (B, 1, C) with ``first_only`` (position 0 alone)."""
         probs = None
 
         def attend(h):
             nonlocal probs
-            y, probs = self.self_attn(h, attn_mask, need_weights, rotary, kernel)
+            y, probs = self.self_attn(h, attn_mask, need_weights, rotary, kernel, first_only)
             return y
 
         x = self._sublayer(x, self.self_attn_layer_norm, attend)
@@ -247,11 +253,19 @@ class Encoder(nn.Module):
 
     def encode(self, tokens: Optional[torch.Tensor] = None, padding: Optional[torch.Tensor] = None,
                embeds: Optional[torch.Tensor] = None, output_hidden_states: bool = False,
-               output_attentions: bool = False) -> EncoderOutput:
+               output_attentions: bool = False, first_only: bool = False) -> EncoderOutput:
         """The full forward. ``tokens`` (B, T), or ``embeds`` (B, T, C) in place of the token
         embedding lookup; ``padding`` (B, T) True at padded positions (default: tokens equal to
         the padding index). Positions count from each row's first real token: right- and
-        left-padded rows give the same outputs for their real tokens (padding.py)."""
+        left-padded rows give the same outputs for their real tokens (padding.py).
+
+        ``first_only``: the features of each row's first real token alone, (B, 1, C), all a
+        classification head reads: the last layer then computes that position's output only
+        (its keys and values still cover every token), skipping ~80% of the layer's products;
+        the same values as the full forward's (to float rounding). Not with hidden states or
+        attentions asked for."""
+        if first_only and (output_hidden_states or output_attentions):
+            raise ValueError("first_only gives the first position alone: no hidden states or attentions")
         x = self.embed_tokens(tokens) if embeds is None else embeds                    # (B, T, C)
         B, T, _ = x.shape
         if self.max_length is not None and T > self.max_length:
@@ -284,20 +298,25 @@ class Encoder(nn.Module):
                       None)                                                            # 2 x (T, d) | None
 
         hidden, attentions = [x] if output_hidden_states else None, [] if output_attentions else None
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
+            # the last layer on position 0 alone (rows start there, after any rotation; flex: all)
+            first = first_only and i == len(self.layers) - 1 and not needs_factored(kernel)
             if self.checkpoint_layers and self.training:
-                x, probs = checkpoint(layer, x, attn_mask, output_attentions, rotary, kernel, use_reentrant=False)
+                x, probs = checkpoint(layer, x, attn_mask, output_attentions, rotary, kernel, first,
+                                      use_reentrant=False)
             else:
-                x, probs = layer(x, attn_mask, output_attentions, rotary, kernel)
+                x, probs = layer(x, attn_mask, output_attentions, rotary, kernel, first)
             if output_attentions:
                 attentions.append(probs)
             if output_hidden_states:
                 hidden.append(x)
+        if first_only:
+            x = x[:, :1]                                                               # (B, 1, C)
         if self.emb_out_layer_norm is not None:
             x = self.emb_out_layer_norm(x)
             if output_hidden_states:
                 hidden[-1] = x
-        if shift is not None:                                                          # back to the input's columns
+        if shift is not None and not first_only:                                       # back to the input's columns
             x = rotate(x, shift, inverse=True)
             hidden = [rotate(h, shift, inverse=True) for h in hidden] if hidden is not None else None
             attentions = [unrotate_attention(a, shift) for a in attentions] if attentions is not None else None
@@ -388,8 +407,11 @@ class TupeModel(nn.Module):
             if classification_head_name not in self.classification_heads:
                 raise KeyError(f"no classification head {classification_head_name!r}; this model "
                                f"has {sorted(self.classification_heads) or 'none'}")
+            head = self.classification_heads[classification_head_name]
+            if not self.training:   # inference: the head reads [CLS] alone (training: all, as before)
+                return head(self.encoder.encode(tokens, first_only=True).last_hidden_state)   # (B, 1, C) -> (B, K)
             features = self.encoder(tokens)                                            # (B, T, C)
-            return self.classification_heads[classification_head_name](features, tokens.eq(self.cfg.padding_idx))
+            return head(features, tokens.eq(self.cfg.padding_idx))
         if self.lm_head is None:
             raise RuntimeError("this model has no masked-LM head (an ELECTRA discriminator): "
                                "use extract_features or a classification head")
