@@ -38,6 +38,26 @@ def task_score_range(data_dir: Union[str, Path]) -> tuple[float, float]:
     return 0.0, 5.0
 
 
+@torch.no_grad()
+def classify(model: TupeModel, head: str, rows: Sequence[torch.Tensor], batch_size: int = 32) -> torch.Tensor:
+    """The (N, K) float32 logits of classification head ``head`` for encoded rows (1-D id tensors
+    of any lengths), in input order. The rows run sorted by length, ``batch_size`` at a time, each
+    batch padded (on the right) only to its longest row, in eval mode (the last layer for [CLS]
+    alone); the same values as one forward per row, to float rounding."""
+    model.eval()
+    device = next(model.parameters()).device
+    pad = model.cfg.padding_idx
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    out = torch.empty(len(rows), model.head_sizes[head])
+    for start in range(0, len(order), batch_size):
+        chunk = order[start: start + batch_size]
+        batch = torch.full((len(chunk), max(len(rows[i]) for i in chunk)), pad, dtype=torch.long)   # (b, T)
+        for b, i in enumerate(chunk):
+            batch[b, : len(rows[i])] = rows[i]
+        out[chunk] = model(batch.to(device), classification_head_name=head).float().cpu()      # (b, K)
+    return out
+
+
 class HubError(RuntimeError):
     """A model directory that lacks what a call needs."""
 
@@ -161,26 +181,12 @@ class TupeHub(torch.nn.Module):
         rows = [self.encode(t, pairs[i] if pairs is not None else None) for i, t in enumerate(texts)]
         return self.predict_rows(head, rows, batch_size)
 
-    @torch.no_grad()
     def predict_rows(self, head: str, rows: Sequence[torch.Tensor], batch_size: int = 32) -> torch.Tensor:
-        """Encoded rows (1-D id tensors) through head ``head``, length-sorted batches, input order."""
+        """Encoded rows (1-D id tensors) through head ``head``, length-sorted batches, input order:
+        (N, K) log-probabilities (regression: (N, 1) values)."""
         self.check_head(head)
-        self.model.eval()
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-        out: list[Optional[torch.Tensor]] = [None] * len(rows)
-        pad = self.dictionary.pad()
-        for start in range(0, len(order), batch_size):
-            chunk = order[start: start + batch_size]
-            T = max(len(rows[i]) for i in chunk)
-            batch = torch.full((len(chunk), T), pad, dtype=torch.long)
-            for b, i in enumerate(chunk):
-                batch[b, : len(rows[i])] = rows[i]
-            logits = self.model(batch.to(self.device), classification_head_name=head).float()
-            if logits.size(-1) > 1:
-                logits = logits.log_softmax(-1)
-            for b, i in enumerate(chunk):
-                out[i] = logits[b].cpu()
-        return torch.stack(out) if out else torch.empty(0)
+        logits = classify(self.model, head, rows, batch_size)
+        return logits.log_softmax(-1) if logits.size(-1) > 1 else logits
 
     def labels_of(self, head: str, out: torch.Tensor) -> list[tuple[str, float]]:
         """(label word, probability) per row of ``predict``/``predict_batch`` output (regression:

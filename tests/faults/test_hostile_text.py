@@ -224,19 +224,19 @@ def test_predict_refuses_the_wrong_number_of_inputs(classifier, tmp_path, capsys
     assert predict_bytes(model, tmp_path, ok, capsys)[0] == 0
 
 
-def test_batched_prediction_equals_one_forward_per_line(classifier, tmp_path, capsys):
+def test_batched_prediction_equals_one_forward_per_line(classifier, tmp_path, capsys, monkeypatch):
     """Length-sorted batches give the per-line results (probabilities within 1e-5) in input order,
     with pairs, blank lines and repaired lines among the rows, across several chunks."""
     import random
 
     import torch
 
-    from tupe.cli.predict import CHUNK_LINES
-
+    monkeypatch.setattr(predict, "FIRST_CHUNK_LINES", 40)   # chunks of 40, 100, 100, 66 lines
+    monkeypatch.setattr(predict, "CHUNK_LINES", 100)
     hub = tupe.from_pretrained(classifier)
     rng = random.Random(0)
     words = "the river city of water land people time world was were a an".split()
-    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 40))) for _ in range(CHUNK_LINES + 50)]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 40))) for _ in range(306)]
     pairs = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 9))) for _ in texts]
     head = "sentence_classification_head"
     one = torch.cat([hub.predict(head, t, p) for t, p in zip(texts, pairs)])
@@ -248,7 +248,10 @@ def test_batched_prediction_equals_one_forward_per_line(classifier, tmp_path, ca
     lines[5] = ""
     lines[9] = lines[9] + "\x00"
     content = ("\n".join(lines) + "\n").encode()
-    outs = []
+    outs, chunks = [], []
+    real = tupe.hub.TupeHub.predict_rows
+    monkeypatch.setattr(tupe.hub.TupeHub, "predict_rows",
+                        lambda self, head, rows, bs=32: chunks.append(len(rows)) or real(self, head, rows, bs))
     for batch_size in ("1", "32"):
         path = tmp_path / "in.tsv"
         path.write_bytes(content)
@@ -259,5 +262,6 @@ def test_batched_prediction_equals_one_forward_per_line(classifier, tmp_path, ca
         assert "skipped 1 blank line(s) (6)" in err and "1 NUL bytes removed" in err
         outs.append([line.split("\t") for line in out.splitlines()])
     assert len(outs[0]) == len(lines) - 1
+    assert chunks == [40, 100, 100, 65] * 2                    # 305 non-blank lines, each way
     assert [label for label, _ in outs[0]] == [label for label, _ in outs[1]]
     assert max(abs(float(a) - float(b)) for (_, a), (_, b) in zip(*outs)) <= 1e-4

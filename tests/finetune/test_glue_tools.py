@@ -163,3 +163,38 @@ def test_bad_finetuning_data(order_task, pretrained, tmp_path, capsys):
             pass
     assert train(base) == 1
     assert "input0/valid: empty split" in capsys.readouterr().err
+
+
+def test_classify_sorts_by_length_and_answers_in_input_order():
+    """tupe.hub.classify (tupe-predict's raw text and its submission files): rows of different
+    lengths in length-sorted batches give each row's own logits, in input order."""
+    from tests.conftest import tiny_config
+    from tests.model.test_invariance import perturbed
+    from tupe.hub import classify
+
+    model = perturbed(tiny_config(rel_pos=True))
+    model.register_classification_head("h", 3)
+    g = torch.Generator().manual_seed(5)
+    rows = [torch.cat([torch.tensor([0]), torch.randint(7, 50, (int(n),), generator=g), torch.tensor([2])])
+            for n in torch.randint(1, 20, (23,), generator=g)]
+    model.eval()
+    with torch.no_grad():
+        one = torch.cat([model(r.unsqueeze(0), classification_head_name="h") for r in rows])   # (23, 3)
+    for batch_size in (1, 4, 64):
+        got = classify(model, "h", rows, batch_size)
+        torch.testing.assert_close(got, one, atol=1e-5, rtol=0)
+    assert len({len(r) for r in rows}) > 5 and not torch.allclose(one[0], one[1])
+    assert classify(model, "h", [], 4).shape == (0, 3)
+
+
+def test_stsb_submission_values_are_each_rows_own(pretrained, order_task, tmp_path):
+    model = tupe.load_model(pretrained)
+    model.register_classification_head("sentence_classification_head", 1)
+    (path,) = predict.write_submission(model, "sentence_classification_head", "STS-B", order_task / "STS-B-bin",
+                                       tmp_path)
+    got = [float(line.split("\t")[1]) for line in path.read_text().splitlines()[1:]]
+    rows = predict.glue_test_rows(order_task / "STS-B-bin", "test", 2, model.cfg.max_positions)
+    with torch.no_grad():
+        want = [min(max(5 * model(r.unsqueeze(0), classification_head_name="sentence_classification_head").item(), 0), 5)
+                for r in rows]
+    assert len(got) == 5 and got == pytest.approx(want, abs=1.5e-3)

@@ -24,7 +24,7 @@ from ..checkpoint import CheckpointError, load_model
 from ..data.dictionary import Dictionary
 from ..data.indexed_dataset import MMapIndexedDataset
 from ..data.indexed_dataset import exists as dataset_exists
-from ..hub import HubError, TupeHub, from_pretrained, task_score_range
+from ..hub import HubError, TupeHub, classify, from_pretrained, task_score_range
 from ..logs import cli_logging
 from ..model import TupeModel
 from ..preprocess.text import decode_row, describe_repairs
@@ -56,21 +56,6 @@ def glue_test_rows(data: Path, split: str, n_inputs: int, max_positions: int) ->
     return rows
 
 
-@torch.no_grad()
-def predict_rows(model: TupeModel, head: str, rows: list[torch.Tensor], batch_size: int = 32) -> torch.Tensor:
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start: start + batch_size]
-        T = max(len(r) for r in chunk)
-        tokens = torch.full((len(chunk), T), 1, dtype=torch.long)
-        for b, r in enumerate(chunk):
-            tokens[b, : len(r)] = r
-        out.append(model(tokens.to(device), classification_head_name=head).float().cpu())
-    return torch.cat(out)
-
-
 def write_submission(model: TupeModel, head: str, task: str, data: Path, out_dir: Path) -> list[Path]:
     if head not in model.classification_heads:
         raise HubError(f"the checkpoint has no classification head {head!r} (it has "
@@ -83,7 +68,7 @@ def write_submission(model: TupeModel, head: str, task: str, data: Path, out_dir
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for split in splits:
-        logits = predict_rows(model, head, glue_test_rows(data, split, n_inputs, model.cfg.max_positions))
+        logits = classify(model, head, glue_test_rows(data, split, n_inputs, model.cfg.max_positions))
         path = out_dir / f"{SUBMISSION_NAMES.get(task, {}).get(split, task)}.tsv"
         with open(path, "w") as f:
             f.write("index\tprediction\n")
@@ -98,15 +83,21 @@ def write_submission(model: TupeModel, head: str, task: str, data: Path, out_dir
     return written
 
 
-CHUNK_LINES = 256    # input lines read, validated and encoded before their batches run
+# Input lines read, validated and encoded before their batches run: a small first chunk (its
+# results come early), then large ones (a length sort over more rows leaves less padding: on 2000
+# short rows of varied length, chunks of 256 computed 26% more positions than there are tokens,
+# 128 + 2048 computes 6% more).
+FIRST_CHUNK_LINES = 128
+CHUNK_LINES = 2048
 
 
 def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin", batch_size: int = 32) -> int:
     """One ``label<TAB>probability`` line per non-blank input line (bytes or str), in input order.
 
-    The input is read CHUNK_LINES lines at a time: each chunk is repaired as the preprocessing does
-    (BOM, CRLF, invalid UTF-8 and NUL bytes, overlong words), checked (fields, one sentence or a
-    pair as the head was finetuned) and encoded, then run in length-sorted batches of
+    The input is read in chunks (FIRST_CHUNK_LINES lines, then CHUNK_LINES): each chunk is
+    repaired as the preprocessing does (BOM, CRLF, invalid UTF-8 and NUL bytes, overlong words),
+    checked (fields, one sentence or a pair as the head was finetuned) and encoded, then run in
+    length-sorted batches of
     ``batch_size`` rows padded only to the longest of each batch (``TupeHub.predict_rows``); its
     results are written before the next chunk is read (bounded memory, early output). Blank lines
     are skipped; both are counted and reported on stderr. ``batch_size=1``: one forward per line."""
@@ -133,7 +124,7 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin",
             raise HubError(f"{source}:{lineno}: expected a sentence or a tab-separated pair, got {len(fields)} fields")
         hub.check_inputs(head, len(fields) == 2, f"{source}:{lineno}: ")
         pending.append(hub.encode(fields[0], fields[1] if len(fields) == 2 else None))
-        if len(pending) >= CHUNK_LINES:
+        if len(pending) >= (CHUNK_LINES if n else FIRST_CHUNK_LINES):
             flush()
     flush()
     if blank:
