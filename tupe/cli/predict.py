@@ -97,10 +97,10 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin",
     The input is read in chunks (FIRST_CHUNK_LINES lines, then CHUNK_LINES): each chunk is
     repaired as the preprocessing does (BOM, CRLF, invalid UTF-8 and NUL bytes, overlong words),
     checked (fields, one sentence or a pair as the head was finetuned) and encoded, then run in
-    length-sorted batches of
-    ``batch_size`` rows padded only to the longest of each batch (``TupeHub.predict_rows``); its
-    results are written before the next chunk is read (bounded memory, early output). Blank lines
-    are skipped; both are counted and reported on stderr. ``batch_size=1``: one forward per line."""
+    length-sorted batches of ``batch_size`` rows padded only to the longest of each batch
+    (``TupeHub.predict_rows``); its results are written before the next chunk is read (bounded
+    memory, early output). Blank lines are skipped; both are counted and reported on stderr.
+    ``batch_size=1``: one forward per line."""
     out = out or sys.stdout
     n, blank, repairs, pending = 0, [], {}, []
 

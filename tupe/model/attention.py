@@ -2,11 +2,12 @@
 
     kernel(q, k, v, mask, scale, p, need_weights) -> (output (B, H, T, d), probabilities | None)
 
-``q, k, v``: (B, H, T, d) (``q`` may be (B, H, 1, d): the first position's queries only, see
-``Encoder.encode(first_only=True)``; not for "flex"); ``mask``: the additive mask the encoder built once for all layers
-(broadcastable to (B, H, T, T), or None for a full batch without positional bias), or, for
-"flex", the factored terms (``flex.FlexPositions``); ``scale``: the logits' factor
-(1/sqrt(2d) for TUPE, 1/sqrt(d) otherwise); ``p``: attention dropout (0 in eval mode).
+``q, k, v``: (B, H, T, d) (``q`` may be (B, H, 1, d): the first position's queries alone, see
+``Encoder.encode(first_only=True)``; not for "flex"); ``mask``: the additive mask the encoder
+built once for all layers (broadcastable to (B, H, T, T), or None for a full batch without
+positional bias), or, for "flex", the factored terms (``flex.FlexPositions``); ``scale``: the
+logits' factor (1/sqrt(2d) for TUPE, 1/sqrt(d) otherwise); ``p``: attention dropout (0 in eval
+mode).
 
 * ``eager``: softmax(q k^T * scale + mask) with dropout, @ v, written out; returns the
   probabilities that feed the value product (on the autograd path).
