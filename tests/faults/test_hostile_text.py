@@ -231,7 +231,7 @@ def test_batched_prediction_equals_one_forward_per_line(classifier, tmp_path, ca
 
     import torch
 
-    monkeypatch.setattr(predict, "FIRST_CHUNK_LINES", 40)   # chunks of 40, 100, 100, 66 lines
+    monkeypatch.setattr(predict, "FIRST_CHUNK_LINES", 40)   # chunks of 40, 100, 100 and the rest
     monkeypatch.setattr(predict, "CHUNK_LINES", 100)
     hub = tupe.from_pretrained(classifier)
     rng = random.Random(0)
