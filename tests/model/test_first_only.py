@@ -78,3 +78,22 @@ def test_first_only_gradients_reach_every_token():
         grads.append(embeds.grad)
     assert grads[0][:, 1:].abs().sum() > 0
     torch.testing.assert_close(grads[1], grads[0], atol=1e-5, rtol=1e-4)
+
+
+def test_flex_kernel_computes_every_position_and_reads_the_first():
+    """The flex kernel takes no single-query path: the last layer runs in full and the first
+    position is read (with autograd on, the CPU evaluates the same score modification in math)."""
+    model = perturbed(tiny_config(rel_pos=True))
+    model.register_classification_head(HEAD, 2)
+    model.eval()
+    right = random_tokens(4, 11, seed=2)
+    seen = []
+    model.encoder.layers[-1].fc1.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[1]))
+    for tokens in (right, left_padded(right)):
+        with torch.no_grad():
+            expected = full_head(model.set_attn_impl("eager"), tokens)
+        model.set_attn_impl("flex")
+        seen.clear()
+        got = model(tokens, classification_head_name=HEAD)           # grad enabled: the math path
+        torch.testing.assert_close(got.detach(), expected, atol=1e-5, rtol=1e-5)
+        assert seen == [tokens.size(1)]
