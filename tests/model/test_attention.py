@@ -112,3 +112,19 @@ def test_expanded_mask_and_its_gradient(shape, batch, dtype):
         torch.testing.assert_close(ours, mask.grad, rtol=0.02, atol=0.05)
     with torch.no_grad():                                       # no gradient wanted: a plain view/copy
         torch.testing.assert_close(attention.expand_mask(mask, batch, 4, dtype), ref.detach())
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 1, 6), (3, 1, 1, 6), (1, 1, 1, 6)], ids=["bias-row", "key-mask", "shared"])
+def test_expanded_mask_for_one_query(shape):
+    """expand_mask(queries=1) (first_only: the mask's first query row): values and gradient equal
+    autograd's own broadcast."""
+    g = torch.Generator().manual_seed(1)
+    mask = torch.randn(shape, generator=g, dtype=torch.float64).requires_grad_()
+    grad = torch.randn(3 * 4, 1, 6, generator=g, dtype=torch.float64)
+    out = attention.expand_mask(mask, 3, 4, torch.float64, queries=1)
+    out.backward(grad)
+    ours, mask.grad = mask.grad, None
+    ref = mask.expand(3, 4, 1, 6).reshape(3 * 4, 1, 6)
+    ref.backward(grad)
+    assert torch.equal(out, ref) and out.shape == (12, 1, 6)
+    torch.testing.assert_close(ours, mask.grad, rtol=1e-12, atol=1e-12)

@@ -35,41 +35,43 @@ Result = tuple[torch.Tensor, Optional[torch.Tensor]]
 
 
 class _ExpandMask(torch.autograd.Function):
-    """``mask`` (broadcastable to (B, H, T, T)) -> a contiguous (B*H, T, T) copy in ``dtype``. Its
+    """``mask`` (broadcastable to (B, H, Tq, T)) -> a contiguous (B*H, Tq, T) copy in ``dtype``. Its
     backward sums the gradient over the broadcast batch rows with element-wise adds, accumulating in
     fp32: the same sum as autograd's ``sum_to`` (to float rounding), which on the CPU reduces a
     leading dimension of 2-8 rows slowly (bf16, 2 x 512: 5 ms a layer, 5% of TUPE-R's step)."""
 
     @staticmethod
-    def forward(ctx, mask, B: int, H: int, dtype: torch.dtype):
+    def forward(ctx, mask, B: int, H: int, Tq: int, dtype: torch.dtype):
         ctx.shape, ctx.dtype, ctx.B, ctx.H = mask.shape, mask.dtype, B, H
         T = mask.size(-1)
-        out = torch.empty(B, H, T, T, dtype=dtype, device=mask.device).copy_(mask.expand(B, H, T, T))
-        return out.view(B * H, T, T)
+        out = torch.empty(B, H, Tq, T, dtype=dtype, device=mask.device).copy_(mask.expand(B, H, Tq, T))
+        return out.view(B * H, Tq, T)
 
     @staticmethod
     def backward(ctx, grad):
-        B, H, T = ctx.B, ctx.H, grad.size(-1)
+        B, H, Tq, T = ctx.B, ctx.H, grad.size(-2), grad.size(-1)
         full = (1,) * (4 - len(ctx.shape)) + tuple(ctx.shape)                          # the mask's 4-d shape
-        g = grad.view(B, H, T, T)
+        g = grad.view(B, H, Tq, T)
         if full[0] == 1 and B > 1:                                                     # summed over the batch
             low = g.dtype in (torch.float16, torch.bfloat16)
-            acc = g[0].float().add_(g[1]) if low else torch.add(g[0], g[1])            # (H, T, T), fp32 or wider
+            acc = g[0].float().add_(g[1]) if low else torch.add(g[0], g[1])            # (H, Tq, T), fp32 or wider
             for row in g[2:]:
                 acc.add_(row)
-            g = acc.unsqueeze(0)                                                       # (1, H, T, T)
+            g = acc.unsqueeze(0)                                                       # (1, H, Tq, T)
         dims = [i for i in (1, 2) if full[i] == 1 and g.size(i) > 1]
         if dims:
             g = g.sum(dims, keepdim=True)
-        return g.to(ctx.dtype).reshape(ctx.shape), None, None, None
+        return g.to(ctx.dtype).reshape(ctx.shape), None, None, None, None
 
 
-def expand_mask(mask: torch.Tensor, B: int, H: int, dtype: torch.dtype) -> torch.Tensor:
-    """The additive mask as the (B*H, T, T) input of ``baddbmm`` (see :class:`_ExpandMask`)."""
+def expand_mask(mask: torch.Tensor, B: int, H: int, dtype: torch.dtype, queries: Optional[int] = None) -> torch.Tensor:
+    """The additive mask as the (B*H, Tq, T) input of ``baddbmm`` (see :class:`_ExpandMask`);
+    ``queries``: Tq, the queries' length (default T; 1 for ``first_only``)."""
     T = mask.size(-1)
+    Tq = T if queries is None else queries
     if not (mask.requires_grad and torch.is_grad_enabled()):
-        return mask.to(dtype).expand(B, H, T, T).reshape(B * H, T, T)
-    return _ExpandMask.apply(mask, B, H, dtype)
+        return mask.to(dtype).expand(B, H, Tq, T).reshape(B * H, Tq, T)
+    return _ExpandMask.apply(mask, B, H, Tq, dtype)
 
 
 def eager(q, k, v, mask, scale: float, p: float, need_weights: bool = False) -> Result:
@@ -77,11 +79,9 @@ def eager(q, k, v, mask, scale: float, p: float, need_weights: bool = False) -> 
     T = k.size(2)
     if mask is None:                                                                   # a full batch
         mask = q.new_zeros(1, 1, 1, T)
-    bias = expand_mask(mask, B, H, q.dtype) if Tq == T else \
-        mask.to(q.dtype).expand(B, H, Tq, T).reshape(B * H, Tq, T)                    # (B*H, Tq, T)
     # k^T copied once into its own contiguous (B*H, d, T) layout (it is copied anyway: k is a strided
     # slice of the fused projection); the product runs faster than on a transposed view, same values
-    logits = torch.baddbmm(bias, q.reshape(B * H, Tq, d),
+    logits = torch.baddbmm(expand_mask(mask, B, H, q.dtype, Tq), q.reshape(B * H, Tq, d),
                            k.transpose(2, 3).reshape(B * H, d, T), alpha=scale)          # (B*H, Tq, T)
     probs = torch.softmax(logits, dim=-1).view(B, H, Tq, T)
     y = torch.matmul(dropout(probs, p).to(v.dtype), v)                                 # (B, H, Tq, d)
