@@ -33,7 +33,7 @@ from train_bench import cpu_name  # benchmarks/ is on sys.path when run as a scr
 
 from tupe import TupeConfig, TupeModel, save_pretrained
 from tupe.checkpoint import load_vocabulary
-from tupe.cli.predict import CHUNK_LINES, FIRST_CHUNK_LINES
+from tupe.cli.predict import chunk_lines
 from tupe.data.dictionary import Dictionary, model_vocab_size
 from tupe.demo import DATA, prepare_corpus
 from tupe.hub import from_pretrained
@@ -52,10 +52,11 @@ print(time.perf_counter() - t)
 
 
 def chunks_of(rows: list) -> list[list]:
-    """The chunks tupe-predict reads: FIRST_CHUNK_LINES lines, then CHUNK_LINES at a time."""
-    out = [rows[:FIRST_CHUNK_LINES]]
-    for i in range(FIRST_CHUNK_LINES, len(rows), CHUNK_LINES):
-        out.append(rows[i: i + CHUNK_LINES])
+    """The chunks tupe-predict reads (``predict.chunk_lines``)."""
+    out, done = [], 0
+    while done < len(rows):
+        out.append(rows[done: done + chunk_lines(done)])
+        done += len(out[-1])
     return out
 
 

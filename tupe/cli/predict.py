@@ -91,6 +91,11 @@ FIRST_CHUNK_LINES = 128
 CHUNK_LINES = 2048
 
 
+def chunk_lines(done: int) -> int:
+    """The size of the next chunk, after ``done`` lines were run."""
+    return CHUNK_LINES if done else FIRST_CHUNK_LINES
+
+
 def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin", batch_size: int = 32) -> int:
     """One ``label<TAB>probability`` line per non-blank input line (bytes or str), in input order.
 
@@ -124,7 +129,7 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin",
             raise HubError(f"{source}:{lineno}: expected a sentence or a tab-separated pair, got {len(fields)} fields")
         hub.check_inputs(head, len(fields) == 2, f"{source}:{lineno}: ")
         pending.append(hub.encode(fields[0], fields[1] if len(fields) == 2 else None))
-        if len(pending) >= (CHUNK_LINES if n else FIRST_CHUNK_LINES):
+        if len(pending) >= chunk_lines(n):
             flush()
     flush()
     if blank:
