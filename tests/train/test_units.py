@@ -103,6 +103,15 @@ def test_polynomial_decay_values():
     assert sq.for_update(1) == pytest.approx(1.0) and sq.for_update(6) == pytest.approx(0.25)
 
 
+def test_polynomial_decay_warmup_as_long_as_the_run():
+    """total == warmup (as in the original command with --max-update 2 --warmup-updates 2): warmup,
+    then end_lr, as fairseq; a total below the warmup is refused."""
+    s = PolynomialDecay(lr=1e-3, warmup=2, total=2, end_lr=1e-5)
+    assert [s.for_update(u) for u in (1, 2, 3, 4)] == pytest.approx([5e-4, 5e-4, 1e-3, 1e-5])
+    with pytest.raises(ValueError, match=r"total updates \(1\) must not be below the warmup updates \(2\)"):
+        PolynomialDecay(lr=1e-3, warmup=2, total=1)
+
+
 def test_fairseq_adam_formula():
     torch.manual_seed(0)
     p = torch.nn.Parameter(torch.randn(5))

@@ -40,11 +40,13 @@ class FairseqAdam(torch.optim.AdamW):
 
 class PolynomialDecay:
     """fairseq's polynomial_decay: linear warmup to ``lr`` over ``warmup`` updates, then
-    ``(lr - end_lr) * (1 - (u - warmup) / (total - warmup)) ** power + end_lr``, then end_lr."""
+    ``(lr - end_lr) * (1 - (u - warmup) / (total - warmup)) ** power + end_lr``, then end_lr.
+    ``total == warmup`` (accepted by fairseq): warmup to ``lr``, then end_lr, no decay phase; a
+    total below the warmup is refused (the peak would never be reached: a mistake, surely)."""
 
     def __init__(self, lr: float, warmup: int, total: int, end_lr: float = 0.0, power: float = 1.0):
-        if total <= warmup and total > 0:
-            raise ValueError(f"total updates ({total}) must exceed warmup updates ({warmup})")
+        if 0 < total < warmup:
+            raise ValueError(f"total updates ({total}) must not be below the warmup updates ({warmup})")
         self.lr, self.warmup, self.total, self.end_lr, self.power = lr, warmup, total, end_lr, power
 
     def after(self, num_updates: int) -> float:
