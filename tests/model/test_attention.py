@@ -128,3 +128,89 @@ def test_expanded_mask_for_one_query(shape):
     ref.backward(grad)
     assert torch.equal(out, ref) and out.shape == (12, 1, 6)
     torch.testing.assert_close(ours, mask.grad, rtol=1e-12, atol=1e-12)
+
+
+def _attend(q, k, v, mask, p, fused, monkeypatch, seed=1):
+    """The eager kernel's output and gradients, through the fused training node or the composed
+    operations (``_fusable`` switched off), with the dropout generator seeded alike."""
+    if not fused:
+        monkeypatch.setattr(attention, "_fusable", lambda *a: False)
+    leaves = [t for t in (q, k, v, mask) if t is not None and t.requires_grad]
+    torch.manual_seed(seed)
+    y, _ = attention.eager(q, k, v, mask, 0.3, p)
+    state = torch.get_rng_state()
+    grads = torch.autograd.grad(y, leaves, torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y))
+    monkeypatch.undo()
+    return y, grads, state, y.grad_fn
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3])
+@pytest.mark.parametrize("mask_kind", ["none", "bias", "bias+padding", "padding"])
+@pytest.mark.parametrize("queries", [7, 1], ids=["all", "first-only"])
+def test_fused_training_attention_equals_the_composed_operations(mask_kind, p, queries, monkeypatch):
+    """CPU training runs softmax, dropout and the products in one autograd node
+    (attention._TrainingAttention): the same values and gradients (q, k, v and a learnable mask) as
+    the composed operations, in float64 to 1e-12, with the same dropped positions (the same random
+    draws: the generator ends in the same state)."""
+    g = torch.Generator().manual_seed(0)
+    B, H, T, d = 3, 4, 7, 5
+    q = torch.randn(B, H, queries, d, generator=g, dtype=torch.float64, requires_grad=True)
+    k, v = (torch.randn(B, H, T, d, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    padding = torch.zeros(B, 1, 1, T, dtype=torch.float64)
+    padding[1, ..., -2:] = float("-inf")
+    bias = torch.randn(1, H, queries, T, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = {"none": None, "bias": bias, "padding": padding, "bias+padding": bias + padding}[mask_kind]
+    y, grads, state, node = _attend(q, k, v, mask, p, True, monkeypatch)
+    y0, grads0, state0, node0 = _attend(q, k, v, mask, p, False, monkeypatch)
+    assert type(node).__name__ == "_TrainingAttentionBackward" and type(node0).__name__ != type(node).__name__
+    assert len(grads) == (4 if mask_kind.startswith("bias") else 3)
+    torch.testing.assert_close(y, y0, atol=1e-12, rtol=1e-12)
+    for a, b in zip(grads, grads0):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    assert torch.equal(state, state0)
+    if p > 0:   # dropout did act: the output differs from the undropped one
+        assert not torch.allclose(y, _attend(q, k, v, mask, 0.0, True, monkeypatch)[0])
+
+
+def test_fused_training_attention_under_bf16_autocast(monkeypatch):
+    """Under CPU autocast the fused node computes in bf16, as baddbmm/bmm would (inputs cast, the
+    fp32 mask's gradient summed in fp32 and returned in fp32), within bf16 rounding of fp32."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 16, 8, generator=g, requires_grad=True) for _ in range(3))
+    bias = torch.randn(1, 4, 16, 16, generator=g, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, grads, _, node = _attend(q, k, v, bias, 0.1, True, monkeypatch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y0, grads0, _, _ = _attend(q, k, v, bias, 0.1, False, monkeypatch)
+    y32, grads32, _, _ = _attend(q, k, v, bias, 0.1, True, monkeypatch)
+    assert type(node).__name__ == "_TrainingAttentionBackward" and y.dtype == torch.bfloat16
+    assert [t.dtype for t in grads] == [torch.float32] * 4
+    torch.testing.assert_close(y.float(), y0.float(), atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(y.float(), y32, atol=5e-2, rtol=5e-2)
+    for a, b in zip(grads, grads32):
+        torch.testing.assert_close(a, b, atol=5e-2, rtol=5e-2)
+
+
+def test_the_fused_node_serves_cpu_training_only():
+    """A TUPE-R model in training mode takes the fused node; in eval mode, without autograd, or
+    with probabilities asked for, the kernels run as before."""
+    model = perturbed(tiny_config(rel_pos=True)).set_attn_impl("auto")
+    tokens = random_tokens(2, 9)
+    seen = []
+
+    def nodes(out):
+        stack, found = [out.grad_fn], set()
+        while stack:
+            fn = stack.pop()
+            if fn is None or fn in found:
+                continue
+            found.add(fn)
+            stack.extend(f for f, _ in fn.next_functions)
+        return {type(f).__name__ for f in found}
+
+    model.train()
+    seen.append("_TrainingAttentionBackward" in nodes(model(tokens)))
+    seen.append("_TrainingAttentionBackward" in nodes(model.encoder.encode(tokens, output_attentions=True).last_hidden_state))
+    model.eval()
+    seen.append("_TrainingAttentionBackward" in nodes(model(tokens)))
+    assert seen == [True, False, False]

@@ -23,14 +23,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def keep_mask(shape: torch.Size, p: float, dtype: torch.dtype) -> torch.Tensor:
-    """A CPU tensor of ``shape``: 0 where dropped, ``1 / (1 - p)`` where kept."""
+def keep_mask(shape: torch.Size, p: float, dtype: torch.dtype, scaled: bool = True) -> torch.Tensor:
+    """A CPU tensor of ``shape``: 0 where dropped, ``1 / (1 - p)`` where kept (1 with ``scaled=False``:
+    the fused attention of ``attention.py`` scales its smaller output instead)."""
     numel = math.prod(shape)
     draws = torch.empty((numel + 3) // 4, dtype=torch.int64).random_(-2 ** 63, None)   # 64 random bits each
     uniform16 = draws.view(torch.int16)[:numel].view(shape)                          # in [-2^15, 2^15)
     threshold = -2 ** 15 + round(p * 2 ** 16)
-    keep = torch.ge(uniform16, threshold, out=torch.empty(shape, dtype=dtype))        # 1.0 / 0.0 (fast: no bool)
-    return keep.mul_(1.0 / (1.0 - p))
+    keep = torch.ge(uniform16, threshold, out=torch.empty(shape, dtype=dtype))        # 1.0 / 0.0 (no bool tensor)
+    return keep.mul_(1.0 / (1.0 - p)) if scaled else keep
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
