@@ -214,3 +214,13 @@ def test_the_fused_node_serves_cpu_training_only():
     model.eval()
     seen.append("_TrainingAttentionBackward" in nodes(model(tokens)))
     assert seen == [True, False, False]
+
+
+def test_the_fused_node_refuses_a_second_derivative():
+    """Its backward works in place (``once_differentiable``), so differentiating it again is an error,
+    not a wrong number."""
+    q, k, v = (torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    y, _ = attention.eager(q, k, v, None, 0.5, 0.1)
+    (gq,) = torch.autograd.grad(y.sum(), q, create_graph=True)
+    with pytest.raises(RuntimeError, match="does not require grad|once_differentiable"):
+        torch.autograd.grad(gq.sum(), k)

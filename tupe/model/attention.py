@@ -30,6 +30,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .dropout import dropout, keep_mask
 
@@ -119,6 +120,7 @@ class _TrainingAttention(torch.autograd.Function):
         return y.view(B, H, Tq, d)
 
     @staticmethod
+    @once_differentiable                                                               # in-place steps: no double backward
     def backward(ctx, grad_y):
         q3, kT3, v3, probs, kept, keep = ctx.saved_tensors
         BH, Tq, d = q3.shape
