@@ -130,24 +130,21 @@ def test_expanded_mask_for_one_query(shape):
     torch.testing.assert_close(ours, mask.grad, rtol=1e-12, atol=1e-12)
 
 
-def _attend(q, k, v, mask, p, fused, monkeypatch, seed=1):
-    """The eager kernel's output and gradients, through the fused training node or the composed
-    operations (``_fusable`` switched off), with the dropout generator seeded alike."""
-    if not fused:
-        monkeypatch.setattr(attention, "_fusable", lambda *a: False)
+def _attend(q, k, v, mask, p, fused, seed=1):
+    """The output and gradients of the fused training node (``attention.fused_training``) or of the
+    eager kernel's composed operations, with the dropout generator seeded alike."""
     leaves = [t for t in (q, k, v, mask) if t is not None and t.requires_grad]
     torch.manual_seed(seed)
-    y, _ = attention.eager(q, k, v, mask, 0.3, p)
+    y = attention.fused_training(q, k, v, mask, 0.3, p) if fused else attention.eager(q, k, v, mask, 0.3, p)[0]
     state = torch.get_rng_state()
     grads = torch.autograd.grad(y, leaves, torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y))
-    monkeypatch.undo()
     return y, grads, state, y.grad_fn
 
 
 @pytest.mark.parametrize("p", [0.0, 0.3])
 @pytest.mark.parametrize("mask_kind", ["none", "bias", "bias+padding", "padding"])
 @pytest.mark.parametrize("queries", [7, 1], ids=["all", "first-only"])
-def test_fused_training_attention_equals_the_composed_operations(mask_kind, p, queries, monkeypatch):
+def test_fused_training_attention_equals_the_composed_operations(mask_kind, p, queries):
     """CPU training runs softmax, dropout and the products in one autograd node
     (attention._TrainingAttention): the same values and gradients (q, k, v and a learnable mask) as
     the composed operations, in float64 to 1e-12, with the same dropped positions (the same random
@@ -160,8 +157,8 @@ def test_fused_training_attention_equals_the_composed_operations(mask_kind, p, q
     padding[1, ..., -2:] = float("-inf")
     bias = torch.randn(1, H, queries, T, generator=g, dtype=torch.float64, requires_grad=True)
     mask = {"none": None, "bias": bias, "padding": padding, "bias+padding": bias + padding}[mask_kind]
-    y, grads, state, node = _attend(q, k, v, mask, p, True, monkeypatch)
-    y0, grads0, state0, node0 = _attend(q, k, v, mask, p, False, monkeypatch)
+    y, grads, state, node = _attend(q, k, v, mask, p, True)
+    y0, grads0, state0, node0 = _attend(q, k, v, mask, p, False)
     assert type(node).__name__ == "_TrainingAttentionBackward" and type(node0).__name__ != type(node).__name__
     assert len(grads) == (4 if mask_kind.startswith("bias") else 3)
     torch.testing.assert_close(y, y0, atol=1e-12, rtol=1e-12)
@@ -169,20 +166,20 @@ def test_fused_training_attention_equals_the_composed_operations(mask_kind, p, q
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
     assert torch.equal(state, state0)
     if p > 0:   # dropout did act: the output differs from the undropped one
-        assert not torch.allclose(y, _attend(q, k, v, mask, 0.0, True, monkeypatch)[0])
+        assert not torch.allclose(y, _attend(q, k, v, mask, 0.0, True)[0])
 
 
-def test_fused_training_attention_under_bf16_autocast(monkeypatch):
+def test_fused_training_attention_under_bf16_autocast():
     """Under CPU autocast the fused node computes in bf16, as baddbmm/bmm would (inputs cast, the
     fp32 mask's gradient summed in fp32 and returned in fp32), within bf16 rounding of fp32."""
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 4, 16, 8, generator=g, requires_grad=True) for _ in range(3))
     bias = torch.randn(1, 4, 16, 16, generator=g, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        y, grads, _, node = _attend(q, k, v, bias, 0.1, True, monkeypatch)
+        y, grads, _, node = _attend(q, k, v, bias, 0.1, True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        y0, grads0, _, _ = _attend(q, k, v, bias, 0.1, False, monkeypatch)
-    y32, grads32, _, _ = _attend(q, k, v, bias, 0.1, True, monkeypatch)
+        y0, grads0, _, _ = _attend(q, k, v, bias, 0.1, False)
+    y32, grads32, _, _ = _attend(q, k, v, bias, 0.1, True)
     assert type(node).__name__ == "_TrainingAttentionBackward" and y.dtype == torch.bfloat16
     assert [t.dtype for t in grads] == [torch.float32] * 4
     torch.testing.assert_close(y.float(), y0.float(), atol=2e-2, rtol=2e-2)
@@ -192,13 +189,12 @@ def test_fused_training_attention_under_bf16_autocast(monkeypatch):
 
 
 def test_the_fused_node_serves_cpu_training_only():
-    """A TUPE-R model in training mode takes the fused node; in eval mode, without autograd, or
-    with probabilities asked for, the kernels run as before."""
+    """A TUPE-R model in training mode with the default kernel ("auto") takes the fused node; with
+    "eager", in eval mode, or with probabilities asked for, the composed operations run."""
     model = perturbed(tiny_config(rel_pos=True)).set_attn_impl("auto")
     tokens = random_tokens(2, 9)
-    seen = []
 
-    def nodes(out):
+    def fused(out):
         stack, found = [out.grad_fn], set()
         while stack:
             fn = stack.pop()
@@ -206,21 +202,25 @@ def test_the_fused_node_serves_cpu_training_only():
                 continue
             found.add(fn)
             stack.extend(f for f, _ in fn.next_functions)
-        return {type(f).__name__ for f in found}
+        return "_TrainingAttentionBackward" in {type(f).__name__ for f in found}
 
     model.train()
-    seen.append("_TrainingAttentionBackward" in nodes(model(tokens)))
-    seen.append("_TrainingAttentionBackward" in nodes(model.encoder.encode(tokens, output_attentions=True).last_hidden_state))
-    model.eval()
-    seen.append("_TrainingAttentionBackward" in nodes(model(tokens)))
-    assert seen == [True, False, False]
+    seen = [fused(model(tokens)), fused(model.encoder.encode(tokens, output_attentions=True).last_hidden_state)]
+    model.set_attn_impl("eager")
+    seen.append(fused(model(tokens)))
+    model.set_attn_impl("auto").eval()
+    seen.append(fused(model(tokens)))
+    assert seen == [True, False, False, False]
 
 
-def test_the_fused_node_refuses_a_second_derivative():
-    """Its backward works in place (``once_differentiable``), so differentiating it again is an error,
-    not a wrong number."""
+def test_the_fused_node_refuses_a_second_derivative_and_eager_gives_it():
+    """The fused node's backward works in place (``once_differentiable``): differentiating it again
+    is an error, not a wrong number; the eager kernel's operations give second derivatives
+    (gradgradcheck, float64, dropout off so that the function is deterministic)."""
     q, k, v = (torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    y, _ = attention.eager(q, k, v, None, 0.5, 0.1)
+    y = attention.fused_training(q, k, v, None, 0.5, 0.1)
     (gq,) = torch.autograd.grad(y.sum(), q, create_graph=True)
     with pytest.raises(RuntimeError, match="does not require grad|once_differentiable"):
         torch.autograd.grad(gq.sum(), k)
+    mask = torch.randn(1, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda q, k, v, m: attention.eager(q, k, v, m, 0.5, 0.0)[0], (q, k, v, mask))

@@ -9,16 +9,17 @@ positional bias), or, for "flex", the factored terms (``flex.FlexPositions``); `
 logits' factor (1/sqrt(2d) for TUPE, 1/sqrt(d) otherwise); ``p``: attention dropout (0 in eval
 mode).
 
-* ``eager``: softmax(q k^T * scale + mask) with dropout, @ v, written out; returns the
-  probabilities that feed the value product (on the autograd path). In CPU training (autograd
-  on, no probabilities asked for) the same computation runs as one autograd node with a
-  hand-written backward (``_TrainingAttention``: fewer passes over the T x T tensors).
+* ``eager``: softmax(q k^T * scale + mask) with dropout, @ v, written out as torch operations;
+  returns the probabilities that feed the value product (on the autograd path). Differentiable
+  to any order and composable with ``torch.func``: the reference the others are tested against.
 * ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention``; asked for probabilities it
   runs ``eager`` (SDPA does not return them, as in transformers).
 * ``flex``: the positional terms read inside FlexAttention (flex.py; GPUs; no attention dropout).
 * ``auto`` (the default): ``eager`` where SDPA cannot serve (probabilities asked for, graph
-  export, CPU training with dropout, where the eager kernel with ``dropout.py``'s cheap mask is
-  measurably faster), else ``sdpa``.
+  export), else ``sdpa``; but CPU training with dropout (where SDPA only has its unfused math
+  kernel and draws its mask with the slow ``bernoulli_``) runs the eager computation as one
+  autograd node with a written-out backward (``_TrainingAttention``: fewer passes over the
+  T x T tensors, ``dropout.py``'s cheap mask; first derivatives only: ``eager`` for more).
 
 The encoder builds the mask in the form the kernel reads (``needs_factored``). transformers'
 ``attn_implementation`` maps onto this table one to one (``HF_KERNELS``).
@@ -83,7 +84,7 @@ def expand_mask(mask: torch.Tensor, B: int, H: int, dtype: torch.dtype, queries:
 
 
 class _TrainingAttention(torch.autograd.Function):
-    """The eager kernel's training path on the CPU in one autograd node: softmax(q k^T * scale +
+    """The "auto" kernel's training path on the CPU in one autograd node: softmax(q k^T * scale +
     mask), dropout, @ v; q, k, v: (B, H, Tq|T, d) in one dtype. The same products, softmax and
     dropout mask (``dropout.keep_mask``'s random draws) as the composed operations, with fewer
     passes over the (B*H, Tq, T) tensors and faster product shapes (measured at BERT-base size):
@@ -146,23 +147,30 @@ class _TrainingAttention(torch.autograd.Function):
 
 
 def _fusable(q, k, v, mask) -> bool:
-    """Whether the eager kernel runs :class:`_TrainingAttention`: CPU autograd in eager mode (not
+    """Whether :class:`_TrainingAttention` serves: CPU autograd in eager mode (not
     under torch.compile, export or tracing, which see the composed operations)."""
     return (q.device.type == "cpu" and torch.is_grad_enabled()
             and any(t is not None and t.requires_grad for t in (q, k, v, mask))
             and not (torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()))
 
 
+def fused_training(q, k, v, mask, scale: float, p: float) -> Optional[torch.Tensor]:
+    """:class:`_TrainingAttention`'s output (B, H, Tq, d) where it serves (``_fusable``: CPU
+    autograd in eager mode), cast as autocast would cast ``baddbmm``/``bmm``; else None."""
+    if not _fusable(q, k, v, mask):
+        return None
+    if torch.is_autocast_enabled("cpu"):
+        low = torch.get_autocast_dtype("cpu")
+        q, k, v = q.to(low), k.to(low), v.to(low)
+    if not q.dtype == k.dtype == v.dtype:
+        return None
+    with torch.autocast("cpu", enabled=False):
+        return _TrainingAttention.apply(q, k, v, mask, scale, p)
+
+
 def eager(q, k, v, mask, scale: float, p: float, need_weights: bool = False) -> Result:
     B, H, Tq, d = q.shape                                                              # Tq: T, or 1 (first_only)
     T = k.size(2)
-    if not need_weights and _fusable(q, k, v, mask):                                   # CPU training
-        if torch.is_autocast_enabled("cpu"):                                           # as baddbmm/bmm would cast
-            low = torch.get_autocast_dtype("cpu")
-            q, k, v = q.to(low), k.to(low), v.to(low)
-        if q.dtype == k.dtype == v.dtype:
-            with torch.autocast("cpu", enabled=False):
-                return _TrainingAttention.apply(q, k, v, mask, scale, p), None
     if mask is None:                                                                   # a full batch
         mask = q.new_zeros(1, 1, 1, T)
     # k^T copied once into its own contiguous (B*H, d, T) layout (it is copied anyway: k is a strided
@@ -187,7 +195,8 @@ def flex(q, k, v, mask, scale: float, p: float, need_weights: bool = False) -> R
 
 def auto(q, k, v, mask, scale: float, p: float, need_weights: bool = False) -> Result:
     if need_weights or torch.compiler.is_exporting() or (p > 0 and q.device.type == "cpu"):
-        return eager(q, k, v, mask, scale, p, need_weights)
+        y = None if need_weights else fused_training(q, k, v, mask, scale, p)          # CPU training
+        return (y, None) if y is not None else eager(q, k, v, mask, scale, p, need_weights)
     return sdpa(q, k, v, mask, scale, p, need_weights)
 
 
