@@ -17,7 +17,7 @@ mode).
 * ``flex``: the positional terms read inside FlexAttention (flex.py; GPUs; no attention dropout).
 * ``auto`` (the default): ``eager`` where SDPA cannot serve (probabilities asked for, graph
   export), else ``sdpa``; but CPU training with dropout (where SDPA only has its unfused math
-  kernel and draws its mask with the slow ``bernoulli_``) runs the eager computation as one
+  kernel, its mask drawn with ``bernoulli_``, slow on AMD CPUs: see dropout.py) runs the eager computation as one
   autograd node with a written-out backward (``_TrainingAttention``: fewer passes over the
   T x T tensors, ``dropout.py``'s cheap mask; first derivatives only: ``eager`` for more).
 
