@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .dropout import dropout, keep_mask
+from .padding import tracing
 
 Result = tuple[torch.Tensor, Optional[torch.Tensor]]
 
@@ -47,13 +48,17 @@ class _ExpandMask(torch.autograd.Function):
     @staticmethod
     def forward(ctx, mask, B: int, H: int, Tq: int, dtype: torch.dtype):
         ctx.shape, ctx.dtype, ctx.B, ctx.H = mask.shape, mask.dtype, B, H
-        T = mask.size(-1)
-        out = torch.empty(B, H, Tq, T, dtype=dtype, device=mask.device).copy_(mask.expand(B, H, Tq, T))
-        return out.view(B * H, Tq, T)
+        return broadcast_copy(mask, B, H, Tq, dtype).view(B * H, Tq, -1)
 
     @staticmethod
     def backward(ctx, grad):
         return mask_grad(grad.view(ctx.B, ctx.H, grad.size(-2), grad.size(-1)), ctx.shape, ctx.dtype), None, None, None, None
+
+
+def broadcast_copy(mask: torch.Tensor, B: int, H: int, Tq: int, dtype: torch.dtype) -> torch.Tensor:
+    """``mask`` broadcast to (B, H, Tq, T), in its own contiguous memory, in ``dtype``."""
+    T = mask.size(-1)
+    return torch.empty(B, H, Tq, T, dtype=dtype, device=mask.device).copy_(mask.expand(B, H, Tq, T))
 
 
 def mask_grad(g: torch.Tensor, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
@@ -102,17 +107,15 @@ class _TrainingAttention(torch.autograd.Function):
         B, H, Tq, d = q.shape
         T = k.size(2)
         q3, kT3, v3 = q.reshape(B * H, Tq, d), k.transpose(2, 3).reshape(B * H, d, T), v.reshape(B * H, T, d)
-        logits = torch.empty(B, H, Tq, T, dtype=q.dtype, device=q.device)
-        if mask is not None:
-            logits.copy_(mask.expand(B, H, Tq, T))                                     # in q's dtype
+        logits = q.new_empty(B, H, Tq, T) if mask is None else broadcast_copy(mask, B, H, Tq, q.dtype)
         logits = logits.view(B * H, Tq, T).baddbmm_(q3, kT3, beta=0 if mask is None else 1, alpha=scale)
-        probs = torch.softmax(logits, dim=-1)                                          # (B*H, Tq, T)
+        probs = kept = torch.softmax(logits, dim=-1)                                   # (B*H, Tq, T)
         del logits
-        keep = kept = None
+        keep = None
         if p > 0:
             keep = keep_mask(probs.shape, p, probs.dtype, scaled=False)                # 1.0 / 0.0
             kept = probs * keep
-        y = torch.bmm(kept if p > 0 else probs, v3)                                    # (B*H, Tq, d)
+        y = torch.bmm(kept, v3)                                                        # (B*H, Tq, d)
         if p > 0:
             y.mul_(1.0 / (1.0 - p))
         ctx.save_for_backward(q3, kT3, v3, probs, kept, keep)
@@ -129,8 +132,6 @@ class _TrainingAttention(torch.autograd.Function):
         g = grad_y.reshape(BH, Tq, d)
         if ctx.p > 0:
             g = g * (1.0 / (1.0 - ctx.p))
-        else:
-            kept = probs
         need_q, need_k, need_v, need_mask = ctx.needs_input_grad[:4]
         grad_v = torch.bmm(g.transpose(1, 2), kept).view(B, H, d, T).transpose(2, 3) if need_v else None
         grad_logits = None
@@ -151,7 +152,7 @@ def _fusable(q, k, v, mask) -> bool:
     under torch.compile, export or tracing, which see the composed operations)."""
     return (q.device.type == "cpu" and torch.is_grad_enabled()
             and any(t is not None and t.requires_grad for t in (q, k, v, mask))
-            and not (torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()))
+            and not tracing())
 
 
 def fused_training(q, k, v, mask, scale: float, p: float) -> Optional[torch.Tensor]:

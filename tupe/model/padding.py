@@ -24,7 +24,10 @@ class PaddingError(ValueError):
     """A padding mask positions cannot be read from (padding between real tokens)."""
 
 
-def _tracing() -> bool:
+def tracing() -> bool:
+    """Inside a traced, compiled or exported graph (jit trace, torch.compile, torch.export, ONNX
+    export), where data cannot decide control flow and hand-written autograd nodes or caches are
+    not wanted: the model's one test for it."""
     return (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
             or torch.onnx.is_in_onnx_export())
 
@@ -39,7 +42,7 @@ def row_shifts(padding: torch.Tensor) -> Optional[torch.Tensor]:
     (the common case: nothing to do). Raises ``PaddingError`` for padding between real tokens."""
     real = ~padding                                                                    # (B, T)
     shift = first_real(padding)                                                        # (B,)
-    if _tracing():
+    if tracing():
         return shift
     T = padding.size(1)
     col = torch.arange(T, device=padding.device)

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .padding import tracing
+
 
 class _TiedLookup(torch.autograd.Function):
 
@@ -54,8 +56,7 @@ def tied_lookup(embedding: nn.Embedding, tokens: torch.Tensor) -> tuple[torch.Te
     the tied projection. While training the weight, both are outputs of one autograd node (see
     the module docstring); otherwise the plain lookup and the weight itself."""
     weight = embedding.weight
-    plain = not (torch.is_grad_enabled() and weight.requires_grad) or torch.compiler.is_compiling() \
-        or torch.compiler.is_exporting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    plain = not (torch.is_grad_enabled() and weight.requires_grad) or tracing()
     if plain or embedding.max_norm is not None or embedding.scale_grad_by_freq or embedding.sparse:
         return embedding(tokens), weight
     return _TiedLookup.apply(weight, tokens, embedding.padding_idx)

@@ -19,7 +19,7 @@ from ..config import TupeConfig
 from .attention import KERNELS, kernel_name, needs_factored
 from .dropout import Dropout
 from .flex import FlexPositions
-from .padding import first_real, rotate, row_shifts, unrotate_attention
+from .padding import first_real, rotate, row_shifts, tracing, unrotate_attention
 from .positional import POSITIONAL_NAMES, apply_rotary, logit_scale, positional_modules
 from .tied import tied_lookup
 
@@ -189,8 +189,7 @@ class Encoder(nn.Module):
         if not modules:
             return None
         device = self.layers[0].fc1.weight.device
-        cacheable = not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling()
-                         or torch.compiler.is_exporting() or torch.jit.is_tracing())
+        cacheable = not (self.training or torch.is_grad_enabled() or tracing())
         if cacheable:
             state = (_optimizer_steps[0], *((p.data_ptr(), p._version, p.dtype, p.device)
                                             for m in modules for p in m.parameters()))
@@ -236,8 +235,7 @@ class Encoder(nn.Module):
     def _no_padding(padding: torch.Tensor) -> bool:
         """True when no position is padded (CPU only: on a GPU the check would wait for the
         device; never inside a traced, compiled or exported graph)."""
-        if padding.device.type != "cpu" or torch.compiler.is_compiling() or torch.compiler.is_exporting() \
-                or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        if padding.device.type != "cpu" or tracing():
             return False
         return not bool(padding.any())
 
