@@ -86,6 +86,17 @@ def test_loss_decreases_and_checkpoint_loads(data_dir, tmp_path):
     assert torch.equal(model.encoder.embed_tokens.weight, emb)
 
 
+def test_total_updates_below_the_warmup_is_a_clear_error(data_dir, tmp_path, capsys):
+    """Exit 1 with the flags' values on one line (not a traceback), no run folder left behind."""
+    save = tmp_path / "ck"
+    assert main(tiny_args(data_dir, save, "--max-update", "10", "--total-num-update", "10",
+                          "--warmup-updates", "30")) == 1
+    err = capsys.readouterr().err
+    assert "train.py: error: --lr-scheduler polynomial_decay: total updates (10) must not be below the warmup " \
+           "updates (30)" in err and "Traceback" not in err
+    assert not save.exists()
+
+
 def test_lr_values_and_retention(data_dir, tmp_path):
     save = tmp_path / "ck"
     args = tiny_args(data_dir, save, "--max-update", "10", "--total-num-update", "10", "--warmup-updates", "4",

@@ -103,7 +103,10 @@ class Trainer:
             _, batches, _ = self._epoch_batches(1)
             total = math.ceil(len(batches) / self.world) * a.max_epoch
             warmup = int(total * a.warmup_ratio)
-        return PolynomialDecay(a.lr[0], warmup, total, a.end_learning_rate, a.power)
+        try:
+            return PolynomialDecay(a.lr[0], warmup, total, a.end_learning_rate, a.power)
+        except ValueError as e:                    # --total-num-update below --warmup-updates
+            raise TrainingError(f"--lr-scheduler polynomial_decay: {e}") from None
 
     # ------------------------------------------------------------------ data
     def _epoch_batches(self, epoch: int):
