@@ -265,7 +265,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtypes", default=None, help="default: fp32,bf16 (CPU), bf16,fp16 (CUDA)")
     p.add_argument("--shapes", default=None, help="BxT,...; default: 8x128,2x512 (CPU), 32x512,128x128 (CUDA)")
-    p.add_argument("--compile", action="store_true", help=f"add the {COMPILED!r} rows (CPU, fp32)")
+    p.add_argument("--compile", action="store_true", help=f"add the {COMPILED!r} rows (CPU)")
     p.add_argument("--flex", action=argparse.BooleanOptionalAction, default=None,
                    help="add the --attn-impl flex rows (default: on CUDA only; on the CPU they run the "
                         "grid evaluation, a check of the path rather than a speed)")
@@ -306,7 +306,7 @@ def main() -> None:
             names = [*MODELS, "HF-BERT"]
             names += [*FLEX] if flex else []
             names += [ALL_BF16] if dtype == "bf16" and not cuda else []
-            names += [COMPILED] if args.compile and not cuda and dtype == "fp32" else []
+            names += [COMPILED] if args.compile and not cuda else []
             if args.models:
                 wanted = args.models.split(",")
                 unknown = set(wanted) - set(names)

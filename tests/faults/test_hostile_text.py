@@ -243,6 +243,8 @@ def test_batched_prediction_equals_one_forward_per_line(classifier, tmp_path, ca
     batched = hub.predict_batch(head, texts, pairs, batch_size=32)
     assert batched.shape == one.shape
     torch.testing.assert_close(batched, one, atol=1e-5, rtol=0)
+    by_tokens = hub.predict_batch(head, texts, pairs, batch_size=None, max_tokens=256)
+    torch.testing.assert_close(by_tokens, one, atol=1e-5, rtol=0)
     # the command: the same lines per line and batched (blank lines and a repaired one among them)
     lines = [f"{t}\t{p}" if i % 3 == 0 else t for i, (t, p) in enumerate(zip(texts, pairs))]
     lines[5] = ""
@@ -251,17 +253,17 @@ def test_batched_prediction_equals_one_forward_per_line(classifier, tmp_path, ca
     outs, chunks = [], []
     real = tupe.hub.TupeHub.predict_rows
     monkeypatch.setattr(tupe.hub.TupeHub, "predict_rows",
-                        lambda self, head, rows, bs=32: chunks.append(len(rows)) or real(self, head, rows, bs))
-    for batch_size in ("1", "32"):
+                        lambda self, head, rows, bs=32, mt=None: chunks.append(len(rows)) or real(self, head, rows, bs, mt))
+    for batching in (["--batch-size", "1"], ["--batch-size", "32"], ["--max-tokens", "256"]):
         path = tmp_path / "in.tsv"
         path.write_bytes(content)
         capsys.readouterr()
-        assert predict.main(["--checkpoint", str(classifier), "--cpu", "--input", str(path),
-                             "--batch-size", batch_size]) == 0
+        assert predict.main(["--checkpoint", str(classifier), "--cpu", "--input", str(path), *batching]) == 0
         out, err = capsys.readouterr()
         assert "skipped 1 blank line(s) (6)" in err and "1 NUL bytes removed" in err
         outs.append([line.split("\t") for line in out.splitlines()])
     assert len(outs[0]) == len(lines) - 1
-    assert chunks == [40, 100, 100, 65] * 2                    # 305 non-blank lines, each way
-    assert [label for label, _ in outs[0]] == [label for label, _ in outs[1]]
-    assert max(abs(float(a) - float(b)) for (_, a), (_, b) in zip(*outs)) <= 1e-4
+    assert chunks == [40, 100, 100, 65] * 3                    # 305 non-blank lines, each way
+    for other in outs[1:]:
+        assert [label for label, _ in outs[0]] == [label for label, _ in other]
+        assert max(abs(float(a) - float(b)) for (_, a), (_, b) in zip(outs[0], other)) <= 1e-4

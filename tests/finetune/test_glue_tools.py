@@ -139,6 +139,10 @@ def test_prediction_without_a_head_is_a_clear_error(pretrained, capsys, monkeypa
     assert predict.main(["--checkpoint", str(pretrained), "--cpu", "--input", "missing.txt"]) == 1
     err = capsys.readouterr().err
     assert "--input missing.txt: no such file" in err and "Errno" not in err
+    for flag in ("--batch-size", "--max-tokens"):
+        with pytest.raises(SystemExit) as e:
+            predict.main(["--checkpoint", str(pretrained), "--cpu", flag, "0"])
+        assert e.value.code == 2 and f"{flag} must be >= 1" in capsys.readouterr().err
 
 
 def test_bad_finetuning_data(order_task, pretrained, tmp_path, capsys):
@@ -180,11 +184,55 @@ def test_classify_sorts_by_length_and_answers_in_input_order():
     model.eval()
     with torch.no_grad():
         one = torch.cat([model(r.unsqueeze(0), classification_head_name="h") for r in rows])   # (23, 3)
-    for batch_size in (1, 4, 64):
-        got = classify(model, "h", rows, batch_size)
+    for batch_size, max_tokens in ((1, None), (4, None), (64, None), (None, 40), (8, 30)):
+        got = classify(model, "h", rows, batch_size, max_tokens)
         torch.testing.assert_close(got, one, atol=1e-5, rtol=0)
     assert len({len(r) for r in rows}) > 5 and not torch.allclose(one[0], one[1])
     assert classify(model, "h", [], 4).shape == (0, 3)
+
+
+def test_length_batches_cut_where_padding_wastes_least():
+    """tupe.hub.length_batches: every row once, within the row and token limits, in length order;
+    a long row no longer pads a whole batch of short ones; fewer positions (and no more cost) than
+    fixed batches of the sorted rows."""
+    import random
+
+    from tupe.hub import FORWARD_COST, length_batches
+
+    def positions(lengths, batches):
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+    # 62 rows of 10 tokens and one of 100: fixed batches of 32 pad 30 short rows to 100
+    lengths = [10] * 31 + [100] + [10] * 31
+    fixed = [sorted(range(63), key=lambda i: lengths[i])[k: k + 32] for k in (0, 32)]
+    assert positions(lengths, fixed) == 32 * 10 + 31 * 100
+    got = length_batches(lengths, 32)
+    assert positions(lengths, got) == 62 * 10 + 100 and len(got) == 3 and got[-1] == [31]
+    # a token limit: at most 64 positions a batch (6 rows of 10), a longer row alone
+    got = length_batches([10] * 100, None, 64)
+    assert len(got) == 17 and max(map(len, got)) == 6
+    assert length_batches([200, 3], None, 64) == [[1], [0]]
+    assert length_batches([], 32) == []
+    rng = random.Random(0)
+    for _ in range(30):
+        lengths = [rng.choice([rng.randint(3, 30), rng.randint(3, 120)]) for _ in range(rng.randint(1, 300))]
+        bs, mt = rng.choice([(1, None), (7, None), (32, None), (None, 256), (16, 200)])
+        got = length_batches(lengths, bs, mt)
+        assert sorted(i for b in got for i in b) == list(range(len(lengths)))
+        assert all(len(b) <= (bs or len(lengths)) for b in got)
+        if mt:
+            assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= mt for b in got)
+        flat = [lengths[i] for b in got for i in b]
+        assert flat == sorted(lengths)                                     # contiguous in length order
+        if mt is None:                                                     # fixed batches are one of the choices
+            s = sorted(range(len(lengths)), key=lambda i: lengths[i])
+            fixed = [s[k: k + bs] for k in range(0, len(s), bs)]
+            assert (positions(lengths, got) + FORWARD_COST * len(got)
+                    <= positions(lengths, fixed) + FORWARD_COST * len(fixed))
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        length_batches([3], 0)
+    with pytest.raises(ValueError, match="max_tokens must be >= 1"):
+        length_batches([3], 4, 0)
 
 
 def test_stsb_submission_values_are_each_rows_own(pretrained, order_task, tmp_path):

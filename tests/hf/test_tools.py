@@ -173,6 +173,14 @@ def test_convert_a_finetuned_training_run(order_task, pretrained, data_dir, tmp_
     for s, r in zip(sentences, classify(sentences)):
         word, prob = hub.predict_label("sentence_classification_head", s)
         assert r["label"] == word and r["score"] == pytest.approx(prob, abs=1e-6)
+    # docs/huggingface.md's length-sorted batches, run as written: each row's own probabilities
+    from tests.test_docs import blocks
+    (_, code), = blocks((Path(__file__).parents[2] / "docs" / "huggingface.md").read_text(), "hf-batches")
+    texts = [" ".join(["the river city of a"] * (1 + i % 7)) + (" was" * (i % 3)) for i in range(40)]
+    scope = {"texts": texts, "tok": tok, "model": model}
+    exec(code, scope)
+    want = hub.predict_batch("sentence_classification_head", texts).exp()
+    torch.testing.assert_close(torch.stack(scope["results"]), want, atol=1e-5, rtol=0)
     # label words from the task's label dictionary give the same names
     assert convert([str(run_dir), str(tmp_path / "hf2"), "--hf", "--label-dict",
                     str(order_task / "SST-2-bin" / "label" / "dict.txt")]) == 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -96,14 +97,16 @@ def chunk_lines(done: int) -> int:
     return CHUNK_LINES if done else FIRST_CHUNK_LINES
 
 
-def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin", batch_size: int = 32) -> int:
+def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin", batch_size: Optional[int] = 32,
+                max_tokens: Optional[int] = None) -> int:
     """One ``label<TAB>probability`` line per non-blank input line (bytes or str), in input order.
 
     The input is read in chunks (FIRST_CHUNK_LINES lines, then CHUNK_LINES): each chunk is
     repaired as the preprocessing does (BOM, CRLF, invalid UTF-8 and NUL bytes, overlong words),
     checked (fields, one sentence or a pair as the head was finetuned) and encoded, then run in
-    length-sorted batches of ``batch_size`` rows padded only to the longest of each batch
-    (``TupeHub.predict_rows``); its results are written before the next chunk is read (bounded
+    length-sorted batches of at most ``batch_size`` rows (and ``max_tokens`` padded positions),
+    cut where padding wastes least, each padded only to its longest row (``TupeHub.predict_rows``,
+    ``tupe.hub.length_batches``); its results are written before the next chunk is read (bounded
     memory, early output). Blank lines are skipped; both are counted and reported on stderr.
     ``batch_size=1``: one forward per line."""
     out = out or sys.stdout
@@ -112,7 +115,7 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin",
     def flush() -> None:
         nonlocal n
         if pending:
-            results = hub.labels_of(head, hub.predict_rows(head, pending, batch_size))
+            results = hub.labels_of(head, hub.predict_rows(head, pending, batch_size, max_tokens))
             out.write("".join(f"{label}\t{prob:.4f}\n" if prob == prob else f"{label}\n" for label, prob in results))
             out.flush()
             n += len(pending)
@@ -152,12 +155,19 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, help="the task's binarized folder (TASK-bin) for --glue-task")
     p.add_argument("--out", type=Path, default=Path("."), help="folder for the submission files")
     p.add_argument("--input", type=Path, help="raw sentences (TSV: sentence[TAB]pair); default stdin")
-    p.add_argument("--batch-size", type=int, default=32, help="raw text: rows per forward, sorted by length and "
-                   "padded to the longest of each batch (1: one forward per line)")
+    p.add_argument("--batch-size", type=int, default=None, help="raw text: at most this many rows per forward "
+                   "(default 32, or no limit with --max-tokens); rows are sorted by length and each batch padded to "
+                   "its longest row (1: one forward per line)")
+    p.add_argument("--max-tokens", type=int, default=None, help="raw text: at most this many token positions per "
+                   "forward, padding included (a longer row runs alone); short rows then share larger batches")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if CUDA is available")
     args = p.parse_args(argv)
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         p.error("--batch-size must be >= 1")
+    if args.max_tokens is not None and args.max_tokens < 1:
+        p.error("--max-tokens must be >= 1")
+    if args.batch_size is None and args.max_tokens is None:
+        args.batch_size = 32
     if args.input is not None and not args.input.is_file():     # before the model is loaded
         print(f"tupe-predict: error: --input {args.input}: no such file", file=sys.stderr)
         return 1
@@ -185,9 +195,11 @@ def main(argv=None) -> int:
                                f"choose one with --head")
             if args.input:
                 with open(args.input, "rb") as src:
-                    n = predict_raw(hub, args.head, src, source=str(args.input), batch_size=args.batch_size)
+                    n = predict_raw(hub, args.head, src, source=str(args.input), batch_size=args.batch_size,
+                                    max_tokens=args.max_tokens)
             else:
-                n = predict_raw(hub, args.head, getattr(sys.stdin, "buffer", sys.stdin), batch_size=args.batch_size)
+                n = predict_raw(hub, args.head, getattr(sys.stdin, "buffer", sys.stdin), batch_size=args.batch_size,
+                                max_tokens=args.max_tokens)
             if n == 0:
                 raise HubError(f"{args.input or 'stdin'}: no sentences to predict")
     except (HubError, CheckpointError, FileNotFoundError) as e:
