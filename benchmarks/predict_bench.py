@@ -1,6 +1,7 @@
-"""Raw-text prediction end to end: ``tupe-predict`` batched (length-sorted batches of 32) against
-the same command with one forward per line (``--batch-size 1``) and against transformers'
-``pipeline("text-classification", batch_size=32)`` on the same model converted with
+"""Raw-text prediction end to end: ``tupe-predict`` batched (its defaults: length-sorted batches of
+at most 32 rows, cut where padding wastes least; and ``--max-tokens 2048``: batches by padded
+positions) against the same command with one forward per line (``--batch-size 1``) and against
+transformers' ``pipeline("text-classification", batch_size=32)`` on the same model converted with
 ``tupe-convert --hf``; each run in a fresh process, model load included.
 
     pip install -e '.[hf]'
@@ -36,7 +37,7 @@ from tupe.checkpoint import load_vocabulary
 from tupe.cli.predict import chunk_lines
 from tupe.data.dictionary import Dictionary, model_vocab_size
 from tupe.demo import DATA, prepare_corpus
-from tupe.hub import from_pretrained
+from tupe.hub import from_pretrained, length_batches
 
 PIPELINE = """
 import sys, time
@@ -49,6 +50,11 @@ out = clf(rows, batch_size=32)
 assert len(out) == len(rows)
 print(time.perf_counter() - t)
 """
+
+
+MAX_TOKENS = 2048
+TOKENS_WAY = f"tupe-predict --max-tokens {MAX_TOKENS}"
+BATCHING = {"tupe-predict batched (32)": (32, None), TOKENS_WAY: (None, MAX_TOKENS)}   # (batch_size, max_tokens)
 
 
 def chunks_of(rows: list) -> list[list]:
@@ -97,6 +103,7 @@ def main() -> None:
         predict = [str(bin_dir / "tupe-predict"), "--checkpoint", str(tmp / "clf"), "--cpu", "--input",
                    str(tmp / "in.txt")]
         ways = {"tupe-predict batched (32)": predict,
+                f"tupe-predict --max-tokens {MAX_TOKENS}": predict + ["--max-tokens", str(MAX_TOKENS)],
                 "tupe-predict per line": predict + ["--batch-size", "1"],
                 "transformers pipeline (32)": [sys.executable, "-c", PIPELINE, str(tmp / "hf"), str(tmp / "in.txt")]}
         seconds: dict[str, list[float]] = {k: [] for k in ways}
@@ -109,31 +116,55 @@ def main() -> None:
         t = time.perf_counter()
         encoded = [hub.encode(row) for row in rows]
         prep = time.perf_counter() - t
-        t = time.perf_counter()
-        hub.predict_rows(model.DEFAULT_HEAD, encoded, 32)
-        forward = time.perf_counter() - t
-    # the token positions each way computes: the pipeline pads each batch of 32 (input order) to its
-    # longest row; tupe-predict sorts each chunk by length first
+        forward = {}
+        for name, (batch_size, max_tokens) in BATCHING.items():
+            t = time.perf_counter()
+            for chunk in chunks_of(encoded):
+                hub.predict_rows(model.DEFAULT_HEAD, chunk, batch_size, max_tokens)
+            forward[name] = round(time.perf_counter() - t, 2)
+    # the token positions (and forwards) each way computes: the pipeline pads each batch of 32 (input
+    # order) to its longest row; tupe-predict sorts each chunk by length and cuts it where padding
+    # wastes least (tupe.hub.length_batches); before that it cut every 32 sorted rows
     lengths = [len(e) for e in encoded]
 
     def padded(rows: list[int]) -> int:
         return sum(len(rows[i: i + 32]) * max(rows[i: i + 32]) for i in range(0, len(rows), 32))
 
-    sorted_chunks = sum(padded(sorted(chunk)) for chunk in chunks_of(lengths))
-    positions = {"real tokens": sum(lengths), "tupe-predict batched (32)": sorted_chunks,
+    def cut(batch_size, max_tokens) -> tuple[int, int]:
+        batches = [[chunk[i] for i in b] for chunk in chunks_of(lengths)
+                   for b in length_batches(chunk, batch_size, max_tokens)]
+        return sum(len(b) * max(b) for b in batches), len(batches)
+
+    positions = {"real tokens": sum(lengths),
+                 **{name: cut(*batching)[0] for name, batching in BATCHING.items()},
+                 "every 32 sorted rows (the former cut)": sum(padded(sorted(c)) for c in chunks_of(lengths)),
                  "transformers pipeline (32)": padded(lengths)}
+    forwards = {**{name: cut(*batching)[1] for name, batching in BATCHING.items()},
+                "transformers pipeline (32)": -(-len(lengths) // 32)}
     med = {k: statistics.median(v) for k, v in seconds.items()}
+
+    def paired(slow: str, fast: str) -> float:
+        return round(statistics.median(a / b for a, b in zip(seconds[slow], seconds[fast])), 2)
+
     result = {
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
                     "python": sys.version.split()[0]},
         "model": f"TUPE-R {args.arch}, 2-class head", "rows": args.rows, "rounds": args.rounds,
         "seconds": seconds,
         "rows_per_s": {k: round(args.rows / v, 1) for k, v in med.items()},
-        "batched_over_per_line": round(med["tupe-predict per line"] / med["tupe-predict batched (32)"], 2),
-        "batched_over_pipeline": round(med["transformers pipeline (32)"] / med["tupe-predict batched (32)"], 2),
-        "in_process": {"preprocessing_s": round(prep, 2), "batched_forward_s": round(forward, 2),
-                       "preprocessing_share": round(prep / (prep + forward), 3)},
+        # speed-ups: the median over rounds of the ratio within a round (the ways of one round run
+        # back to back, so that a slow spell of the machine hits them alike)
+        "batched_over_per_line": paired("tupe-predict per line", "tupe-predict batched (32)"),
+        "batched_over_pipeline": paired("transformers pipeline (32)", "tupe-predict batched (32)"),
+        "max_tokens_over_per_line": paired("tupe-predict per line", TOKENS_WAY),
+        "max_tokens_over_pipeline": paired("transformers pipeline (32)", TOKENS_WAY),
+        "ratios_of_medians": {"batched_over_pipeline": round(med["transformers pipeline (32)"]
+                                                             / med["tupe-predict batched (32)"], 2),
+                              "max_tokens_over_pipeline": round(med["transformers pipeline (32)"] / med[TOKENS_WAY], 2)},
+        "in_process": {"preprocessing_s": round(prep, 2), "forward_s": forward,
+                       "preprocessing_share": round(prep / (prep + forward["tupe-predict batched (32)"]), 3)},
         "positions_computed": positions,
+        "forwards": forwards,
         "pipeline_positions_over_batched": round(positions["transformers pipeline (32)"]
                                                  / positions["tupe-predict batched (32)"], 2),
     }

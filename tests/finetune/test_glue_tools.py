@@ -233,6 +233,8 @@ def test_length_batches_cut_where_padding_wastes_least():
         length_batches([3], 0)
     with pytest.raises(ValueError, match="max_tokens must be >= 1"):
         length_batches([3], 4, 0)
+    with pytest.raises(ValueError, match="batch_size or max_tokens is needed"):
+        length_batches([3], None, None)
 
 
 def test_stsb_submission_values_are_each_rows_own(pretrained, order_task, tmp_path):
