@@ -81,6 +81,10 @@ def test_submission_files_layout(swept, order_task, tmp_path):
     lines = (tmp_path / "SST-2.tsv").read_text().splitlines()
     assert lines[0] == "index\tprediction" and len(lines) == 21
     assert all(line.split("\t")[0] == str(i) and line.split("\t")[1] in ("0", "1") for i, line in enumerate(lines[1:]))
+    # batches by padded positions (here a few rows each): the same predictions
+    assert predict.main(["--checkpoint", str(out / "SST-2" / "best"), "--glue-task", "SST-2", "--max-tokens", "40",
+                         "--data", str(order_task / "SST-2-bin"), "--out", str(tmp_path / "by-tokens"), "--cpu"]) == 0
+    assert (tmp_path / "by-tokens" / "SST-2.tsv").read_text().splitlines() == lines
 
 
 def test_mnli_and_stsb_submissions(pretrained, order_task, tmp_path):

@@ -57,7 +57,8 @@ def glue_test_rows(data: Path, split: str, n_inputs: int, max_positions: int) ->
     return rows
 
 
-def write_submission(model: TupeModel, head: str, task: str, data: Path, out_dir: Path) -> list[Path]:
+def write_submission(model: TupeModel, head: str, task: str, data: Path, out_dir: Path,
+                     batch_size: Optional[int] = 32, max_tokens: Optional[int] = None) -> list[Path]:
     if head not in model.classification_heads:
         raise HubError(f"the checkpoint has no classification head {head!r} (it has "
                        f"{sorted(model.classification_heads) or 'none'})")
@@ -69,7 +70,8 @@ def write_submission(model: TupeModel, head: str, task: str, data: Path, out_dir
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for split in splits:
-        logits = classify(model, head, glue_test_rows(data, split, n_inputs, model.cfg.max_positions))
+        logits = classify(model, head, glue_test_rows(data, split, n_inputs, model.cfg.max_positions),
+                          batch_size, max_tokens)
         path = out_dir / f"{SUBMISSION_NAMES.get(task, {}).get(split, task)}.tsv"
         with open(path, "w") as f:
             f.write("index\tprediction\n")
@@ -155,10 +157,10 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, help="the task's binarized folder (TASK-bin) for --glue-task")
     p.add_argument("--out", type=Path, default=Path("."), help="folder for the submission files")
     p.add_argument("--input", type=Path, help="raw sentences (TSV: sentence[TAB]pair); default stdin")
-    p.add_argument("--batch-size", type=int, default=None, help="raw text: at most this many rows per forward "
+    p.add_argument("--batch-size", type=int, default=None, help="at most this many rows per forward "
                    "(default 32, or no limit with --max-tokens); rows are sorted by length and each batch padded to "
                    "its longest row (1: one forward per line)")
-    p.add_argument("--max-tokens", type=int, default=None, help="raw text: at most this many token positions per "
+    p.add_argument("--max-tokens", type=int, default=None, help="at most this many token positions per "
                    "forward, padding included (a longer row runs alone); short rows then share larger batches")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if CUDA is available")
     args = p.parse_args(argv)
@@ -178,7 +180,8 @@ def main(argv=None) -> int:
             model = load_model(args.checkpoint)
             if torch.cuda.is_available() and not args.cpu:
                 model.cuda()
-            for path in write_submission(model, args.head, args.glue_task, args.data, args.out):
+            for path in write_submission(model, args.head, args.glue_task, args.data, args.out, args.batch_size,
+                                         args.max_tokens):
                 print(f"tupe-predict: wrote {path}", file=sys.stderr)
         else:
             hub = from_pretrained(args.checkpoint)
