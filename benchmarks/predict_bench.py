@@ -103,7 +103,7 @@ def main() -> None:
         predict = [str(bin_dir / "tupe-predict"), "--checkpoint", str(tmp / "clf"), "--cpu", "--input",
                    str(tmp / "in.txt")]
         ways = {"tupe-predict batched (32)": predict,
-                f"tupe-predict --max-tokens {MAX_TOKENS}": predict + ["--max-tokens", str(MAX_TOKENS)],
+                TOKENS_WAY: predict + ["--max-tokens", str(MAX_TOKENS)],
                 "tupe-predict per line": predict + ["--batch-size", "1"],
                 "transformers pipeline (32)": [sys.executable, "-c", PIPELINE, str(tmp / "hf"), str(tmp / "in.txt")]}
         seconds: dict[str, list[float]] = {k: [] for k in ways}
@@ -135,12 +135,11 @@ def main() -> None:
                    for b in length_batches(chunk, batch_size, max_tokens)]
         return sum(len(b) * max(b) for b in batches), len(batches)
 
-    positions = {"real tokens": sum(lengths),
-                 **{name: cut(*batching)[0] for name, batching in BATCHING.items()},
+    cuts = {name: cut(*batching) for name, batching in BATCHING.items()}     # (positions, forwards)
+    positions = {"real tokens": sum(lengths), **{name: c[0] for name, c in cuts.items()},
                  "every 32 sorted rows (the former cut)": sum(padded(sorted(c)) for c in chunks_of(lengths)),
                  "transformers pipeline (32)": padded(lengths)}
-    forwards = {**{name: cut(*batching)[1] for name, batching in BATCHING.items()},
-                "transformers pipeline (32)": -(-len(lengths) // 32)}
+    forwards = {**{name: c[1] for name, c in cuts.items()}, "transformers pipeline (32)": -(-len(lengths) // 32)}
     med = {k: statistics.median(v) for k, v in seconds.items()}
 
     def paired(slow: str, fast: str) -> float:
