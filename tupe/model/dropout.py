@@ -3,11 +3,14 @@
 ``F.dropout`` on the CPU draws its mask with ``bernoulli_``, which outside Intel's MKL path
 (AMD CPUs, for one) makes one serial Mersenne-Twister draw and conversion per element: at
 BERT-base size it was a fifth of a bf16 training step (the attention probabilities alone are
-B x H x T x T per layer). Here the mask comes from 64-bit draws of the same default torch
-generator, each split into four 16-bit uniform integers, compared with a threshold: 2.5 times
-faster (5 times with the trainer's allocator settings, ``tupe/train/cpu.py``; BERT-base
-attention probabilities at 2 x 512 in bf16: 8 ms instead of 41), and just as reproducible
-from ``torch.manual_seed`` (resume included).
+B x H x T x T per layer). Here each element gets 16 random bits, compared with a threshold.
+The bits come from numpy's SFC64 generator, seeded for each mask by one 64-bit draw of the
+default torch generator, so a mask is just as reproducible from ``torch.manual_seed`` and
+from a saved ``torch.get_rng_state()`` (resume included) and the same on every machine. SFC64
+makes 64 bits about 2.2 times faster than torch's Mersenne Twister (``random_``), which
+made them before (BERT-base attention probabilities at 2 x 512: 6-7 ms instead of 14-16 per
+layer; the draws were the largest cost in a training step after the matrix products,
+see docs/performance.md).
 
 An element is dropped with probability ``round(p * 2^16) / 2^16`` (for p = 0.1: 0.100006)
 and the kept ones are scaled by ``1 / (1 - p)``, as in ``F.dropout``. On other devices
@@ -18,17 +21,25 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def random_int16(numel: int) -> torch.Tensor:
+    """``numel`` uniform random int16 on the CPU: the 64-bit outputs of an SFC64 generator seeded
+    by one draw of torch's default generator, each cut into four 16-bit integers."""
+    seed = torch.empty((), dtype=torch.int64).random_(-2 ** 63, None).item() & (2 ** 64 - 1)
+    draws = np.random.SFC64(seed).random_raw((numel + 3) // 4)                        # uint64, 64 random bits each
+    return torch.from_numpy(draws.view(np.int16)[:numel])
 
 
 def keep_mask(shape: torch.Size, p: float, dtype: torch.dtype, scaled: bool = True) -> torch.Tensor:
     """A CPU tensor of ``shape``: 0 where dropped, ``1 / (1 - p)`` where kept (1 with ``scaled=False``:
     the fused attention of ``attention.py`` scales its smaller output instead)."""
     numel = math.prod(shape)
-    draws = torch.empty((numel + 3) // 4, dtype=torch.int64).random_(-2 ** 63, None)   # 64 random bits each
-    uniform16 = draws.view(torch.int16)[:numel].view(shape)                          # in [-2^15, 2^15)
+    uniform16 = random_int16(numel).view(shape)                                      # in [-2^15, 2^15)
     threshold = -2 ** 15 + round(p * 2 ** 16)
     keep = torch.ge(uniform16, threshold, out=torch.empty(shape, dtype=dtype))        # 1.0 / 0.0 (no bool tensor)
     return keep.mul_(1.0 / (1.0 - p)) if scaled else keep
