@@ -77,7 +77,9 @@ class SelfAttention(nn.Module):
         output alone, (B, 1, C) (it attends to every key as usual)."""
         B, T, C = x.shape
         qkv = self.in_proj(x)                                                          # (B, T, 3C)
-        q, k, v = qkv.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)        # 3 x (B, H, T, d)
+        # unbind then transpose (not one permute): the backward then stacks the three gradients
+        # straight into qkv's (B, T, 3, H, d) layout, one pass instead of a stack and a copy
+        q, k, v = (t.transpose(1, 2) for t in qkv.view(B, T, 3, self.num_heads, -1).unbind(2))  # 3 x (B, H, T, d)
         if rotary is not None:                                                         # RoPE
             q, k = apply_rotary(q, k, *rotary)
         if first_only:
