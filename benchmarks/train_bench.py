@@ -14,10 +14,10 @@ round), which are what the targets compare.
 
 "matmul rate" (CPU): the FLOP/s of the matrix products alone (one BERT-base layer's linear
 layers, forward and both backward products, at the batch's token count, in the row's precision),
-timed in the same rounds as the models; per row each model's FLOP rate (model FLOPs: 3 x forward
-of the linear layers, the T x T products and the LM head on the positions it projects, per
-second) as a fraction of it, the median over rounds of the ratio within a round: how close a
-step comes to its matrix products. ``--models TUPE-R`` times that row alone; ``--profile`` adds
+timed before and after every model step; per row each model's FLOP rate (model FLOPs: 3 x
+forward of the linear layers, the T x T products and the LM head on the positions it projects,
+per second) as a fraction of the mean matmul rate just before and after each step, the median
+over steps: how close a step comes to its matrix products. ``--models TUPE-R`` times that row alone; ``--profile`` adds
 the top operators of one TUPE-R step by self time. "matmul ceiling": the bf16 / fp32 speed
 ratio of the same matrix products, timed back to back in isolation. A training step cannot
 gain more from bf16 than its matmuls do, less the work that does not shrink (optimizer, dropout
@@ -324,14 +324,21 @@ def main() -> None:
                     runners[name].step(record=False)                  # warm-up (and compile)
                 warmup_s[name] = time.perf_counter() - t
             matmul = None
-            if not cuda:     # the matmul rate, timed in the same rounds: each fraction is a paired ratio
+            # the matmul rate, timed between the model steps: each model step is paired with the
+            # mean of the matmul times just before and just after it (a slow spell of this shared
+            # machine lasts seconds to minutes, so the adjacent timings share it)
+            bracket = {name: [] for name in runners}
+            if not cuda:
                 matmul = MatmulRunner(B * T, device, CPU_DTYPES[dtype])
                 matmul.step(record=False)
             for _ in range(args.steps):
-                for r in runners.values():
-                    r.step()
                 if matmul is not None:
                     matmul.step()
+                for name, r in runners.items():
+                    r.step()
+                    if matmul is not None:
+                        matmul.step()
+                        bracket[name].append((matmul.times[-2] + matmul.times[-1]) / 2)
             for name, r in runners.items():
                 sec = statistics.median(r.times)
                 row = {"model": name, "batch": B, "tokens": T, "dtype": dtype,
@@ -342,9 +349,9 @@ def main() -> None:
                 projected = B * T if name == "HF-BERT" else int(r.mask.sum())
                 if not cuda:
                     row["model_gflops_per_s"] = round(step_flops(B, T, projected) / sec / 1e9, 1)
-                    # median over rounds of (model FLOP/s) / (matmul FLOP/s), both from one round
+                    # median over steps of (model FLOP/s) / (matmul FLOP/s around that step)
                     row["fraction_of_matmul_rate"] = round(statistics.median(
-                        step_flops(B, T, projected) * m / (matmul.flops * t) for t, m in zip(r.times, matmul.times)), 3)
+                        step_flops(B, T, projected) * m / (matmul.flops * t) for t, m in zip(r.times, bracket[name])), 3)
                 if cuda:
                     row["peak_memory_gb"] = round(r.peak_bytes / 2 ** 30, 2)
                     row["tflops"] = round(step_flops(B, T, projected) / sec / 1e12, 1)
