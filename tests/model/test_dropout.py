@@ -49,6 +49,20 @@ def test_reproducible_from_the_seed_and_fresh_each_call():
     assert not torch.equal(a, b)
 
 
+def test_restored_from_a_saved_rng_state_as_in_a_resumed_run():
+    """The trainer saves ``torch.get_rng_state()`` in each checkpoint; the masks after a restore
+    are the ones an uninterrupted run draws (the SFC64 bits are seeded from the torch generator)."""
+    torch.manual_seed(3)
+    dropout(torch.ones(999), 0.1)
+    state = torch.get_rng_state()
+    after = [keep_mask((7, 513), 0.1, torch.float32) for _ in range(3)]
+    dropout(torch.ones(50), 0.5)                                        # the run goes on, then is resumed
+    torch.set_rng_state(state)
+    again = [keep_mask((7, 513), 0.1, torch.float32) for _ in range(3)]
+    assert all(torch.equal(a, b) for a, b in zip(after, again))
+    assert not torch.equal(after[0], after[1])
+
+
 def test_identity_in_eval_and_at_zero_and_all_dropped_at_one():
     x = torch.randn(10, 10)
     m = Dropout(0.3).eval()

@@ -6,11 +6,12 @@ BERT-base size it was a fifth of a bf16 training step (the attention probabiliti
 B x H x T x T per layer). Here each element gets 16 random bits, compared with a threshold.
 The bits come from numpy's SFC64 generator, seeded for each mask by one 64-bit draw of the
 default torch generator, so a mask is just as reproducible from ``torch.manual_seed`` and
-from a saved ``torch.get_rng_state()`` (resume included) and the same on every machine. SFC64
-makes 64 bits about 2.2 times faster than torch's Mersenne Twister (``random_``), which
-made them before (BERT-base attention probabilities at 2 x 512: 6-7 ms instead of 14-16 per
-layer; the draws were the largest cost in a training step after the matrix products,
-see docs/performance.md).
+from a saved ``torch.get_rng_state()`` (resume included), and the same on every machine
+(numpy's raw bit streams are stable across versions and do not depend on the CPU). SFC64
+makes 64 bits about 2.2 times faster than torch's Mersenne Twister (``random_``), which made
+them before (BERT-base attention probabilities at 2 x 512: 6-7 ms instead of 12-16 a layer;
+the draws were the largest cost of a training step after the matrix products: see
+docs/performance.md).
 
 An element is dropped with probability ``round(p * 2^16) / 2^16`` (for p = 0.1: 0.100006)
 and the kept ones are scaled by ``1 / (1 - p)``, as in ``F.dropout``. On other devices
