@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
+@torch.compiler.disable      # run as Python under torch.compile (``--compile``): the same bits as eager
 def random_int16(numel: int) -> torch.Tensor:
     """``numel`` uniform random int16 on the CPU: the 64-bit outputs of an SFC64 generator seeded
     by one draw of torch's default generator, each cut into four 16-bit integers."""
