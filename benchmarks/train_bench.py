@@ -349,6 +349,11 @@ def main() -> None:
                 projected = B * T if name == "HF-BERT" else int(r.mask.sum())
                 if not cuda:
                     row["model_gflops_per_s"] = round(step_flops(B, T, projected) / sec / 1e9, 1)
+                    # what the fraction is computed from: FLOPs of a step and of a matmul timing, and the
+                    # matmul seconds around each step (mean of the timings before and after it)
+                    row["step_gflop"] = round(step_flops(B, T, projected) / 1e9, 2)
+                    row["matmul_gflop"] = round(matmul.flops / 1e9, 2)
+                    row["matmul_s_around_steps"] = [round(x, 4) for x in bracket[name]]
                     # median over steps of (model FLOP/s) / (matmul FLOP/s around that step)
                     row["fraction_of_matmul_rate"] = round(statistics.median(
                         step_flops(B, T, projected) * m / (matmul.flops * t) for t, m in zip(r.times, bracket[name])), 3)

@@ -201,21 +201,31 @@ def test_lock_from_another_host_is_respected(data_dir, tmp_path, capsys):
     assert "pid 12345 on host node-b.cluster" in err and f"delete {tmp_path / 'ck' / LOCK_FILE}" in err
 
 
-@pytest.mark.slow      # ~11 s: the lock is tested in-process above; this one with real processes
+@pytest.mark.slow      # ~15 s: the lock is tested in-process above; this one with real processes
 def test_concurrent_real_processes(data_dir, tmp_path):
-    """Two real train.py processes launched into one --save-dir: exactly one trains."""
+    """Two real train.py processes launched into one --save-dir: exactly one trains. The first
+    is given far more updates than it can make while the second starts and is refused (a run
+    that could end first made this test depend on how fast each process starts), then stopped
+    with SIGTERM, which saves checkpoint_last.pt and exits 128 + 15."""
+    import signal
+
     root = Path(__file__).resolve().parents[2]
-    cmd = [sys.executable, "train.py", *tiny_args(data_dir, tmp_path / "ck", "--max-update", "40",
-                                                  "--disable-validation")]
+    cmd = [sys.executable, "train.py", *tiny_args(data_dir, tmp_path / "ck", "--max-update", "1000000",
+                                                  "--total-num-update", "1000000", "--disable-validation")]
     a = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not (tmp_path / "ck" / LOCK_FILE).exists() and time.time() < deadline:
-        time.sleep(0.05)
-    b = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
-    out_a = a.communicate(timeout=300)
-    assert a.returncode == 0, out_a[1][-2000:]
-    assert b.returncode == 1 and "is in use by another training" in b.stderr
-    assert updates(tmp_path / "ck" / "checkpoint_last.pt") == 40
+    try:
+        deadline = time.time() + 60
+        while not (tmp_path / "ck" / LOCK_FILE).exists() and time.time() < deadline:
+            time.sleep(0.05)
+        b = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
+        assert a.poll() is None, "the first run ended before the second was refused"
+        assert b.returncode == 1 and "is in use by another training" in b.stderr
+    finally:
+        a.send_signal(signal.SIGTERM)
+        out_a = a.communicate(timeout=300)
+    assert a.returncode == 128 + signal.SIGTERM, out_a[1][-2000:]
+    assert updates(tmp_path / "ck" / "checkpoint_last.pt") > 0
+    assert not (tmp_path / "ck" / LOCK_FILE).exists()                     # released on the way out
 
 
 def test_the_lock_message_shows_the_other_command_whole_or_elided_at_words():
