@@ -28,10 +28,18 @@ import torch.nn.functional as F
 from torch import nn
 
 
-@torch.compiler.disable      # run as Python under torch.compile (``--compile``): the same bits as eager
 def random_int16(numel: int) -> torch.Tensor:
     """``numel`` uniform random int16 on the CPU: the 64-bit outputs of an SFC64 generator seeded
-    by one draw of torch's default generator, each cut into four 16-bit integers."""
+    by one draw of torch's default generator, each cut into four 16-bit integers. Under
+    torch.compile (``--compile``) they are made outside the graph, as in eager mode: the same bits."""
+    if torch.compiler.is_compiling():
+        # decorated here, not at import: torch.compiler.disable imports the compiler (~2 s), which
+        # loading a model must not pay (tests/test_checkpoint.py)
+        return torch.compiler.disable(_sfc64_int16)(numel)
+    return _sfc64_int16(numel)
+
+
+def _sfc64_int16(numel: int) -> torch.Tensor:
     seed = torch.empty((), dtype=torch.int64).random_(-2 ** 63, None).item() & (2 ** 64 - 1)
     draws = np.random.SFC64(seed).random_raw((numel + 3) // 4)                        # uint64, 64 random bits each
     return torch.from_numpy(draws.view(np.int16)[:numel])
