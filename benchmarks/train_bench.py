@@ -17,12 +17,12 @@ layers, forward and both backward products, at the batch's token count, in the r
 timed before and after every model step; per row each model's FLOP rate (model FLOPs: 3 x
 forward of the linear layers, the T x T products and the LM head on the positions it projects,
 per second) as a fraction of the mean matmul rate just before and after each step, the median
-over steps: how close a step comes to its matrix products. ``--models TUPE-R`` times that row alone; ``--profile`` adds
-the top operators of one TUPE-R step by self time. "matmul ceiling": the bf16 / fp32 speed
-ratio of the same matrix products, timed back to back in isolation. A training step cannot
-gain more from bf16 than its matmuls do, less the work that does not shrink (optimizer, dropout
-masks, casts, norms). "TUPE-R bf16 weights"
-(bf16 rows only) is a further bound: the whole model, its residual stream and its optimizer
+over steps: how close a step comes to its matrix products. ``--models TUPE-R`` times that row
+alone; ``--profile`` adds the top operators of one TUPE-R step by self time. "matmul
+ceiling": the bf16 / fp32 speed ratio of the same matrix products, timed back to back in
+isolation. A training step cannot gain more from bf16 than its matmuls do, less the work that
+does not shrink (optimizer, dropout masks, casts, norms). "TUPE-R bf16 weights" (bf16 rows
+only) is a further bound: the whole model, its residual stream and its optimizer
 state in bf16, no casts at all (numerically not what autocast training is; a yardstick).
 
 "TUPE-R compile" (CPU, with --compile): the same model with its encoder layers torch.compiled
