@@ -19,12 +19,11 @@ needs_compile = pytest.mark.skipif(compile_unavailable() is not None, reason=f"{
 
 
 @needs_compile
-@pytest.mark.parametrize("p", [0.0, 0.1])
-def test_compiled_training_step_matches_eager(p):
-    """With dropout the compiled layers draw the same masks as eager ones from the same seed
-    (dropout.random_int16 runs outside the graph)."""
+def test_compiled_training_step_matches_eager():
+    """With dropout on: the compiled layers draw the same masks as eager ones from the same seed
+    (dropout.random_int16 runs outside the graph). One compile, to keep the default suite short."""
     torch.manual_seed(0)
-    eager = TupeModel(tiny_config(rel_pos=True, dropout=p, attention_dropout=p)).train()
+    eager = TupeModel(tiny_config(rel_pos=True, dropout=0.1, attention_dropout=0.1)).train()
     compiled = copy.deepcopy(eager)
     assert compile_layers(compiled) and is_compiled(compiled) and not is_compiled(eager)
     assert list(compiled.state_dict()) == list(eager.state_dict())        # checkpoints unchanged
