@@ -1,5 +1,7 @@
 """The CPU dropout mask: rate, scale, independence, gradient, reproducibility."""
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -61,6 +63,17 @@ def test_restored_from_a_saved_rng_state_as_in_a_resumed_run():
     again = [keep_mask((7, 513), 0.1, torch.float32) for _ in range(3)]
     assert all(torch.equal(a, b) for a, b in zip(after, again))
     assert not torch.equal(after[0], after[1])
+
+
+def test_a_traced_graph_draws_a_fresh_mask_each_call():
+    """numpy's bits would be recorded into a jit trace as a constant: one mask for every call."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                                 # jit.trace is deprecated in newer torch
+        traced = torch.jit.trace(Dropout(0.5).train(), torch.ones(64), check_trace=False)
+    a, b = traced(torch.ones(64)), traced(torch.ones(64))
+    assert not torch.equal(a, b)
+    assert set(a.tolist()) <= {0.0, 2.0} and 10 < int(a.eq(0).sum()) < 54     # still dropout at p = 0.5
 
 
 def test_identity_in_eval_and_at_zero_and_all_dropped_at_one():

@@ -27,15 +27,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .padding import tracing
+
 
 def random_int16(numel: int) -> torch.Tensor:
     """``numel`` uniform random int16 on the CPU: the 64-bit outputs of an SFC64 generator seeded
     by one draw of torch's default generator, each cut into four 16-bit integers. Under
-    torch.compile (``--compile``) they are made outside the graph, as in eager mode: the same bits."""
-    if torch.compiler.is_compiling():
-        # decorated here, not at import: torch.compiler.disable imports the compiler (~2 s), which
-        # loading a model must not pay (tests/test_checkpoint.py)
-        return torch.compiler.disable(_sfc64_int16)(numel)
+    torch.compile (``--compile``) they are made outside the graph, as in eager mode: the same bits.
+    In a traced or exported graph (jit trace, torch.export, ONNX), where numpy's bits would be
+    recorded as a constant (one mask for every call), they come from an in-graph ``randint`` of
+    torch's generator instead: fresh each call, other bits than eager mode's."""
+    if tracing():
+        if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+            # decorated here, not at import: torch.compiler.disable imports the compiler (~2 s),
+            # which loading a model must not pay (tests/test_checkpoint.py)
+            return torch.compiler.disable(_sfc64_int16)(numel)
+        return torch.randint(-2 ** 15, 2 ** 15, (numel,), dtype=torch.int16)
     return _sfc64_int16(numel)
 
 
