@@ -347,21 +347,22 @@ def main() -> None:
                 if name in FLEX or name == COMPILED:
                     row["warmup_s"] = round(warmup_s[name], 1)
                 projected = B * T if name == "HF-BERT" else int(r.mask.sum())
+                flops = step_flops(B, T, projected)
                 if not cuda:
-                    row["model_gflops_per_s"] = round(step_flops(B, T, projected) / sec / 1e9, 1)
+                    row["model_gflops_per_s"] = round(flops / sec / 1e9, 1)
                     # what the fraction is computed from: FLOPs of a step and of a matmul timing, and the
                     # matmul seconds around each step (mean of the timings before and after it)
-                    row["step_gflop"] = round(step_flops(B, T, projected) / 1e9, 2)
+                    row["step_gflop"] = round(flops / 1e9, 2)
                     row["matmul_gflop"] = round(matmul.flops / 1e9, 2)
                     row["matmul_s_around_steps"] = [round(x, 4) for x in bracket[name]]
                     # median over steps of (model FLOP/s) / (matmul FLOP/s around that step)
                     row["fraction_of_matmul_rate"] = round(statistics.median(
-                        step_flops(B, T, projected) * m / (matmul.flops * t) for t, m in zip(r.times, bracket[name])), 3)
+                        flops * m / (matmul.flops * t) for t, m in zip(r.times, bracket[name])), 3)
                 if cuda:
                     row["peak_memory_gb"] = round(r.peak_bytes / 2 ** 30, 2)
-                    row["tflops"] = round(step_flops(B, T, projected) / sec / 1e12, 1)
+                    row["tflops"] = round(flops / sec / 1e12, 1)
                     if peak:
-                        row["mfu"] = round(step_flops(B, T, projected) / sec / peak, 3)
+                        row["mfu"] = round(flops / sec / peak, 3)
                 results["rows"].append(row)
                 print(json.dumps(row), flush=True)
             if matmul is not None:
