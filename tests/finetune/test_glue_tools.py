@@ -252,3 +252,19 @@ def test_stsb_submission_values_are_each_rows_own(pretrained, order_task, tmp_pa
         want = [min(max(5 * model(r.unsqueeze(0), classification_head_name="sentence_classification_head").item(), 0), 5)
                 for r in rows]
     assert len(got) == 5 and got == pytest.approx(want, abs=1.5e-3)
+
+
+@pytest.mark.parametrize("extra", ["--cpu", "--cpu --bf16"])
+def test_extra_takes_one_flag_as_its_help_shows(extra, tmp_path, capsys):
+    """`tupe-glue --extra '--cpu'` (the help's example): argparse alone stops at a value that
+    starts with "-" ("expected one argument"); the command gets as far as the missing checkpoint."""
+    from tupe.cli import attach_flag_values
+
+    assert attach_flag_values(["--out", "o", "--extra", extra, "--jobs", "2"], ("--extra",)) == \
+        ["--out", "o", f"--extra={extra}", "--jobs", "2"]
+    assert attach_flag_values(["--extra"], ("--extra",)) == ["--extra"]      # argparse reports it
+    args = ["--checkpoint", str(tmp_path / "none.pt"), "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"),
+            "--extra", extra]
+    assert sweep.main(args) == 1
+    err = capsys.readouterr().err
+    assert "none.pt" in err and "expected one argument" not in err

@@ -16,3 +16,18 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if action.default is None or action.default == "" or action.default == []:
             return text + " (default: not set)"
         return text + " (default: %(default)s)"
+
+
+def attach_flag_values(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """``["--extra", "--cpu"]`` -> ``["--extra=--cpu"]`` for options whose value is itself a flag
+    list: argparse takes a lone value that starts with "-" for the next option and stops with
+    "expected one argument" (a value with a space in it, ``'--cpu --bf16'``, it takes as is)."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in options and i + 1 < len(argv):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out

@@ -28,7 +28,7 @@ from typing import Optional
 
 from ..checkpoint import CONFIG_FILE, CheckpointError, read_config, resolve_checkpoint
 from ..logs import cli_logging
-from . import HelpFormatter
+from . import HelpFormatter, attach_flag_values
 
 
 @dataclass(frozen=True)
@@ -234,8 +234,8 @@ def main(argv=None) -> int:
     p.add_argument("--label", default=None, help="row name in the table (default: the checkpoint's scheme)")
     p.add_argument("--paper", action="store_true", help="add the paper's rows to the table")
     p.add_argument("--keep-all", action="store_true", help="keep every run's checkpoint")
-    p.add_argument("--extra", default="", help="more train.py flags for every run, e.g. '--cpu'")
-    args = p.parse_args(argv)
+    p.add_argument("--extra", default="", help="more train.py flags for every run, e.g. '--cpu' or '--cpu --bf16'")
+    args = p.parse_args(attach_flag_values(sys.argv[1:] if argv is None else list(argv), ("--extra",)))
     try:
         checkpoint = args.checkpoint if (args.checkpoint / CONFIG_FILE).is_file() else resolve_checkpoint(args.checkpoint)
         cfg, _ = read_config(checkpoint)
