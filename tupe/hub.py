@@ -261,11 +261,16 @@ def from_pretrained(path: Union[str, Path], cased: bool = False, compile: bool =
         compile_layers(model)
     directory = Path(path) if Path(path).is_dir() else Path(path).parent
     labels = json.loads((directory / LABELS_FILE).read_text()) if (directory / LABELS_FILE).is_file() else None
-    if labels is None and is_hf_folder(directory) and model.classification_heads:
-        # a transformers folder (e.g. saved by transformers.Trainer): the class names are id2label
+    if is_hf_folder(directory) and model.classification_heads:
+        # a transformers folder (e.g. saved by transformers.Trainer, which writes no labels.json): the
+        # class names are id2label, single sentences or pairs config.task_inputs (tupe-convert --hf)
         config = json.loads((directory / CONFIG_FILE).read_text())
+        labels = dict(labels or {})
         id2label = config.get("id2label") or {}
         k = model.head_sizes.get(model.DEFAULT_HEAD, 0)
-        if k > 1 and all(str(i) in id2label for i in range(k)):
-            labels = {model.DEFAULT_HEAD: [id2label[str(i)] for i in range(k)]}
+        if model.DEFAULT_HEAD not in labels and k > 1 and all(str(i) in id2label for i in range(k)):
+            labels[model.DEFAULT_HEAD] = [id2label[str(i)] for i in range(k)]
+        if config.get("task_inputs") in (1, 2):
+            labels.setdefault(INPUTS, {}).setdefault(model.DEFAULT_HEAD, config["task_inputs"])
+        labels = labels or None
     return TupeHub(model, load_vocabulary(path, model.cfg.vocab_size), labels, cased)

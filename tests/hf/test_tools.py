@@ -141,7 +141,7 @@ def test_fill_mask_pipeline_matches_the_hub(exported, pretrained_dir):
         assert r["score"] == pytest.approx(w[1], abs=1e-6)
 
 
-def test_convert_a_finetuned_training_run(order_task, pretrained, data_dir, tmp_path):
+def test_convert_a_finetuned_training_run(order_task, pretrained, data_dir, tmp_path, capsys):
     """A native finetuning run dir (checkpoint + labels.json) -> AutoModelForSequenceClassification
     with the original's class logits and label words; text-classification pipeline = tupe hub."""
     from tests.finetune.test_finetune import finetune_command, run
@@ -158,6 +158,16 @@ def test_convert_a_finetuned_training_run(order_task, pretrained, data_dir, tmp_
     words = json.loads((run_dir / "labels.json").read_text())["sentence_classification_head"]
     assert config["architectures"] == ["TupeForSequenceClassification"]
     assert [config["id2label"][str(i)] for i in range(2)] == words
+    # finetuned on single sentences: the folder says so (config and labels.json), and the native
+    # tools on it refuse a pair as they do on the run itself (the folder used to lose this)
+    assert config["task_inputs"] == 1
+    assert json.loads((out / "labels.json").read_text())["inputs"] == {"sentence_classification_head": 1}
+    pair = tmp_path / "pair.tsv"
+    pair.write_text("the river city\tcity river\n")
+    from tupe.cli.predict import main as predict
+    for source in (run_dir, out):
+        assert predict(["--checkpoint", str(source), "--input", str(pair)]) == 1
+        assert "finetuned on single sentences" in capsys.readouterr().err
     native = tupe.load_model(run_dir)
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
     tok = AutoTokenizer.from_pretrained(out)

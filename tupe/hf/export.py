@@ -12,6 +12,7 @@ from typing import Optional, Sequence, Union
 from safetensors.torch import save_file
 
 from ..checkpoint import WEIGHTS_FILE, Vocabulary, hf_state_dict
+from ..hub import INPUTS, LABELS_FILE
 from ..model import TupeModel
 from .configuration import TupeHfConfig
 from .tokenization import TupeTokenizer
@@ -19,7 +20,7 @@ from .tokenization import TupeTokenizer
 
 def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Optional[str] = None,
               label_words: Optional[Sequence[str]] = None, cased: bool = False,
-              vocabulary: Optional[Vocabulary] = None) -> Path:
+              vocabulary: Optional[Vocabulary] = None, inputs: Optional[int] = None) -> Path:
     """Write ``config.json``, ``model.safetensors`` and, given the model's ``vocabulary``
     (``tupe.checkpoint.load_vocabulary(path, model.cfg.vocab_size)``), the tokenizer
     (``dict.txt``, ``bpe-code``, ``tokenizer_config.json``).
@@ -28,6 +29,9 @@ def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Option
     classifier (default: ``sentence_classification_head`` if present, else the only head);
     ``label_words``: its class names (``id2label``). The masked-LM head is always kept, so one
     folder serves ``AutoModelForMaskedLM`` and ``AutoModelForSequenceClassification``.
+    ``inputs``: 1 or 2 when the head was finetuned on single sentences or on pairs (the run's
+    labels.json says which); kept as ``config.task_inputs`` and in the folder's labels.json, so
+    that ``tupe-predict`` and ``tupe.from_pretrained`` on the folder refuse the other kind.
     """
     directory = Path(directory)
     sizes = model.head_sizes
@@ -47,6 +51,10 @@ def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Option
                      architectures=["TupeForSequenceClassification"])
         if k == 1:
             extra["problem_type"] = "regression"
+        if inputs is not None:
+            if inputs not in (1, 2):
+                raise ValueError(f"inputs={inputs!r}: 1 (single sentences) or 2 (sentence pairs)")
+            extra["task_inputs"] = inputs
     else:
         extra = dict(architectures=["TupeForMaskedLM"])
     config = TupeHfConfig.from_tupe_config(model.cfg, **extra)
@@ -62,8 +70,13 @@ def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Option
             dict_file = tmp / "dict.txt"
             TupeTokenizer(str(dict_file), str(tmp / "bpe-code"), cased=cased,
                           model_max_length=model.cfg.max_positions).save_pretrained(tmp)
-        if head is not None and label_words is not None:   # tupe-predict reads label words from here too
-            (tmp / "labels.json").write_text(json.dumps({model.DEFAULT_HEAD: list(label_words)}) + "\n")
+        labels: dict = {}                                 # tupe-predict reads label words and inputs from here too
+        if head is not None and label_words is not None:
+            labels[model.DEFAULT_HEAD] = list(label_words)
+        if head is not None and inputs is not None:
+            labels[INPUTS] = {model.DEFAULT_HEAD: inputs}
+        if labels:
+            (tmp / LABELS_FILE).write_text(json.dumps(labels) + "\n")
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)
