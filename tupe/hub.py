@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -21,6 +22,8 @@ from .data.dictionary import MASK
 from .model import TupeModel
 from .model.compile import compile_layers
 from .preprocess.text import glue_clean
+
+logger = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.json"
 SCORE_RANGES = "score_ranges"      # labels.json: {head: [lo, hi]} of regression heads
@@ -140,14 +143,21 @@ class TupeHub(torch.nn.Module):
             out.append(self.mask_idx if piece == MASK else self.dictionary.index(piece))
         return out + [self.dictionary.eos()]
 
-    def encode(self, text: str, text2: Optional[str] = None) -> torch.Tensor:
-        """``<s> text </s> [</s> text2 </s>]`` as the finetuning data was built."""
+    def encode(self, text: str, text2: Optional[str] = None, truncate: bool = True) -> torch.Tensor:
+        """``<s> text </s> [</s> text2 </s>]`` as the finetuning data was built, cut to the model's
+        ``max_positions`` as finetuning's ``--truncate-sequence`` cuts (``truncate=False``: whole;
+        ``predict_batch`` and ``tupe-predict`` count and report the rows they cut)."""
         ids = [self.dictionary.bos()] + self._ids(text)
         if text2 is not None:
             ids += [self.dictionary.eos()] + self._ids(text2)
-        if len(ids) > self.model.cfg.max_positions:
+        if truncate and len(ids) > self.model.cfg.max_positions:
             ids = ids[: self.model.cfg.max_positions]
         return torch.tensor(ids, dtype=torch.long)
+
+    def fit(self, ids: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """A row cut to the model's ``max_positions``, and whether it was cut."""
+        limit = self.model.cfg.max_positions
+        return (ids[:limit], True) if len(ids) > limit else (ids, False)
 
     def decode(self, ids: Union[torch.Tensor, list[int]]) -> str:
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
@@ -190,7 +200,11 @@ class TupeHub(torch.nn.Module):
         self.check_head(head)
         self.check_inputs(head, text2 is not None)
         self.model.eval()
-        logits = self.model(self._batch(self.encode(text, text2)), classification_head_name=head)
+        row, was_cut = self.fit(self.encode(text, text2, truncate=False))
+        if was_cut:
+            logger.warning("the input is longer than the model's %d positions: cut to them (as finetuning's "
+                           "--truncate-sequence does)", self.model.cfg.max_positions)
+        logits = self.model(self._batch(row), classification_head_name=head)
         if return_logits or logits.size(-1) == 1:
             return logits
         return logits.log_softmax(-1)
@@ -223,7 +237,16 @@ class TupeHub(torch.nn.Module):
         if pairs is not None and len(pairs) != len(texts):
             raise HubError(f"{len(texts)} texts but {len(pairs)} pairs")
         self.check_inputs(head, pairs is not None)
-        rows = [self.encode(t, pairs[i] if pairs is not None else None) for i, t in enumerate(texts)]
+        rows, cut = [], []
+        for i, t in enumerate(texts):
+            row, was_cut = self.fit(self.encode(t, pairs[i] if pairs is not None else None, truncate=False))
+            rows.append(row)
+            if was_cut:
+                cut.append(i)
+        if cut:
+            logger.warning("%d of %d rows longer than the model's %d positions were cut to them (as finetuning's "
+                           "--truncate-sequence does): rows %s", len(cut), len(rows), self.model.cfg.max_positions,
+                           ", ".join(map(str, cut[:5])) + (", ..." if len(cut) > 5 else ""))
         return self.predict_rows(head, rows, batch_size, max_tokens)
 
     def predict_rows(self, head: str, rows: Sequence[torch.Tensor], batch_size: Optional[int] = 32,

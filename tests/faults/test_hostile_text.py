@@ -193,6 +193,27 @@ def test_predict_repairs_and_counts(classifier, tmp_path, capsys):
     assert lines[0] == clean[0]                                        # BOM and CRLF change nothing
 
 
+def test_predict_reports_rows_cut_to_the_model_length(classifier, tmp_path, capsys, caplog):
+    """A row longer than max_positions is cut to it (as finetuning's --truncate-sequence cuts),
+    counted and reported with its line numbers, not cut silently; its prediction is the cut row's."""
+    hub = tupe.from_pretrained(classifier)
+    limit = hub.model.cfg.max_positions
+    long_text = " ".join(["the river city"] * limit)
+    assert len(hub.encode(long_text, truncate=False)) > limit
+    rc, lines, err = predict_bytes(classifier, tmp_path, f"the river\n{long_text}\ncity\t{long_text}\n".encode(),
+                                   capsys)
+    assert rc == 0 and len(lines) == 3, err
+    assert f"2 line(s) longer than the model's {limit} positions, cut to them as finetuning's " \
+           f"--truncate-sequence cuts (2, 3)" in err
+    want = hub.labels_of("sentence_classification_head", hub.predict_rows(
+        "sentence_classification_head", [hub.encode(long_text)[:limit], hub.encode("city", long_text)[:limit]]))
+    assert lines[1:] == [f"{label}\t{p:.4f}" for label, p in want]
+    assert "longer than" not in predict_bytes(classifier, tmp_path, b"the river\n", capsys)[2]
+    with caplog.at_level("WARNING", logger="tupe.hub"):
+        hub.predict_batch("sentence_classification_head", ["the river", long_text])
+    assert "1 of 2 rows longer than the model's" in caplog.text and "rows 1" in caplog.text
+
+
 @pytest.mark.parametrize("content,message", [
     (b"", "no sentences to predict"),
     (b"\n\r\n", "no sentences to predict"),

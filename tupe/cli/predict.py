@@ -109,10 +109,12 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin",
     length-sorted batches of at most ``batch_size`` rows (and ``max_tokens`` padded positions),
     cut where padding wastes least, each padded only to its longest row (``TupeHub.predict_rows``,
     ``tupe.hub.length_batches``); its results are written before the next chunk is read (bounded
-    memory, early output). Blank lines are skipped; both are counted and reported on stderr.
+    memory, early output). Blank lines are skipped; repairs, skips and rows longer than the model's
+    ``max_positions`` (cut to them, as finetuning's ``--truncate-sequence``) are counted and
+    reported on stderr.
     ``batch_size=1``: one forward per line."""
     out = out or sys.stdout
-    n, blank, repairs, pending = 0, [], {}, []
+    n, blank, cut, repairs, pending = 0, [], [], {}, []
 
     def flush() -> None:
         nonlocal n
@@ -133,7 +135,10 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin",
         if len(fields) > 2:
             raise HubError(f"{source}:{lineno}: expected a sentence or a tab-separated pair, got {len(fields)} fields")
         hub.check_inputs(head, len(fields) == 2, f"{source}:{lineno}: ")
-        pending.append(hub.encode(fields[0], fields[1] if len(fields) == 2 else None))
+        row, was_cut = hub.fit(hub.encode(fields[0], fields[1] if len(fields) == 2 else None, truncate=False))
+        pending.append(row)
+        if was_cut:
+            cut.append(lineno)
         if len(pending) >= chunk_lines(n):
             flush()
     flush()
@@ -141,6 +146,10 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin",
         shown = ", ".join(map(str, blank[:5])) + (", ..." if len(blank) > 5 else "")
         print(f"tupe-predict: {source}: skipped {len(blank)} blank line(s) ({shown}); the output has one line "
               f"per non-blank input line", file=sys.stderr)
+    if cut:
+        shown = ", ".join(map(str, cut[:5])) + (", ..." if len(cut) > 5 else "")
+        print(f"tupe-predict: {source}: {len(cut)} line(s) longer than the model's {hub.model.cfg.max_positions} "
+              f"positions, cut to them as finetuning's --truncate-sequence cuts ({shown})", file=sys.stderr)
     if describe_repairs(repairs):
         print(f"tupe-predict: {source}: {describe_repairs(repairs)}", file=sys.stderr)
     return n
