@@ -86,6 +86,18 @@ def test_loss_decreases_and_checkpoint_loads(data_dir, tmp_path):
     assert torch.equal(model.encoder.embed_tokens.weight, emb)
 
 
+def test_rerunning_a_finished_run_says_there_is_nothing_to_train(data_dir, tmp_path, capfd):
+    save = tmp_path / "ck"
+    assert main(tiny_args(data_dir, save, "--max-update", "6")) == 0
+    before = (save / "checkpoint_last.pt").read_bytes()
+    capfd.readouterr()
+    assert main(tiny_args(data_dir, save, "--max-update", "4")) == 0           # finished: exit 0, no update
+    out, err = capfd.readouterr()
+    assert "nothing to train: the checkpoint is at update 6 (epoch 1), which reaches --max-update 4" in out + err
+    assert (save / "checkpoint_last.pt").read_bytes() == before
+    assert len(records(save)) == 6
+
+
 def test_total_updates_below_the_warmup_is_a_clear_error(data_dir, tmp_path, capsys):
     """Exit 1 with the flags' values on one line (not a traceback), no run folder left behind."""
     save = tmp_path / "ck"

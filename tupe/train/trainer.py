@@ -341,6 +341,11 @@ class Trainer:
                       f"x update-freq {a.update_freq}")
         self.log.info(f"| lr schedule: peak {self.schedule.lr:g}, warmup {self.schedule.warmup}, "
                       f"total {self.schedule.total} updates")
+        if self._done() and not self.stop_requested:       # a resumed run that is already finished
+            limit = f"--max-update {a.max_update}" if a.max_update and self.num_updates >= a.max_update \
+                else f"--max-epoch {a.max_epoch}"
+            self.log.info(f"| nothing to train: the checkpoint is at update {self.num_updates} (epoch "
+                          f"{self.epoch}), which reaches {limit}; raise it to train on")
         while not self._done():
             self.train_epoch()
         if self.stop_requested:
