@@ -86,6 +86,31 @@ def test_loss_decreases_and_checkpoint_loads(data_dir, tmp_path):
     assert torch.equal(model.encoder.embed_tokens.weight, emb)
 
 
+def test_data_of_another_dictionary_of_the_same_size_is_refused(data_dir, pretrained, tmp_path, capsys):
+    """Data binarized with another dict.txt of the same size (tupe-preprocess pretrain makes
+    --nwords symbols on any corpus) reads as other words with no other error: train.py
+    --restore-file and tupe-validate compare it with the dict.txt beside the checkpoint."""
+    import shutil
+
+    from tupe.train.validate import main as validate
+
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    lines = (data / "dict.txt").read_text().splitlines()
+    lines[10], lines[20] = lines[20], lines[10]
+    (data / "dict.txt").write_text("\n".join(lines) + "\n")
+    swapped = lines[10].split()[0]
+    capsys.readouterr()
+    assert main(tiny_args(data, tmp_path / "ft", "--restore-file", str(pretrained), "--reset-optimizer",
+                          "--max-update", "2", "--tokens-per-sample", "64", "--max-positions", "512")) == 1
+    err = capsys.readouterr().err
+    assert f"(dict.txt line 11) is {swapped!r} in the data" in err and "another vocabulary" in err, err
+    assert not (tmp_path / "ft").exists()                                       # nothing created
+    assert validate([str(data), "--path", str(pretrained), "--cpu", "--tokens-per-sample", "64"]) == 1
+    assert f"(dict.txt line 11) is {swapped!r} in the data" in capsys.readouterr().err
+    assert validate([str(data_dir), "--path", str(pretrained), "--cpu", "--tokens-per-sample", "64"]) == 0
+
+
 def test_rerunning_a_finished_run_says_there_is_nothing_to_train(data_dir, tmp_path, capfd):
     save = tmp_path / "ck"
     assert main(tiny_args(data_dir, save, "--max-update", "6")) == 0

@@ -31,7 +31,15 @@ from .fairseq import (
 )
 from .hf import HF_CLASSIFIER, HF_ENCODER, hf_state_dict, is_hf_folder, load_hf_folder
 from .loading import load_model, load_vocabulary, read_config
-from .native import Vocabulary, load_pretrained, load_safetensors, read_pretrained_config, read_vocabulary, save_pretrained
+from .native import (
+                      Vocabulary,
+                      dictionary_mismatch,
+                      load_pretrained,
+                      load_safetensors,
+                      read_pretrained_config,
+                      read_vocabulary,
+                      save_pretrained,
+)
 from .safe import (
                       MANIFEST,
                       SAFE_GLOBALS,
@@ -46,8 +54,8 @@ from .safe import (
 
 __all__ = ["BPE_FILE", "CONFIG_FILE", "DICT_FILE", "ENC", "HF_CLASSIFIER", "HF_ENCODER", "LM", "MANIFEST",
            "SAFE_GLOBALS", "WEIGHTS_FILE", "CheckpointError", "Vocabulary", "build_and_load",
-           "check_archive", "checkpoint_tensors", "config_from_checkpoint", "discriminator_of", "fairseq_args",
-           "fairseq_state_dict", "fresh_lm_head", "from_fairseq_name", "hf_state_dict", "is_hf_folder",
+           "check_archive", "checkpoint_tensors", "config_from_checkpoint", "dictionary_mismatch", "discriminator_of",
+           "fairseq_args", "fairseq_state_dict", "fresh_lm_head", "from_fairseq_name", "hf_state_dict", "is_hf_folder",
            "load_electra", "load_electra_state", "load_hf_folder", "load_model", "load_pretrained",
            "load_safetensors", "load_vocabulary", "progress_of", "read_checkpoint", "read_config", "read_manifest",
            "read_pretrained_config", "read_vocabulary", "resolve_checkpoint", "save_fairseq", "save_pretrained", "sha256_file",

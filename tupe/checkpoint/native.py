@@ -51,6 +51,28 @@ def read_vocabulary(directory: PathLike, vocab_size: int) -> Optional[Vocabulary
     return Vocabulary(d, bpe_path if bpe_path.is_file() else None)
 
 
+def dictionary_mismatch(checkpoint: PathLike, dictionary: Dictionary) -> Optional[str]:
+    """Where ``dictionary`` (the data's) differs from the ``dict.txt`` beside ``checkpoint`` (a file
+    or a model directory), the vocabulary the model was trained with: a description of the first
+    symbol that differs, or None (the same symbols in the same order, or no dict.txt to compare
+    with). Sizes are checked against the model's V elsewhere; this catches data binarized with
+    another dictionary of the same size, which reads as other words without any other error."""
+    path = Path(checkpoint)
+    dict_path = (path if path.is_dir() else path.parent) / DICT_FILE
+    if not dict_path.is_file():
+        return None
+    ours = Dictionary.load(dict_path).symbols
+    theirs = dictionary.symbols
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        if a != b:
+            line = i - dictionary.nspecial + 1                                          # dict.txt's line
+            return (f"symbol {i} (dict.txt line {line}) is {b!r} in the data but {a!r} in {dict_path}: the data "
+                    f"was binarized with another vocabulary; preprocess it with the model's (tupe-preprocess "
+                    f"pretrain --bpe-code {dict_path.parent / BPE_FILE} --dict {dict_path}; glue or task: "
+                    f"--bpe-dir {dict_path.parent})")
+    return None
+
+
 def _atomic_dir(directory: Path):
     directory.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
