@@ -74,7 +74,7 @@ def test_sweep_runs_aggregates_and_keeps_the_representative(swept):
     assert json.loads((out / "results.json").read_text()) == results
 
 
-def test_submission_files_layout(swept, order_task, tmp_path):
+def test_submission_files_layout(swept, order_task, tmp_path, capsys):
     out, _ = swept
     assert predict.main(["--checkpoint", str(out / "SST-2" / "best"), "--glue-task", "SST-2",
                          "--data", str(order_task / "SST-2-bin"), "--out", str(tmp_path), "--cpu"]) == 0
@@ -85,6 +85,15 @@ def test_submission_files_layout(swept, order_task, tmp_path):
     assert predict.main(["--checkpoint", str(out / "SST-2" / "best"), "--glue-task", "SST-2", "--max-tokens", "40",
                          "--data", str(order_task / "SST-2-bin"), "--out", str(tmp_path / "by-tokens"), "--cpu"]) == 0
     assert (tmp_path / "by-tokens" / "SST-2.tsv").read_text().splitlines() == lines
+    # a test split binarized with another dictionary of the same size: refused, nothing written
+    other = tmp_path / "SST-2-bin"
+    shutil.copytree(order_task / "SST-2-bin", other)
+    words = (other / "input0" / "dict.txt").read_text().splitlines()
+    words[3], words[4] = words[4], words[3]
+    (other / "input0" / "dict.txt").write_text("\n".join(words) + "\n")
+    assert predict.main(["--checkpoint", str(out / "SST-2" / "best"), "--glue-task", "SST-2", "--data", str(other),
+                         "--out", str(tmp_path / "other"), "--cpu"]) == 1
+    assert "(dict.txt line 4)" in capsys.readouterr().err and not (tmp_path / "other").exists()
 
 
 def test_mnli_and_stsb_submissions(pretrained, order_task, tmp_path):
