@@ -27,7 +27,7 @@ from .cli import HelpFormatter
 from .logs import cli_logging
 from .preprocess.cli import main as preprocess
 from .report import make_report
-from .study import StudyPlan, run_study, seconds_per_update
+from .study import Interrupted, StudyPlan, run_study, seconds_per_update, stopped
 
 DATA = Path(__file__).parent / "demo_data"
 # The demo's models: names from the scheme registry (config.SCHEMES).
@@ -174,6 +174,8 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"tupe-demo: error: {e}", file=sys.stderr)
         return 1
+    except (Interrupted, KeyboardInterrupt) as e:
+        return stopped("tupe-demo", e)
 
     log("4/4 report")
     objective = {"mlm": "", "electra": " (ELECTRA)", "both": " (masked LM and ELECTRA)"}[args.objective]

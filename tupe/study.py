@@ -28,6 +28,7 @@ import json
 import math
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -54,6 +55,32 @@ from .train.trainer import main as train
 
 def log(msg: str) -> None:
     print(f"[study] {msg}", file=sys.stderr, flush=True)
+
+
+class Interrupted(Exception):
+    """A step of the study was stopped by a signal (its exit code 128 + N): the study stops too."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
+def stopped(prog: str, e: BaseException) -> int:
+    """What a study command says and returns when a signal stopped it (``Interrupted``, or Ctrl-C
+    between steps): the shell's code, 130 for SIGINT, 143 for SIGTERM."""
+    code = e.code if isinstance(e, Interrupted) else 128 + signal.SIGINT
+    print(f"{prog}: stopped by {signal.Signals(code - 128).name}; the finished runs are kept: rerun the same "
+          f"command to go on", file=sys.stderr)
+    return code
+
+
+def check(code: int, failure: str) -> None:
+    """A step's exit code: a signal's (>= 128, train.py and tupe-glue stopped by Ctrl-C or
+    SIGTERM) stops the study with it; any other non-zero code is ``failure``."""
+    if code >= 128:
+        raise Interrupted(code)
+    if code != 0:
+        raise RuntimeError(failure)
 
 
 @dataclass
@@ -158,8 +185,7 @@ def seconds_per_update(plan: StudyPlan, data: Path, out: Path, steps: int = 8) -
         args = pretrain_args(plan, data, scheme, plan.lrs[0], steps, save)
         i = args.index("--validate-interval-updates")
         del args[i: i + 2]                                        # time the updates, not validations
-        if train(args + ["--no-save", "--disable-validation"]) != 0:
-            raise RuntimeError(f"calibration run of {scheme} failed")
+        check(train(args + ["--no-save", "--disable-validation"]), f"calibration run of {scheme} failed")
         walls = [r["wall"] for r in read_metrics(save) if r.get("type") == "train"]
         per_update = (walls[-1] - walls[0]) / (len(walls) - 1) if len(walls) > 1 else (time.time() - t) / steps
         worst = max(worst, per_update)
@@ -217,8 +243,7 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
             continue
         log(f"[{i}/{len(runs)}] pretraining {key}: {updates} updates")
         t = time.time()
-        if train(pretrain_args(plan, data, scheme, lr, updates, save)) != 0:
-            raise RuntimeError(f"pretraining {key} failed (see {save})")
+        check(train(pretrain_args(plan, data, scheme, lr, updates, save)), f"pretraining {key} failed (see {save})")
         train_recs = [r for r in read_metrics(save) if r.get("type") == "train" and r.get("wps")]
         state["runs"][key] = {"scheme": scheme, "lr": lr, "seconds": round(time.time() - t, 1),
                               "final_valid_loss": final_valid_loss(save),
@@ -251,8 +276,7 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
                     "--batch-size", str(plan.ft_batch), "--out", str(out / "finetune" / scheme), "--label", scheme]
             if plan.ft_epochs:
                 args += ["--epochs", str(plan.ft_epochs)]
-            if sweep.main(args) != 0:
-                raise RuntimeError(f"finetuning {scheme} failed (see {out / 'finetune' / scheme})")
+            check(sweep.main(args), f"finetuning {scheme} failed (see {out / 'finetune' / scheme})")
     state["wall_s"] = round(state.get("wall_s", 0) + time.time() - start, 1)
     state_path.write_text(json.dumps(state, indent=2) + "\n")
     report, _ = make_report(out)
@@ -358,6 +382,8 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"tupe-study: error: {e}", file=sys.stderr)
         return 1
+    except (Interrupted, KeyboardInterrupt) as e:
+        return stopped("tupe-study", e)
     print(f"report: {report}")
     return 0
 

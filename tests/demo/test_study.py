@@ -151,3 +151,23 @@ def test_report_plots_say_what_they_draw(tmp_path, monkeypatch):
     assert all(x and y for x, y in labelled), labelled
     assert ("finetuning updates", "validation accuracy") in labelled
     assert {k["color"] for _, k in calls if "color" in k} == {scheme_color("TUPE-R")}
+
+
+@pytest.mark.parametrize("code,name", [(143, "SIGTERM"), (130, "SIGINT")])
+def test_a_stopped_step_stops_the_study_with_its_code(data_dir, tmp_path, capsys, monkeypatch, code, name):
+    """train.py (in-process) or tupe-glue stopped by a signal returns 128 + N: the study stops with
+    that code and says so, rather than reporting a failure (exit 1) or going on."""
+    import tupe.study
+
+    calls = []
+    monkeypatch.setattr(tupe.study, "train", lambda args: calls.append(args) or code)
+    out = tmp_path / "run"
+    assert study(["--corpus", str(data_dir), "--schemes", "TUPE-R,BERT-A", "--lrs", "1e-3", "--quick",
+                  "--updates", "4", "--out", str(out)]) == code
+    assert len(calls) == 1
+    err = capsys.readouterr().err
+    assert f"tupe-study: stopped by {name}; the finished runs are kept" in err and "error" not in err
+    monkeypatch.setattr(tupe.study, "train", lambda args: 1)
+    assert study(["--corpus", str(data_dir), "--schemes", "TUPE-R", "--lrs", "1e-3", "--quick", "--updates", "4",
+                  "--out", str(out)]) == 1
+    assert "tupe-study: error: pretraining TUPE-R/lr0.001 failed" in capsys.readouterr().err

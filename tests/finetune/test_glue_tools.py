@@ -3,6 +3,8 @@
 import io
 import json
 import shutil
+import signal
+import sys
 
 import pytest
 import torch
@@ -277,3 +279,33 @@ def test_extra_takes_one_flag_as_its_help_shows(extra, tmp_path, capsys):
     assert sweep.main(args) == 1
     err = capsys.readouterr().err
     assert "none.pt" in err and "expected one argument" not in err
+
+
+def test_a_signal_stops_the_sweep_and_its_running_finetune(order_task, pretrained, tmp_path, capsys, monkeypatch):
+    """SIGTERM to the sweep (not to its group, as `kill PID` sends it) reaches the running
+    finetune, no other starts, and the exit code is 143. The finetune here is a stand-in process
+    that sends the signal itself and then waits to be stopped (train.py's own stop on SIGTERM is
+    tested in tests/train)."""
+    import subprocess
+
+    child = ("import os, signal, sys, time\n"
+             "signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))\n"
+             "os.kill(os.getppid(), signal.SIGTERM)\n"
+             "time.sleep(60)\n")
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(cmd, **kwargs):
+        started.append(cmd)
+        proc = real_popen([sys.executable, "-c", child], **kwargs)
+        started.append(proc)
+        return proc
+
+    monkeypatch.setattr(sweep.subprocess, "Popen", popen)
+    args = ["--checkpoint", str(pretrained), "--data-dir", str(order_task), "--tasks", "SST-2", "--lrs", "1e-4",
+            "--seeds", "3", "--epochs", "1", "--out", str(tmp_path / "runs")]
+    assert sweep.main(args) == 143
+    assert len(started) == 2 and started[1].returncode == 143       # one finetune started, and stopped by it
+    assert "stopped by SIGTERM: 0 of 3 finetunes finished" in capsys.readouterr().err
+    assert not list((tmp_path / "runs").rglob("result.json"))
+    assert signal.getsignal(signal.SIGTERM) is not sweep._raise_interrupted    # the handler put back

@@ -7,6 +7,9 @@ learning rate, the best learning rate, and a table in the layout of the paper's 
     tupe-glue --checkpoint checkpoints/tupe-r/checkpoint_best.pt --data-dir data-bin/glue --out runs/glue
 
 Runs already finished (``result.json`` present) are skipped, so an interrupted sweep resumes.
+Ctrl-C or SIGTERM stops it: the running finetunes get the signal (they stop as ``train.py``
+does), none is started after it, and the command exits with 130 (SIGINT) or 143 (SIGTERM),
+saying how many finished.
 The best checkpoint of each task's representative run (best learning rate, median seed) is
 kept in ``OUT/TASK/best/`` for ``tupe-predict``; the other runs' checkpoints are deleted
 unless ``--keep-all``.
@@ -18,9 +21,11 @@ import argparse
 import csv
 import json
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,18 +109,67 @@ def finetune_args(data: Path, checkpoint: Path, save: Path, recipe: TaskRecipe, 
     return args + extra
 
 
+class Interrupted(Exception):
+    """SIGTERM (or SIGINT) received by the sweep: stop it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class Finetunes:
+    """The finetune processes running now, so that a signal to the sweep reaches them (Ctrl-C
+    reaches the whole process group; ``kill PID`` only the sweep) and none starts after it."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.running: set[subprocess.Popen] = set()
+        self.stop_signal: Optional[int] = None
+
+    def run(self, cmd: list[str], log) -> Optional[tuple[int, str]]:
+        """``train.py CMD`` to its end, stderr to ``log``: (exit code, stdout); None when the sweep
+        was stopped before it started."""
+        with self.lock:
+            if self.stop_signal is not None:
+                return None
+            proc = subprocess.Popen([sys.executable, "-m", "tupe.train.trainer", *cmd], stdout=subprocess.PIPE,
+                                    stderr=log, text=True)
+            self.running.add(proc)
+        try:
+            stdout = proc.communicate()[0]
+        finally:
+            with self.lock:
+                self.running.discard(proc)
+        return proc.returncode, stdout
+
+    def stop(self, signum: int) -> None:
+        with self.lock:
+            self.stop_signal = signum
+            for proc in self.running:
+                if proc.poll() is None:
+                    proc.send_signal(signum)
+
+
+FINETUNES = Finetunes()
+
+
 def run_one(cmd: list[str], save: Path) -> Optional[dict]:
-    """One finetune; its ``{"best": ...}`` line becomes ``result.json``."""
+    """One finetune; its ``{"best": ...}`` line becomes ``result.json``. None: it failed, or the
+    sweep was stopped."""
     result = save / "result.json"
     if result.is_file():
         return json.loads(result.read_text())
+    if FINETUNES.stop_signal is not None:
+        return None
     save.mkdir(parents=True, exist_ok=True)
     with open(save / "train.log", "w") as log:
-        proc = subprocess.run([sys.executable, "-m", "tupe.train.trainer", *cmd], stdout=subprocess.PIPE,
-                              stderr=log, text=True)
-        log.write(proc.stdout)
-    best = [json.loads(line)["best"] for line in proc.stdout.splitlines() if line.startswith('{"best"')]
-    if proc.returncode != 0 or not best:
+        finished = FINETUNES.run(cmd, log)
+        if finished is None:
+            return None
+        returncode, stdout = finished
+        log.write(stdout)
+    best = [json.loads(line)["best"] for line in stdout.splitlines() if line.startswith('{"best"')]
+    if returncode != 0 or not best:
         return None
     result.write_text(json.dumps(best[-1], indent=2) + "\n")
     return best[-1]
@@ -217,6 +271,10 @@ def keep_representatives(out: Path, summary: dict, keep_all: bool) -> None:
                 ckpt.unlink()
 
 
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
 def main(argv=None) -> int:
     cli_logging()
     p = argparse.ArgumentParser(prog="tupe-glue", description=__doc__,
@@ -271,7 +329,11 @@ def main(argv=None) -> int:
           f"{args.jobs} at a time; logs in {args.out}/TASK/lr*_seed*/train.log", file=sys.stderr)
     runs: dict = {}
     failed = []
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    FINETUNES.stop_signal = None
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted) \
+        if threading.current_thread() is threading.main_thread() else None
+    pool = ThreadPoolExecutor(max_workers=max(1, args.jobs))
+    try:
         futures = [(job, pool.submit(run_one, job[3], job[4])) for job in jobs]
         for i, ((task, lr, seed, _, save), fut) in enumerate(futures, 1):
             best = fut.result()
@@ -283,6 +345,18 @@ def main(argv=None) -> int:
             runs.setdefault(task, {}).setdefault(lr, {})[seed] = best
             print(f"tupe-glue: [{i}/{len(jobs)}] {task} lr {lr:g} seed {seed}: "
                   f"{best['best_checkpoint_metric']} {best['best']:.4f}", file=sys.stderr)
+    except (KeyboardInterrupt, Interrupted) as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        FINETUNES.stop(signum)
+        pool.shutdown(wait=True, cancel_futures=True)
+        done = sum((save / "result.json").is_file() for *_, save in jobs)
+        print(f"tupe-glue: stopped by {signal.Signals(signum).name}: {done} of {len(jobs)} finetunes finished, "
+              f"kept; rerun the same command to run the others (one cut short starts again)", file=sys.stderr)
+        return 128 + signum
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     summary = aggregate(runs, recipes)
     args.out.mkdir(parents=True, exist_ok=True)
     text = write_tables(args.out, summary, label, args.paper)
