@@ -254,3 +254,41 @@ def test_loading_does_not_import_the_compiler(tmp_path):
     if out[0] == "True":
         pytest.skip("this torch imports torch._dynamo on import")
     assert out == ["False", "False"]
+
+
+def test_casing_travels_with_the_vocabulary_and_the_hub_follows_it(data_dir, tmp_path, caplog):
+    """Whether the text keeps case (tupe-preprocess --cased) is recorded by the preprocessing,
+    copied into a training run's text.json, kept by save_pretrained and tupe-convert --hf, and
+    followed by the hub (and so tupe-predict): before, the hub lower-cased every input unless told
+    otherwise, silently wrong for a --cased model."""
+    import json
+    from types import SimpleNamespace
+
+    from tupe.checkpoint import Vocabulary, casing_of
+    from tupe.data.dictionary import Dictionary, model_vocab_size
+    from tupe.train.restore import write_run_files
+
+    assert casing_of(data_dir) is False                          # tupe-preprocess pretrain's preprocess.json
+    d = Dictionary.load(data_dir / "dict.txt")
+    model = tupe.TupeModel(tiny_config(vocab_size=model_vocab_size(d)))
+    for cased in (True, False):
+        out = tmp_path / f"cased-{cased}"
+        tupe.save_pretrained(model, out, vocabulary=Vocabulary(d, data_dir / "bpe-code", cased))
+        hub = tupe.from_pretrained(out)
+        assert hub.cased is cased and (hub.bpe_text("RIVER City") != hub.bpe_text("river city")) is cased
+        assert convert.main([str(out), str(tmp_path / f"hf-{cased}"), "--hf"]) == 0
+        tokenizer = json.loads((tmp_path / f"hf-{cased}" / "tokenizer_config.json").read_text())
+        assert tokenizer["cased"] is cased and casing_of(tmp_path / f"hf-{cased}") is cased
+        assert tupe.from_pretrained(tmp_path / f"hf-{cased}").cased is cased
+    with caplog.at_level("WARNING", logger="tupe.hub"):
+        assert tupe.from_pretrained(tmp_path / "cased-True", cased=False).cased is False    # asked: obeyed, with a word
+    assert "preprocessed with case kept (--cased)" in caplog.text
+    # a training run on --cased task data (task.json says so) records it beside its checkpoints
+    data = tmp_path / "topics-bin"
+    shutil.copytree(data_dir, data)
+    (data / "preprocess.json").unlink()
+    (data / "task.json").write_text(json.dumps({"task": "topics", "cased": True}))
+    run = tmp_path / "run"
+    write_run_files(argparse.Namespace(data=str(data), restore_file="checkpoint_last.pt"),
+                    SimpleNamespace(), run)
+    assert json.loads((run / "text.json").read_text()) == {"cased": True}

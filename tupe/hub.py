@@ -113,7 +113,7 @@ class TupeHub(torch.nn.Module):
     """A model with its vocabulary (dict.txt, BPE codes): text in, predictions out."""
 
     def __init__(self, model: TupeModel, vocabulary: Optional[Vocabulary],
-                 labels: Optional[dict[str, list[str]]] = None, cased: bool = False):
+                 labels: Optional[dict[str, list[str]]] = None, cased: Optional[bool] = None):
         super().__init__()
         if vocabulary is None:
             raise HubError("the model has no dictionary: put its dict.txt beside the checkpoint")
@@ -125,7 +125,12 @@ class TupeHub(torch.nn.Module):
         self.mask_idx = model.cfg.vocab_size - 1 if MASK not in self.dictionary else self.dictionary.index(MASK)
         self.bpe = BPE.from_file(vocabulary.bpe_codes)
         self.labels = labels or {}
-        self.cased = cased
+        # keep case or lower-case, as the training text was preprocessed (the vocabulary's record;
+        # none: lower-case, the paper's setting)
+        if cased is not None and vocabulary.cased is not None and cased != vocabulary.cased:
+            logger.warning("cased=%s, but this model's text was preprocessed %s: its inputs will not look like "
+                           "its training data", cased, "with case kept (--cased)" if vocabulary.cased else "lower-cased")
+        self.cased = cased if cased is not None else bool(vocabulary.cased)
 
     @property
     def device(self) -> torch.device:
@@ -271,10 +276,13 @@ class TupeHub(torch.nn.Module):
         return self.labels_of(head, self.predict(head, text, text2))[0]
 
 
-def from_pretrained(path: Union[str, Path], cased: bool = False, compile: bool = False,
+def from_pretrained(path: Union[str, Path], cased: Optional[bool] = None, compile: bool = False,
                     attn_impl: str = "auto") -> TupeHub:
     """A model directory or checkpoint (original or own format) with its dict.txt and bpe-code.
 
+    ``cased``: keep the input's case (True) or lower-case it (False); default: as the model's
+    training text was preprocessed (``tupe-preprocess --cased``, recorded beside the checkpoint
+    in text.json by training runs; lower-case where nothing is recorded, the paper's setting).
     ``compile=True``: torch.compile the encoder layers for inference (the first call per input
     shape compiles; eager with a warning where it cannot compile). ``attn_impl="flex"``: the
     positional terms read inside FlexAttention (GPUs; see tupe/model/flex.py)."""

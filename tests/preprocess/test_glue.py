@@ -60,7 +60,7 @@ def test_every_task_layout(glue_out):
         else:
             assert label_files == sorted(["dict.txt"] + [f"{x}.{e}" for x in valid_splits for e in ("bin", "idx")])
         info = json.loads((d / "glue.json").read_text())
-        assert info["num_classes"] == task.num_classes
+        assert info["num_classes"] == task.num_classes and info["cased"] is False       # read by training runs
 
 
 def test_cola_has_no_header_and_rows_map_one_to_one(glue_out, bpe_dir):

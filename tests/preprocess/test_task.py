@@ -58,7 +58,7 @@ def topics_bin(topic_files, data_dir, tmp_path_factory):
 def test_eight_class_topic_task(topics_bin, topic_files, data_dir):
     _, _, _, train, valid = topic_files
     info = json.loads((topics_bin / "task.json").read_text())
-    assert info["num_classes"] == 8 and not info["regression"] and info["inputs"] == 1
+    assert info["num_classes"] == 8 and not info["regression"] and info["inputs"] == 1 and info["cased"] is False
     counts = {t: sum(1 for _, y in train if y == t) for t in TOPICS}
     assert info["label_words"] == sorted(TOPICS, key=lambda t: (-counts[t], t))     # most frequent first
     assert {k: v["rows"] for k, v in info["splits"].items()} == {"train": 400, "valid": 120, "test": 30}

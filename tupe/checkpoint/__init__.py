@@ -13,7 +13,7 @@ The names below are the public API (``tupe.load_model``, ``tupe.save_pretrained`
 """
 
 from .electra import load_electra, load_electra_state
-from .errors import BPE_FILE, CONFIG_FILE, DICT_FILE, WEIGHTS_FILE, CheckpointError
+from .errors import BPE_FILE, CONFIG_FILE, DICT_FILE, TEXT_FILE, WEIGHTS_FILE, CheckpointError
 from .fairseq import (
                       ENC,
                       LM,
@@ -33,12 +33,14 @@ from .hf import HF_CLASSIFIER, HF_ENCODER, hf_state_dict, is_hf_folder, load_hf_
 from .loading import load_model, load_vocabulary, read_config
 from .native import (
                       Vocabulary,
+                      casing_of,
                       dictionary_mismatch,
                       load_pretrained,
                       load_safetensors,
                       read_pretrained_config,
                       read_vocabulary,
                       save_pretrained,
+                      write_casing,
 )
 from .safe import (
                       MANIFEST,
@@ -53,10 +55,11 @@ from .safe import (
 )
 
 __all__ = ["BPE_FILE", "CONFIG_FILE", "DICT_FILE", "ENC", "HF_CLASSIFIER", "HF_ENCODER", "LM", "MANIFEST",
-           "SAFE_GLOBALS", "WEIGHTS_FILE", "CheckpointError", "Vocabulary", "build_and_load",
-           "check_archive", "checkpoint_tensors", "config_from_checkpoint", "dictionary_mismatch", "discriminator_of",
+           "SAFE_GLOBALS", "TEXT_FILE", "WEIGHTS_FILE", "CheckpointError", "Vocabulary", "build_and_load",
+           "casing_of", "check_archive", "checkpoint_tensors", "config_from_checkpoint", "dictionary_mismatch",
+           "discriminator_of",
            "fairseq_args", "fairseq_state_dict", "fresh_lm_head", "from_fairseq_name", "hf_state_dict", "is_hf_folder",
            "load_electra", "load_electra_state", "load_hf_folder", "load_model", "load_pretrained",
            "load_safetensors", "load_vocabulary", "progress_of", "read_checkpoint", "read_config", "read_manifest",
            "read_pretrained_config", "read_vocabulary", "resolve_checkpoint", "save_fairseq", "save_pretrained", "sha256_file",
-           "to_fairseq_name", "verify_checksum", "write_manifest"]
+           "to_fairseq_name", "verify_checksum", "write_casing", "write_manifest"]

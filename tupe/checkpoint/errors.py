@@ -8,6 +8,7 @@ from typing import Union
 PathLike = Union[str, os.PathLike]
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 DICT_FILE, BPE_FILE = "dict.txt", "bpe-code"
+TEXT_FILE = "text.json"   # the text pipeline's settings beside dict.txt: {"cased": bool}
 
 
 class CheckpointError(RuntimeError):

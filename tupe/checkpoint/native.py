@@ -17,21 +17,56 @@ from safetensors.torch import load_file, save_file
 from ..config import TupeConfig
 from ..data.dictionary import Dictionary, model_vocab_size
 from ..model import TupeModel
-from .errors import BPE_FILE, CONFIG_FILE, DICT_FILE, WEIGHTS_FILE, CheckpointError, PathLike
+from .errors import BPE_FILE, CONFIG_FILE, DICT_FILE, TEXT_FILE, WEIGHTS_FILE, CheckpointError, PathLike
 from .fairseq import _QKV_ORIG, _QKV_OURS, build_and_load
 
 
 @dataclass
 class Vocabulary:
-    """A model's text side, kept beside its weights: ``dict.txt`` and the BPE codes. It belongs to
-    the text-in / text-out layer (the hub, the converters), not to the ``nn.Module``."""
+    """A model's text side, kept beside its weights: ``dict.txt``, the BPE codes and whether the
+    text keeps its case (``tupe-preprocess ... --cased``; None: not recorded, read as uncased, the
+    paper's setting). It belongs to the text-in / text-out layer (the hub, the converters), not to
+    the ``nn.Module``."""
     dictionary: Dictionary
     bpe_codes: Optional[Path] = None
+    cased: Optional[bool] = None
 
     def save(self, directory: Path) -> None:
         self.dictionary.save(directory / DICT_FILE)
         if self.bpe_codes is not None:
             shutil.copyfile(self.bpe_codes, directory / BPE_FILE)
+        if self.cased is not None:
+            write_casing(directory, self.cased)
+
+
+# Where a folder records whether its text kept case: this project's text.json (model folders and
+# run dirs), tupe-preprocess's records (pretrain: preprocess.json's options; glue, task: their
+# JSON), a transformers folder's tokenizer_config.json.
+_CASING_RECORDS = ((TEXT_FILE, ("cased",)), ("preprocess.json", ("options", "cased")), ("task.json", ("cased",)),
+                   ("glue.json", ("cased",)), ("tokenizer_config.json", ("cased",)))
+
+
+def casing_of(directory: PathLike) -> Optional[bool]:
+    """Whether the text of a model folder, run dir or preprocessed data folder keeps its case, from
+    the first record it has (``_CASING_RECORDS``); None where none says."""
+    directory = Path(directory)
+    for name, keys in _CASING_RECORDS:
+        path = directory / name
+        if not path.is_file():
+            continue
+        try:
+            value = json.loads(path.read_text())
+            for key in keys:
+                value = value[key]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(value, bool):
+            return value
+    return None
+
+
+def write_casing(directory: PathLike, cased: bool) -> None:
+    (Path(directory) / TEXT_FILE).write_text(json.dumps({"cased": cased}) + "\n")
 
 
 def read_vocabulary(directory: PathLike, vocab_size: int) -> Optional[Vocabulary]:
@@ -48,7 +83,7 @@ def read_vocabulary(directory: PathLike, vocab_size: int) -> Optional[Vocabulary
             f"{model_vocab_size(d)} symbols, but the model's vocabulary has "
             f"{vocab_size}: this is the wrong dictionary for this checkpoint")
     bpe_path = directory / BPE_FILE
-    return Vocabulary(d, bpe_path if bpe_path.is_file() else None)
+    return Vocabulary(d, bpe_path if bpe_path.is_file() else None, casing_of(directory))
 
 
 def dictionary_mismatch(checkpoint: PathLike, dictionary: Dictionary) -> Optional[str]:

@@ -86,7 +86,7 @@ def label_words_for(src: Path, head: str, label_dict: Optional[Path], k: int) ->
     return None
 
 
-def to_hf(src: Path, dest: Path, head: Optional[str], label_dict: Optional[Path], cased: bool) -> None:
+def to_hf(src: Path, dest: Path, head: Optional[str], label_dict: Optional[Path], cased: Optional[bool]) -> None:
     try:
         from ..hf import export_hf  # optional dependency (extra 'hf': transformers)
     except ImportError as e:
@@ -125,14 +125,15 @@ def main(argv=None) -> int:
     p.add_argument("--head", help="--hf: the classification head to export as the sequence classifier "
                                   "(default: sentence_classification_head, or the only head)")
     p.add_argument("--label-dict", type=Path, help="--hf: the task's label/dict.txt (class names)")
-    p.add_argument("--cased", action="store_true", help="--hf: the tokenizer keeps case (a --cased model)")
+    p.add_argument("--cased", action="store_true", help="--hf: the tokenizer keeps case (default: as recorded "
+                   "beside the checkpoint: training runs on --cased data write text.json; else lower-case)")
     args = p.parse_args(argv)
     target = "hf" if args.hf else args.to
     if target == "auto":
         target = "fairseq" if (args.src / CONFIG_FILE).is_file() else "tupe"
     try:
         if target == "hf":
-            to_hf(args.src, args.dest, args.head, args.label_dict, args.cased)
+            to_hf(args.src, args.dest, args.head, args.label_dict, True if args.cased else None)
         elif target == "tupe":
             to_own(args.src, args.dest)
         else:

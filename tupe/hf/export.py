@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -19,7 +20,7 @@ from .tokenization import TupeTokenizer
 
 
 def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Optional[str] = None,
-              label_words: Optional[Sequence[str]] = None, cased: bool = False,
+              label_words: Optional[Sequence[str]] = None, cased: Optional[bool] = None,
               vocabulary: Optional[Vocabulary] = None, inputs: Optional[int] = None) -> Path:
     """Write ``config.json``, ``model.safetensors`` and, given the model's ``vocabulary``
     (``tupe.checkpoint.load_vocabulary(path, model.cfg.vocab_size)``), the tokenizer
@@ -29,6 +30,7 @@ def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Option
     classifier (default: ``sentence_classification_head`` if present, else the only head);
     ``label_words``: its class names (``id2label``). The masked-LM head is always kept, so one
     folder serves ``AutoModelForMaskedLM`` and ``AutoModelForSequenceClassification``.
+    ``cased``: the tokenizer keeps case (default: as the vocabulary records, else lower-case).
     ``inputs``: 1 or 2 when the head was finetuned on single sentences or on pairs (the run's
     labels.json says which); kept as ``config.task_inputs`` and in the folder's labels.json, so
     that ``tupe-predict`` and ``tupe.from_pretrained`` on the folder refuse the other kind.
@@ -66,7 +68,8 @@ def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Option
         state = {k: v.detach().contiguous() for k, v in hf_state_dict(model, head).items()}
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         if vocabulary is not None and vocabulary.bpe_codes is not None:
-            vocabulary.save(tmp)
+            cased = bool(vocabulary.cased) if cased is None else cased
+            replace(vocabulary, cased=cased).save(tmp)
             dict_file = tmp / "dict.txt"
             TupeTokenizer(str(dict_file), str(tmp / "bpe-code"), cased=cased,
                           model_max_length=model.cfg.max_positions).save_pretrained(tmp)

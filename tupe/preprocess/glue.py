@@ -221,6 +221,7 @@ def process_task(task: GlueTask, raw_dir: Path, bpe: BPE, dictionary: Dictionary
                       bpe, dictionary, dict_path, workers, cased, show_progress)
     info["task"] = task.name
     info["num_classes"] = task.num_classes    # the task's fixed label set, whatever train holds
+    info["cased"] = cased                     # read by training runs (their text.json) and the hub
     if label_dict is not None:
         info["label_words"] = label_dict.symbols[label_dict.nspecial:][: task.num_classes]
     (out / "glue.json").write_text(json.dumps(info, indent=2) + "\n")

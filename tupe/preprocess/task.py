@@ -219,7 +219,8 @@ def run_task(train: Path, valid: Path, test: Optional[Path], text_columns: Seque
     with atomic_directory(destdir, force) as tmp:
         info = write_task(tmp, name, splits, len(columns), label_dict, regression, BPE(merges), dictionary,
                           dict_path, workers, cased, show_progress)
-        info = {"task": name, **info, "text_columns": list(text_columns), "label_column": label_column}
+        info = {"task": name, **info, "text_columns": list(text_columns), "label_column": label_column,
+                "cased": cased}
         (tmp / TASK_FILE).write_text(json.dumps(info, indent=2) + "\n")
     summary = ", ".join(f"{s} {v['rows']}" for s, v in info["splits"].items())
     kind = "regression" if regression else f"{info['num_classes']} classes ({', '.join(info['label_words'][:8])})"

@@ -14,7 +14,18 @@ from typing import Callable, Optional
 
 import torch
 
-from ..checkpoint import BPE_FILE, CONFIG_FILE, DICT_FILE, CheckpointError, config_from_checkpoint, load_model, read_checkpoint
+from ..checkpoint import (
+    BPE_FILE,
+    CONFIG_FILE,
+    DICT_FILE,
+    TEXT_FILE,
+    CheckpointError,
+    casing_of,
+    config_from_checkpoint,
+    load_model,
+    read_checkpoint,
+    write_casing,
+)
 from ..config import TupeConfig
 from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, task_score_range
 from ..model.electra import is_electra_state, split_electra_state
@@ -136,7 +147,8 @@ def load_weights(model, loaded, path: Path, log: Callable[[str], None]) -> None:
 
 def write_run_files(args: argparse.Namespace, task, save_dir: Path) -> None:
     """Make a run directory self-contained for load_model / from_pretrained / tupe-predict: the
-    vocabulary (dict.txt, bpe-code) beside the checkpoints and, for finetuning, labels.json
+    vocabulary (dict.txt, bpe-code, text.json: whether the text keeps case) beside the checkpoints
+    and, for finetuning, labels.json
     (label words, the head's number of inputs, a regression task's score range)."""
     save_dir.mkdir(parents=True, exist_ok=True)
     words = getattr(task, "label_words", None)
@@ -153,3 +165,7 @@ def write_run_files(args: argparse.Namespace, task, save_dir: Path) -> None:
         src = next((d / name for d in sources if (d / name).is_file()), None)
         if src is not None and not (save_dir / name).exists():
             shutil.copyfile(src, save_dir / name)
+    # whether the text keeps case (tupe-preprocess --cased), for the hub and tupe-predict on this dir
+    cased = next((c for c in map(casing_of, sources) if c is not None), None)
+    if cased is not None and not (save_dir / TEXT_FILE).exists():
+        write_casing(save_dir, cased)
