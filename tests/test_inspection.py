@@ -2,6 +2,7 @@
 of every scheme."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -118,6 +119,14 @@ def test_cli_reads_checkpoint_files_and_folders(data_dir, tmp_path, capsys):
     assert "64 positions asked; 32 drawn: the positional tables of TUPE-R cover 32" in (tmp_path / "x" / "report.md").read_text()
     assert main([str(tmp_path / "nothing"), "--out", str(tmp_path / "y")]) == 1
     assert "tupe-inspect: error" in capsys.readouterr().err
+    # data binarized with another dictionary of the same size: refused, not analysed as other words
+    other = tmp_path / "other-data"
+    shutil.copytree(data_dir, other)
+    lines = (other / "dict.txt").read_text().splitlines()
+    lines[1], lines[2] = lines[2], lines[1]
+    (other / "dict.txt").write_text("\n".join(lines) + "\n")
+    assert main([str(tmp_path / "own"), "--out", str(tmp_path / "z"), "--data", str(other)]) == 1
+    assert "(dict.txt line 2)" in capsys.readouterr().err and not (tmp_path / "z").exists()
 
 
 def test_cli_reads_a_transformers_folder(data_dir, tmp_path):

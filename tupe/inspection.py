@@ -28,8 +28,9 @@ from typing import Optional
 
 import torch
 
-from .checkpoint import CheckpointError, load_model
+from .checkpoint import CheckpointError, dictionary_mismatch, load_model
 from .cli import HelpFormatter
+from .data.dictionary import Dictionary
 from .logs import cli_logging
 from .report import _decorate, _save, scheme_color
 from .train.evaluate import make_task, positional_limit
@@ -265,6 +266,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         model = load_model(args.checkpoint)
+        if args.data is not None and (args.data / "dict.txt").is_file():
+            mismatch = dictionary_mismatch(args.checkpoint, Dictionary.load(args.data / "dict.txt"))
+            if mismatch:
+                raise CheckpointError(f"{args.checkpoint} and {args.data}: {mismatch}")
         report = inspect(model, args.out, args.positions, args.data, args.blocks)
     except (CheckpointError, TaskError, FileNotFoundError, ValueError) as e:
         print(f"tupe-inspect: error: {e}", file=sys.stderr)
