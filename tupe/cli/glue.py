@@ -33,6 +33,7 @@ from typing import Optional
 
 from ..checkpoint import CONFIG_FILE, CheckpointError, read_config, resolve_checkpoint
 from ..logs import cli_logging
+from ..preprocess.glue import TASKS as GLUE_TASKS
 from . import HelpFormatter, attach_flag_values
 
 
@@ -44,17 +45,20 @@ class TaskRecipe:
     valid_subset: str = "valid"
 
 
-RECIPES = {
-    "MNLI": TaskRecipe(3, "accuracy", 5, "valid,valid1"),
-    "QNLI": TaskRecipe(2, "accuracy", 5),
-    "QQP": TaskRecipe(2, "accuracy", 5),
-    "SST-2": TaskRecipe(2, "accuracy", 10),
-    "CoLA": TaskRecipe(2, "mcc", 10),
-    "MRPC": TaskRecipe(2, "accuracy", 10),
-    "RTE": TaskRecipe(2, "accuracy", 10),
-    "STS-B": TaskRecipe(1, "pearson", 10),
-    "WNLI": TaskRecipe(2, "accuracy", 10),
+# The original finetuning recipe per GLUE task: (metric, epochs, validation subsets); the number of
+# classes is the task's label set, defined once with its file layout (tupe/preprocess/glue.py).
+_GLUE_RECIPES = {
+    "MNLI": ("accuracy", 5, "valid,valid1"),
+    "QNLI": ("accuracy", 5),
+    "QQP": ("accuracy", 5),
+    "SST-2": ("accuracy", 10),
+    "CoLA": ("mcc", 10),
+    "MRPC": ("accuracy", 10),
+    "RTE": ("accuracy", 10),
+    "STS-B": ("pearson", 10),
+    "WNLI": ("accuracy", 10),
 }
+RECIPES = {name: TaskRecipe(GLUE_TASKS[name].num_classes, *recipe) for name, recipe in _GLUE_RECIPES.items()}
 
 
 def recipe_for(task: str, data_dir: Path) -> TaskRecipe:
