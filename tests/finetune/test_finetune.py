@@ -151,6 +151,7 @@ def test_restore_from_the_original_format_fixture(tmp_path, capsys):
     assert "max_positions: the checkpoint has 40, --max-positions asks for 512" in capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")    # scikit-learn's, on the degenerate cases
 def test_metric_functions_against_scipy_and_sklearn():
     pred = np.array([1, 0, 1, 1, 0, 1, 0, 0])
     gold = np.array([1, 0, 0, 1, 0, 1, 1, 0])
@@ -161,6 +162,19 @@ def test_metric_functions_against_scipy_and_sklearn():
     # F1 of the class whose word is "1" when that is class INDEX 0 (MRPC/QQP after frequency ordering)
     m0 = classification_metrics(1 - pred, 1 - gold, positive=0)
     assert m0["f1"] == pytest.approx(0.75)
+    # F1 and MCC are written out (no scikit-learn import per finetune): equal to scikit-learn's on
+    # random predictions, skewed ones and the degenerate cases (one class only, no positive)
+    rng = np.random.default_rng(0)
+    cases = [(rng.integers(0, 2, n), rng.integers(0, 2, n)) for n in (1, 5, 50, 1000)]
+    cases += [(np.zeros(9, int), rng.integers(0, 2, 9)), (rng.integers(0, 2, 9), np.ones(9, int)),
+              (np.zeros(6, int), np.zeros(6, int)), (np.ones(6, int), np.ones(6, int)),
+              ((rng.random(500) < 0.05).astype(int), (rng.random(500) < 0.9).astype(int))]
+    for p_, g_ in cases:
+        for positive in (0, 1):
+            m = classification_metrics(p_, g_, positive=positive)
+            assert m["f1"] == pytest.approx(f1_score(g_, p_, pos_label=positive, average="binary", zero_division=0),
+                                            abs=1e-12)
+            assert m["mcc"] == pytest.approx(matthews_corrcoef(g_, p_), abs=1e-12)
     x = np.array([0.1, 0.4, 0.35, 0.8, 0.9])
     y = np.array([0.0, 0.3, 0.5, 0.7, 1.0])          # ranks differ in one swapped pair
     r = regression_metrics(x, y)
