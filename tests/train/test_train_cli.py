@@ -56,7 +56,7 @@ def test_original_pretraining_command_runs(data_dir, tmp_path):
     assert "num_updates 3" in proc.stdout and "valid on 'valid' subset" in proc.stdout
     files = sorted(p.name for p in (tmp_path / "ck").iterdir())
     assert files == ["bpe-code", "checkpoint_best.pt", "checkpoint_last.pt", "checkpoints.sha256", "dict.txt",
-                     "metrics.jsonl"]
+                     "metrics.jsonl", "text.json"]                       # text.json: whether the text keeps case
     model = tupe.load_model(tmp_path / "ck")                         # the safe loader reads it
     assert model.cfg.name == "TUPE-R" and model.cfg.embedding_normalize
     assert load_vocabulary(tmp_path / "ck", model.cfg.vocab_size).bpe_codes is not None   # a self-contained run dir
