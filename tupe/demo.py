@@ -151,11 +151,17 @@ def main(argv=None) -> int:
     elif not args.quick:
         # Fit the stated time on slower machines: scale pretraining updates and finetuning rows by
         # this machine's measured speed against the reference (never up).
-        measured = seconds_per_update(plan, bin_dir, out / "data")
-        if REFERENCE_SECONDS_PER_UPDATE / measured <= 0.8:
-            # A shared VM has slow spells of a few seconds (here: 0.21-0.29 s per update on one
-            # day); a slow reading is taken again before the budget is cut, the faster one counts.
-            measured = min(measured, seconds_per_update(plan, bin_dir, out / "data"))
+        try:
+            measured = seconds_per_update(plan, bin_dir, out / "data")
+            if REFERENCE_SECONDS_PER_UPDATE / measured <= 0.8:
+                # A shared VM has slow spells of a few seconds (here: 0.21-0.29 s per update on one
+                # day); a slow reading is taken again before the budget is cut, the faster one counts.
+                measured = min(measured, seconds_per_update(plan, bin_dir, out / "data"))
+        except RuntimeError as e:
+            print(f"tupe-demo: error: {e}", file=sys.stderr)
+            return 1
+        except (Interrupted, KeyboardInterrupt) as e:
+            return stopped("tupe-demo", e)
         plan.updates, rows = scaled_budget(measured)
         log(f"   {measured:.3f}s per update here ({REFERENCE_SECONDS_PER_UPDATE}s on the reference machine): "
             f"{plan.updates} updates per model" + (f", {rows['train']} finetuning rows" if rows else ""))

@@ -69,8 +69,12 @@ def stopped(prog: str, e: BaseException) -> int:
     """What a study command says and returns when a signal stopped it (``Interrupted``, or Ctrl-C
     between steps): the shell's code, 130 for SIGINT, 143 for SIGTERM."""
     code = e.code if isinstance(e, Interrupted) else 128 + signal.SIGINT
-    print(f"{prog}: stopped by {signal.Signals(code - 128).name}; the finished runs are kept: rerun the same "
-          f"command to go on", file=sys.stderr)
+    try:
+        cause = signal.Signals(code - 128).name
+    except ValueError:
+        cause = f"a step's exit code {code}"
+    print(f"{prog}: stopped by {cause}; the finished runs are kept: rerun the same command to go on",
+          file=sys.stderr)
     return code
 
 
