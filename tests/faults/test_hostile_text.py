@@ -229,7 +229,9 @@ def test_predict_bad_input(classifier, tmp_path, capsys, content, message):
                                      "'sentence_classification_head' was finetuned on single sentences"),
     (2, b"one\ttwo\nthree\n", "in.tsv:2: one sentence, but head 'sentence_classification_head' was finetuned "
                                "on sentence pairs"),
-], ids=["pair-for-single", "single-for-pair"])
+    (2, b"one\ttwo\nthree\t \n", "in.tsv:2: a sentence pair with an empty second sentence"),
+    (2, b"\tfour\n", "in.tsv:1: a sentence pair with an empty first sentence"),
+], ids=["pair-for-single", "single-for-pair", "empty-second", "empty-first"])
 def test_predict_refuses_the_wrong_number_of_inputs(classifier, tmp_path, capsys, inputs, content, message):
     """The run's labels.json says how many inputs its head was finetuned on; other rows are refused
     with file:line, nothing half-written is reported as success."""

@@ -135,6 +135,9 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin",
         if len(fields) > 2:
             raise HubError(f"{source}:{lineno}: expected a sentence or a tab-separated pair, got {len(fields)} fields")
         hub.check_inputs(head, len(fields) == 2, f"{source}:{lineno}: ")
+        if len(fields) == 2 and not (fields[0].strip() and fields[1].strip()):
+            raise HubError(f"{source}:{lineno}: a sentence pair with an empty {'first' if not fields[0].strip() else 'second'} "
+                           f"sentence (sentence<TAB>pair, both non-empty)")
         row, was_cut = hub.fit(hub.encode(fields[0], fields[1] if len(fields) == 2 else None, truncate=False))
         pending.append(row)
         if was_cut:
