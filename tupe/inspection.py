@@ -28,7 +28,7 @@ from typing import Optional
 
 import torch
 
-from .checkpoint import CheckpointError, dictionary_mismatch, load_model
+from .checkpoint import CheckpointError, check_data_dictionary, load_model
 from .cli import HelpFormatter
 from .data.dictionary import Dictionary
 from .logs import cli_logging
@@ -267,9 +267,7 @@ def main(argv=None) -> int:
     try:
         model = load_model(args.checkpoint)
         if args.data is not None and (args.data / "dict.txt").is_file():
-            mismatch = dictionary_mismatch(args.checkpoint, Dictionary.load(args.data / "dict.txt"))
-            if mismatch:
-                raise CheckpointError(f"{args.checkpoint} and {args.data}: {mismatch}")
+            check_data_dictionary(args.checkpoint, Dictionary.load(args.data / "dict.txt"), args.data)
         report = inspect(model, args.out, args.positions, args.data, args.blocks)
     except (CheckpointError, TaskError, FileNotFoundError, ValueError) as e:
         print(f"tupe-inspect: error: {e}", file=sys.stderr)

@@ -34,7 +34,7 @@ from .loading import load_model, load_vocabulary, read_config
 from .native import (
                       Vocabulary,
                       casing_of,
-                      dictionary_mismatch,
+                      check_data_dictionary,
                       load_pretrained,
                       load_safetensors,
                       read_pretrained_config,
@@ -56,7 +56,7 @@ from .safe import (
 
 __all__ = ["BPE_FILE", "CONFIG_FILE", "DICT_FILE", "ENC", "HF_CLASSIFIER", "HF_ENCODER", "LM", "MANIFEST",
            "SAFE_GLOBALS", "TEXT_FILE", "WEIGHTS_FILE", "CheckpointError", "Vocabulary", "build_and_load",
-           "casing_of", "check_archive", "checkpoint_tensors", "config_from_checkpoint", "dictionary_mismatch",
+           "casing_of", "check_archive", "check_data_dictionary", "checkpoint_tensors", "config_from_checkpoint",
            "discriminator_of",
            "fairseq_args", "fairseq_state_dict", "fresh_lm_head", "from_fairseq_name", "hf_state_dict", "is_hf_folder",
            "load_electra", "load_electra_state", "load_hf_folder", "load_model", "load_pretrained",

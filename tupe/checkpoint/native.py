@@ -86,26 +86,26 @@ def read_vocabulary(directory: PathLike, vocab_size: int) -> Optional[Vocabulary
     return Vocabulary(d, bpe_path if bpe_path.is_file() else None, casing_of(directory))
 
 
-def dictionary_mismatch(checkpoint: PathLike, dictionary: Dictionary) -> Optional[str]:
-    """Where ``dictionary`` (the data's) differs from the ``dict.txt`` beside ``checkpoint`` (a file
-    or a model directory), the vocabulary the model was trained with: a description of the first
-    symbol that differs, or None (the same symbols in the same order, or no dict.txt to compare
-    with). Sizes are checked against the model's V elsewhere; this catches data binarized with
+def check_data_dictionary(checkpoint: PathLike, dictionary: Dictionary, data: PathLike) -> None:
+    """``dictionary`` (the one of ``data``) must be the ``dict.txt`` beside ``checkpoint`` (a file or
+    a model directory), the vocabulary the model was trained with: the same symbols in the same
+    order (nothing to compare with: no check). A CheckpointError names the first symbol that
+    differs. Sizes are checked against the model's V elsewhere; this catches data binarized with
     another dictionary of the same size, which reads as other words without any other error."""
     path = Path(checkpoint)
     dict_path = (path if path.is_dir() else path.parent) / DICT_FILE
     if not dict_path.is_file():
-        return None
+        return
     ours = Dictionary.load(dict_path).symbols
     theirs = dictionary.symbols
     for i, (a, b) in enumerate(zip(ours, theirs)):
         if a != b:
             line = i - dictionary.nspecial + 1                                          # dict.txt's line
-            return (f"symbol {i} (dict.txt line {line}) is {b!r} in the data but {a!r} in {dict_path}: the data "
-                    f"was binarized with another vocabulary; preprocess it with the model's (tupe-preprocess "
-                    f"pretrain --bpe-code {dict_path.parent / BPE_FILE} --dict {dict_path}; glue or task: "
-                    f"--bpe-dir {dict_path.parent})")
-    return None
+            raise CheckpointError(
+                f"{checkpoint} and {data}: symbol {i} (dict.txt line {line}) is {b!r} in the data but {a!r} in "
+                f"{dict_path}: the data was binarized with another vocabulary; preprocess it with the model's "
+                f"(tupe-preprocess pretrain --bpe-code {dict_path.parent / BPE_FILE} --dict {dict_path}; glue or "
+                f"task: --bpe-dir {dict_path.parent})")
 
 
 def _atomic_dir(directory: Path):

@@ -21,7 +21,7 @@ from typing import Optional
 
 import torch
 
-from ..checkpoint import CheckpointError, dictionary_mismatch, load_model
+from ..checkpoint import CheckpointError, check_data_dictionary, load_model
 from ..data.dictionary import Dictionary
 from ..data.indexed_dataset import MMapIndexedDataset
 from ..data.indexed_dataset import exists as dataset_exists
@@ -190,10 +190,8 @@ def main(argv=None) -> int:
             if args.data is None:
                 p.error("--glue-task needs --data (the TASK-bin folder)")
             model = load_model(args.checkpoint)
-            data_dict = args.data / "input0" / "dict.txt"
-            mismatch = data_dict.is_file() and dictionary_mismatch(args.checkpoint, Dictionary.load(data_dict))
-            if mismatch:
-                raise HubError(f"{args.checkpoint} and {args.data}: {mismatch}")
+            if (args.data / "input0" / "dict.txt").is_file():
+                check_data_dictionary(args.checkpoint, Dictionary.load(args.data / "input0" / "dict.txt"), args.data)
             if torch.cuda.is_available() and not args.cpu:
                 model.cuda()
             for path in write_submission(model, args.head, args.glue_task, args.data, args.out, args.batch_size,

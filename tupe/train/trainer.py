@@ -26,8 +26,8 @@ import torch.distributed as dist
 from ..checkpoint import (
     CheckpointError,
     build_and_load,
+    check_data_dictionary,
     checkpoint_tensors,
-    dictionary_mismatch,
     fairseq_state_dict,
     load_electra_state,
     progress_of,
@@ -66,9 +66,8 @@ class Trainer:
         self.dictionary = self.task.dictionary
         # the checkpoint to start from, read once: the model's architecture comes from it
         self.restore_from = find_restore(args, self.save_dir, electra=self.task.name == "electra")
-        mismatch = self.restore_from and dictionary_mismatch(self.restore_from.path, self.dictionary)
-        if mismatch:
-            raise TrainingError(f"--restore-file {self.restore_from.path} and {args.data}: {mismatch}")
+        if self.restore_from is not None:
+            check_data_dictionary(self.restore_from.path, self.dictionary, args.data)
         self.cfg = run_config(args, model_config(args, len(self.dictionary), self.dictionary.pad()),
                               self.restore_from, self.log.info)
         self.model = self.task.build_model(self.cfg)  # TupeModel, or ElectraModel for --task electra

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, dictionary_mismatch, load_model
+from ..checkpoint import CheckpointError, check_data_dictionary, load_model
 from ..cli import HelpFormatter
 from ..config import ROPE_SCALINGS
 from ..logs import cli_logging
@@ -63,9 +63,7 @@ def main(argv=None) -> int:
                          batch=args.max_sentences, max_tokens=args.max_tokens, seed=args.seed,
                          mask_prob=args.mask_prob, leave_unmasked_prob=args.leave_unmasked_prob,
                          random_token_prob=args.random_token_prob, sample_break_mode=args.sample_break_mode)
-        mismatch = dictionary_mismatch(args.path, task.dictionary)
-        if mismatch:
-            raise CheckpointError(f"{args.path} and {args.data}: {mismatch}")
+        check_data_dictionary(args.path, task.dictionary, args.data)
         device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
         model.to(device)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
