@@ -148,21 +148,19 @@ class TupeHub(torch.nn.Module):
             out.append(self.mask_idx if piece == MASK else self.dictionary.index(piece))
         return out + [self.dictionary.eos()]
 
-    def encode(self, text: str, text2: Optional[str] = None, truncate: bool = True) -> torch.Tensor:
+    def encode(self, text: str, text2: Optional[str] = None) -> torch.Tensor:
         """``<s> text </s> [</s> text2 </s>]`` as the finetuning data was built, cut to the model's
-        ``max_positions`` as finetuning's ``--truncate-sequence`` cuts (``truncate=False``: whole;
-        ``predict_batch`` and ``tupe-predict`` count and report the rows they cut)."""
+        ``max_positions`` as finetuning's ``--truncate-sequence`` cuts."""
+        return self.encode_row(text, text2)[0]
+
+    def encode_row(self, text: str, text2: Optional[str] = None) -> tuple[torch.Tensor, bool]:
+        """``encode``'s row and whether it was cut (``predict``, ``predict_batch`` and
+        ``tupe-predict`` report the rows they cut)."""
         ids = [self.dictionary.bos()] + self._ids(text)
         if text2 is not None:
             ids += [self.dictionary.eos()] + self._ids(text2)
-        if truncate and len(ids) > self.model.cfg.max_positions:
-            ids = ids[: self.model.cfg.max_positions]
-        return torch.tensor(ids, dtype=torch.long)
-
-    def fit(self, ids: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """A row cut to the model's ``max_positions``, and whether it was cut."""
         limit = self.model.cfg.max_positions
-        return (ids[:limit], True) if len(ids) > limit else (ids, False)
+        return torch.tensor(ids[:limit], dtype=torch.long), len(ids) > limit
 
     def decode(self, ids: Union[torch.Tensor, list[int]]) -> str:
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
@@ -205,7 +203,7 @@ class TupeHub(torch.nn.Module):
         self.check_head(head)
         self.check_inputs(head, text2 is not None)
         self.model.eval()
-        row, was_cut = self.fit(self.encode(text, text2, truncate=False))
+        row, was_cut = self.encode_row(text, text2)
         if was_cut:
             logger.warning("the input is longer than the model's %d positions: cut to them (as finetuning's "
                            "--truncate-sequence does)", self.model.cfg.max_positions)
@@ -244,7 +242,7 @@ class TupeHub(torch.nn.Module):
         self.check_inputs(head, pairs is not None)
         rows, cut = [], []
         for i, t in enumerate(texts):
-            row, was_cut = self.fit(self.encode(t, pairs[i] if pairs is not None else None, truncate=False))
+            row, was_cut = self.encode_row(t, pairs[i] if pairs is not None else None)
             rows.append(row)
             if was_cut:
                 cut.append(i)

@@ -138,7 +138,7 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin",
         if len(fields) == 2 and not (fields[0].strip() and fields[1].strip()):
             raise HubError(f"{source}:{lineno}: a sentence pair with an empty {'first' if not fields[0].strip() else 'second'} "
                            f"sentence (sentence<TAB>pair, both non-empty)")
-        row, was_cut = hub.fit(hub.encode(fields[0], fields[1] if len(fields) == 2 else None, truncate=False))
+        row, was_cut = hub.encode_row(fields[0], fields[1] if len(fields) == 2 else None)
         pending.append(row)
         if was_cut:
             cut.append(lineno)
