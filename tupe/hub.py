@@ -288,18 +288,22 @@ def from_pretrained(path: Union[str, Path], cased: Optional[bool] = None, compil
     model.set_attn_impl(attn_impl)
     if compile:
         compile_layers(model)
+    return TupeHub(model, load_vocabulary(path, model.cfg.vocab_size), read_labels(path, model) or None, cased)
+
+
+def read_labels(path: Union[str, Path], model: TupeModel) -> dict:
+    """What is known of ``model``'s heads beside the checkpoint ``path`` (a file or folder): the
+    run's labels.json (label words, ``INPUTS``, ``SCORE_RANGES``), completed for a transformers
+    folder (e.g. saved by transformers.Trainer, which writes no labels.json) from its config: the
+    class names from id2label, single sentences or pairs from task_inputs (tupe-convert --hf)."""
     directory = Path(path) if Path(path).is_dir() else Path(path).parent
-    labels = json.loads((directory / LABELS_FILE).read_text()) if (directory / LABELS_FILE).is_file() else None
+    labels = json.loads((directory / LABELS_FILE).read_text()) if (directory / LABELS_FILE).is_file() else {}
     if is_hf_folder(directory) and model.classification_heads:
-        # a transformers folder (e.g. saved by transformers.Trainer, which writes no labels.json): the
-        # class names are id2label, single sentences or pairs config.task_inputs (tupe-convert --hf)
         config = json.loads((directory / CONFIG_FILE).read_text())
-        labels = dict(labels or {})
         id2label = config.get("id2label") or {}
         k = model.head_sizes.get(model.DEFAULT_HEAD, 0)
         if model.DEFAULT_HEAD not in labels and k > 1 and all(str(i) in id2label for i in range(k)):
             labels[model.DEFAULT_HEAD] = [id2label[str(i)] for i in range(k)]
         if config.get("task_inputs") in (1, 2):
             labels.setdefault(INPUTS, {}).setdefault(model.DEFAULT_HEAD, config["task_inputs"])
-        labels = labels or None
-    return TupeHub(model, load_vocabulary(path, model.cfg.vocab_size), labels, cased)
+    return labels

@@ -36,7 +36,7 @@ from ..checkpoint import (
     save_pretrained,
 )
 from ..data.dictionary import Dictionary
-from ..hub import INPUTS, LABELS_FILE
+from ..hub import INPUTS, LABELS_FILE, read_labels
 from ..logs import cli_logging
 from . import HelpFormatter
 
@@ -96,19 +96,13 @@ def to_hf(src: Path, dest: Path, head: Optional[str], label_dict: Optional[Path]
     chosen = head or (model.DEFAULT_HEAD if model.DEFAULT_HEAD in sizes else (next(iter(sizes)) if len(sizes) == 1 else None))
     words = label_words_for(src, chosen, label_dict, sizes[chosen]) if chosen in sizes else None
     export_hf(model, dest, head=chosen, label_words=words, cased=cased,
-              vocabulary=load_vocabulary(src, model.cfg.vocab_size), inputs=head_inputs(src, chosen))
+              vocabulary=load_vocabulary(src, model.cfg.vocab_size), inputs=head_inputs(src, model, chosen))
 
 
-def head_inputs(src: Path, head: Optional[str]) -> Optional[int]:
-    """1 or 2: whether ``head`` was finetuned on single sentences or pairs (labels.json beside the
-    checkpoint, or a transformers folder's ``task_inputs``); None where unknown."""
-    if head is None:
-        return None
-    directory = src if src.is_dir() else src.parent
-    labels = json.loads((directory / LABELS_FILE).read_text()) if (directory / LABELS_FILE).is_file() else {}
-    inputs = labels.get(INPUTS, {}).get(head)
-    if inputs is None and is_hf_folder(directory):
-        inputs = json.loads((directory / CONFIG_FILE).read_text()).get("task_inputs")
+def head_inputs(src: Path, model, head: Optional[str]) -> Optional[int]:
+    """1 or 2: whether ``head`` was finetuned on single sentences or pairs (``tupe.hub.read_labels``);
+    None where unknown."""
+    inputs = read_labels(src, model).get(INPUTS, {}).get(head) if head is not None else None
     return inputs if inputs in (1, 2) else None
 
 
