@@ -98,6 +98,57 @@ def test_submission_files_layout(swept, order_task, tmp_path, capsys):
     assert "(dict.txt line 4)" in capsys.readouterr().err and not (tmp_path / "other").exists()
 
 
+def test_submission_refuses_test_data_the_head_was_not_finetuned_on(swept, order_task, tmp_path, capsys):
+    """The run's labels.json says the SST-2 head reads one sentence with the labels ["0", "1"] in
+    that order: pair data, or a label dictionary in another order (class 0 would be written as "1"),
+    is refused before anything is written."""
+    out, _ = swept
+    best = out / "SST-2" / "best"
+    assert json.loads((best / "labels.json").read_text())["inputs"] == {"sentence_classification_head": 1}
+    pairs = tmp_path / "pairs-bin"                     # the same test rows, with a second input
+    shutil.copytree(order_task / "SST-2-bin", pairs)
+    shutil.copytree(pairs / "input0", pairs / "input1")
+    assert predict.main(["--checkpoint", str(best), "--glue-task", "SST-2", "--data", str(pairs),
+                         "--out", str(tmp_path / "a"), "--cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "sentence pairs (input0 and input1), but head 'sentence_classification_head' was finetuned on one " \
+           "sentence per row" in err and not (tmp_path / "a").exists()
+    swapped = tmp_path / "swapped-bin"
+    shutil.copytree(order_task / "SST-2-bin", swapped)
+    label_dict = swapped / "label" / "dict.txt"
+    lines = label_dict.read_text().splitlines()
+    assert [line.split()[0] for line in lines[:2]] == ["0", "1"]        # then madeupword padding
+    label_dict.write_text("\n".join([lines[1], lines[0]] + lines[2:]) + "\n")
+    assert predict.main(["--checkpoint", str(best), "--glue-task", "SST-2", "--data", str(swapped),
+                         "--out", str(tmp_path / "b"), "--cpu"]) == 1
+    err = capsys.readouterr().err
+    assert f"{label_dict}: labels ['1', '0'], but head 'sentence_classification_head' was finetuned with " \
+           "['0', '1']" in err and not (tmp_path / "b").exists()
+    # finetuning further from that checkpoint on the swapped labels: allowed (a transfer may mean it), but said
+    assert train([str(swapped), "--restore-file", str(best / "checkpoint_best.pt"), "--task", "sentence_prediction",
+                  "--num-classes", "2", "--init-token", "0", "--separator-token", "2", "--reset-optimizer",
+                  "--reset-dataloader", "--reset-meters", "--max-sentences", "16", "--lr", "1e-4", "--max-update", "1",
+                  "--save-dir", str(tmp_path / "further"), "--no-save", "--no-progress-bar", "--cpu"]) == 0
+    log = capsys.readouterr().out
+    assert "warning: classification head 'sentence_classification_head' of checkpoint_best.pt was finetuned with the " \
+           "labels ['0', '1'] (class i is the i-th), this task's are ['1', '0']" in log and "another order" in log
+
+
+def test_submission_reports_test_rows_cut_to_the_model_length(pretrained, order_task, tmp_path, caplog):
+    """Test rows longer than max_positions are cut as --truncate-sequence cuts, and said so."""
+    model = tupe.load_model(pretrained)
+    model.register_classification_head("sentence_classification_head", 2)
+    full, _ = predict.glue_test_rows(order_task / "SST-2-bin", "test", 1, 512)
+    limit = sorted(len(r) for r in full)[len(full) // 2]       # the median row length: about half are longer
+    rows, cut = predict.glue_test_rows(order_task / "SST-2-bin", "test", 1, limit)
+    assert cut == [i for i, r in enumerate(full) if len(r) > limit] and 0 < len(cut) < len(full)
+    assert all(torch.equal(r, f[:limit]) for r, f in zip(rows, full))
+    model.cfg.max_positions = limit
+    with caplog.at_level("WARNING", logger="tupe"):
+        predict.write_submission(model, "sentence_classification_head", "SST-2", order_task / "SST-2-bin", tmp_path)
+    assert f"{len(cut)} of {len(full)} row(s) longer than the model's {limit} positions" in caplog.text
+
+
 def test_mnli_and_stsb_submissions(pretrained, order_task, tmp_path):
     model = tupe.load_model(pretrained)
     model.register_classification_head("sentence_classification_head", 3)
@@ -258,7 +309,8 @@ def test_stsb_submission_values_are_each_rows_own(pretrained, order_task, tmp_pa
     (path,) = predict.write_submission(model, "sentence_classification_head", "STS-B", order_task / "STS-B-bin",
                                        tmp_path)
     got = [float(line.split("\t")[1]) for line in path.read_text().splitlines()[1:]]
-    rows = predict.glue_test_rows(order_task / "STS-B-bin", "test", 2, model.cfg.max_positions)
+    rows, cut = predict.glue_test_rows(order_task / "STS-B-bin", "test", 2, model.cfg.max_positions)
+    assert cut == []
     with torch.no_grad():
         want = [min(max(5 * model(r.unsqueeze(0), classification_head_name="sentence_classification_head").item(), 0), 5)
                 for r in rows]

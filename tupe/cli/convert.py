@@ -70,11 +70,8 @@ def to_fairseq(src: Path, dest: Path, fp16: bool) -> None:
 
 def label_words_for(src: Path, head: str, label_dict: Optional[Path], k: int) -> Optional[list[str]]:
     """Class names of ``head``: a GLUE label dictionary if given, else labels.json beside the checkpoint."""
-
-
     if label_dict is not None:
-        d = Dictionary.load(label_dict)
-        words = d.symbols[d.nspecial:][:k]
+        words = Dictionary.load(label_dict).words()[:k]
         if len(words) != k:
             raise CheckpointError(f"{label_dict}: {len(words)} labels for a head of {k} classes")
         return words

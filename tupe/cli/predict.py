@@ -15,6 +15,7 @@ same cleaning, Moses tokenisation and BPE as the training data; prints label and
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Optional
@@ -25,19 +26,22 @@ from ..checkpoint import CheckpointError, check_data_dictionary, load_model
 from ..data.dictionary import Dictionary
 from ..data.indexed_dataset import MMapIndexedDataset
 from ..data.indexed_dataset import exists as dataset_exists
-from ..hub import HubError, TupeHub, classify, from_pretrained, task_score_range
+from ..hub import INPUTS, SCORE_RANGES, HubError, TupeHub, classify, from_pretrained, read_labels, task_score_range
 from ..logs import cli_logging
 from ..model import TupeModel
 from ..preprocess.text import decode_row, describe_repairs
 from . import HelpFormatter
+
+logger = logging.getLogger(__name__)
 
 SUBMISSION_NAMES = {"MNLI": {"test": "MNLI-m", "test1": "MNLI-mm"}}
 # GLUE tasks whose server wants 0/1 (the others, and your own tasks, get the label words)
 NUMERIC_LABELS = {"CoLA", "SST-2", "MRPC", "QQP", "WNLI"}
 
 
-def glue_test_rows(data: Path, split: str, n_inputs: int, max_positions: int) -> list[torch.Tensor]:
-    """``<s> input0 </s> [</s> input1 </s>]`` rows of a binarized test split, truncated."""
+def glue_test_rows(data: Path, split: str, n_inputs: int, max_positions: int) -> tuple[list[torch.Tensor], list[int]]:
+    """``<s> input0 </s> [</s> input1 </s>]`` rows of a binarized test split, cut to ``max_positions``
+    as finetuning's ``--truncate-sequence`` cuts, and the indices of the rows that were cut."""
     parts = []
     for k in range(n_inputs):
         prefix = data / f"input{k}" / split
@@ -46,32 +50,70 @@ def glue_test_rows(data: Path, split: str, n_inputs: int, max_positions: int) ->
         parts.append(MMapIndexedDataset(prefix))
     if n_inputs == 2 and len(parts[0]) != len(parts[1]):
         raise HubError(f"{data}: input0/{split} and input1/{split} differ in length")
-    rows = []
+    rows, cut = [], []
     for i in range(len(parts[0])):
         ids = [torch.tensor([0]), parts[0][i]]
         if n_inputs == 2:
             ids += [torch.tensor([2]), parts[1][i]]
-        rows.append(torch.cat(ids)[:max_positions])
+        row = torch.cat(ids)
+        if len(row) > max_positions:
+            cut.append(i)
+        rows.append(row[:max_positions])
     if not rows:
         raise HubError(f"{data}/input0/{split}: empty split")
-    return rows
+    return rows, cut
+
+
+def check_test_data(head: str, n_classes: int, n_inputs: int, label_dict: Optional[Dictionary], data: Path,
+                    labels: dict) -> None:
+    """The test data fits the head as it was finetuned (what the run's labels.json records; a
+    checkpoint without it is not checked): one sentence or a pair per row, and the same label
+    words in the same order (another label/dict.txt would write other words for the same class)."""
+    expected = labels.get(INPUTS, {}).get(head)
+    if expected in (1, 2) and expected != n_inputs:
+        kinds = {1: "one sentence per row (input0)", 2: "sentence pairs (input0 and input1)"}
+        raise HubError(f"{data}: the test data has {kinds[n_inputs]}, but head {head!r} was finetuned on "
+                       f"{kinds[expected]}: binarize the test split as the training data was")
+    if label_dict is None:
+        return
+    words = label_dict.words()
+    if len(words) < n_classes:
+        raise HubError(f"{data / 'label' / 'dict.txt'}: {len(words)} label(s) {words}, but head {head!r} has "
+                       f"{n_classes} classes")
+    trained = labels.get(head)
+    if trained and list(trained) != words[:n_classes]:
+        raise HubError(f"{data / 'label' / 'dict.txt'}: labels {words[:n_classes]}, but head {head!r} was finetuned "
+                       f"with {list(trained)} (class i is the i-th word): use the TASK-bin folder the model was "
+                       f"finetuned on, or binarize with the same labels")
 
 
 def write_submission(model: TupeModel, head: str, task: str, data: Path, out_dir: Path,
-                     batch_size: Optional[int] = 32, max_tokens: Optional[int] = None) -> list[Path]:
+                     batch_size: Optional[int] = 32, max_tokens: Optional[int] = None,
+                     labels: Optional[dict] = None) -> list[Path]:
+    """The submission file(s) of ``task`` from ``data``'s test split(s). ``labels``: what the run
+    recorded of its heads (``tupe.hub.read_labels``): the data is checked against it
+    (:func:`check_test_data`) and a regression head's predictions are mapped back to the score
+    range it was finetuned with (else the data's own)."""
     if head not in model.classification_heads:
         raise HubError(f"the checkpoint has no classification head {head!r} (it has "
                        f"{sorted(model.classification_heads) or 'none'})")
+    labels = labels or {}
     n_classes = model.head_sizes[head]
     label_dict = Dictionary.load(data / "label" / "dict.txt") if n_classes > 1 else None
     n_inputs = 2 if (data / "input1").is_dir() else 1
-    lo, hi = task_score_range(data)
+    check_test_data(head, n_classes, n_inputs, label_dict, data, labels)
+    lo, hi = labels.get(SCORE_RANGES, {}).get(head) or task_score_range(data)
     splits = ["test", "test1"] if task == "MNLI" else ["test"]
+    tests = {split: glue_test_rows(data, split, n_inputs, model.cfg.max_positions) for split in splits}
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
-    for split in splits:
-        logits = classify(model, head, glue_test_rows(data, split, n_inputs, model.cfg.max_positions),
-                          batch_size, max_tokens)
+    for split, (rows, cut) in tests.items():
+        if cut:
+            shown = ", ".join(map(str, cut[:5])) + (", ..." if len(cut) > 5 else "")
+            logger.warning("%s/input0/%s: %d of %d row(s) longer than the model's %d positions, cut to them as "
+                           "finetuning's --truncate-sequence cuts (indices %s)", data, split, len(cut), len(rows),
+                           model.cfg.max_positions, shown)
+        logits = classify(model, head, rows, batch_size, max_tokens)
         path = out_dir / f"{SUBMISSION_NAMES.get(task, {}).get(split, task)}.tsv"
         with open(path, "w") as f:
             f.write("index\tprediction\n")
@@ -195,7 +237,7 @@ def main(argv=None) -> int:
             if torch.cuda.is_available() and not args.cpu:
                 model.cuda()
             for path in write_submission(model, args.head, args.glue_task, args.data, args.out, args.batch_size,
-                                         args.max_tokens):
+                                         args.max_tokens, labels=read_labels(args.checkpoint, model)):
                 print(f"tupe-predict: wrote {path}", file=sys.stderr)
         else:
             hub = from_pretrained(args.checkpoint)

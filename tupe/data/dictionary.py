@@ -91,6 +91,11 @@ class Dictionary:
             self.add_symbol(f"madeupword{i:04d}", n=0)
             i += 1
 
+    def words(self) -> list[str]:
+        """The symbols after the special ones, without ``finalize``'s ``madeupword`` padding: a
+        label dictionary's label words in class order (class i is ``words()[i]``)."""
+        return [s for s in self.symbols[self.nspecial:] if not s.startswith("madeupword")]
+
     # ------------------------------------------------------------------ file I/O
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "Dictionary":

@@ -166,8 +166,7 @@ def write_task(out: Path, name: str, splits: dict, n_inputs: int, label_dict: Op
     num_classes = 1 if label_dict is None else len(label_dict) - label_dict.nspecial
     info: dict = {"num_classes": num_classes, "regression": label_dict is None, "inputs": n_inputs, "splits": {}}
     if label_dict is not None:
-        # label words in class order (label dictionaries are padded with madeupword entries)
-        info["label_words"] = [w for w in label_dict.symbols[label_dict.nspecial:] if not w.startswith("madeupword")]
+        info["label_words"] = label_dict.words()      # in class order
         info["num_classes"] = len(info["label_words"])
     else:
         info["score_range"] = list(score_range)

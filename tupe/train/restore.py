@@ -27,7 +27,7 @@ from ..checkpoint import (
     write_casing,
 )
 from ..config import TupeConfig
-from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, task_score_range
+from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, read_labels, task_score_range
 from ..model.electra import is_electra_state, split_electra_state
 from .options import ConfigConflict, config_with_checkpoint
 
@@ -128,14 +128,24 @@ def read_for_resume(args: argparse.Namespace, save_dir: Path, path: Path) -> dic
                             f"not start from scratch over this run's files). {hint}") from None
 
 
-def load_weights(model, loaded, path: Path, log: Callable[[str], None]) -> None:
+def load_weights(model, loaded, path: Path, log: Callable[[str], None],
+                 label_words: Optional[list] = None) -> None:
     """A loaded checkpoint's weights into the run's model: heads this task does not use are
-    dropped, a new head is kept as initialised (both said)."""
+    dropped, a new head is kept as initialised (both said). A kept head whose classes were other
+    label words, or the same in another order, in the checkpoint's run (its labels.json) than this
+    task's ``label_words`` is said too: class i keeps its weights, whatever its word now is."""
     ours = model.head_sizes
+    recorded = read_labels(path, loaded) if label_words else {}
     for name, k in loaded.head_sizes.items():
         if name in ours and ours[name] != k:
             raise TrainingError(f"{path}: classification head {name!r} has {k} classes, "
                                 f"--num-classes asks for {ours[name]}")
+        if name in ours and recorded.get(name) and list(recorded[name]) != list(label_words[:k]):
+            log(f"| warning: classification head {name!r} of {path.name} was finetuned with the labels "
+                f"{list(recorded[name])} (class i is the i-th), this task's are {list(label_words[:k])}: "
+                f"each class keeps its weights under its new word"
+                + (" (the same words in another order: binarize with the checkpoint's label order to keep "
+                   "them)" if sorted(recorded[name]) == sorted(label_words[:k]) else ""))
         if name not in ours:
             log(f"| dropping classification head {name!r} of {path.name} (not used by this task)")
             del loaded.classification_heads[name]

@@ -289,8 +289,7 @@ class SentencePredictionTask(Task):
 
     @property
     def label_words(self) -> list[str]:
-        d = self.label_dict
-        return [s for s in d.symbols[d.nspecial:] if not s.startswith("madeupword")]
+        return self.label_dict.words()
 
     def prepare_model(self, model) -> None:
         model.register_classification_head(self.args.classification_head_name, self.args.num_classes)

@@ -271,7 +271,7 @@ class Trainer:
             load_electra_state(self.model, r.state["model"], r.path, "this command's model (--generator-* flags)")
         else:
             loaded = r.loaded or build_and_load(r.cfg, checkpoint_tensors(r.state["model"], r.path), r.path)
-            load_weights(self.model, loaded, r.path, self.log.info)
+            load_weights(self.model, loaded, r.path, self.log.info, getattr(self.task, "label_words", None))
         self.restore_from = None                         # the state is not needed any more
         self._restore_progress(r.state, r.path)
 
