@@ -312,9 +312,14 @@ def test_stsb_submission_values_are_each_rows_own(pretrained, order_task, tmp_pa
     rows, cut = predict.glue_test_rows(order_task / "STS-B-bin", "test", 2, model.cfg.max_positions)
     assert cut == []
     with torch.no_grad():
-        want = [min(max(5 * model(r.unsqueeze(0), classification_head_name="sentence_classification_head").item(), 0), 5)
-                for r in rows]
+        raw = [model(r.unsqueeze(0), classification_head_name="sentence_classification_head").item() for r in rows]
+    want = [min(max(5 * x, 0), 5) for x in raw]
     assert len(got) == 5 and got == pytest.approx(want, abs=1.5e-3)
+    # a head finetuned on another score range (the run's labels.json) maps back to that range, not the data's
+    (path,) = predict.write_submission(model, "sentence_classification_head", "STS-B", order_task / "STS-B-bin",
+                                       tmp_path / "own", labels={"score_ranges": {"sentence_classification_head": [1, 3]}})
+    got = [float(line.split("\t")[1]) for line in path.read_text().splitlines()[1:]]
+    assert got == pytest.approx([min(max(1 + 2 * x, 1), 3) for x in raw], abs=1.5e-3)
 
 
 @pytest.mark.parametrize("extra", ["--cpu", "--cpu --bf16"])
