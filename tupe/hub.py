@@ -186,6 +186,9 @@ class TupeHub(torch.nn.Module):
             raise HubError(f"fill_mask needs exactly one {MASK} in the text, got {text.count(MASK)}")
         tokens = self._batch(text)
         masked = tokens.eq(self.mask_idx)
+        if not masked.any():
+            raise HubError(f"the {MASK} is beyond the model's {self.model.cfg.max_positions} positions (the text "
+                           f"is cut to them): put it earlier or shorten the text")
         self.model.eval()
         probs = self.model(tokens, masked_tokens=masked).softmax(-1)[0]
         values, indices = probs.topk(topk)

@@ -194,6 +194,8 @@ def test_raw_text_prediction_and_hub(swept, monkeypatch, capsys):
         hub.predict("other", "x")
     with pytest.raises(tupe.hub.HubError, match="exactly one <mask>"):
         hub.fill_mask("no mask here")
+    with pytest.raises(tupe.hub.HubError, match="the <mask> is beyond the model's 512 positions"):
+        hub.fill_mask("the " * 600 + "<mask> city")
 
 
 def test_prediction_without_a_head_is_a_clear_error(pretrained, capsys, monkeypatch):
