@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="tupe-predict", description=__doc__,
                                 formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", required=True, help="finetuned checkpoint file or directory")
-    p.add_argument("--head", default="sentence_classification_head", help="the classification head to predict with")
+    p.add_argument("--head", default=TupeModel.DEFAULT_HEAD, help="the classification head to predict with")
     p.add_argument("--glue-task", help="write the GLUE submission file(s) for this task (or predictions for "
                                        "the test split of your own task: any name, label words written)")
     p.add_argument("--data", type=Path, help="the task's binarized folder (TASK-bin) for --glue-task")

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 from ..cli import HelpFormatter
 from ..config import POS_ENCODINGS, PRESETS, ROPE_SCALINGS, TRAINING_FIELDS, ConfigError, TupeConfig, scheme_overrides
+from ..model import TupeModel
 from ..model.attention import ALIASES, ATTN_IMPLS
 from ..model.electra import generator_config as electra_generator_config
 
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-classes", type=int, default=-1, help="sentence_prediction: classes (1 with regression)")
     g.add_argument("--regression-target", action="store_true", help="sentence_prediction: regression (STS-B)")
     g.add_argument("--truncate-sequence", action="store_true", help="truncate inputs to --max-positions")
-    g.add_argument("--classification-head-name", default="sentence_classification_head",
+    g.add_argument("--classification-head-name", default=TupeModel.DEFAULT_HEAD,
                    help="name of the classification head (sentence_prediction)")
 
     g = p.add_argument_group("model")

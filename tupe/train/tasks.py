@@ -35,7 +35,7 @@ from .metrics import classification_metrics, regression_metrics
 from .options import generator_config
 
 LN2 = math.log(2)
-HEAD = "sentence_classification_head"
+HEAD = TupeModel.DEFAULT_HEAD
 
 
 class TaskError(RuntimeError):
