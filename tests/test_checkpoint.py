@@ -292,3 +292,44 @@ def test_casing_travels_with_the_vocabulary_and_the_hub_follows_it(data_dir, tmp
     write_run_files(argparse.Namespace(data=str(data), restore_file="checkpoint_last.pt"),
                     SimpleNamespace(), run)
     assert json.loads((run / "text.json").read_text()) == {"cased": True}
+
+
+def test_conversions_keep_what_the_hub_reads_beside_the_checkpoint(data_dir, tmp_path, capsys):
+    """tupe-convert to the own format or the original layout keeps the run's labels.json (label
+    words, one sentence or pairs, a regression head's score range) and the casing: before, a
+    converted regression model's values were mapped back to STS-B's 0..5 instead of its own range,
+    and a --cased model was read lower-cased. A differing file already beside the target is kept and
+    named."""
+    import json
+
+    from tupe.checkpoint import Vocabulary
+    from tupe.data.dictionary import Dictionary, model_vocab_size
+
+    d = Dictionary.load(data_dir / "dict.txt")
+    model = tupe.TupeModel(tiny_config(vocab_size=model_vocab_size(d)))
+    model.register_classification_head("sentence_classification_head", 1)
+    run = tmp_path / "run"
+    tupe.save_pretrained(model, run, vocabulary=Vocabulary(d, data_dir / "bpe-code", True))
+    labels = {"sentence_classification_head": [], "inputs": {"sentence_classification_head": 2},
+              "score_ranges": {"sentence_classification_head": [1.0, 3.0]}}
+    (run / "labels.json").write_text(json.dumps(labels))
+    value = tupe.from_pretrained(run).predict("sentence_classification_head", "a river", "a city")
+    want = f"{1 + 2 * value.item():.4f}"
+    assert convert.main([str(run), str(tmp_path / "orig" / "model.pt")]) == 0
+    assert convert.main([str(tmp_path / "orig" / "model.pt"), str(tmp_path / "own")]) == 0
+    for path in (tmp_path / "orig" / "model.pt", tmp_path / "own"):
+        hub = tupe.from_pretrained(path)
+        assert hub.cased is True and hub.labels == labels
+        out = hub.predict("sentence_classification_head", "a river", "a city")
+        (label, prob), = hub.labels_of("sentence_classification_head", out)
+        assert label == want and prob != prob                       # the value in [1, 3]; no probability
+        with pytest.raises(tupe.hub.HubError, match="finetuned on sentence pairs"):
+            hub.predict("sentence_classification_head", "one sentence")
+    # a folder that already holds another model's labels.json: kept, and said
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "labels.json").write_text('{"sentence_classification_head": ["a", "b"]}\n')
+    capsys.readouterr()
+    assert convert.main([str(run), str(other / "model.pt")]) == 0
+    assert f"{other / 'labels.json'} exists and differs from {run}'s; kept" in capsys.readouterr().err
+    assert json.loads((other / "labels.json").read_text()) == {"sentence_classification_head": ["a", "b"]}

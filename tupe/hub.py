@@ -298,7 +298,8 @@ def read_labels(path: Union[str, Path], model: TupeModel) -> dict:
     """What is known of ``model``'s heads beside the checkpoint ``path`` (a file or folder): the
     run's labels.json (label words, ``INPUTS``, ``SCORE_RANGES``), completed for a transformers
     folder (e.g. saved by transformers.Trainer, which writes no labels.json) from its config: the
-    class names from id2label, single sentences or pairs from task_inputs (tupe-convert --hf)."""
+    class names from id2label, single sentences or pairs from task_inputs, a regression head's score
+    range from task_score_range (tupe-convert --hf)."""
     directory = Path(path) if Path(path).is_dir() else Path(path).parent
     labels = json.loads((directory / LABELS_FILE).read_text()) if (directory / LABELS_FILE).is_file() else {}
     if is_hf_folder(directory) and model.classification_heads:
@@ -309,4 +310,6 @@ def read_labels(path: Union[str, Path], model: TupeModel) -> dict:
             labels[model.DEFAULT_HEAD] = [id2label[str(i)] for i in range(k)]
         if config.get("task_inputs") in (1, 2):
             labels.setdefault(INPUTS, {}).setdefault(model.DEFAULT_HEAD, config["task_inputs"])
+        if k == 1 and len(config.get("task_score_range") or ()) == 2:
+            labels.setdefault(SCORE_RANGES, {}).setdefault(model.DEFAULT_HEAD, config["task_score_range"])
     return labels

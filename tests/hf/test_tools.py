@@ -201,6 +201,31 @@ def test_convert_a_finetuned_training_run(order_task, pretrained, data_dir, tmp_
     assert back.head_sizes == {"sentence_classification_head": 2}
 
 
+def test_convert_keeps_a_regression_heads_score_range(data_dir, tmp_path):
+    """A regression head finetuned on scores in [1, 3] (tupe-preprocess task --regression 1 3; the
+    run's labels.json) -> --hf: config.task_score_range and labels.json keep the range, so the hub
+    and tupe-predict on the folder map values back as on the run (before: to STS-B's 0..5)."""
+    from tests.conftest import tiny_config
+    from tupe.checkpoint import Vocabulary
+    from tupe.data.dictionary import Dictionary, model_vocab_size
+
+    d = Dictionary.load(data_dir / "dict.txt")
+    model = tupe.TupeModel(tiny_config(vocab_size=model_vocab_size(d)))
+    model.register_classification_head("sentence_classification_head", 1)
+    run = tmp_path / "run"
+    tupe.save_pretrained(model, run, vocabulary=Vocabulary(d, data_dir / "bpe-code", False))
+    (run / "labels.json").write_text(json.dumps({"sentence_classification_head": [],
+                                                 "score_ranges": {"sentence_classification_head": [1, 3]}}))
+    assert convert([str(run), str(tmp_path / "hf"), "--hf"]) == 0
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["task_score_range"] == [1.0, 3.0]
+    (tmp_path / "hf" / "labels.json").unlink()            # as transformers.Trainer saves it: the config alone
+    ours, theirs = tupe.from_pretrained(run), tupe.from_pretrained(tmp_path / "hf")
+    assert theirs.labels["score_ranges"] == {"sentence_classification_head": [1.0, 3.0]}
+    for hub in (ours, theirs):
+        value = hub.predict("sentence_classification_head", "a river")
+        assert hub.labels_of("sentence_classification_head", value)[0][0] == f"{1 + 2 * value.item():.4f}"
+
+
 def test_trainer_finetuning_example(finetuned_hf, topic_task):
     out, summary = finetuned_hf
     # class ids follow the project's one rule (tupe-preprocess task's label dictionary order)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Optional
@@ -24,7 +23,9 @@ from ..checkpoint import (
     BPE_FILE,
     CONFIG_FILE,
     DICT_FILE,
+    TEXT_FILE,
     CheckpointError,
+    casing_of,
     fairseq_args,
     is_hf_folder,
     load_model,
@@ -36,7 +37,7 @@ from ..checkpoint import (
     save_pretrained,
 )
 from ..data.dictionary import Dictionary
-from ..hub import INPUTS, LABELS_FILE, read_labels
+from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, read_labels
 from ..logs import cli_logging
 from . import HelpFormatter
 
@@ -57,15 +58,31 @@ def to_own(src: Path, dest: Path) -> None:
     model = load_model(ckpt)
     save_pretrained(model, dest, extra={"fairseq_args": _plain_args(read_checkpoint(ckpt).get("args"))},
                     vocabulary=load_vocabulary(ckpt, model.cfg.vocab_size))
+    labels = read_labels(ckpt, model)
+    if labels:
+        (dest / LABELS_FILE).write_text(json.dumps(labels) + "\n")
 
 
 def to_fairseq(src: Path, dest: Path, fp16: bool) -> None:
     model = load_model(src)
     base = None if is_hf_folder(src) else read_pretrained_config(src).get("fairseq_args")
     save_fairseq(model, dest, args=fairseq_args(model.cfg, base), fp16=fp16)
-    for name in (DICT_FILE, BPE_FILE):   # keep the vocabulary beside the converted file
-        if (src / name).is_file() and not (dest.parent / name).exists():
-            shutil.copyfile(src / name, dest.parent / name)
+    # what makes the file usable by tupe.from_pretrained and tupe-predict, beside it (where absent)
+    labels = read_labels(src, model)
+    cased = casing_of(src)
+    files = {name: (src / name).read_bytes() for name in (DICT_FILE, BPE_FILE) if (src / name).is_file()}
+    if labels:
+        files[LABELS_FILE] = (json.dumps(labels) + "\n").encode()
+    if cased is not None:
+        files[TEXT_FILE] = (json.dumps({"cased": cased}) + "\n").encode()
+    for name, data in files.items():
+        path = dest.parent / name
+        if not path.exists():
+            path.write_bytes(data)
+        elif path.read_bytes() != data and not (name == TEXT_FILE and casing_of(dest.parent) == cased):
+            print(f"tupe-convert: warning: {path} exists and differs from {src}'s; kept as it is, so "
+                  f"{dest.name} is read with it (convert into a folder of its own to keep the model's)",
+                  file=sys.stderr)
 
 
 def label_words_for(src: Path, head: str, label_dict: Optional[Path], k: int) -> Optional[list[str]]:
@@ -92,8 +109,10 @@ def to_hf(src: Path, dest: Path, head: Optional[str], label_dict: Optional[Path]
     sizes = model.head_sizes
     chosen = head or (model.DEFAULT_HEAD if model.DEFAULT_HEAD in sizes else (next(iter(sizes)) if len(sizes) == 1 else None))
     words = label_words_for(src, chosen, label_dict, sizes[chosen]) if chosen in sizes else None
+    score_range = read_labels(src, model).get(SCORE_RANGES, {}).get(chosen) if chosen in sizes else None
     export_hf(model, dest, head=chosen, label_words=words, cased=cased,
-              vocabulary=load_vocabulary(src, model.cfg.vocab_size), inputs=head_inputs(src, model, chosen))
+              vocabulary=load_vocabulary(src, model.cfg.vocab_size), inputs=head_inputs(src, model, chosen),
+              score_range=score_range)
 
 
 def head_inputs(src: Path, model, head: Optional[str]) -> Optional[int]:

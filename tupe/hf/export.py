@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Union
 from safetensors.torch import save_file
 
 from ..checkpoint import WEIGHTS_FILE, Vocabulary, hf_state_dict
-from ..hub import INPUTS, LABELS_FILE
+from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES
 from ..model import TupeModel
 from .configuration import TupeHfConfig
 from .tokenization import TupeTokenizer
@@ -21,7 +21,8 @@ from .tokenization import TupeTokenizer
 
 def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Optional[str] = None,
               label_words: Optional[Sequence[str]] = None, cased: Optional[bool] = None,
-              vocabulary: Optional[Vocabulary] = None, inputs: Optional[int] = None) -> Path:
+              vocabulary: Optional[Vocabulary] = None, inputs: Optional[int] = None,
+              score_range: Optional[Sequence[float]] = None) -> Path:
     """Write ``config.json``, ``model.safetensors`` and, given the model's ``vocabulary``
     (``tupe.checkpoint.load_vocabulary(path, model.cfg.vocab_size)``), the tokenizer
     (``dict.txt``, ``bpe-code``, ``tokenizer_config.json``).
@@ -34,6 +35,10 @@ def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Option
     ``inputs``: 1 or 2 when the head was finetuned on single sentences or on pairs (the run's
     labels.json says which); kept as ``config.task_inputs`` and in the folder's labels.json, so
     that ``tupe-predict`` and ``tupe.from_pretrained`` on the folder refuse the other kind.
+    ``score_range``: a regression head's (lo, hi): it was finetuned on scores scaled to [0, 1]
+    (``tupe-preprocess task --regression LO HI``), so its output is mapped back by
+    ``lo + value * (hi - lo)``; kept as ``config.task_score_range`` and in labels.json, which
+    ``tupe-predict`` and the hub read.
     """
     directory = Path(directory)
     sizes = model.head_sizes
@@ -53,6 +58,10 @@ def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Option
                      architectures=["TupeForSequenceClassification"])
         if k == 1:
             extra["problem_type"] = "regression"
+        if score_range is not None:
+            if k != 1 or len(score_range) != 2:
+                raise ValueError(f"score_range={score_range!r}: (lo, hi) of a regression head (1 output)")
+            extra["task_score_range"] = [float(score_range[0]), float(score_range[1])]
         if inputs is not None:
             if inputs not in (1, 2):
                 raise ValueError(f"inputs={inputs!r}: 1 (single sentences) or 2 (sentence pairs)")
@@ -78,6 +87,8 @@ def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Option
             labels[model.DEFAULT_HEAD] = list(label_words)
         if head is not None and inputs is not None:
             labels[INPUTS] = {model.DEFAULT_HEAD: inputs}
+        if head is not None and score_range is not None:
+            labels[SCORE_RANGES] = {model.DEFAULT_HEAD: extra["task_score_range"]}
         if labels:
             (tmp / LABELS_FILE).write_text(json.dumps(labels) + "\n")
         if directory.exists():
