@@ -66,7 +66,8 @@ def test_sweep_runs_aggregates_and_keeps_the_representative(swept):
     assert "| TUPE-R |" in md and "TUPE-R (paper)" in md and f"SST-2: accuracy, lr {sst['lr']:g}" in md
     assert (out / "results.csv").read_text().startswith("model,MNLI-m,MNLI-mm,QNLI,QQP,SST,CoLA,MRPC,RTE,STS,Avg")
     best = out / "SST-2" / "best"
-    assert {"checkpoint_best.pt", "dict.txt", "bpe-code", "labels.json"} <= {p.name for p in best.iterdir()}
+    assert {"checkpoint_best.pt", "dict.txt", "bpe-code", "labels.json", "text.json"} <= {p.name for p in best.iterdir()}
+    assert json.loads((best / "text.json").read_text()) == {"cased": False}        # as the data was preprocessed
     assert not list((out / "SST-2").glob("lr*_seed*/checkpoint*.pt"))         # the others deleted
     assert len(list((out / "SST-2").glob("lr*_seed*/result.json"))) == 4
     # resumable: a second call finds every result and runs nothing

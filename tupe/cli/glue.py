@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..checkpoint import CONFIG_FILE, CheckpointError, read_config, resolve_checkpoint
+from ..hub import BESIDE_FILES
 from ..logs import cli_logging
 from ..preprocess.glue import TASKS as GLUE_TASKS
 from . import HelpFormatter, attach_flag_values
@@ -267,7 +268,7 @@ def keep_representatives(out: Path, summary: dict, keep_all: bool) -> None:
         best = out / task / "best"
         if (run / "checkpoint_best.pt").is_file():
             best.mkdir(parents=True, exist_ok=True)
-            for name in ("checkpoint_best.pt", "dict.txt", "bpe-code", "labels.json", "result.json"):
+            for name in ("checkpoint_best.pt", "result.json", *BESIDE_FILES):
                 if (run / name).is_file():
                     shutil.copyfile(run / name, best / name)
         if not keep_all:
