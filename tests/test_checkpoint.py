@@ -283,6 +283,14 @@ def test_casing_travels_with_the_vocabulary_and_the_hub_follows_it(data_dir, tmp
     with caplog.at_level("WARNING", logger="tupe.hub"):
         assert tupe.from_pretrained(tmp_path / "cased-True", cased=False).cased is False    # asked: obeyed, with a word
     assert "preprocessed with case kept (--cased)" in caplog.text
+    # data preprocessed lower-cased for the --cased model (train.py --restore-file, tupe-validate, ...): said
+    from tupe.checkpoint import check_data_dictionary
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tupe.checkpoint"):
+        check_data_dictionary(tmp_path / "cased-False", d, data_dir)
+        assert caplog.text == ""                                              # the same casing: silent
+        check_data_dictionary(tmp_path / "cased-True", d, data_dir)
+    assert f"the text of {data_dir} is lower-cased, but the model's ({tmp_path / 'cased-True'}) keeps case" in caplog.text
     # a training run on --cased task data (task.json says so) records it beside its checkpoints
     data = tmp_path / "topics-bin"
     shutil.copytree(data_dir, data)

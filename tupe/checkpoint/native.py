@@ -4,6 +4,7 @@ pickle), plus ``dict.txt`` and ``bpe-code`` when known (docs/checkpoints.md)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -19,6 +20,8 @@ from ..data.dictionary import Dictionary, model_vocab_size
 from ..model import TupeModel
 from .errors import BPE_FILE, CONFIG_FILE, DICT_FILE, TEXT_FILE, WEIGHTS_FILE, CheckpointError, PathLike
 from .fairseq import _QKV_ORIG, _QKV_OURS, build_and_load
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,7 +94,9 @@ def check_data_dictionary(checkpoint: PathLike, dictionary: Dictionary, data: Pa
     a model directory), the vocabulary the model was trained with: the same symbols in the same
     order (nothing to compare with: no check). A CheckpointError names the first symbol that
     differs. Sizes are checked against the model's V elsewhere; this catches data binarized with
-    another dictionary of the same size, which reads as other words without any other error."""
+    another dictionary of the same size, which reads as other words without any other error. Data
+    preprocessed with other casing than the model's text (``tupe-preprocess --cased``; both
+    recorded) is logged as a warning."""
     path = Path(checkpoint)
     dict_path = (path if path.is_dir() else path.parent) / DICT_FILE
     if not dict_path.is_file():
@@ -106,6 +111,13 @@ def check_data_dictionary(checkpoint: PathLike, dictionary: Dictionary, data: Pa
                 f"{dict_path}: the data was binarized with another vocabulary; preprocess it with the model's "
                 f"(tupe-preprocess pretrain --bpe-code {dict_path.parent / BPE_FILE} --dict {dict_path}; glue or "
                 f"task: --bpe-dir {dict_path.parent})")
+    data_dir = Path(str(data).split(":")[0])                                           # train.py: DIR1:DIR2:...
+    ours_cased, theirs_cased = casing_of(dict_path.parent), casing_of(data_dir)
+    if None not in (ours_cased, theirs_cased) and ours_cased != theirs_cased:
+        kind = {True: "keeps case (--cased)", False: "is lower-cased"}
+        logger.warning("the text of %s %s, but the model's (%s) %s: the model reads text unlike its "
+                       "training text (preprocess the data %s --cased)", data_dir, kind[theirs_cased],
+                       dict_path.parent, kind[ours_cased], "with" if ours_cased else "without")
 
 
 def _atomic_dir(directory: Path):
