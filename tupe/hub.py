@@ -174,7 +174,10 @@ class TupeHub(torch.nn.Module):
     # ------------------------------------------------------------------ model calls
     def _batch(self, tokens: Union[str, torch.Tensor]) -> torch.Tensor:
         if isinstance(tokens, str):
-            tokens = self.encode(tokens)
+            tokens, was_cut = self.encode_row(tokens)
+            if was_cut:
+                logger.warning("the text is longer than the model's %d positions: cut to them (as finetuning's "
+                               "--truncate-sequence does)", self.model.cfg.max_positions)
         return (tokens if tokens.dim() == 2 else tokens.unsqueeze(0)).to(self.device)
 
     @torch.no_grad()

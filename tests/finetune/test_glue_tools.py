@@ -171,7 +171,7 @@ def test_mnli_and_stsb_submissions(pretrained, order_task, tmp_path):
         predict.write_submission(model, "sentence_classification_head", "MNLI", tmp_path / "broken", tmp_path)
 
 
-def test_raw_text_prediction_and_hub(swept, monkeypatch, capsys):
+def test_raw_text_prediction_and_hub(swept, monkeypatch, capsys, caplog):
     out, _ = swept
     monkeypatch.setattr("sys.stdin", io.StringIO("the river city was\nthe city river was\n"))
     assert predict.main(["--checkpoint", str(out / "SST-2" / "best"), "--cpu"]) == 0
@@ -197,6 +197,9 @@ def test_raw_text_prediction_and_hub(swept, monkeypatch, capsys):
         hub.fill_mask("no mask here")
     with pytest.raises(tupe.hub.HubError, match="the <mask> is beyond the model's 512 positions"):
         hub.fill_mask("the " * 600 + "<mask> city")
+    with caplog.at_level("WARNING", logger="tupe.hub"):                  # features of a cut text: said
+        assert hub.extract_features("the city " * 300).shape == (1, 512, 32)
+    assert "the text is longer than the model's 512 positions: cut to them" in caplog.text
 
 
 def test_prediction_without_a_head_is_a_clear_error(pretrained, capsys, monkeypatch):
