@@ -227,9 +227,10 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
         raise FileNotFoundError(f"{task}: not a NAME-bin task folder (tupe-preprocess glue or task output)")
     if not Path(corpus).exists():        # checked before anything is created
         raise FileNotFoundError(f"--corpus {corpus}: no such file or directory")
-    out.mkdir(parents=True, exist_ok=True)
     state_path = out / STUDY_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    check_resumable(state, plan, corpus, state_path)
+    out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     data = prepare_corpus(Path(corpus), out, workers, preprocess_args or [])
 
@@ -285,6 +286,29 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
     state_path.write_text(json.dumps(state, indent=2) + "\n")
     report, _ = make_report(out)
     return report
+
+
+# What the finished pretraining runs of a study depend on: resuming one with other values would
+# keep those runs and report them under the new plan. (Schemes, LRs and objectives may be added;
+# finetuning is checked by tupe-glue, run by run.)
+RUN_DEFINING = ("arch", "tokens_per_sample", "batch", "seed", "validations", "eval_lengths")
+
+
+def check_resumable(state: dict, plan: StudyPlan, corpus: Path, state_path: Path) -> None:
+    """A study folder is resumed only with the plan its finished runs were made with."""
+    if not state.get("runs"):
+        return
+    before = state.get("plan", {})
+    differences = [f"{name}: {before[name]} then, {getattr(plan, name)} now" for name in RUN_DEFINING
+                   if name in before and before[name] != getattr(plan, name)]
+    if plan.updates is not None and state.get("updates") not in (None, plan.updates):
+        differences.append(f"updates: {state['updates']} then, {plan.updates} now")
+    if state.get("corpus") and Path(state["corpus"]).resolve() != Path(corpus).resolve():
+        differences.append(f"corpus: {state['corpus']} then, {corpus} now")
+    if differences:
+        raise ValueError(f"{state_path.parent} holds a study whose {len(state['runs'])} finished run(s) were made "
+                         f"with another plan ({'; '.join(differences)}): resuming would report them under this one. "
+                         f"Use another --out, or the earlier flags (recorded in {state_path})")
 
 
 def evaluate_lengths(model, plan: StudyPlan, data: Path, lengths: list[int], row: dict) -> None:

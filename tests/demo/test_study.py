@@ -78,6 +78,14 @@ def test_study_resumes_without_rerunning(quick_study, capsys):
     assert study(args) == 0
     assert "done before, skipped" in capsys.readouterr().err
     assert {p: p.stat().st_mtime for p in out.glob("pretrain/*/*/checkpoint_last.pt")} == before
+    # resumed with another plan: refused (the finished runs would be reported under it), nothing changed
+    state = (out / "study.json").read_text()
+    other = [{"24": "30", "64,128": "64"}.get(a, a) for a in args]
+    assert study(other) == 1
+    err = capsys.readouterr().err
+    assert "eval_lengths: [64, 128] then, [64] now; updates: 24 then, 30 now" in err and "Use another --out" in err
+    assert (out / "study.json").read_text() == state
+    assert {p: p.stat().st_mtime for p in out.glob("pretrain/*/*/checkpoint_last.pt")} == before
 
 
 def test_bad_study_arguments(tmp_path, data_dir, capsys):

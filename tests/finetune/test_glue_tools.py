@@ -77,6 +77,38 @@ def test_sweep_runs_aggregates_and_keeps_the_representative(swept):
     assert json.loads((out / "results.json").read_text()) == results
 
 
+def test_a_sweep_into_the_folders_of_another_is_refused(swept, pretrained, tmp_path, capsys):
+    """Each run folder records what it finetunes (command.json); a second sweep into the same --out
+    that would run another finetune (other epochs, another pretrained model) is refused before
+    anything runs: its table would otherwise show the earlier runs' results under its own name.
+    The same model under another path is the same finetune."""
+    out, args = swept
+    record = json.loads((out / "SST-2" / "lr0.005_seed1" / "command.json").read_text())
+    assert "--max-epoch" in record["flags"] and len(record["model_sha256"]) == 64
+    before = {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    epochs = [a if a != "3" else "4" for a in args]                    # --epochs 3 -> 4
+    assert sweep.main(epochs) == 1
+    err = capsys.readouterr().err
+    assert "4 run folder(s) in" in err and "--max-epoch 3 then, 4 now" in err and "command.json" in err
+    other = tmp_path / "other.pt"                                       # another model (its first update)
+    torch.save(torch.load(pretrained, weights_only=False), other)
+    state = torch.load(other, weights_only=False)
+    state["model"] = {k: v + 1e-3 if v.is_floating_point() else v for k, v in state["model"].items()}
+    torch.save(state, other)
+    moved = [str(other) if a == str(pretrained) else a for a in args]
+    assert sweep.main(moved) == 1
+    assert "another pretrained model (--checkpoint's content differs)" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file()} == before      # nothing ran or changed
+    same = tmp_path / "same" / "checkpoint_last.pt"                      # the same file elsewhere: the same runs
+    same.parent.mkdir()
+    shutil.copyfile(pretrained, same)
+    for name in ("dict.txt", "bpe-code"):
+        if (pretrained.parent / name).is_file():
+            shutil.copyfile(pretrained.parent / name, same.parent / name)
+    assert sweep.main([str(same) if a == str(pretrained) else a for a in args]) == 0
+
+
 def test_submission_files_layout(swept, order_task, tmp_path, capsys):
     out, _ = swept
     assert predict.main(["--checkpoint", str(out / "SST-2" / "best"), "--glue-task", "SST-2",

@@ -6,7 +6,10 @@ learning rate, the best learning rate, and a table in the layout of the paper's 
 
     tupe-glue --checkpoint checkpoints/tupe-r/checkpoint_best.pt --data-dir data-bin/glue --out runs/glue
 
-Runs already finished (``result.json`` present) are skipped, so an interrupted sweep resumes.
+Runs already finished (``result.json`` present) are skipped, so an interrupted sweep resumes;
+each run folder records what it finetunes (``command.json``: the train.py flags and the
+pretrained model's SHA-256), and a sweep that would run another finetune in a folder of an
+earlier one (another --checkpoint, --epochs, --extra, ...) is refused before anything runs.
 Ctrl-C or SIGTERM stops it: the running finetunes get the signal (they stop as ``train.py``
 does), none is started after it, and the command exits with 130 (SIGINT) or 143 (SIGTERM),
 saying how many finished.
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..checkpoint import CONFIG_FILE, CheckpointError, read_config, resolve_checkpoint
+from ..checkpoint import CONFIG_FILE, CheckpointError, read_config, resolve_checkpoint, sha256_file
 from ..hub import BESIDE_FILES
 from ..logs import cli_logging
 from ..preprocess.glue import TASKS as GLUE_TASKS
@@ -158,15 +161,72 @@ class Finetunes:
 FINETUNES = Finetunes()
 
 
-def run_one(cmd: list[str], save: Path) -> Optional[dict]:
+# What a run was finetuned from, written into its folder when it starts: a later sweep into the
+# same --out reuses its result only if it would run the same finetune.
+RUN_RECORD = "command.json"
+_OWN_PATHS = ("--save-dir", "--tensorboard-logdir", "--restore-file")   # the run's own folder; the model by content
+
+
+def model_fingerprint(checkpoint: Path) -> str:
+    """SHA-256 of the pretrained model's file (a checkpoint, or an own-format/transformers folder's
+    weights): the same model under another path is the same, another model under the same path is not."""
+    weights = checkpoint if checkpoint.is_file() else next(
+        (checkpoint / name for name in ("model.safetensors", "pytorch_model.bin") if (checkpoint / name).is_file()),
+        None)
+    return sha256_file(weights) if weights is not None else str(checkpoint.resolve())
+
+
+def run_record(cmd: list[str], fingerprint: str) -> dict:
+    """What decides a finetune's result: its train.py flags (the data folder resolved; its own
+    folders and the model's path left out) and the model's fingerprint."""
+    flags, skip = [], False
+    for i, arg in enumerate(cmd):
+        if skip:
+            skip = False
+            continue
+        if arg in _OWN_PATHS:
+            skip = True
+            continue
+        flags.append(str(Path(arg).resolve()) if i == 0 else arg)
+    return {"flags": flags, "model_sha256": fingerprint}
+
+
+def _flag_values(flags: list[str]) -> dict[str, Optional[str]]:
+    out, i = {"DATA": flags[0] if flags else None}, 1
+    while i < len(flags):
+        value = flags[i + 1] if i + 1 < len(flags) and not flags[i + 1].startswith("--") else None
+        out[flags[i]] = value
+        i += 2 if value is not None else 1
+    return out
+
+
+def record_differences(recorded: dict, now: dict) -> list[str]:
+    """How a recorded run differs from the one a sweep would run now, in words."""
+    out = []
+    if recorded.get("model_sha256") != now["model_sha256"]:
+        out.append("another pretrained model (--checkpoint's content differs)")
+    old, new = _flag_values(recorded.get("flags", [])), _flag_values(now["flags"])
+
+    def shown(values: dict, flag: str) -> str:
+        return "absent" if flag not in values else "on" if values[flag] is None else values[flag]
+
+    for flag in [*old, *(f for f in new if f not in old)]:
+        if shown(old, flag) != shown(new, flag):
+            out.append(f"{flag} {shown(old, flag)} then, {shown(new, flag)} now")
+    return out
+
+
+def run_one(cmd: list[str], save: Path, record: Optional[dict] = None) -> Optional[dict]:
     """One finetune; its ``{"best": ...}`` line becomes ``result.json``. None: it failed, or the
-    sweep was stopped."""
+    sweep was stopped. ``record`` (:func:`run_record`) is written into the run's folder first."""
     result = save / "result.json"
     if result.is_file():
         return json.loads(result.read_text())
     if FINETUNES.stop_signal is not None:
         return None
     save.mkdir(parents=True, exist_ok=True)
+    if record is not None:
+        (save / RUN_RECORD).write_text(json.dumps(record, indent=1) + "\n")
     with open(save / "train.log", "w") as log:
         finished = FINETUNES.run(cmd, log)
         if finished is None:
@@ -330,6 +390,27 @@ def main(argv=None) -> int:
                 cmd = finetune_args(args.data_dir / f"{task}-bin", checkpoint, save, recipe, lr, seed,
                                     args.batch_size, args.extra.split())
                 jobs.append((task, lr, seed, cmd, save))
+    # a run folder of an earlier sweep is reused (its result, or resumed) only for the same finetune
+    fingerprint = model_fingerprint(checkpoint)
+    records, conflicts, unrecorded = {}, [], 0
+    for *_, cmd, save in jobs:
+        records[save] = run_record(cmd, fingerprint)
+        if (save / RUN_RECORD).is_file():
+            differences = record_differences(json.loads((save / RUN_RECORD).read_text()), records[save])
+            if differences:
+                conflicts.append(f"{save}: {'; '.join(differences)}")
+        elif (save / "result.json").is_file():
+            unrecorded += 1
+    if conflicts:
+        shown = "\n  ".join(conflicts[:5]) + (f"\n  ... and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
+        print(f"tupe-glue: error: {len(conflicts)} run folder(s) in {args.out} hold another finetune than this command "
+              f"would run, and their results would be taken as this one's:\n  {shown}\nUse another --out, the "
+              f"earlier command's flags (recorded in each folder's {RUN_RECORD}), or delete those folders to run "
+              f"them again.", file=sys.stderr)
+        return 1
+    if unrecorded:
+        print(f"tupe-glue: note: {unrecorded} finished run(s) in {args.out} have no {RUN_RECORD} (made before this "
+              f"sweep recorded its commands): their results are reused without a check", file=sys.stderr)
     print(f"tupe-glue: {len(jobs)} finetunes ({len(tasks)} tasks x {len(lrs)} lrs x {args.seeds} seeds), "
           f"{args.jobs} at a time; logs in {args.out}/TASK/lr*_seed*/train.log", file=sys.stderr)
     runs: dict = {}
@@ -339,7 +420,7 @@ def main(argv=None) -> int:
         if threading.current_thread() is threading.main_thread() else None
     pool = ThreadPoolExecutor(max_workers=max(1, args.jobs))
     try:
-        futures = [(job, pool.submit(run_one, job[3], job[4])) for job in jobs]
+        futures = [(job, pool.submit(run_one, job[3], job[4], records[job[4]])) for job in jobs]
         for i, ((task, lr, seed, _, save), fut) in enumerate(futures, 1):
             best = fut.result()
             if best is None:
