@@ -341,3 +341,20 @@ def test_conversions_keep_what_the_hub_reads_beside_the_checkpoint(data_dir, tmp
     assert convert.main([str(run), str(other / "model.pt")]) == 0
     assert f"{other / 'labels.json'} exists and differs from {run}'s; kept" in capsys.readouterr().err
     assert json.loads((other / "labels.json").read_text()) == {"sentence_classification_head": ["a", "b"]}
+
+
+def test_saving_a_model_never_replaces_a_folder_of_other_things(tmp_path, ref_dir, capsys):
+    """A model folder is written by replacing the folder whole: a destination holding anything a model
+    folder does not (here a training run: its checkpoint and notes) is refused, nothing touched;
+    an earlier model folder is replaced."""
+    run = tmp_path / "run"
+    shutil.copytree(ref_dir, run)
+    (run / "notes.txt").write_text("kept\n")
+    before = sorted(p.name for p in run.iterdir())
+    assert convert.main([str(run / "checkpoint.pt"), str(run)]) == 1
+    assert f"{run} exists and holds more than a model folder (checkpoint.pt, " in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before
+    with pytest.raises(CheckpointError, match="holds more than a model folder"):
+        tupe.save_pretrained(tupe.load_model(run / "checkpoint.pt"), run)
+    assert convert.main([str(run / "checkpoint.pt"), str(tmp_path / "own")]) == 0
+    assert convert.main([str(run / "checkpoint.pt"), str(tmp_path / "own")]) == 0          # a model folder: replaced

@@ -26,12 +26,13 @@ from typing import Optional
 from .cli import HelpFormatter
 from .logs import cli_logging
 from .preprocess.cli import main as preprocess
-from .report import make_report
+from .report import STUDY_FILE, make_report
 from .study import Interrupted, StudyPlan, run_study, seconds_per_update, stopped
 
 DATA = Path(__file__).parent / "demo_data"
 # The demo's models: names from the scheme registry (config.SCHEMES).
 MODELS = ("TUPE-R", "TUPE-A", "BERT-A")
+DEMO_MARKER = ".tupe-demo"          # marks a demo folder, which the next demo replaces
 
 
 def log(msg: str) -> None:
@@ -102,7 +103,8 @@ def main(argv=None) -> int:
     cli_logging()
     p = argparse.ArgumentParser(prog="tupe-demo", description=__doc__,
                                 formatter_class=HelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (replaced)")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (replaced: a folder "
+                   "that is not an earlier demo's is refused)")
     p.add_argument("--quick", action="store_true", help="about a minute: tiny models, a slice of the data")
     p.add_argument("--minutes", type=float, default=None, help="scale the default budget (12-15 min on 2 cores)")
     p.add_argument("--updates", type=int, default=None, help="pretraining updates per model")
@@ -122,9 +124,14 @@ def main(argv=None) -> int:
 
     start = time.time()
     out = args.out
+    if out.exists() and any(out.iterdir()) and not ((out / DEMO_MARKER).is_file() or (out / STUDY_FILE).is_file()):
+        print(f"tupe-demo: error: --out {out} exists and is not a demo folder: the demo replaces its folder whole, "
+              f"so nothing was touched; choose a new folder", file=sys.stderr)
+        return 1
     if out.exists():
         shutil.rmtree(out)
     (out / "data").mkdir(parents=True)
+    (out / DEMO_MARKER).write_text("a tupe-demo folder: the next tupe-demo --out here replaces it\n")
     schemes = list(MODELS)
     if args.quick:
         plan = StudyPlan(schemes=schemes, lrs=[1e-3], updates=120, tokens_per_sample=64, batch=16, validations=5,

@@ -62,3 +62,14 @@ def test_demo_budget_scales_with_machine_speed():
     assert scaled_budget(REFERENCE_SECONDS_PER_UPDATE * 1.2) == (DEFAULT_UPDATES, None)  # noise: no change
     updates, rows = scaled_budget(REFERENCE_SECONDS_PER_UPDATE * 2.5)                    # an AVX2-only CPU
     assert updates == int(DEFAULT_UPDATES / 2.5 * 0.8) and rows["train"] == int(DEFAULT_TRAIN_ROWS / 2.5 * 0.8)
+
+
+def test_demo_never_replaces_a_folder_that_is_not_a_demo(tmp_path, capsys):
+    """--out is replaced whole: a folder that is not an earlier demo's (no .tupe-demo marker, no
+    study.json) is refused before anything is touched."""
+    out = tmp_path / "research"
+    out.mkdir()
+    (out / "notes.txt").write_text("weeks of work\n")
+    assert demo(["--quick", "--out", str(out)]) == 1
+    assert "exists and is not a demo folder" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]

@@ -35,6 +35,7 @@ from .native import (
                       Vocabulary,
                       casing_of,
                       check_data_dictionary,
+                      check_replaceable,
                       load_pretrained,
                       load_safetensors,
                       read_pretrained_config,
@@ -56,8 +57,8 @@ from .safe import (
 
 __all__ = ["BPE_FILE", "CONFIG_FILE", "DICT_FILE", "ENC", "HF_CLASSIFIER", "HF_ENCODER", "LM", "MANIFEST",
            "SAFE_GLOBALS", "TEXT_FILE", "WEIGHTS_FILE", "CheckpointError", "Vocabulary", "build_and_load",
-           "casing_of", "check_archive", "check_data_dictionary", "checkpoint_tensors", "config_from_checkpoint",
-           "discriminator_of",
+           "casing_of", "check_archive", "check_data_dictionary", "check_replaceable", "checkpoint_tensors",
+           "config_from_checkpoint", "discriminator_of",
            "fairseq_args", "fairseq_state_dict", "fresh_lm_head", "from_fairseq_name", "hf_state_dict", "is_hf_folder",
            "load_electra", "load_electra_state", "load_hf_folder", "load_model", "load_pretrained",
            "load_safetensors", "load_vocabulary", "progress_of", "read_checkpoint", "read_config", "read_manifest",

@@ -120,6 +120,31 @@ def check_data_dictionary(checkpoint: PathLike, dictionary: Dictionary, data: Pa
                        dict_path.parent, kind[ours_cased], "with" if ours_cased else "without")
 
 
+# What a model folder written by this project holds (own format or transformers, with the
+# vocabulary and what the hub reads beside a checkpoint). A folder holding nothing else is
+# replaced whole by a new save; one holding anything else is not touched.
+MODEL_FOLDER_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, DICT_FILE, BPE_FILE, TEXT_FILE, "labels.json",
+                                "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                                "tokenizer.json", "generation_config.json"})
+
+
+def check_replaceable(directory: PathLike) -> None:
+    """Saving a model into ``directory`` replaces the folder whole: refused (CheckpointError) when
+    it exists and holds anything a model folder does not (a training run's checkpoints, other
+    files), so that a mistyped destination never deletes them."""
+    directory = Path(directory)
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: exists and is not a folder")
+    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in directory.iterdir()
+                     if p.name not in MODEL_FOLDER_FILES)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f", ... ({len(foreign)} in all)" if len(foreign) > 5 else "")
+        raise CheckpointError(f"{directory} exists and holds more than a model folder ({shown}): a model is saved "
+                              f"by replacing its folder whole, so nothing was written; choose a new folder")
+
+
 def _atomic_dir(directory: Path):
     directory.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -127,9 +152,12 @@ def _atomic_dir(directory: Path):
 
 def save_pretrained(model: TupeModel, directory: PathLike, extra: Optional[dict] = None,
                     vocabulary: Optional[Vocabulary] = None) -> None:
-    """Write ``config.json`` + ``model.safetensors`` (+ the vocabulary's dict.txt, bpe-code); no pickle."""
+    """Write ``config.json`` + ``model.safetensors`` (+ the vocabulary's dict.txt, bpe-code); no pickle.
+    ``directory`` is replaced whole; one that holds more than a model folder is refused
+    (:func:`check_replaceable`)."""
 
     directory = Path(directory)
+    check_replaceable(directory)
     tmp = _atomic_dir(directory)
     try:
         config = {"format": "tupe", "version": 2, "model": model.cfg.to_dict(),

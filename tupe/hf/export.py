@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Union
 
 from safetensors.torch import save_file
 
-from ..checkpoint import WEIGHTS_FILE, Vocabulary, hf_state_dict
+from ..checkpoint import WEIGHTS_FILE, Vocabulary, check_replaceable, hf_state_dict
 from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES
 from ..model import TupeModel
 from .configuration import TupeHfConfig
@@ -25,7 +25,8 @@ def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Option
               score_range: Optional[Sequence[float]] = None) -> Path:
     """Write ``config.json``, ``model.safetensors`` and, given the model's ``vocabulary``
     (``tupe.checkpoint.load_vocabulary(path, model.cfg.vocab_size)``), the tokenizer
-    (``dict.txt``, ``bpe-code``, ``tokenizer_config.json``).
+    (``dict.txt``, ``bpe-code``, ``tokenizer_config.json``). ``directory`` is replaced whole; one
+    that holds more than a model folder is refused (``tupe.checkpoint.check_replaceable``).
 
     ``head``: the classification head that becomes ``TupeForSequenceClassification``'s
     classifier (default: ``sentence_classification_head`` if present, else the only head);
@@ -41,6 +42,7 @@ def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Option
     ``tupe-predict`` and the hub read.
     """
     directory = Path(directory)
+    check_replaceable(directory)                          # replaced whole below: never a folder of other things
     sizes = model.head_sizes
     if head is None and sizes:
         head = model.DEFAULT_HEAD if model.DEFAULT_HEAD in sizes else (next(iter(sizes)) if len(sizes) == 1 else None)
