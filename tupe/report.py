@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import statistics
 import sys
@@ -24,12 +25,23 @@ from .cli import HelpFormatter
 from .config import SCHEMES
 from .logs import cli_logging
 
+logger = logging.getLogger(__name__)
+
 FINETUNE_METRICS = ("accuracy", "mcc", "pearson", "f1", "spearman")
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The records of a ``metrics.jsonl``. A last line without its newline is a record cut short
+    (the run stopped, or is writing it now): left out, with a warning; a bad line before it is an
+    error naming the file and line."""
+    text = path.read_text()
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        logger.warning("%s:%d: a record cut short at the end of the file (the run stopped while writing it, or is "
+                       "writing it now): left out", path, len(lines))
+        lines = lines[:-1]
     out = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(lines, 1):
         if line.strip():
             try:
                 out.append(json.loads(line))
@@ -193,8 +205,9 @@ def split_name(name: str) -> tuple[str, str]:
 
 
 def read_metrics(run: Path) -> list[dict]:
+    """A run folder's metrics.jsonl records (:func:`read_jsonl`); none without the file."""
     path = run / "metrics.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+    return read_jsonl(path) if path.is_file() else []
 
 
 def final_valid_loss(run: Path) -> Optional[float]:

@@ -54,6 +54,22 @@ def test_report_errors(tmp_path, capsys):
     assert "no metrics.jsonl" in capsys.readouterr().err
 
 
+def test_report_reads_a_log_whose_last_record_was_cut_short(tmp_path, caplog):
+    """A run stopped while writing a record leaves its last line cut short: left out with a warning
+    (the rest is read); a bad line before the last is an error naming file and line."""
+    from tupe.report import read_jsonl
+
+    path = tmp_path / "metrics.jsonl"
+    whole = '{"type": "train", "loss": 9.1, "num_updates": 10}\n{"type": "valid", "loss": 8.5, "num_updates": 10}\n'
+    path.write_text(whole + '{"type": "tr')
+    with caplog.at_level("WARNING", logger="tupe.report"):
+        assert [r["num_updates"] for r in read_jsonl(path)] == [10, 10]
+    assert f"{path}:3: a record cut short at the end of the file" in caplog.text
+    path.write_text('{"type": "tr\n' + whole)
+    with pytest.raises(ValueError, match=f"{path}:1: not JSON"):
+        read_jsonl(path)
+
+
 def test_demo_budget_scales_with_machine_speed():
     from tupe.demo import DEFAULT_TRAIN_ROWS, DEFAULT_UPDATES, REFERENCE_SECONDS_PER_UPDATE, scaled_budget
 

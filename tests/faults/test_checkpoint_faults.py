@@ -2,6 +2,7 @@
 a damaged checkpoint_last.pt at start, two runs into one --save-dir, a flipped byte."""
 
 import errno
+import json
 import os
 import shutil
 import socket
@@ -312,6 +313,11 @@ def test_a_failed_write_to_any_file_stops_cleanly_and_resumes(data_dir, tmp_path
         assert sha256_file(save / name) in digests, name                 # every record still true
     assert main(args) == 0                                               # the same command resumes
     assert updates(save / "checkpoint_last.pt") == 6
+    if target == "metrics.jsonl":     # the record cut short (3 bytes written) is dropped, not glued to the next
+        assert "dropped a record cut short at its end (3 bytes" in capsys.readouterr().out
+        records = [json.loads(line) for line in (save / "metrics.jsonl").read_text().splitlines()]
+        steps = [r["num_updates"] for r in records if r["type"] == "train"]
+        assert sorted(set(steps)) == list(range(1, 7)) and steps[-1] == 6     # (updates redone after resume: twice)
 
 
 def _mount_tmpfs(path: Path, size_kb: int) -> bool:

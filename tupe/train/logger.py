@@ -22,6 +22,24 @@ def _fmt(key: str, value) -> str:
     return str(value)
 
 
+def drop_cut_record(path: Path, log) -> None:
+    """A metrics.jsonl whose last record was cut short (a full disk, or the process killed while
+    writing it) is cut back to its last whole line before a resumed run appends to it; otherwise
+    the next record would be glued to the broken one, and the file unreadable from there."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, 2)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        keep = data.rfind(b"\n") + 1
+        f.truncate(keep)
+    log(f"| {path}: dropped a record cut short at its end ({len(data) - keep} bytes; the run stopped while "
+        f"writing it)")
+
+
 class MetricsLogger:
     """One place for every log line; rank 0 only (others get ``enabled=False``)."""
 
@@ -67,6 +85,7 @@ class MetricsLogger:
         try:
             if self.jsonl is None:
                 self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+                drop_cut_record(self.jsonl_path, self.info)
                 self.jsonl = open(self.jsonl_path, "a", buffering=1)
             self.jsonl.write(json.dumps(record) + "\n")
         except OSError as e:
