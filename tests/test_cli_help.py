@@ -61,3 +61,4 @@ def test_type_errors_name_the_flag(capsys):
         with pytest.raises(SystemExit) as e:
             parse_args(argv)
         assert e.value.code == 2 and words in capsys.readouterr().err
+

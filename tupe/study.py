@@ -24,7 +24,6 @@ GPU unchanged. ``tupe-demo`` is a preset of it.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -39,7 +38,7 @@ from typing import Optional
 import torch
 
 from .checkpoint import load_model
-from .cli import HelpFormatter
+from .cli import HelpFormatter, read_json, write_json
 from .cli import glue as sweep
 from .config import SCHEMES, TupeConfig
 from .logs import cli_logging
@@ -228,7 +227,7 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
     if not Path(corpus).exists():        # checked before anything is created
         raise FileNotFoundError(f"--corpus {corpus}: no such file or directory")
     state_path = out / STUDY_FILE
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    state = read_json(state_path) if state_path.is_file() else {}
     check_resumable(state, plan, corpus, state_path)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -237,7 +236,7 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
     updates = plan.updates or state.get("updates") or calibrate(plan, data, out)
     state.update({"plan": asdict(plan), "updates": updates, "corpus": str(corpus), "data": str(data),
                   "machine": machine(), "runs": state.get("runs", {})})
-    state_path.write_text(json.dumps(state, indent=2) + "\n")
+    write_json(state_path, state)
 
     runs = [(s, lr) for s in plan.names for lr in plan.lrs]
     for i, (scheme, lr) in enumerate(runs, 1):
@@ -253,7 +252,7 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
         state["runs"][key] = {"scheme": scheme, "lr": lr, "seconds": round(time.time() - t, 1),
                               "final_valid_loss": final_valid_loss(save),
                               "tokens_per_s": round(statistics.median(r["wps"] for r in train_recs), 1) if train_recs else None}
-        state_path.write_text(json.dumps(state, indent=2) + "\n")
+        write_json(state_path, state)
         log(f"    {key}: valid loss {state['runs'][key]['final_valid_loss']:.3f} bits, {time.time() - t:.0f}s")
 
     best = {}
@@ -264,11 +263,11 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
             raise RuntimeError(f"{scheme}: no run ended with a finite validation loss")
         best[scheme] = min(candidates, key=lambda lr: (candidates[lr], lr))
     state["best_lr"] = {s: best[s] for s in plan.names}
-    state_path.write_text(json.dumps(state, indent=2) + "\n")
+    write_json(state_path, state)
     log("best pretraining LR per scheme: " + ", ".join(f"{s} {lr:g}" for s, lr in best.items()))
 
     probe_models(plan, state, data, out)
-    state_path.write_text(json.dumps(state, indent=2) + "\n")
+    write_json(state_path, state)
 
     if task is not None:
         name = task.name[: -len("-bin")]
@@ -283,7 +282,7 @@ def run_study(plan: StudyPlan, corpus: Path, out: Path, workers: int = 2, prepro
                 args += ["--epochs", str(plan.ft_epochs)]
             check(sweep.main(args), f"finetuning {scheme} failed (see {out / 'finetune' / scheme})")
     state["wall_s"] = round(state.get("wall_s", 0) + time.time() - start, 1)
-    state_path.write_text(json.dumps(state, indent=2) + "\n")
+    write_json(state_path, state)
     report, _ = make_report(out)
     return report
 

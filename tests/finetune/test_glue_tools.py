@@ -107,6 +107,13 @@ def test_a_sweep_into_the_folders_of_another_is_refused(swept, pretrained, tmp_p
         if (pretrained.parent / name).is_file():
             shutil.copyfile(pretrained.parent / name, same.parent / name)
     assert sweep.main([str(same) if a == str(pretrained) else a for a in args]) == 0
+    # a damaged result (a sweep of an earlier version stopped while writing it): said before anything runs
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "SST-2" / "lr0.005_seed2" / "result.json").write_text('{"best": 0.')
+    capsys.readouterr()
+    assert sweep.main([str(copy) if a == str(out) else a for a in args]) == 1
+    assert f"{copy / 'SST-2' / 'lr0.005_seed2' / 'result.json'}:1: not JSON" in capsys.readouterr().err
 
 
 def test_submission_files_layout(swept, order_task, tmp_path, capsys):

@@ -1,6 +1,10 @@
 """Command-line entry points (thin wrappers over the library), and what they share."""
 
 import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -31,3 +35,28 @@ def attach_flag_values(argv: list[str], options: tuple[str, ...]) -> list[str]:
             out.append(argv[i])
             i += 1
     return out
+
+
+def write_json(path: Path, value, indent: int = 2) -> None:
+    """``value`` as JSON in ``path``, whole or not at all: written beside it, then renamed over it.
+    The records a command resumes from (a study's state, a sweep's results) are written this way:
+    a signal or a full disk in the middle of writing leaves the earlier file, never a cut one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(value, indent=indent) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path):
+    """A JSON record a command resumes from; a damaged one is a ValueError naming the file and line
+    (and what to do), not a traceback."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not JSON ({e.msg}): a damaged record; move it away to make "
+                         f"it again") from None

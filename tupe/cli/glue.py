@@ -38,7 +38,7 @@ from ..checkpoint import CONFIG_FILE, CheckpointError, read_config, resolve_chec
 from ..hub import BESIDE_FILES
 from ..logs import cli_logging
 from ..preprocess.glue import TASKS as GLUE_TASKS
-from . import HelpFormatter, attach_flag_values
+from . import HelpFormatter, attach_flag_values, read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -221,12 +221,12 @@ def run_one(cmd: list[str], save: Path, record: Optional[dict] = None) -> Option
     sweep was stopped. ``record`` (:func:`run_record`) is written into the run's folder first."""
     result = save / "result.json"
     if result.is_file():
-        return json.loads(result.read_text())
+        return read_json(result)
     if FINETUNES.stop_signal is not None:
         return None
     save.mkdir(parents=True, exist_ok=True)
     if record is not None:
-        (save / RUN_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+        write_json(save / RUN_RECORD, record, indent=1)
     with open(save / "train.log", "w") as log:
         finished = FINETUNES.run(cmd, log)
         if finished is None:
@@ -236,7 +236,7 @@ def run_one(cmd: list[str], save: Path, record: Optional[dict] = None) -> Option
     best = [json.loads(line)["best"] for line in stdout.splitlines() if line.startswith('{"best"')]
     if returncode != 0 or not best:
         return None
-    result.write_text(json.dumps(best[-1], indent=2) + "\n")
+    write_json(result, best[-1])
     return best[-1]
 
 
@@ -318,7 +318,7 @@ def write_tables(out: Path, summary: dict, label: str, paper: bool) -> str:
         w = csv.writer(f)
         w.writerow(header)
         w.writerows([[("" if v is None else v) for v in row] for row in rows])
-    (out / "results.json").write_text(json.dumps({"label": label, "tasks": summary}, indent=2) + "\n")
+    write_json(out / "results.json", {"label": label, "tasks": summary})
     return text
 
 
@@ -393,14 +393,20 @@ def main(argv=None) -> int:
     # a run folder of an earlier sweep is reused (its result, or resumed) only for the same finetune
     fingerprint = model_fingerprint(checkpoint)
     records, conflicts, unrecorded = {}, [], 0
-    for *_, cmd, save in jobs:
-        records[save] = run_record(cmd, fingerprint)
-        if (save / RUN_RECORD).is_file():
-            differences = record_differences(json.loads((save / RUN_RECORD).read_text()), records[save])
-            if differences:
-                conflicts.append(f"{save}: {'; '.join(differences)}")
-        elif (save / "result.json").is_file():
-            unrecorded += 1
+    try:
+        for *_, cmd, save in jobs:
+            records[save] = run_record(cmd, fingerprint)
+            if (save / "result.json").is_file():
+                read_json(save / "result.json")                      # a damaged one: said now, not mid-sweep
+            if (save / RUN_RECORD).is_file():
+                differences = record_differences(read_json(save / RUN_RECORD), records[save])
+                if differences:
+                    conflicts.append(f"{save}: {'; '.join(differences)}")
+            elif (save / "result.json").is_file():
+                unrecorded += 1
+    except ValueError as e:
+        print(f"tupe-glue: error: {e}", file=sys.stderr)
+        return 1
     if conflicts:
         shown = "\n  ".join(conflicts[:5]) + (f"\n  ... and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
         print(f"tupe-glue: error: {len(conflicts)} run folder(s) in {args.out} hold another finetune than this command "
