@@ -333,6 +333,19 @@ def test_conversions_keep_what_the_hub_reads_beside_the_checkpoint(data_dir, tmp
         assert label == want and prob != prob                       # the value in [1, 3]; no probability
         with pytest.raises(tupe.hub.HubError, match="finetuned on sentence pairs"):
             hub.predict("sentence_classification_head", "one sentence")
+    # tupe-predict says which range it maps a regression head's values to when none is recorded
+    from tupe.cli.predict import main as predict
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("a river\ta city\n")
+    bare = tmp_path / "bare"
+    shutil.copytree(tmp_path / "own", bare)
+    (bare / "labels.json").unlink()
+    capsys.readouterr()
+    for path, noted in ((tmp_path / "own", False), (bare, True)):
+        assert predict(["--checkpoint", str(path), "--input", str(pairs), "--cpu"]) == 0
+        out, err = capsys.readouterr()
+        assert ("no score range is recorded for regression head" in err) is noted
+        assert out.strip() == (f"{5 * value.item():.4f}" if noted else want)
     # a folder that already holds another model's labels.json: kept, and said
     other = tmp_path / "other"
     other.mkdir()

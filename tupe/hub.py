@@ -21,6 +21,7 @@ from .data.bpe import BPE
 from .data.dictionary import MASK
 from .model import TupeModel
 from .model.compile import compile_layers
+from .preprocess.glue import STSB_RANGE
 from .preprocess.text import glue_clean
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def task_score_range(data_dir: Union[str, Path]) -> tuple[float, float]:
             lo_hi = json.loads(path.read_text()).get("score_range")
             if lo_hi:
                 return float(lo_hi[0]), float(lo_hi[1])
-    return 0.0, 5.0
+    return STSB_RANGE
 
 
 # What one forward costs beyond its token positions, counted in positions: a BERT-base forward of
@@ -273,7 +274,7 @@ class TupeHub(torch.nn.Module):
         """(label word, probability) per row of ``predict``/``predict_batch`` output (regression:
         the value in the task's range, probability NaN)."""
         if out.size(-1) == 1:   # regression: back to the task's range (STS-B: 0..5)
-            lo, hi = self.labels.get(SCORE_RANGES, {}).get(head, (0.0, 5.0))
+            lo, hi = self.labels.get(SCORE_RANGES, {}).get(head, STSB_RANGE)
             return [(f"{lo + v * (hi - lo):.4f}", float("nan")) for v in out[:, 0].tolist()]
         probs, idx = out.exp().max(-1)
         words = self.labels.get(head)

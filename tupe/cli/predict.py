@@ -157,6 +157,9 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin",
     ``batch_size=1``: one forward per line."""
     out = out or sys.stdout
     n, blank, cut, repairs, pending = 0, [], [], {}, []
+    if hub.model.head_sizes.get(head) == 1 and head not in hub.labels.get(SCORE_RANGES, {}):
+        print(f"tupe-predict: note: no score range is recorded for regression head {head!r} (a run's labels.json "
+              f"has it): values are mapped from [0, 1] to STS-B's 0..5", file=sys.stderr)
 
     def flush() -> None:
         nonlocal n

@@ -31,7 +31,7 @@ class GlueTask:
     inputs: tuple[int, ...]             # 1-based columns in train/dev files
     label: int                          # 1-based label column in train (and dev unless dev_label)
     test_inputs: tuple[int, ...]
-    labels: Optional[tuple[str, ...]]   # allowed label words; None = regression (0..5)
+    labels: Optional[tuple[str, ...]]   # allowed label words; None = regression (STS-B: STSB_RANGE)
     dev_label: Optional[int] = None
     header: bool = True                 # train/dev have a header line (test always has one)
     drop_malformed: bool = False        # QQP: skip train/dev rows without the right field count
@@ -43,6 +43,7 @@ class GlueTask:
 
 
 BINARY = ("0", "1")
+STSB_RANGE = (0.0, 5.0)                 # STS-B's similarity scores (its labels are stored scaled to [0, 1])
 NLI2 = ("entailment", "not_entailment")
 TASKS: dict[str, GlueTask] = {t.name: t for t in [
     GlueTask("CoLA", (4,), 2, (2,), BINARY, header=False),
@@ -111,8 +112,9 @@ def read_split(task: GlueTask, split: str, path: Path) -> SplitRows:
                         value = float(label)
                     except ValueError:
                         raise PreprocessError(f"{path}:{lineno}: STS-B score {label!r} is not a number") from None
-                    if not 0.0 <= value <= 5.0:
-                        raise PreprocessError(f"{path}:{lineno}: STS-B score {value} is outside [0, 5]")
+                    lo, hi = STSB_RANGE
+                    if not lo <= value <= hi:
+                        raise PreprocessError(f"{path}:{lineno}: STS-B score {value} is outside [{lo:g}, {hi:g}]")
                 elif label not in task.labels:
                     raise PreprocessError(f"{path}:{lineno}: label {label!r} is not one of "
                                           f"{', '.join(task.labels)} for {task.name}")
@@ -216,7 +218,7 @@ def process_task(task: GlueTask, raw_dir: Path, bpe: BPE, dictionary: Dictionary
             if unseen:
                 raise PreprocessError(f"{path}: label(s) {', '.join(unseen)} never occur in the training "
                                       f"split, so the label dictionary has no class for them")
-    info = write_task(out, task.name, splits, len(task.inputs), label_dict, None if task.labels else (0.0, 5.0),
+    info = write_task(out, task.name, splits, len(task.inputs), label_dict, None if task.labels else STSB_RANGE,
                       bpe, dictionary, dict_path, workers, cased, show_progress)
     info["task"] = task.name
     info["num_classes"] = task.num_classes    # the task's fixed label set, whatever train holds
