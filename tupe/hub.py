@@ -191,6 +191,10 @@ class TupeHub(torch.nn.Module):
         """``text`` with one ``<mask>``: the ``topk`` fillers as (filled text, probability, token)."""
         if text.count(MASK) != 1:
             raise HubError(f"fill_mask needs exactly one {MASK} in the text, got {text.count(MASK)}")
+        if not self.model.lm_head_trained:
+            raise HubError("this model's masked-LM head was never trained (it was made new when an ELECTRA "
+                           "discriminator or a transformers classifier without one was loaded): fill_mask would "
+                           "give noise; use a masked-LM pretrained model")
         tokens = self._batch(text)
         masked = tokens.eq(self.mask_idx)
         if not masked.any():

@@ -249,6 +249,10 @@ def test_hf_finetuned_model_goes_through_tupe_tools(finetuned_hf, tmp_path):
     tok = AutoTokenizer.from_pretrained(out)
     native = tupe.load_model(out)
     assert native.head_sizes == {"sentence_classification_head": 2}
+    from safetensors import safe_open
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        saved_lm_head = any(k.startswith("lm_head.") for k in f.keys())
+    assert native.lm_head_trained is saved_lm_head          # a head made new on loading is known as such
     batch = tok(["the river city", "a city river is"], padding=True, return_tensors="pt")
     with torch.no_grad():
         want = model(**batch).logits

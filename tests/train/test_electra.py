@@ -248,6 +248,34 @@ def test_discriminator_is_what_loads_everywhere(electra_run, tmp_path, caplog):
     assert not any(k.startswith(("generator.", "rtd_head.")) for k in model_tensors(tmp_path / "orig.pt"))
 
 
+def test_a_discriminators_new_masked_lm_head_is_known_everywhere(electra_run, data_dir, tmp_path, capsys):
+    """The discriminator's masked-LM head is made new on loading: fill_mask and tupe-validate refuse it
+    (noise, not predictions), and that is kept by every format it is saved in (own, original,
+    transformers), so a converted discriminator is not mistaken for a masked-LM model."""
+    from tupe.checkpoint import Vocabulary
+    from tupe.cli.convert import main as convert
+    from tupe.data.dictionary import Dictionary
+    from tupe.hub import HubError, TupeHub
+    from tupe.train.validate import main as validate
+
+    pre = tmp_path / "pre"                                      # a masked-LM model: trained head
+    assert main(tiny_args(data_dir, pre, "--max-update", "1")) == 0
+    assert tupe.load_model(pre).lm_head_trained is True
+    paths = [electra_run, tmp_path / "own", tmp_path / "orig" / "model.pt", tmp_path / "hf"]
+    assert convert([str(electra_run), str(paths[1])]) == 0
+    assert convert([str(paths[1]), str(paths[2])]) == 0
+    assert convert([str(paths[2]), str(paths[3]), "--hf"]) == 0
+    vocabulary = Vocabulary(Dictionary.load(data_dir / "dict.txt"), data_dir / "bpe-code")
+    for path in paths:
+        model = tupe.load_model(path)
+        assert model.lm_head_trained is False, path
+        with pytest.raises(HubError, match="masked-LM head was never trained"):
+            TupeHub(model, vocabulary).fill_mask("the <mask> city")
+    capsys.readouterr()
+    assert validate([str(data_dir), "--path", str(paths[1]), "--tokens-per-sample", "32"]) == 1
+    assert "its masked-LM head was never trained" in capsys.readouterr().err
+
+
 def test_finetuning_restores_the_discriminator(electra_run, order_task, tmp_path, capsys):
     args = [str(order_task / "SST-2-bin"), "--cpu", "--task", "sentence_prediction", "--criterion", "sentence_prediction",
             "--arch", "bert_tiny", "--max-positions", "32", "--tokens-per-sample", "32", "--rel-pos",
@@ -262,6 +290,8 @@ def test_finetuning_restores_the_discriminator(electra_run, order_task, tmp_path
     assert not any(k.startswith(("generator.", "rtd_head.")) for k in ft)
     assert "classification_heads.sentence_classification_head.out_proj.weight" in ft
     assert "ELECTRA checkpoint: using its discriminator" in capsys.readouterr().err
+    # finetuning trains no masked-LM head: the run's checkpoints say the head is still the new one
+    assert tupe.load_model(tmp_path / "ft").lm_head_trained is False
 
 
 def test_tupe_validate_reports_electra_losses(electra_run, data_dir, capsys):

@@ -25,6 +25,7 @@ from .fairseq import (
                       fairseq_state_dict,
                       fresh_lm_head,
                       from_fairseq_name,
+                      lm_head_trained,
                       progress_of,
                       save_fairseq,
                       to_fairseq_name,
@@ -60,7 +61,7 @@ __all__ = ["BPE_FILE", "CONFIG_FILE", "DICT_FILE", "ENC", "HF_CLASSIFIER", "HF_E
            "casing_of", "check_archive", "check_data_dictionary", "check_replaceable", "checkpoint_tensors",
            "config_from_checkpoint", "discriminator_of",
            "fairseq_args", "fairseq_state_dict", "fresh_lm_head", "from_fairseq_name", "hf_state_dict", "is_hf_folder",
-           "load_electra", "load_electra_state", "load_hf_folder", "load_model", "load_pretrained",
+           "lm_head_trained", "load_electra", "load_electra_state", "load_hf_folder", "load_model", "load_pretrained",
            "load_safetensors", "load_vocabulary", "progress_of", "read_checkpoint", "read_config", "read_manifest",
            "read_pretrained_config", "read_vocabulary", "resolve_checkpoint", "save_fairseq", "save_pretrained", "sha256_file",
            "to_fairseq_name", "verify_checksum", "write_casing", "write_manifest"]

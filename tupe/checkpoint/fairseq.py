@@ -71,6 +71,17 @@ def fairseq_state_dict(model: TupeModel) -> dict[str, torch.Tensor]:
     return state
 
 
+# Saved (checkpoint args, config.json) where a model's masked-LM head was made new and not trained.
+LM_HEAD_TRAINED = "lm_head_trained"
+
+
+def lm_head_trained(state: dict) -> bool:
+    """Whether a read training checkpoint's masked-LM head was trained: not an ELECTRA
+    checkpoint's discriminator (its head is made new on loading), nor a model saved with
+    ``lm_head_trained=False`` in its args (a finetuning run restored from one)."""
+    return not is_electra_state(state["model"]) and getattr(state.get("args"), LM_HEAD_TRAINED, True) is not False
+
+
 def fresh_lm_head(embed_dim: int, vocab_size: int) -> dict[str, torch.Tensor]:
     """A new masked-LM head (our names), BERT-initialised from a fixed seed (the global RNG is
     not touched): for a model stored without one (an ELECTRA discriminator, a transformers
@@ -247,10 +258,13 @@ def save_fairseq(model: TupeModel, path: PathLike, args: Optional[argparse.Names
     """Write the original checkpoint layout atomically (tmp file + rename)."""
     path = Path(path)
     state = fairseq_state_dict(model)
+    args = args if args is not None else fairseq_args(model.cfg)
+    if not getattr(model, "lm_head_trained", True):
+        args = argparse.Namespace(**{**vars(args), LM_HEAD_TRAINED: False})
     if fp16:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     ckpt = {
-        "args": args if args is not None else fairseq_args(model.cfg),
+        "args": args,
         "model": state,
         "optimizer_history": entries.pop("optimizer_history", []),
         "extra_state": entries.pop("extra_state", {}),

@@ -14,7 +14,7 @@ import torch
 from ..config import TupeConfig
 from ..model import TupeModel
 from .errors import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, PathLike
-from .fairseq import build_and_load, fresh_lm_head
+from .fairseq import LM_HEAD_TRAINED, build_and_load, fresh_lm_head
 from .native import load_safetensors
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,8 @@ def load_hf_folder(directory: PathLike, head: str = TupeModel.DEFAULT_HEAD) -> T
             state[f"classification_heads.{head}.{k[len(HF_CLASSIFIER):]}"] = v
         else:
             dropped.append(k)
-    if not any(k.startswith("lm_head.") for k in state):
+    fresh = not any(k.startswith("lm_head.") for k in state)
+    if fresh:
         state.update(fresh_lm_head(cfg.encoder_embed_dim, cfg.vocab_size))
         log.warning(f"{directory} has no masked-LM head; initialised a new one (fine for finetuning "
                     f"and classification, not for fill-mask)")
@@ -93,4 +94,5 @@ def load_hf_folder(directory: PathLike, head: str = TupeModel.DEFAULT_HEAD) -> T
         log.warning(f"{directory}: left out {len(dropped)} tensors of a {arch or 'transformers'} head the "
                     f"native model does not have ({', '.join(sorted(dropped)[:4])})")
     model = build_and_load(cfg, state, weights)
+    model.lm_head_trained = not fresh and config.get(LM_HEAD_TRAINED, True) is not False
     return model

@@ -12,7 +12,7 @@ from ..model import TupeModel
 from ..model.electra import is_electra_state, split_electra_state
 from .electra import electra_from_state
 from .errors import CONFIG_FILE, PathLike
-from .fairseq import build_and_load, checkpoint_tensors, config_from_checkpoint, progress_of
+from .fairseq import build_and_load, checkpoint_tensors, config_from_checkpoint, lm_head_trained, progress_of
 from .hf import hf_config, is_hf_folder, load_hf_folder
 from .native import Vocabulary, load_pretrained, pretrained_config, read_vocabulary
 from .safe import read_checkpoint, resolve_checkpoint
@@ -32,6 +32,7 @@ def load_model(path: PathLike, whole_electra: bool = False) -> TupeModel:
         return electra_from_state(state, ckpt)
     cfg = config_from_checkpoint(state.get("args"), state["model"], ckpt)
     model = build_and_load(cfg, checkpoint_tensors(state["model"], ckpt), ckpt)
+    model.lm_head_trained = lm_head_trained(state)
     return model
 
 

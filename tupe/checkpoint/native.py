@@ -19,7 +19,7 @@ from ..config import TupeConfig
 from ..data.dictionary import Dictionary, model_vocab_size
 from ..model import TupeModel
 from .errors import BPE_FILE, CONFIG_FILE, DICT_FILE, TEXT_FILE, WEIGHTS_FILE, CheckpointError, PathLike
-from .fairseq import _QKV_ORIG, _QKV_OURS, build_and_load
+from .fairseq import _QKV_ORIG, _QKV_OURS, LM_HEAD_TRAINED, build_and_load
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +162,8 @@ def save_pretrained(model: TupeModel, directory: PathLike, extra: Optional[dict]
     try:
         config = {"format": "tupe", "version": 2, "model": model.cfg.to_dict(),
                   "classification_heads": model.head_sizes, **(extra or {})}
+        if not getattr(model, "lm_head_trained", True):
+            config[LM_HEAD_TRAINED] = False
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
@@ -216,4 +218,5 @@ def load_pretrained(directory: PathLike) -> TupeModel:
     stated = config.get("classification_heads", {})
     if stated != model.head_sizes:
         raise CheckpointError(f"{directory}: config lists heads {stated} but weights hold {model.head_sizes}")
+    model.lm_head_trained = config.get(LM_HEAD_TRAINED, True) is not False
     return model

@@ -13,6 +13,7 @@ from typing import Optional, Sequence, Union
 from safetensors.torch import save_file
 
 from ..checkpoint import WEIGHTS_FILE, Vocabulary, check_replaceable, hf_state_dict
+from ..checkpoint.fairseq import LM_HEAD_TRAINED
 from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES
 from ..model import TupeModel
 from .configuration import TupeHfConfig
@@ -70,6 +71,8 @@ def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Option
             extra["task_inputs"] = inputs
     else:
         extra = dict(architectures=["TupeForMaskedLM"])
+    if not getattr(model, "lm_head_trained", True):
+        extra[LM_HEAD_TRAINED] = False                    # its masked-LM head was made new, never trained
     config = TupeHfConfig.from_tupe_config(model.cfg, **extra)
 
     directory.parent.mkdir(parents=True, exist_ok=True)

@@ -397,6 +397,10 @@ class TupeModel(nn.Module):
         self.lm_head = MaskedLMHead(cfg)
         self.apply(init_bert_params)
         self.classification_heads = nn.ModuleDict()   # created later: default PyTorch init
+        # False where the masked-LM head was made new on loading (an ELECTRA discriminator, a
+        # transformers classifier) and never trained since: it fills masks with noise. Saved with
+        # the model (tupe/checkpoint) and checked by fill_mask and tupe-validate.
+        self.lm_head_trained = True
 
     def extract_features(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.encoder(tokens)

@@ -29,6 +29,7 @@ from ..checkpoint import (
     check_data_dictionary,
     checkpoint_tensors,
     fairseq_state_dict,
+    lm_head_trained,
     load_electra_state,
     progress_of,
 )
@@ -232,8 +233,11 @@ class Trainer:
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        args = checkpoint_args(self.args, self.cfg)
+        if not getattr(self.model, "lm_head_trained", True):    # restored with a new head this task leaves untrained
+            args.lm_head_trained = False
         return {
-            "args": checkpoint_args(self.args, self.cfg),
+            "args": args,
             "model": fairseq_state_dict(self.model),
             "optimizer_history": [{"criterion_name": {"masked_lm": "MaskedLmLoss", "electra": "ElectraLoss"}.get(
                                        self.task.name, "SentencePredictionCriterion"),
@@ -272,6 +276,8 @@ class Trainer:
         else:
             loaded = r.loaded or build_and_load(r.cfg, checkpoint_tensors(r.state["model"], r.path), r.path)
             load_weights(self.model, loaded, r.path, self.log.info, getattr(self.task, "label_words", None))
+            if self.task.name != "masked_lm":      # a head this task does not train stays as it came
+                self.model.lm_head_trained = loaded.lm_head_trained if r.loaded is not None else lm_head_trained(r.state)
         self.restore_from = None                         # the state is not needed any more
         self._restore_progress(r.state, r.path)
 

@@ -55,6 +55,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         model = load_model(args.path, whole_electra=True)
+        if not getattr(model, "lm_head_trained", True):
+            raise CheckpointError(f"{args.path}: its masked-LM head was never trained (made new when an ELECTRA "
+                                  f"discriminator or a transformers classifier without one was loaded): its "
+                                  f"masked-LM loss would say nothing about the model")
         if args.rope_scaling is not None:
             length = args.tokens_per_sample or model.cfg.max_positions
             factor = args.rope_scaling_factor or max(1.0, length / model.cfg.max_positions)
