@@ -28,6 +28,7 @@ keep (``_can_record_outputs``); ``attn_implementation`` picks the native kernel 
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import torch
@@ -49,6 +50,8 @@ from ..model.dropout import Dropout
 from ..model.positional import RelativePositionBias
 from ..model.transformer import ClassificationHead, Encoder, EncoderLayer, MaskedLMHead, SelfAttention
 from .configuration import TupeHfConfig
+
+logger = logging.getLogger(__name__)
 
 
 class TupeLayer(EncoderLayer, GradientCheckpointingLayer):
@@ -192,6 +195,9 @@ class TupeForMaskedLM(_WithEncoder):
         super().__init__(config)
         self.lm_head = MaskedLMHead(self.tupe.encoder.cfg)
         self.post_init()
+        if getattr(config, "lm_head_trained", True) is False:      # tupe-convert --hf of an ELECTRA discriminator, ...
+            logger.warning("this model's masked-LM head was made new and never trained (lm_head_trained: false in "
+                           "its config): its masked-LM predictions are noise until it is trained")
 
     def get_output_embeddings(self) -> None:
         """None: the decoder is the input embedding itself (nothing separate to tie or resize)."""
