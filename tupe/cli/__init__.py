@@ -6,6 +6,10 @@ import os
 import tempfile
 from pathlib import Path
 
+# the process's umask, read once at import (reading it means setting it: not from threads)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Every command's --help: the description as written, and each option's default appended
@@ -46,6 +50,7 @@ def write_json(path: Path, value, indent: int = 2) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(value, indent=indent) + "\n")
+        os.chmod(tmp, 0o666 & ~_UMASK)          # as an ordinary new file (mkstemp makes it owner-only)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
