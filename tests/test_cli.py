@@ -12,7 +12,7 @@ def test_resume_records_are_written_whole_and_read_with_a_clear_error(tmp_path):
     earlier file and no temporary; read_json names the file and line of a damaged one."""
     path = tmp_path / "study.json"
     write_json(path, {"runs": {"a": 1}})
-    plain = tmp_path / "plain"
+    plain = tmp_path.parent / f"{tmp_path.name}-plain"
     plain.write_text("x")
     assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777      # readable as any new file, not owner-only
     with pytest.raises(TypeError):
