@@ -116,6 +116,28 @@ def test_a_sweep_into_the_folders_of_another_is_refused(swept, pretrained, tmp_p
     assert f"{copy / 'SST-2' / 'lr0.005_seed2' / 'result.json'}:1: not JSON" in capsys.readouterr().err
 
 
+def test_a_representative_without_its_checkpoint_is_finetuned_again(swept, tmp_path, capsys):
+    """best/ records which run it holds. When a later sweep into the folder (e.g. with more seeds)
+    picks a representative whose checkpoint was deleted after the first, that run is finetuned
+    again with its seed (the same result) and best/ then holds it; before, best/ kept the earlier
+    representative's model while the tables named another run."""
+    out, args = swept
+    rep = json.loads((out / "SST-2" / "best" / "run.json").read_text())["run"]
+    assert (out / "SST-2" / "best" / "checkpoint_best.pt").is_file() and not list(out.glob("SST-2/lr*/checkpoint*.pt"))
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    other = next(p.name for p in sorted(copy.glob("SST-2/lr*_seed*")) if p.name != rep)
+    (copy / "SST-2" / "best" / "run.json").write_text(json.dumps({"run": other}))     # as if another was before
+    before = json.loads((copy / "SST-2" / rep / "result.json").read_text())
+    capsys.readouterr()
+    assert sweep.main([str(copy) if a == str(out) else a for a in args]) == 0
+    err = capsys.readouterr().err
+    assert f"SST-2: the representative run {rep} has no checkpoint left" in err
+    assert json.loads((copy / "SST-2" / rep / "result.json").read_text()) == before         # the same seed, the same run
+    assert json.loads((copy / "SST-2" / "best" / "run.json").read_text()) == {"run": rep}
+    assert json.loads((copy / "SST-2" / "best" / "result.json").read_text()) == before
+
+
 def test_submission_files_layout(swept, order_task, tmp_path, capsys):
     out, _ = swept
     assert predict.main(["--checkpoint", str(out / "SST-2" / "best"), "--glue-task", "SST-2",

@@ -322,15 +322,41 @@ def write_tables(out: Path, summary: dict, label: str, paper: bool) -> str:
     return text
 
 
+BEST_RUN = "run.json"      # in OUT/TASK/best/: which run's checkpoint it holds
+
+
+def representative(out: Path, task: str, s: dict) -> Path:
+    return out / task / f"lr{s['lr']:g}_seed{s['representative_seed']}"
+
+
+def best_holds(best: Path, run: Path) -> bool:
+    """Whether OUT/TASK/best/ holds ``run``'s checkpoint (its run.json; a best/ of an earlier version:
+    the same result.json)."""
+    if (best / BEST_RUN).is_file():
+        return read_json(best / BEST_RUN).get("run") == run.name
+    return (best / "result.json").is_file() and (run / "result.json").is_file() and \
+        read_json(best / "result.json") == read_json(run / "result.json")
+
+
+def without_checkpoint(out: Path, summary: dict) -> list[tuple[str, Path]]:
+    """The tasks whose representative run has no checkpoint left and is not the one best/ holds:
+    its checkpoint was deleted after an earlier sweep, in which another run was the representative
+    (a sweep extended with more seeds or LRs can choose another)."""
+    return [(task, representative(out, task, s)) for task, s in summary.items()
+            if not (representative(out, task, s) / "checkpoint_best.pt").is_file()
+            and not best_holds(out / task / "best", representative(out, task, s))]
+
+
 def keep_representatives(out: Path, summary: dict, keep_all: bool) -> None:
     for task, s in summary.items():
-        run = out / task / f"lr{s['lr']:g}_seed{s['representative_seed']}"
+        run = representative(out, task, s)
         best = out / task / "best"
         if (run / "checkpoint_best.pt").is_file():
             best.mkdir(parents=True, exist_ok=True)
             for name in ("checkpoint_best.pt", "result.json", *BESIDE_FILES):
                 if (run / name).is_file():
                     shutil.copyfile(run / name, best / name)
+            write_json(best / BEST_RUN, {"run": run.name})
         if not keep_all:
             for ckpt in (out / task).glob("lr*_seed*/checkpoint*.pt"):
                 ckpt.unlink()
@@ -437,6 +463,23 @@ def main(argv=None) -> int:
             runs.setdefault(task, {}).setdefault(lr, {})[seed] = best
             print(f"tupe-glue: [{i}/{len(jobs)}] {task} lr {lr:g} seed {seed}: "
                   f"{best['best_checkpoint_metric']} {best['best']:.4f}", file=sys.stderr)
+        summary = aggregate(runs, recipes)
+        for _attempt in range(2):     # a representative whose checkpoint is gone: finetuned again (the same seed)
+            stale = without_checkpoint(args.out, summary)
+            for task, run in stale:
+                (_, lr, seed, cmd, save), = [j for j in jobs if j[4] == run]
+                print(f"tupe-glue: {task}: the representative run {run.name} has no checkpoint left (deleted after "
+                      f"an earlier sweep, when another run was the representative; --keep-all keeps them): "
+                      f"finetuning it again for {run.parent / 'best'}", file=sys.stderr)
+                (run / "result.json").unlink()
+                best = run_one(cmd, save, records[save])
+                if best is None:
+                    failed.append(str(save))
+                    del runs[task][lr][seed]
+                else:
+                    runs[task][lr][seed] = best
+            if stale:
+                summary = aggregate(runs, recipes)
     except (KeyboardInterrupt, Interrupted) as e:
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
         FINETUNES.stop(signum)
@@ -449,16 +492,18 @@ def main(argv=None) -> int:
         pool.shutdown(wait=True, cancel_futures=True)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    summary = aggregate(runs, recipes)
     args.out.mkdir(parents=True, exist_ok=True)
     text = write_tables(args.out, summary, label, args.paper)
     keep_representatives(args.out, summary, args.keep_all)
+    stale = without_checkpoint(args.out, summary)
+    for _task, run in stale:
+        print(f"tupe-glue: {run.parent / 'best'} does not hold the representative run {run.name} (its checkpoint "
+              f"is gone and finetuning it again gave another representative twice)", file=sys.stderr)
     print(text)
     print(f"tupe-glue: tables in {args.out}/results.{{md,csv,json}}", file=sys.stderr)
     if failed:
         print(f"tupe-glue: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failed or stale else 0
 
 
 if __name__ == "__main__":
