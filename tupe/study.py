@@ -152,10 +152,14 @@ def prepare_corpus(corpus: Path, out: Path, workers: int, extra: list[str]) -> P
         return corpus
     bin_dir = out / "data" / "bin"
     if (bin_dir / "preprocess.json").is_file():
+        inputs = [Path(p).resolve() for p in read_json(bin_dir / "preprocess.json").get("inputs", [])]
+        if inputs != [corpus.resolve()]:
+            raise ValueError(f"{bin_dir} was preprocessed from {', '.join(map(str, inputs)) or 'another corpus'}, "
+                             f"not {corpus}: use another --out (or the earlier --corpus)")
         log(f"corpus already preprocessed in {bin_dir}")
         return bin_dir
     log(f"preprocessing {corpus}")
-    if preprocess(["pretrain", "--input", str(corpus), "--destdir", str(bin_dir), "--workers", str(workers),
+    if preprocess(["pretrain", "--input", str(corpus.resolve()), "--destdir", str(bin_dir), "--workers", str(workers),
                    "--no-progress", "--force", *extra]) != 0:
         raise RuntimeError(f"tupe-preprocess pretrain failed on {corpus}")
     return bin_dir

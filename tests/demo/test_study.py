@@ -179,3 +179,16 @@ def test_a_stopped_step_stops_the_study_with_its_code(data_dir, tmp_path, capsys
     assert study(["--corpus", str(data_dir), "--schemes", "TUPE-R", "--lrs", "1e-3", "--quick", "--updates", "4",
                   "--out", str(out)]) == 1
     assert "tupe-study: error: pretraining TUPE-R/lr0.001 failed" in capsys.readouterr().err
+
+
+def test_a_study_folder_preprocessed_from_another_corpus_is_refused(tmp_path):
+    """OUT/data/bin is reused only for the corpus it was preprocessed from."""
+    from tupe.study import prepare_corpus
+
+    bin_dir = tmp_path / "out" / "data" / "bin"
+    bin_dir.mkdir(parents=True)
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    (bin_dir / "preprocess.json").write_text(json.dumps({"inputs": [str(first)]}))
+    assert prepare_corpus(first, tmp_path / "out", 1, []) == bin_dir                 # its own corpus: reused
+    with pytest.raises(ValueError, match=f"was preprocessed from {first}, not {second}"):
+        prepare_corpus(second, tmp_path / "out", 1, [])
