@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..checkpoint import CONFIG_FILE, CheckpointError, read_config, resolve_checkpoint, sha256_file
+from ..checkpoint import CONFIG_FILE, CheckpointError, read_config, resolve_checkpoint
 from ..hub import BESIDE_FILES
 from ..logs import cli_logging
 from ..preprocess.glue import TASKS as GLUE_TASKS
 from . import HelpFormatter, attach_flag_values, read_json, write_json
+from .records import RUN_RECORD, model_fingerprint, record_differences, run_record
 
 
 @dataclass(frozen=True)
@@ -159,61 +160,6 @@ class Finetunes:
 
 
 FINETUNES = Finetunes()
-
-
-# What a run was finetuned from, written into its folder when it starts: a later sweep into the
-# same --out reuses its result only if it would run the same finetune.
-RUN_RECORD = "command.json"
-_OWN_PATHS = ("--save-dir", "--tensorboard-logdir", "--restore-file")   # the run's own folder; the model by content
-
-
-def model_fingerprint(checkpoint: Path) -> str:
-    """SHA-256 of the pretrained model's file (a checkpoint, or an own-format/transformers folder's
-    weights): the same model under another path is the same, another model under the same path is not."""
-    weights = checkpoint if checkpoint.is_file() else next(
-        (checkpoint / name for name in ("model.safetensors", "pytorch_model.bin") if (checkpoint / name).is_file()),
-        None)
-    return sha256_file(weights) if weights is not None else str(checkpoint.resolve())
-
-
-def run_record(cmd: list[str], fingerprint: str) -> dict:
-    """What decides a finetune's result: its train.py flags (the data folder resolved; its own
-    folders and the model's path left out) and the model's fingerprint."""
-    flags, skip = [], False
-    for i, arg in enumerate(cmd):
-        if skip:
-            skip = False
-            continue
-        if arg in _OWN_PATHS:
-            skip = True
-            continue
-        flags.append(str(Path(arg).resolve()) if i == 0 else arg)
-    return {"flags": flags, "model_sha256": fingerprint}
-
-
-def _flag_values(flags: list[str]) -> dict[str, Optional[str]]:
-    out, i = {"DATA": flags[0] if flags else None}, 1
-    while i < len(flags):
-        value = flags[i + 1] if i + 1 < len(flags) and not flags[i + 1].startswith("--") else None
-        out[flags[i]] = value
-        i += 2 if value is not None else 1
-    return out
-
-
-def record_differences(recorded: dict, now: dict) -> list[str]:
-    """How a recorded run differs from the one a sweep would run now, in words."""
-    out = []
-    if recorded.get("model_sha256") != now["model_sha256"]:
-        out.append("another pretrained model (--checkpoint's content differs)")
-    old, new = _flag_values(recorded.get("flags", [])), _flag_values(now["flags"])
-
-    def shown(values: dict, flag: str) -> str:
-        return "absent" if flag not in values else "on" if values[flag] is None else values[flag]
-
-    for flag in [*old, *(f for f in new if f not in old)]:
-        if shown(old, flag) != shown(new, flag):
-            out.append(f"{flag} {shown(old, flag)} then, {shown(new, flag)} now")
-    return out
 
 
 def run_one(cmd: list[str], save: Path, record: Optional[dict] = None) -> Optional[dict]:
@@ -471,11 +417,11 @@ def main(argv=None) -> int:
                 print(f"tupe-glue: {task}: the representative run {run.name} has no checkpoint left (deleted after "
                       f"an earlier sweep, when another run was the representative; --keep-all keeps them): "
                       f"finetuning it again for {run.parent / 'best'}", file=sys.stderr)
+                kept = read_json(run / "result.json")
                 (run / "result.json").unlink()
                 best = run_one(cmd, save, records[save])
-                if best is None:
-                    failed.append(str(save))
-                    del runs[task][lr][seed]
+                if best is None:                   # its result stays; best/ is said to be stale below
+                    write_json(run / "result.json", kept)
                 else:
                     runs[task][lr][seed] = best
             if stale:
@@ -497,8 +443,8 @@ def main(argv=None) -> int:
     keep_representatives(args.out, summary, args.keep_all)
     stale = without_checkpoint(args.out, summary)
     for _task, run in stale:
-        print(f"tupe-glue: {run.parent / 'best'} does not hold the representative run {run.name} (its checkpoint "
-              f"is gone and finetuning it again gave another representative twice)", file=sys.stderr)
+        print(f"tupe-glue: {run.parent / 'best'} does not hold the representative run {run.name}: its checkpoint "
+              f"is gone and finetuning it again did not give it back (see above)", file=sys.stderr)
     print(text)
     print(f"tupe-glue: tables in {args.out}/results.{{md,csv,json}}", file=sys.stderr)
     if failed:
