@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import shutil
 import sys
 import time
@@ -33,6 +34,18 @@ DATA = Path(__file__).parent / "demo_data"
 # The demo's models: names from the scheme registry (config.SCHEMES).
 MODELS = ("TUPE-R", "TUPE-A", "BERT-A")
 DEMO_MARKER = ".tupe-demo"          # marks a demo folder, which the next demo replaces
+
+
+def is_demo_folder(out: Path) -> bool:
+    """A folder the demo may replace: its marker, or (made before the marker) a study whose task is
+    the demo's own, inside the folder; never a study or anything else of the user's."""
+    if (out / DEMO_MARKER).is_file():
+        return True
+    try:
+        task = json.loads((out / STUDY_FILE).read_text())["plan"]["task"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return task == str(out / "data" / "glue-bin" / "SST-2-bin")
 
 
 def log(msg: str) -> None:
@@ -124,7 +137,7 @@ def main(argv=None) -> int:
 
     start = time.time()
     out = args.out
-    if out.exists() and any(out.iterdir()) and not ((out / DEMO_MARKER).is_file() or (out / STUDY_FILE).is_file()):
+    if out.exists() and any(out.iterdir()) and not is_demo_folder(out):
         print(f"tupe-demo: error: --out {out} exists and is not a demo folder: the demo replaces its folder whole, "
               f"so nothing was touched; choose a new folder", file=sys.stderr)
         return 1

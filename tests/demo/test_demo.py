@@ -89,3 +89,9 @@ def test_demo_never_replaces_a_folder_that_is_not_a_demo(tmp_path, capsys):
     assert demo(["--quick", "--out", str(out)]) == 1
     assert "exists and is not a demo folder" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    # a study of the user's (its own task) is not a demo folder; one the demo made before the marker is
+    from tupe.demo import is_demo_folder
+    (out / "study.json").write_text(json.dumps({"plan": {"task": "data-bin/mine/topics-bin"}}))
+    assert not is_demo_folder(out)
+    (out / "study.json").write_text(json.dumps({"plan": {"task": str(out / "data" / "glue-bin" / "SST-2-bin")}}))
+    assert is_demo_folder(out)
