@@ -173,9 +173,11 @@ class TupeHub(torch.nn.Module):
         return (" ".join(words) + " ").replace("@@ ", "").strip()
 
     # ------------------------------------------------------------------ model calls
-    def _batch(self, tokens: Union[str, torch.Tensor]) -> torch.Tensor:
+    def _batch(self, tokens: Union[str, torch.Tensor], text2: Optional[str] = None) -> torch.Tensor:
+        """(1, T) ids on the model's device: a text (and its pair) encoded, with a warning when it is
+        cut to the model's length; or ids as given."""
         if isinstance(tokens, str):
-            tokens, was_cut = self.encode_row(tokens)
+            tokens, was_cut = self.encode_row(tokens, text2)
             if was_cut:
                 logger.warning("the text is longer than the model's %d positions: cut to them (as finetuning's "
                                "--truncate-sequence does)", self.model.cfg.max_positions)
@@ -217,11 +219,7 @@ class TupeHub(torch.nn.Module):
         self.check_head(head)
         self.check_inputs(head, text2 is not None)
         self.model.eval()
-        row, was_cut = self.encode_row(text, text2)
-        if was_cut:
-            logger.warning("the input is longer than the model's %d positions: cut to them (as finetuning's "
-                           "--truncate-sequence does)", self.model.cfg.max_positions)
-        logits = self.model(self._batch(row), classification_head_name=head)
+        logits = self.model(self._batch(text, text2), classification_head_name=head)
         if return_logits or logits.size(-1) == 1:
             return logits
         return logits.log_softmax(-1)
@@ -303,6 +301,11 @@ def from_pretrained(path: Union[str, Path], cased: Optional[bool] = None, compil
     if compile:
         compile_layers(model)
     return TupeHub(model, load_vocabulary(path, model.cfg.vocab_size), read_labels(path, model) or None, cased)
+
+
+def write_labels(directory: Union[str, Path], labels: dict) -> None:
+    """``directory``'s labels.json: what :func:`read_labels` reads back."""
+    (Path(directory) / LABELS_FILE).write_text(json.dumps(labels) + "\n")
 
 
 def read_labels(path: Union[str, Path], model: TupeModel) -> dict:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Optional
@@ -35,9 +36,10 @@ from ..checkpoint import (
     resolve_checkpoint,
     save_fairseq,
     save_pretrained,
+    write_casing,
 )
 from ..data.dictionary import Dictionary
-from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, read_labels
+from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, read_labels, write_labels
 from ..logs import cli_logging
 from . import HelpFormatter
 
@@ -60,44 +62,49 @@ def to_own(src: Path, dest: Path) -> None:
                     vocabulary=load_vocabulary(ckpt, model.cfg.vocab_size))
     labels = read_labels(ckpt, model)
     if labels:
-        (dest / LABELS_FILE).write_text(json.dumps(labels) + "\n")
+        write_labels(dest, labels)
 
 
 def to_fairseq(src: Path, dest: Path, fp16: bool) -> None:
     model = load_model(src)
     base = None if is_hf_folder(src) else read_pretrained_config(src).get("fairseq_args")
     save_fairseq(model, dest, args=fairseq_args(model.cfg, base), fp16=fp16)
-    # what makes the file usable by tupe.from_pretrained and tupe-predict, beside it (where absent)
+    # what makes the file usable by tupe.from_pretrained and tupe-predict, beside it (where absent;
+    # one that differs is kept and named)
+    beside, differing = dest.parent, []
+    for name in (DICT_FILE, BPE_FILE):
+        if (src / name).is_file():
+            if not (beside / name).exists():
+                shutil.copyfile(src / name, beside / name)
+            elif (beside / name).read_bytes() != (src / name).read_bytes():
+                differing.append(name)
     labels = read_labels(src, model)
-    cased = casing_of(src)
-    files = {name: (src / name).read_bytes() for name in (DICT_FILE, BPE_FILE) if (src / name).is_file()}
     if labels:
-        files[LABELS_FILE] = (json.dumps(labels) + "\n").encode()
+        if not (beside / LABELS_FILE).exists():
+            write_labels(beside, labels)
+        elif json.loads((beside / LABELS_FILE).read_text()) != labels:
+            differing.append(LABELS_FILE)
+    cased = casing_of(src)
     if cased is not None:
-        files[TEXT_FILE] = (json.dumps({"cased": cased}) + "\n").encode()
-    for name, data in files.items():
-        path = dest.parent / name
-        if not path.exists():
-            path.write_bytes(data)
-        elif path.read_bytes() != data and not (name == TEXT_FILE and casing_of(dest.parent) == cased):
-            print(f"tupe-convert: warning: {path} exists and differs from {src}'s; kept as it is, so "
-                  f"{dest.name} is read with it (convert into a folder of its own to keep the model's)",
-                  file=sys.stderr)
+        if not (beside / TEXT_FILE).exists():
+            write_casing(beside, cased)
+        elif casing_of(beside) != cased:
+            differing.append(TEXT_FILE)
+    for name in differing:
+        print(f"tupe-convert: warning: {beside / name} exists and differs from {src}'s; kept as it is, so "
+              f"{dest.name} is read with it (convert into a folder of its own to keep the model's)", file=sys.stderr)
 
 
-def label_words_for(src: Path, head: str, label_dict: Optional[Path], k: int) -> Optional[list[str]]:
-    """Class names of ``head``: a GLUE label dictionary if given, else labels.json beside the checkpoint."""
+def label_words_for(labels: dict, head: str, label_dict: Optional[Path], k: int) -> Optional[list[str]]:
+    """Class names of ``head``: a GLUE label dictionary if given, else what is known beside the
+    checkpoint (``labels``: ``tupe.hub.read_labels``)."""
     if label_dict is not None:
         words = Dictionary.load(label_dict).words()[:k]
         if len(words) != k:
             raise CheckpointError(f"{label_dict}: {len(words)} labels for a head of {k} classes")
         return words
-    directory = src if src.is_dir() else src.parent
-    if (directory / LABELS_FILE).is_file():
-        words = json.loads((directory / LABELS_FILE).read_text()).get(head)
-        if words and len(words) == k:
-            return list(words)
-    return None
+    words = labels.get(head)
+    return list(words) if words and len(words) == k else None
 
 
 def to_hf(src: Path, dest: Path, head: Optional[str], label_dict: Optional[Path], cased: Optional[bool]) -> None:
@@ -108,18 +115,15 @@ def to_hf(src: Path, dest: Path, head: Optional[str], label_dict: Optional[Path]
     model = load_model(src)
     sizes = model.head_sizes
     chosen = head or (model.DEFAULT_HEAD if model.DEFAULT_HEAD in sizes else (next(iter(sizes)) if len(sizes) == 1 else None))
-    words = label_words_for(src, chosen, label_dict, sizes[chosen]) if chosen in sizes else None
-    score_range = read_labels(src, model).get(SCORE_RANGES, {}).get(chosen) if chosen in sizes else None
+    labels = read_labels(src, model)               # label words, inputs (1 or 2), a regression head's range
+    words = inputs = score_range = None
+    if chosen in sizes:
+        words = label_words_for(labels, chosen, label_dict, sizes[chosen])
+        inputs = labels.get(INPUTS, {}).get(chosen)
+        score_range = labels.get(SCORE_RANGES, {}).get(chosen)
     export_hf(model, dest, head=chosen, label_words=words, cased=cased,
-              vocabulary=load_vocabulary(src, model.cfg.vocab_size), inputs=head_inputs(src, model, chosen),
+              vocabulary=load_vocabulary(src, model.cfg.vocab_size), inputs=inputs if inputs in (1, 2) else None,
               score_range=score_range)
-
-
-def head_inputs(src: Path, model, head: Optional[str]) -> Optional[int]:
-    """1 or 2: whether ``head`` was finetuned on single sentences or pairs (``tupe.hub.read_labels``);
-    None where unknown."""
-    inputs = read_labels(src, model).get(INPUTS, {}).get(head) if head is not None else None
-    return inputs if inputs in (1, 2) else None
 
 
 def main(argv=None) -> int:

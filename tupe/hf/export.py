@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -14,7 +13,7 @@ from safetensors.torch import save_file
 
 from ..checkpoint import WEIGHTS_FILE, Vocabulary, check_replaceable, hf_state_dict
 from ..checkpoint.fairseq import LM_HEAD_TRAINED
-from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES
+from ..hub import INPUTS, SCORE_RANGES, write_labels
 from ..model import TupeModel
 from .configuration import TupeHfConfig
 from .tokenization import TupeTokenizer
@@ -95,7 +94,7 @@ def export_hf(model: TupeModel, directory: Union[str, os.PathLike], head: Option
         if head is not None and score_range is not None:
             labels[SCORE_RANGES] = {model.DEFAULT_HEAD: extra["task_score_range"]}
         if labels:
-            (tmp / LABELS_FILE).write_text(json.dumps(labels) + "\n")
+            write_labels(tmp, labels)
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)

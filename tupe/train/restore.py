@@ -6,7 +6,6 @@ trainer, which owns those."""
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from ..checkpoint import (
     write_casing,
 )
 from ..config import TupeConfig
-from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, read_labels, task_score_range
+from ..hub import INPUTS, SCORE_RANGES, read_labels, task_score_range, write_labels
 from ..model.electra import is_electra_state, split_electra_state
 from .options import ConfigConflict, config_with_checkpoint
 
@@ -169,7 +168,7 @@ def write_run_files(args: argparse.Namespace, task, save_dir: Path) -> None:
         labels = {head: (words or [])[: args.num_classes], INPUTS: {head: task.n_inputs}}
         if regression:   # predictions are mapped back to this range
             labels[SCORE_RANGES] = {head: list(task_score_range(data_dir))}
-        (save_dir / LABELS_FILE).write_text(json.dumps(labels) + "\n")
+        write_labels(save_dir, labels)
     sources = [data_dir, data_dir / "input0", Path(args.restore_file).parent]
     for name in (DICT_FILE, BPE_FILE):
         src = next((d / name for d in sources if (d / name).is_file()), None)
