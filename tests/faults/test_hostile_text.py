@@ -212,6 +212,10 @@ def test_predict_reports_rows_cut_to_the_model_length(classifier, tmp_path, caps
     with caplog.at_level("WARNING", logger="tupe.hub"):
         hub.predict_batch("sentence_classification_head", ["the river", long_text])
     assert "1 of 2 rows longer than the model's" in caplog.text and "rows 1" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tupe.hub"):                  # one row (and a pair): the same word
+        hub.predict("sentence_classification_head", "city", long_text)
+    assert f"the text is longer than the model's {limit} positions: cut to them" in caplog.text
 
 
 @pytest.mark.parametrize("content,message", [

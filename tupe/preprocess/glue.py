@@ -224,7 +224,7 @@ def process_task(task: GlueTask, raw_dir: Path, bpe: BPE, dictionary: Dictionary
     info["num_classes"] = task.num_classes    # the task's fixed label set, whatever train holds
     info["cased"] = cased                     # read by training runs (their text.json) and the hub
     if label_dict is not None:
-        info["label_words"] = label_dict.symbols[label_dict.nspecial:][: task.num_classes]
+        info["label_words"] = label_dict.words()[: task.num_classes]
     (out / "glue.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 
