@@ -19,6 +19,7 @@ import torch
 from .checkpoint import BPE_FILE, CONFIG_FILE, DICT_FILE, TEXT_FILE, Vocabulary, is_hf_folder, load_model, load_vocabulary
 from .data.bpe import BPE
 from .data.dictionary import MASK
+from .logs import listed
 from .model import TupeModel
 from .model.compile import compile_layers
 from .preprocess.glue import STSB_RANGE
@@ -261,7 +262,7 @@ class TupeHub(torch.nn.Module):
         if cut:
             logger.warning("%d of %d rows longer than the model's %d positions were cut to them (as finetuning's "
                            "--truncate-sequence does): rows %s", len(cut), len(rows), self.model.cfg.max_positions,
-                           ", ".join(map(str, cut[:5])) + (", ..." if len(cut) > 5 else ""))
+                           listed(cut))
         return self.predict_rows(head, rows, batch_size, max_tokens)
 
     def predict_rows(self, head: str, rows: Sequence[torch.Tensor], batch_size: Optional[int] = 32,

@@ -34,3 +34,9 @@ def cli_logging(level: int = logging.INFO) -> None:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
+
+
+def listed(items, shown: int = 5) -> str:
+    """The first ``shown`` items, comma-separated, with ", ..." where there are more: line numbers
+    or rows named in a message."""
+    return ", ".join(map(str, items[:shown])) + (", ..." if len(items) > shown else "")

@@ -27,7 +27,7 @@ from ..data.dictionary import Dictionary
 from ..data.indexed_dataset import MMapIndexedDataset
 from ..data.indexed_dataset import exists as dataset_exists
 from ..hub import INPUTS, SCORE_RANGES, HubError, TupeHub, classify, from_pretrained, read_labels, task_score_range
-from ..logs import cli_logging
+from ..logs import cli_logging, listed
 from ..model import TupeModel
 from ..preprocess.text import decode_row, describe_repairs
 from . import HelpFormatter
@@ -109,10 +109,9 @@ def write_submission(model: TupeModel, head: str, task: str, data: Path, out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, (rows, cut) in tests.items():
         if cut:
-            shown = ", ".join(map(str, cut[:5])) + (", ..." if len(cut) > 5 else "")
             logger.warning("%s/input0/%s: %d of %d row(s) longer than the model's %d positions, cut to them as "
                            "finetuning's --truncate-sequence cuts (indices %s)", data, split, len(cut), len(rows),
-                           model.cfg.max_positions, shown)
+                           model.cfg.max_positions, listed(cut))
         logits = classify(model, head, rows, batch_size, max_tokens)
         path = out_dir / f"{SUBMISSION_NAMES.get(task, {}).get(split, task)}.tsv"
         with open(path, "w") as f:
@@ -191,13 +190,11 @@ def predict_raw(hub: TupeHub, head: str, lines, out=None, source: str = "stdin",
             flush()
     flush()
     if blank:
-        shown = ", ".join(map(str, blank[:5])) + (", ..." if len(blank) > 5 else "")
-        print(f"tupe-predict: {source}: skipped {len(blank)} blank line(s) ({shown}); the output has one line "
+        print(f"tupe-predict: {source}: skipped {len(blank)} blank line(s) ({listed(blank)}); the output has one line "
               f"per non-blank input line", file=sys.stderr)
     if cut:
-        shown = ", ".join(map(str, cut[:5])) + (", ..." if len(cut) > 5 else "")
         print(f"tupe-predict: {source}: {len(cut)} line(s) longer than the model's {hub.model.cfg.max_positions} "
-              f"positions, cut to them as finetuning's --truncate-sequence cuts ({shown})", file=sys.stderr)
+              f"positions, cut to them as finetuning's --truncate-sequence cuts ({listed(cut)})", file=sys.stderr)
     if describe_repairs(repairs):
         print(f"tupe-predict: {source}: {describe_repairs(repairs)}", file=sys.stderr)
     return n
