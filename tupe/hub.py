@@ -16,7 +16,17 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .checkpoint import BPE_FILE, CONFIG_FILE, DICT_FILE, TEXT_FILE, Vocabulary, is_hf_folder, load_model, load_vocabulary
+from .checkpoint import (
+    BPE_FILE,
+    CONFIG_FILE,
+    DICT_FILE,
+    LABELS_FILE,
+    TEXT_FILE,
+    Vocabulary,
+    is_hf_folder,
+    load_model,
+    load_vocabulary,
+)
 from .data.bpe import BPE
 from .data.dictionary import MASK
 from .logs import listed
@@ -27,7 +37,6 @@ from .preprocess.text import glue_clean
 
 logger = logging.getLogger(__name__)
 
-LABELS_FILE = "labels.json"
 SCORE_RANGES = "score_ranges"      # labels.json: {head: [lo, hi]} of regression heads
 INPUTS = "inputs"                  # labels.json: {head: 1 or 2}: one sentence or a pair per example
 # What the hub and tupe-predict read beside a checkpoint: its vocabulary, whether the text keeps

@@ -13,7 +13,7 @@ The names below are the public API (``tupe.load_model``, ``tupe.save_pretrained`
 """
 
 from .electra import load_electra, load_electra_state
-from .errors import BPE_FILE, CONFIG_FILE, DICT_FILE, TEXT_FILE, WEIGHTS_FILE, CheckpointError
+from .errors import BPE_FILE, CONFIG_FILE, DICT_FILE, LABELS_FILE, TEXT_FILE, WEIGHTS_FILE, CheckpointError
 from .fairseq import (
                       ENC,
                       LM,
@@ -56,7 +56,7 @@ from .safe import (
                       write_manifest,
 )
 
-__all__ = ["BPE_FILE", "CONFIG_FILE", "DICT_FILE", "ENC", "HF_CLASSIFIER", "HF_ENCODER", "LM", "MANIFEST",
+__all__ = ["BPE_FILE", "CONFIG_FILE", "DICT_FILE", "ENC", "HF_CLASSIFIER", "HF_ENCODER", "LABELS_FILE", "LM", "MANIFEST",
            "SAFE_GLOBALS", "TEXT_FILE", "WEIGHTS_FILE", "CheckpointError", "Vocabulary", "build_and_load",
            "casing_of", "check_archive", "check_data_dictionary", "check_replaceable", "checkpoint_tensors",
            "config_from_checkpoint", "discriminator_of",

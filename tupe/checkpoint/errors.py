@@ -9,6 +9,7 @@ PathLike = Union[str, os.PathLike]
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 DICT_FILE, BPE_FILE = "dict.txt", "bpe-code"
 TEXT_FILE = "text.json"   # the text pipeline's settings beside dict.txt: {"cased": bool}
+LABELS_FILE = "labels.json"   # what a finetuned model's heads were trained on (tupe.hub.read_labels)
 
 
 class CheckpointError(RuntimeError):

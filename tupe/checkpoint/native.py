@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from ..config import TupeConfig
 from ..data.dictionary import Dictionary, model_vocab_size
 from ..model import TupeModel
-from .errors import BPE_FILE, CONFIG_FILE, DICT_FILE, TEXT_FILE, WEIGHTS_FILE, CheckpointError, PathLike
+from .errors import BPE_FILE, CONFIG_FILE, DICT_FILE, LABELS_FILE, TEXT_FILE, WEIGHTS_FILE, CheckpointError, PathLike
 from .fairseq import _QKV_ORIG, _QKV_OURS, LM_HEAD_TRAINED, build_and_load
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def check_data_dictionary(checkpoint: PathLike, dictionary: Dictionary, data: Pa
 # What a model folder written by this project holds (own format or transformers, with the
 # vocabulary and what the hub reads beside a checkpoint). A folder holding nothing else is
 # replaced whole by a new save; one holding anything else is not touched.
-MODEL_FOLDER_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, DICT_FILE, BPE_FILE, TEXT_FILE, "labels.json",
+MODEL_FOLDER_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, DICT_FILE, BPE_FILE, TEXT_FILE, LABELS_FILE,
                                 "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                                 "tokenizer.json", "generation_config.json"})
 
