@@ -12,7 +12,7 @@ that a slow spell of a shared machine hits them alike; besides the median step t
 the summary gives paired ratios (the median over rounds of step-time ratios taken within one
 round), which are what the targets compare.
 
-"matmul rate" (CPU): the FLOP/s of the matrix products alone (one BERT-base layer's linear
+"matmul rate": the FLOP/s of the matrix products alone (one BERT-base layer's linear
 layers, forward and both backward products, at the batch's token count, in the row's precision),
 timed before and after every model step; per row each model's FLOP rate (model FLOPs: 3 x
 forward of the linear layers, the T x T products and the LM head on the positions it projects,
@@ -165,6 +165,7 @@ def cpu_name() -> str:
 
 
 CPU_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}        # --dtypes on the CPU
+DTYPES = {**CPU_DTYPES, "fp16": torch.float16}                      # and on CUDA
 LINEAR_SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]    # qkv, out, fc1, fc2 (in, out)
 
 
@@ -328,9 +329,8 @@ def main() -> None:
             # mean of the matmul times just before and just after it (a slow spell of this shared
             # machine lasts seconds to minutes, so the adjacent timings share it)
             bracket = {name: [] for name in runners}
-            if not cuda:
-                matmul = MatmulRunner(B * T, device, CPU_DTYPES[dtype])
-                matmul.step(record=False)
+            matmul = MatmulRunner(B * T, device, DTYPES[dtype])
+            matmul.step(record=False)
             for _ in range(args.steps):
                 if matmul is not None:
                     matmul.step()
@@ -348,7 +348,7 @@ def main() -> None:
                     row["warmup_s"] = round(warmup_s[name], 1)
                 projected = B * T if name == "HF-BERT" else int(r.mask.sum())
                 flops = step_flops(B, T, projected)
-                if not cuda:
+                if matmul is not None:
                     row["model_gflops_per_s"] = round(flops / sec / 1e9, 1)
                     # what the fraction is computed from: FLOPs of a step and of a matmul timing, and the
                     # matmul seconds around each step (mean of the timings before and after it)
@@ -367,7 +367,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
             if matmul is not None:
                 results.setdefault("matmul_gflops_per_s", {}).setdefault(f"{B}x{T}", {})[
-                    dtype_name(CPU_DTYPES[dtype])] = round(matmul.rate() / 1e9, 1)
+                    dtype_name(DTYPES[dtype])] = round(matmul.rate() / 1e9, 1)
             if args.profile and not cuda and "TUPE-R" in runners:
                 ops = profile_step(runners["TUPE-R"])
                 results.setdefault("profile_TUPE-R", {})[f"{B}x{T}_{dtype}"] = ops
@@ -377,7 +377,7 @@ def main() -> None:
             rates = matmul_rates(B * T, device)     # both precisions back to back: their ratio
             results.setdefault("matmul_ceiling_bf16_speedup", {})[f"{B}x{T}"] = round(
                 rates["bfloat16"] / rates["float32"], 3)
-        if not cuda:
+        if f"{B}x{T}" in results.get("matmul_gflops_per_s", {}):
             print(json.dumps({"matmul_gflops_per_s": results["matmul_gflops_per_s"][f"{B}x{T}"], "tokens": B * T}), flush=True)
     results["summary"] = summarise(results["rows"])
     for line in results["summary"]:

@@ -57,18 +57,38 @@ def test_flex_equals_bias_form_with_gradients(name):
 
 
 def test_cls_row_and_column_reach_their_parameters():
-    """TUPE-R's four [CLS] scalars per head (theta_1, theta_2, two relative-table rows) get the
-    same gradient through the score modification as through the bias."""
+    """TUPE-R's [CLS] scalars per head: the column's (theta_2 and its relative-table row) get the
+    same gradient through the flex path (read detached in the kernel, their gradient from
+    cls_column_gradient) as through the bias; the row's (theta_1 and its table row) add a
+    constant to the whole [CLS] row, which softmax removes: zero gradient in the bias form (to
+    rounding) and exactly zero in the flex path, which leaves them out."""
     bias, flex = pair(SCHEMES["TUPE-R"])
     tokens = random_tokens(3, 12, seed=5)
     grads = []
     for model in (bias, flex):
         model(tokens)[tokens.ne(1)].square().mean().backward()
         table = model.encoder.rel_pos_bias.relative_attention_bias.weight.grad
-        grads.append((table[16], table[32], model.encoder.untied_pos.pos.weight.grad[:2]))
-    for a, b in zip(*grads):
-        assert a.abs().sum() > 0
+        pos = model.encoder.untied_pos.pos.weight.grad
+        grads.append({"column": (table[32], pos[1]), "row": (table[16], pos[0])})
+    (b_col, b_row), (f_col, f_row) = (g.values() for g in grads)
+    for a, b in zip(b_col, f_col):
+        assert a.abs().sum() > 1e-10          # real gradients (~1e-7 here); rounding is ~1e-17
         torch.testing.assert_close(b, a, atol=1e-10, rtol=1e-8)
+    for a, b in zip(b_row, f_row):
+        assert a.abs().max() < 1e-12 and b.abs().max() == 0
+
+
+def test_kernel_reads_cls_column_detached():
+    """The score modification holds no learned scalar with a gradient for [CLS] (FlexAttention's
+    backward would serialise on its atomic adds): only the per-distance table keeps one."""
+    T, H = 6, 2
+    col0 = torch.randn(H, requires_grad=True)
+    pos = FlexPositions(torch.zeros(1, T, dtype=torch.bool), row0=torch.randn(H, requires_grad=True), col0=col0)
+    grid = pos.score_mod(torch.zeros(1, H, T, T), torch.zeros(1, 1, 1, 1, dtype=torch.long),
+                         torch.arange(H).view(1, H, 1, 1), torch.arange(T).view(1, 1, T, 1),
+                         torch.arange(T).view(1, 1, 1, T))
+    assert not grid.requires_grad and pos.col0_needs_grad()
+    torch.testing.assert_close(grid[0, :, 1:, 0], col0.detach().view(H, 1).expand(H, T - 1))
 
 
 def test_fp32_tolerance_and_reference_checkpoint():
@@ -156,7 +176,7 @@ def test_score_mod_is_elementwise():
             for j in range(T):
                 one = pos.score_mod(torch.tensor(0.0), torch.tensor(0), torch.tensor(h), torch.tensor(i),
                                     torch.tensor(j))
-                want = pos.row0[h] if i == 0 else pos.col0[h] if j == 0 else pos.per_distance[h, j - i + T - 1]
+                want = 0.0 if i == 0 else pos.col0[h] if j == 0 else pos.per_distance[h, j - i + T - 1]
                 assert one == grid[0, h, i, j] == want
 
 

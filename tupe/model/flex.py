@@ -9,19 +9,28 @@ form, gradients included):
 * TUPE's untied term is low rank. With ``u_i = p_i U^Q / sqrt(2d)`` and ``w_j = p_j U^K``
   (per head, d dims each), ``[q_i / sqrt(2d), u_i] . [k_j, w_j]`` is the word term plus the
   positional term: attention on q/k of head dim 2d (v keeps d) with scale 1. [CLS] is untied by
-  zeroing its u and w rows and adding the two learned scalars (theta_1 for its row, theta_2 for
-  its column) in the score modification.
-* TUPE-R's relative term is a gather from the (H, 2T-1) per-distance table at ``kv - q + T - 1``
-  (with [CLS]'s two entries), ALiBi's ``-slope_h |kv - q|``: both in the score modification.
+  zeroing its u and w rows; the score modification adds theta_2 to its column. theta_1, added
+  to the whole [CLS] row, is a constant that softmax removes (its gradient is zero in the bias
+  form too), so the kernel leaves it out.
+* TUPE-R's relative term: the (H, 2T-1) per-distance table spread once per forward to
+  (H, T, T) (``toeplitz``; [CLS]'s column value in column 0, row 0 zero), read in the score
+  modification as ``relative[h, q, kv]``; ALiBi's ``-slope_h |kv - q|`` likewise.
 * Padding is a block mask (keys at padded positions are skipped).
 
-On CUDA this runs FlexAttention (``torch.nn.attention.flex_attention``, compiled): the
-(H, 2T-1) table is read inside the kernel and gets its gradient there. FlexAttention has no
-backward on the CPU, so there the same ``score_mod``/``mask_mod`` functions are evaluated on
-index grids (``attend_math``): materialised, no faster than the bias form, but the same
-arithmetic, which is what the CPU tests check on every machine (CPU inference without autograd
-runs FlexAttention's own eager evaluation). FlexAttention cannot drop attention probabilities:
-training with this path needs ``attention_dropout=0``.
+On CUDA this runs FlexAttention (``torch.nn.attention.flex_attention``, compiled). A tensor the
+score modification reads with a gradient gets it in the kernel's backward, by one atomic add
+per score element, so where those adds land decides the speed (one layer, 32 x 512, bf16, on an
+H200; ``benchmarks/flex_bench.py``, docs/performance.md): onto H addresses ([CLS]'s scalars read
+as ``col0[h]``, the earlier form) they serialise: 181 ms, 50x the bias form; gathered from the
+(H, 2T-1) table, 4.6 ms; from the (H, T, T) spread, 2.7 ms (bias form: 3.6 ms). So the relative
+term is read spread, and without one (TUPE-A) [CLS]'s column value is read detached and gets
+its gradient from a term added to the output (``cls_column_gradient``): zero in value, with the
+exact gradient ``sum_i p_i0 dO_i . (v_0 - O_i)`` from the kernel's logsumexp, at O(B H T d)
+cost. FlexAttention has no backward on the CPU, so there the same ``score_mod``/``mask_mod``
+functions are evaluated on index grids (``attend_math``): materialised, no faster than the bias
+form, but the same arithmetic, which is what the CPU tests check on every machine (CPU inference
+without autograd runs FlexAttention's own eager evaluation). FlexAttention cannot drop attention
+probabilities: training with this path needs ``attention_dropout=0``.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+
+from .positional import toeplitz
 
 _compiled_flex = None
 
@@ -52,8 +63,10 @@ class FlexPositions:
 
     padding      (B, T) bool, True at padded positions
     pos_q, pos_k (H, T, d) folded untied term (TUPE), [CLS] rows zeroed when untied; pos_q scaled
-    row0, col0   (H,) what [CLS]'s row / column get instead of the positional terms (untie_cls)
-    per_distance (H, 2T-1) relative bias by distance kv - q (TUPE-R, BERT-R, ...)
+    row0, col0   (H,) what [CLS]'s row / column get instead of the positional terms (untie_cls);
+                 the row's value is a constant over the row, which softmax removes: not read
+    per_distance (H, 2T-1) relative bias by distance kv - q (TUPE-R, BERT-R, ...); spread once to
+                 ``relative`` (H, T, T) (with [CLS]'s column, row 0 zero when untied)
     slopes       (H,) ALiBi slopes
     """
 
@@ -72,19 +85,30 @@ class FlexPositions:
         def score_mod(score, b, h, q, kv):
             """score + the positional terms of (head h, query q, key kv)."""
             bias = None
-            if per_distance is not None:
-                bias = per_distance[h, kv - q + (T - 1)]
+            if relative is not None:
+                bias = relative[h, q, kv]
             if slopes is not None:
                 bias = -slopes[h] * (kv - q).abs().to(slopes.dtype)
-            if row0 is not None:
+            if cls_column is not None:
                 rest = bias if bias is not None else 0.0
-                bias = torch.where(q == 0, row0[h], torch.where(kv == 0, col0[h], rest))
+                bias = torch.where(q == 0, 0.0, torch.where(kv == 0, cls_column[h], rest))
             return score if bias is None else score + bias
 
         def mask_mod(b, h, q, kv):
             return ~padding[b, kv]                       # keys at padded positions are skipped
 
         T = self.T
+        relative = None
+        if per_distance is not None:
+            relative = toeplitz(per_distance, T)                  # (H, T, T), with its gradient
+            if col0 is not None:                                  # [CLS]'s column; its row: 0 (see above)
+                relative = relative.clone()
+                relative[:, :, 0] = col0.unsqueeze(-1)
+                relative[:, 0, :] = 0.0
+            relative = relative.contiguous()
+        self.relative = relative
+        # [CLS]'s column without a relative term: read detached, its gradient from cls_column_gradient
+        cls_column = None if col0 is None or relative is not None else col0.detach()
         self.score_mod, self.mask_mod = score_mod, mask_mod
 
     def block_mask(self):
@@ -119,15 +143,50 @@ class FlexPositions:
                 dv = v.size(-1)
                 if min(q.size(-1), dv) < 16:          # the kernel's smallest head dim: zero-pad
                     q, k, v = (F.pad(t, (0, max(0, 16 - t.size(-1)))) for t in (q, k, v))
-                y = flex_attention_kernel()(q, k, v, score_mod=self.score_mod, block_mask=self.block_mask(),
-                                            scale=scale)
-                return y[..., :dv], None
+                if not self.col0_needs_grad():
+                    y = flex_attention_kernel()(q, k, v, score_mod=self.score_mod, block_mask=self.block_mask(),
+                                                scale=scale)
+                    return y[..., :dv], None
+                y, lse = flex_with_lse(q, k, v, self.score_mod, self.block_mask(), scale)
+                return self.cls_column_gradient(q, k, v, y, lse, scale)[..., :dv], None
             from torch.nn.attention.flex_attention import flex_attention  # torch's compiler stack: only on the flex path
             with warnings.catch_warnings():          # CPU inference: FlexAttention's eager evaluation
                 warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
                 return flex_attention(q, k, v, score_mod=self.score_mod, block_mask=self.block_mask(),
                                       scale=scale), None
         return attend_math(q, k, v, self, scale)
+
+    def col0_needs_grad(self) -> bool:
+        return (self.col0 is not None and self.relative is None and self.col0.requires_grad and
+                torch.is_grad_enabled())
+
+    def cls_column_gradient(self, q, k, v, y, lse, scale: float) -> torch.Tensor:
+        """``y`` plus a term that is zero in value and gives [CLS]'s column value (col0, which the
+        kernel reads detached) its exact gradient: with ``p_i0 = exp(s_i0 - lse_i)`` the
+        probability of query i on key 0 (``s_i0 = q_i . k_0 * scale + col0``, i >= 1),
+        ``dL/dcol0[h] = sum_(b, i >= 1) p_i0 (dO_i . v_0 - dO_i . O_i)``. q, k: the kernel's
+        (folded) inputs; y (B, H, T, dv) its output; lse (B, H, T) its natural logsumexp."""
+        H = q.size(1)
+        col0 = self.col0.detach().float().view(1, H, 1)
+        s0 = torch.matmul(q.detach().float(), k[:, :, 0].detach().float().unsqueeze(-1)).squeeze(-1) * scale + col0
+        p0 = torch.exp(s0 - lse.detach().float())                                          # (B, H, T)
+        p0[:, :, 0] = 0.0                                  # [CLS]'s own row does not read col0
+        direction = p0.unsqueeze(-1) * (v[:, :, :1].detach().float() - y.detach().float())  # (B, H, T, dv)
+        zero = (self.col0 - self.col0.detach()).float().view(1, H, 1, 1)
+        return y + (zero * direction).to(y.dtype)
+
+
+def flex_with_lse(q, k, v, score_mod, block_mask, scale: float):
+    """The compiled kernel's output and natural logsumexp (B, H, T) (``return_aux`` in newer
+    torch, ``return_lse`` before it)."""
+    try:
+        from torch.nn.attention.flex_attention import AuxRequest  # torch's compiler stack: only on the flex path
+    except ImportError:                                                       # torch < 2.9
+        return flex_attention_kernel()(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale,
+                                       return_lse=True)
+    y, aux = flex_attention_kernel()(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale,
+                                     return_aux=AuxRequest(lse=True))
+    return y, aux.lse
 
 
 def attend_math(q, k, v, pos: FlexPositions, scale: float):
@@ -142,4 +201,7 @@ def attend_math(q, k, v, pos: FlexPositions, scale: float):
     scores = pos.score_mod(torch.matmul(q, k.transpose(-1, -2)) * scale, b, h, qi, kv)  # (B, H, T, T)
     scores = scores.masked_fill(~pos.mask_mod(b, h, qi, kv), float("-inf"))
     probs = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
-    return torch.matmul(probs.to(v.dtype), v), probs
+    y = torch.matmul(probs.to(v.dtype), v)
+    if pos.col0_needs_grad():             # the kernel's way to col0's gradient, on the same inputs
+        y = pos.cls_column_gradient(q, k, v, y, torch.logsumexp(scores.detach(), dim=-1), scale)
+    return y, probs
