@@ -31,7 +31,7 @@ fi
 python -m pytest -q -m "cuda or not cuda" -p no:cacheprovider tests/model/test_cuda.py tests/train/test_cuda_train.py \
   2>&1 | tee "$out/cuda_tests.log"
 tests=$?
-python benchmarks/train_bench.py --device cuda --steps "${STEPS:-10}" --out "$out/train_cuda_bert_base.json" 2>&1 | tee "$out/train_cuda_bert_base.log"
+python benchmarks/train_bench.py --device cuda --profile --steps "${STEPS:-10}" --out "$out/train_cuda_bert_base.json" 2>&1 | tee "$out/train_cuda_bert_base.log"
 bench=$?
 python benchmarks/flex_bench.py --out "$out/flex_cuda.json" 2>&1 | tee "$out/flex_cuda.log"
 exit $(( tests || bench || $? ))

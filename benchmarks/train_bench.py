@@ -213,17 +213,24 @@ def matmul_rates(tokens: int, device, reps: int = 5, dtypes=(torch.float32, torc
 
 
 def profile_step(runner, top: int = 15) -> list[dict]:
-    """Operators of one training step by self time (torch.profiler, CPU): name, seconds, share."""
+    """Operators of one training step by self time (torch.profiler): name, seconds, share, calls.
+    On CUDA by self time on the device (kernels), with the step's host time and kernel count."""
     from torch.profiler import ProfilerActivity, profile
 
+    cuda = runner.device.type == "cuda"
     runner.step(record=False)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
         runner.step(record=False)
-    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
-    total = sum(e.self_cpu_time_total for e in events)
-    events.sort(key=lambda e: -e.self_cpu_time_total)
-    return [{"op": e.key, "self_s": round(e.self_cpu_time_total / 1e6, 4), "share": round(e.self_cpu_time_total / total, 4),
-             "calls": e.count} for e in events[:top]]
+    attr = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, attr, 0) > 0]
+    total = sum(getattr(e, attr) for e in events)
+    events.sort(key=lambda e: -getattr(e, attr))
+    ops = [{"op": e.key, "self_s": round(getattr(e, attr) / 1e6, 5), "share": round(getattr(e, attr) / total, 4),
+            "calls": e.count} for e in events[:top]]
+    if cuda:      # the device's busy time against the step: the rest is the host (launches, Python)
+        ops.insert(0, {"op": "(all kernels)", "self_s": round(total / 1e6, 5), "share": 1.0,
+                       "calls": sum(e.count for e in events)})
+    return ops
 
 
 def paired(a: list[float], b: list[float]) -> float:
@@ -270,7 +277,8 @@ def main() -> None:
     p.add_argument("--flex", action=argparse.BooleanOptionalAction, default=None,
                    help="add the --attn-impl flex rows (default: on CUDA only; on the CPU they run the "
                         "grid evaluation, a check of the path rather than a speed)")
-    p.add_argument("--profile", action="store_true", help="CPU: add a per-operator profile of one TUPE-R step "
+    p.add_argument("--profile", action="store_true", help="add a per-operator profile of one TUPE-R step (CUDA: "
+                   "and of TUPE-R flex, by device time) "
                    "per shape and precision (top operators by self time)")
     p.add_argument("--models", default=None, help="comma-separated subset of the rows to time (default: all; "
                    "e.g. TUPE-R for the fraction of the matmul rate alone)")
@@ -368,10 +376,10 @@ def main() -> None:
             if matmul is not None:
                 results.setdefault("matmul_gflops_per_s", {}).setdefault(f"{B}x{T}", {})[
                     dtype_name(DTYPES[dtype])] = round(matmul.rate() / 1e9, 1)
-            if args.profile and not cuda and "TUPE-R" in runners:
-                ops = profile_step(runners["TUPE-R"])
-                results.setdefault("profile_TUPE-R", {})[f"{B}x{T}_{dtype}"] = ops
-                print(json.dumps({"profile": f"{B}x{T}_{dtype}", "top": ops[:8]}), flush=True)
+            for name in [n for n in ("TUPE-R", "TUPE-R flex") if args.profile and n in runners]:
+                ops = profile_step(runners[name])
+                results.setdefault(f"profile_{name.replace(' ', '_')}", {})[f"{B}x{T}_{dtype}"] = ops
+                print(json.dumps({"profile": f"{name} {B}x{T}_{dtype}", "top": ops[:8]}), flush=True)
             del runners
         if not cuda and {"fp32", "bf16"} <= set(args.dtypes.split(",")):
             rates = matmul_rates(B * T, device)     # both precisions back to back: their ratio
