@@ -16,8 +16,9 @@ from tupe.config import SCHEMES as REGISTRY
 from tupe.model import set_attn_impl
 from tupe.model.flex import FlexPositions, attend_math
 
-# Every registered scheme, and one combination the registry does not name.
-SCHEMES = {**REGISTRY, "TUPE-R-tie-cls": dict(rel_pos=True, untie_cls=False)}
+# Every registered scheme, and two combinations the registry does not name.
+SCHEMES = {**REGISTRY, "TUPE-R-tie-cls": dict(rel_pos=True, untie_cls=False),
+           "ALiBi-R": dict(pos_encoding="alibi", rel_pos=True)}       # two additive terms at once
 
 
 def pair(scheme: dict, dtype=torch.float64, seed: int = 0):

@@ -85,13 +85,14 @@ class FlexPositions:
         def score_mod(score, b, h, q, kv):
             """score + the positional terms of (head h, query q, key kv)."""
             bias = None
-            if relative is not None:
+            if relative is not None:                     # [CLS]'s row and column already in it
                 bias = relative[h, q, kv]
-            if slopes is not None:
-                bias = -slopes[h] * (kv - q).abs().to(slopes.dtype)
             if cls_column is not None:
                 rest = bias if bias is not None else 0.0
                 bias = torch.where(q == 0, 0.0, torch.where(kv == 0, cls_column[h], rest))
+            if slopes is not None:                       # ALiBi's own term, [CLS] included (as in the bias form)
+                alibi = -slopes[h] * (kv - q).abs().to(slopes.dtype)
+                bias = alibi if bias is None else bias + alibi
             return score if bias is None else score + bias
 
         def mask_mod(b, h, q, kv):
