@@ -182,8 +182,9 @@ def inspect(model, out: Path, positions: int = 128, data: Optional[Path] = None,
         png = _save(fig, plt, out, "untied_correlation.png")
         md += ["## Untied positional correlation", "", f"![untied positional correlation]({png})", "",
                "The term every layer adds to its attention logits for query position i and key position j, per head. "
-               + ("Row and column 0 are [CLS]'s two learned values (untied from positions): its row is what "
-                  "[CLS] gives every key, its column what every query gives [CLS]." if u["untie_cls"] else ""), ""]
+               + ("Row and column 0 are [CLS]'s two learned values (untied from positions): its column is what "
+                  "every query gives [CLS]; its row, one value added to every logit of [CLS]'s row, is removed by "
+                  "softmax: it changes nothing and gets no gradient (docs/formats.md)." if u["untie_cls"] else ""), ""]
         numbers["untied"] = {k: (_r(v) if isinstance(v, torch.Tensor) else v) for k, v in u.items()}
     if "relative" in terms:
         r = terms["relative"]
@@ -199,8 +200,9 @@ def inspect(model, out: Path, positions: int = 128, data: Optional[Path] = None,
         fig.suptitle(f"Relative position bias per head (T5 buckets, {cfg.rel_pos_bins} buckets, max distance {cfg.max_rel_pos})")
         md += ["## Relative position bias", "", f"![relative bias]({_save(fig, plt, out, 'relative_bias.png')})", "",
                "Each head's learned bias against the signed distance from query to key (left: keys before the query)."
-               + (" [CLS]'s own values: its row " + ", ".join(f"{float(x):+.2f}" for x in r["cls_to_others"])
-                  + "; its column " + ", ".join(f"{float(x):+.2f}" for x in r["others_to_cls"]) + "."
+               + (" [CLS]'s own values: its column " + ", ".join(f"{float(x):+.2f}" for x in r["others_to_cls"])
+                  + "; its row " + ", ".join(f"{float(x):+.2f}" for x in r["cls_to_others"])
+                  + " (a constant over [CLS]'s row, which softmax removes: no effect, no gradient)."
                   if r["cls_to_others"] is not None else ""), ""]
         numbers["relative"] = {k: (_r(v) if isinstance(v, torch.Tensor) else v) for k, v in r.items()}
     if not terms:
