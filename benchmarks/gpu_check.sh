@@ -15,6 +15,13 @@
 #   pip download -d .wheels numpy safetensors tokenizers sacremoses regex sentencex tqdm scipy \
 #       scikit-learn matplotlib pytest tensorboard transformers
 # and this script installs from it (never torch: the machine's CUDA build is kept).
+# Where the machine's Python already holds torch and most of them (an image with PyTorch,
+# transformers, scipy, ...: on 2026-12-04 only sacremoses and sentencex were missing), it is
+# quicker to install just those wheels aside and put the checkout on the path; then `import tupe`
+# works and nothing is installed here:
+#   pip install --no-index --no-deps --target /tmp/site .wheels/sacremoses-*.whl .wheels/sentencex-*.whl
+#   PYTHONPATH=/tmp/site:$PWD bash benchmarks/gpu_check.sh
+# (a plain `python` must exist: where only `python3` does, put a `python` shim on PATH).
 set -o pipefail
 out=${1:-benchmarks/results}
 mkdir -p "$out"
