@@ -21,24 +21,24 @@
 # works and nothing is installed here:
 #   pip install --no-index --no-deps --target /tmp/site .wheels/sacremoses-*.whl .wheels/sentencex-*.whl
 #   PYTHONPATH=/tmp/site:$PWD bash benchmarks/gpu_check.sh
-# (a plain `python` must exist: where only `python3` does, put a `python` shim on PATH).
 set -o pipefail
 out=${1:-benchmarks/results}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
-if ! python -c "import tupe, pytest" 2>/dev/null; then
+PY=$(command -v python || command -v python3)   # images with only python3
+"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
+if ! "$PY" -c "import tupe, pytest" 2>/dev/null; then
   if [ -d .wheels ]; then
-    pip install -q --no-index --find-links .wheels --no-deps -e . &&
-      pip install -q --no-index --find-links .wheels .wheels/*.whl || exit 1
+    "$PY" -m pip install -q --no-index --find-links .wheels --no-deps -e . &&
+      "$PY" -m pip install -q --no-index --find-links .wheels .wheels/*.whl || exit 1
   else
-    pip install -q -e '.[test,bench]' || exit 1      # needs a package index
+    "$PY" -m pip install -q -e '.[test,bench]' || exit 1      # needs a package index
   fi
 fi
-python -m pytest -q -m "cuda or not cuda" -p no:cacheprovider tests/model/test_cuda.py tests/train/test_cuda_train.py \
+"$PY" -m pytest -q -m "cuda or not cuda" -p no:cacheprovider tests/model/test_cuda.py tests/train/test_cuda_train.py \
   2>&1 | tee "$out/cuda_tests.log"
 tests=$?
-python benchmarks/train_bench.py --device cuda --profile --steps "${STEPS:-10}" --out "$out/train_cuda_bert_base.json" 2>&1 | tee "$out/train_cuda_bert_base.log"
+"$PY" benchmarks/train_bench.py --device cuda --profile --steps "${STEPS:-10}" --out "$out/train_cuda_bert_base.json" 2>&1 | tee "$out/train_cuda_bert_base.log"
 bench=$?
-python benchmarks/flex_bench.py --out "$out/flex_cuda.json" 2>&1 | tee "$out/flex_cuda.log"
+"$PY" benchmarks/flex_bench.py --out "$out/flex_cuda.json" 2>&1 | tee "$out/flex_cuda.log"
 exit $(( tests || bench || $? ))
