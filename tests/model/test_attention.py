@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import random_tokens, tiny_config
-from tests.model.test_invariance import perturbed
-from tupe.config import SCHEMES
+from tests.model.test_invariance import SCHEMES, perturbed
 from tupe.model import attention
 from tupe.model.attention import ATTN_IMPLS, KERNELS, kernel_name
 

@@ -8,8 +8,10 @@ from tests.conftest import random_tokens, tiny_config
 from tupe import TupeModel
 from tupe.config import SCHEMES as REGISTRY
 
-# Every registered scheme (a scheme added to the registry is tested here without an edit), and pre-LN.
-SCHEMES = {**REGISTRY, "TUPE-A pre-LN": dict(encoder_normalize_before=True)}
+# Every registered scheme (a scheme added to the registry is tested here without an edit), pre-LN,
+# and the relative bias beside ALiBi and NoPE (built from the same fields; not named in the registry).
+SCHEMES = {**REGISTRY, "TUPE-A pre-LN": dict(encoder_normalize_before=True),
+           "ALiBi-R": dict(pos_encoding="alibi", rel_pos=True), "NoPE-R": dict(pos_encoding="none", rel_pos=True)}
 
 
 def perturbed(cfg):
