@@ -3,8 +3,8 @@
 The bias form (``attn_impl="bias"``, the default) adds one (B, H, T, T) mask to every layer's
 logits. Its positional part is learnable, so on a GPU no fused kernel (flash) accepts it and
 the backward pass writes a (B, H, T, T) gradient per layer. ``attn_impl="flex"`` computes the
-same logits from small tensors instead (exact up to float rounding; tested against the bias
-form, gradients included):
+same logits from tensors without the batch dimension instead (at most (H, T, T); exact up to
+float rounding; tested against the bias form, gradients included):
 
 * TUPE's untied term is low rank. With ``u_i = p_i U^Q / sqrt(2d)`` and ``w_j = p_j U^K``
   (per head, d dims each), ``[q_i / sqrt(2d), u_i] . [k_j, w_j]`` is the word term plus the
