@@ -81,7 +81,8 @@ def test_cls_row_and_column_reach_their_parameters():
 
 def test_kernel_reads_cls_column_detached():
     """The score modification holds no learned scalar with a gradient for [CLS] (FlexAttention's
-    backward would serialise on its atomic adds): only the per-distance table keeps one."""
+    backward would serialise on its atomic adds onto H addresses); with a relative term its column
+    is part of the spread (H, T, T) table, read with its gradient (adds over H T^2 addresses)."""
     T, H = 6, 2
     col0 = torch.randn(H, requires_grad=True)
     pos = FlexPositions(torch.zeros(1, T, dtype=torch.bool), row0=torch.randn(H, requires_grad=True), col0=col0)
@@ -90,6 +91,9 @@ def test_kernel_reads_cls_column_detached():
                          torch.arange(T).view(1, 1, 1, T))
     assert not grid.requires_grad and pos.col0_needs_grad()
     torch.testing.assert_close(grid[0, :, 1:, 0], col0.detach().view(H, 1).expand(H, T - 1))
+    table = torch.randn(H, 2 * T - 1, requires_grad=True)
+    relative = FlexPositions(torch.zeros(1, T, dtype=torch.bool), row0=torch.randn(H), col0=col0, per_distance=table)
+    assert relative.relative.shape == (H, T, T) and relative.relative.requires_grad and not relative.col0_needs_grad()
 
 
 def test_fp32_tolerance_and_reference_checkpoint():
