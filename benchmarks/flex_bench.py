@@ -79,31 +79,20 @@ def variants(t: dict, scale: float):
         pos._block_mask = block_mask
         return pos.attend(t["q"], t["k"], t["v"], scale)[0]
 
-    def before():
-        pd, row0, col0 = t["per_distance"], t["row0"], t["col0"]
+    def gathered(pd, col0, row0=None):
+        """A score_mod gathering the table at kv - q, [CLS]'s column col0[h] and row row0[h] (0 if None)."""
+        def make():
+            def score_mod(score, b, h, q, kv):
+                row = 0.0 if row0 is None else row0[h]
+                return score + torch.where(q == 0, row, torch.where(kv == 0, col0[h], pd[h, kv - q + (T - 1)]))
+            return score_mod
+        return make
 
-        def score_mod(score, b, h, q, kv):
-            return score + torch.where(q == 0, row0[h], torch.where(kv == 0, col0[h], pd[h, kv - q + (T - 1)]))
-        return score_mod
-
-    def floor():
-        pd, col0 = t["per_distance"].detach(), t["col0"].detach()
-
-        def score_mod(score, b, h, q, kv):
-            return score + torch.where(q == 0, 0.0, torch.where(kv == 0, col0[h], pd[h, kv - q + (T - 1)]))
-        return score_mod
-
-    def gathered():
-        pd, col0 = t["per_distance"], t["col0"].detach()
-
-        def score_mod(score, b, h, q, kv):
-            return score + torch.where(q == 0, 0.0, torch.where(kv == 0, col0[h], pd[h, kv - q + (T - 1)]))
-        return score_mod
-
+    pd, row0, col0 = t["per_distance"], t["row0"], t["col0"]
     return {"bias form (SDPA)": bias_form, "flex": flex_now,
-            "flex, [CLS] scalars with gradient in the kernel": with_score_mod(before),
-            "flex, nothing captured with a gradient": with_score_mod(floor),
-            "flex, relative term gathered from the (H, 2T-1) table": with_score_mod(gathered)}
+            "flex, [CLS] scalars with gradient in the kernel": with_score_mod(gathered(pd, col0, row0)),
+            "flex, nothing captured with a gradient": with_score_mod(gathered(pd.detach(), col0.detach())),
+            "flex, relative term gathered from the (H, 2T-1) table": with_score_mod(gathered(pd, col0.detach()))}
 
 
 def time_ms(fn, t: dict, steps: int) -> list[float]:

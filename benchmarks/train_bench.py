@@ -332,7 +332,6 @@ def main() -> None:
                 for _ in range(2 if name in FLEX or name == COMPILED else 1):
                     runners[name].step(record=False)                  # warm-up (and compile)
                 warmup_s[name] = time.perf_counter() - t
-            matmul = None
             # the matmul rate, timed between the model steps: each model step is paired with the
             # mean of the matmul times just before and just after it (a slow spell of this shared
             # machine lasts seconds to minutes, so the adjacent timings share it)
@@ -340,13 +339,11 @@ def main() -> None:
             matmul = MatmulRunner(B * T, device, DTYPES[dtype])
             matmul.step(record=False)
             for _ in range(args.steps):
-                if matmul is not None:
-                    matmul.step()
+                matmul.step()
                 for name, r in runners.items():
                     r.step()
-                    if matmul is not None:
-                        matmul.step()
-                        bracket[name].append((matmul.times[-2] + matmul.times[-1]) / 2)
+                    matmul.step()
+                    bracket[name].append((matmul.times[-2] + matmul.times[-1]) / 2)
             for name, r in runners.items():
                 sec = statistics.median(r.times)
                 row = {"model": name, "batch": B, "tokens": T, "dtype": dtype,
@@ -356,16 +353,15 @@ def main() -> None:
                     row["warmup_s"] = round(warmup_s[name], 1)
                 projected = B * T if name == "HF-BERT" else int(r.mask.sum())
                 flops = step_flops(B, T, projected)
-                if matmul is not None:
-                    row["model_gflops_per_s"] = round(flops / sec / 1e9, 1)
-                    # what the fraction is computed from: FLOPs of a step and of a matmul timing, and the
-                    # matmul seconds around each step (mean of the timings before and after it)
-                    row["step_gflop"] = round(flops / 1e9, 2)
-                    row["matmul_gflop"] = round(matmul.flops / 1e9, 2)
-                    row["matmul_s_around_steps"] = [round(x, 4) for x in bracket[name]]
-                    # median over steps of (model FLOP/s) / (matmul FLOP/s around that step)
-                    row["fraction_of_matmul_rate"] = round(statistics.median(
-                        flops * m / (matmul.flops * t) for t, m in zip(r.times, bracket[name])), 3)
+                row["model_gflops_per_s"] = round(flops / sec / 1e9, 1)
+                # what the fraction is computed from: FLOPs of a step and of a matmul timing, and the
+                # matmul seconds around each step (mean of the timings before and after it)
+                row["step_gflop"] = round(flops / 1e9, 2)
+                row["matmul_gflop"] = round(matmul.flops / 1e9, 2)
+                row["matmul_s_around_steps"] = [round(x, 4) for x in bracket[name]]
+                # median over steps of (model FLOP/s) / (matmul FLOP/s around that step)
+                row["fraction_of_matmul_rate"] = round(statistics.median(
+                    flops * m / (matmul.flops * t) for t, m in zip(r.times, bracket[name])), 3)
                 if cuda:
                     row["peak_memory_gb"] = round(r.peak_bytes / 2 ** 30, 2)
                     row["tflops"] = round(flops / sec / 1e12, 1)
@@ -373,9 +369,8 @@ def main() -> None:
                         row["mfu"] = round(flops / sec / peak, 3)
                 results["rows"].append(row)
                 print(json.dumps(row), flush=True)
-            if matmul is not None:
-                results.setdefault("matmul_gflops_per_s", {}).setdefault(f"{B}x{T}", {})[
-                    dtype_name(DTYPES[dtype])] = round(matmul.rate() / 1e9, 1)
+            results.setdefault("matmul_gflops_per_s", {}).setdefault(f"{B}x{T}", {})[
+                dtype_name(DTYPES[dtype])] = round(matmul.rate() / 1e9, 1)
             for name in [n for n in ("TUPE-R", "TUPE-R flex") if args.profile and n in runners]:
                 ops = profile_step(runners[name])
                 results.setdefault(f"profile_{name.replace(' ', '_')}", {})[f"{B}x{T}_{dtype}"] = ops
@@ -385,8 +380,7 @@ def main() -> None:
             rates = matmul_rates(B * T, device)     # both precisions back to back: their ratio
             results.setdefault("matmul_ceiling_bf16_speedup", {})[f"{B}x{T}"] = round(
                 rates["bfloat16"] / rates["float32"], 3)
-        if f"{B}x{T}" in results.get("matmul_gflops_per_s", {}):
-            print(json.dumps({"matmul_gflops_per_s": results["matmul_gflops_per_s"][f"{B}x{T}"], "tokens": B * T}), flush=True)
+        print(json.dumps({"matmul_gflops_per_s": results["matmul_gflops_per_s"][f"{B}x{T}"], "tokens": B * T}), flush=True)
     results["summary"] = summarise(results["rows"])
     for line in results["summary"]:
         print(json.dumps(line))
