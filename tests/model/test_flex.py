@@ -5,6 +5,7 @@ same score_mod (FlexAttention has no CPU backward) and, without autograd, throug
 itself. Kernel choice and fp16/bf16 tolerances on CUDA: tests/model/test_cuda.py."""
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -135,6 +136,48 @@ def test_flexattention_kernel_on_cpu_matches_math(name):
         kernel = flex_attention(qf, kf, v, score_mod=pos.score_mod, block_mask=pos.block_mask(), scale=scale)
         math, _ = attend_math(qf, kf, v, pos, scale)
     torch.testing.assert_close(kernel, math, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("T", [16, 128, 200, 256, 300])
+def test_padding_block_mask_matches_create_block_mask(T):
+    """The block mask from per-block key counts lists the same blocks (counts, and indices up
+    to each count) as FlexAttention's create_block_mask evaluating mask_mod everywhere, for
+    right padding, rows without padding, rows shorter than a block, and padding inside a row;
+    and the kernel gives the same attention with either."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    from tupe.model.flex import padding_block_mask
+
+    g = torch.Generator().manual_seed(T)
+    lengths = [T, max(1, T - 77), min(T, 5), max(1, T // 2)]
+    padding = torch.arange(T).unsqueeze(0) >= torch.tensor(lengths).unsqueeze(1)    # (4, T)
+    padding[3, torch.randint(1, T, (T // 4,), generator=g)] = True                  # holes inside a row
+
+    def mask_mod(b, h, q, kv):
+        return ~padding[b, kv]
+
+    want = create_block_mask(mask_mod, 4, None, T, T, device="cpu")
+    got = padding_block_mask(padding, mask_mod)
+    assert got.seq_lengths == want.seq_lengths == (T, T)
+    for counts, indices in [("kv_num_blocks", "kv_indices"), ("full_kv_num_blocks", "full_kv_indices"),
+                            ("q_num_blocks", "q_indices"), ("full_q_num_blocks", "full_q_indices")]:
+        n_want, n_got = getattr(want, counts), getattr(got, counts)
+        assert torch.equal(n_got, n_want), counts
+        i_want, i_got = getattr(want, indices), getattr(got, indices)
+        assert i_got.shape == i_want.shape
+        for b in range(4):
+            for row in range(n_want.size(-1)):
+                k = int(n_want[b, 0, row])
+                # the listed blocks, in the kernel's order for kv lists; as a set for q lists
+                a, c = i_want[b, 0, row, :k], i_got[b, 0, row, :k]
+                assert torch.equal(c.sort().values, a.sort().values) and (indices.startswith("q") or torch.equal(c, a))
+    assert int(got.kv_num_blocks.sum()) > 0 and (int(got.full_kv_num_blocks.sum()) > 0) == (T >= 128)
+    q, k, v = (torch.randn(4, 2, T, 8, generator=g) for _ in range(3))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out_want = flex_attention(q, k, v, block_mask=want)
+        out_got = flex_attention(q, k, v, block_mask=got)
+    torch.testing.assert_close(out_got, out_want, atol=1e-6, rtol=1e-6)
 
 
 def test_output_attentions_through_flex():
