@@ -2,9 +2,12 @@
 # The GPU checks in one run, for a session lent a GPU (about 6-9 min on one H100/H200):
 # the CUDA tests (FlexAttention kernel, fp16/bf16, --attn-impl flex and --compile on CUDA, the
 # earlier GPU tests), then the GPU training benchmark (bert_base, 32 x 512 and 128 x 128, bf16
-# and fp16, bias form and flex rows, tokens/s, peak memory, MFU, fraction of the matmul rate),
-# then one layer's attention alone in the flex variants (benchmarks/flex_bench.py, about 1 min).
-# Seen on one H200 (2026-12-04): tests 2 min, training benchmark 4 min at STEPS=6.
+# (fp16 ran at the same speed on 2026-12-04: DTYPES=bf16,fp16 for both), bias form, flex and
+# torch.compile rows, tokens/s, peak memory, MFU, fraction of the matmul rate, and kernel-time
+# profiles of TUPE-R's bias, flex and compiled steps), then one layer's attention alone in the
+# flex variants (benchmarks/flex_bench.py, about 1 min).
+# Seen on one H200 (2026-12-04, bf16 and fp16, no compile rows): tests 2 min, training
+# benchmark 4 min at STEPS=6.
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]          # needs a CUDA build of torch
 #   STEPS=6 bash benchmarks/gpu_check.sh            # fewer timed steps per row (default 10)
@@ -38,7 +41,7 @@ fi
 "$PY" -m pytest -q -m "cuda or not cuda" -p no:cacheprovider tests/model/test_cuda.py tests/train/test_cuda_train.py \
   2>&1 | tee "$out/cuda_tests.log"
 tests=$?
-"$PY" benchmarks/train_bench.py --device cuda --profile --steps "${STEPS:-10}" --out "$out/train_cuda_bert_base.json" 2>&1 | tee "$out/train_cuda_bert_base.log"
+"$PY" benchmarks/train_bench.py --device cuda --profile --compile --dtypes "${DTYPES:-bf16}" --steps "${STEPS:-10}" --out "$out/train_cuda_bert_base.json" 2>&1 | tee "$out/train_cuda_bert_base.log"
 bench=$?
 "$PY" benchmarks/flex_bench.py --out "$out/flex_cuda.json" 2>&1 | tee "$out/flex_cuda.log"
 exit $(( tests || bench || $? ))

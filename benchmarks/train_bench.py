@@ -25,8 +25,10 @@ does not shrink (optimizer, dropout masks, casts, norms). "TUPE-R bf16 weights" 
 only) is a further bound: the whole model, its residual stream and its optimizer
 state in bf16, no casts at all (numerically not what autocast training is; a yardstick).
 
-"TUPE-R compile" (CPU, with --compile): the same model with its encoder layers torch.compiled
-(``train.py --compile``); compile time is excluded (warm-up steps), reported separately.
+"TUPE-R compile" (with --compile, CPU or CUDA): the same model with its encoder layers
+torch.compiled (``train.py --compile``); compile time is excluded (warm-up steps), reported
+separately. On a GPU this is the lever for the step's non-matmul time (inductor fuses the
+element-wise work around the products); ``gpu_check.sh`` adds these rows.
 
 On CUDA (``--device cuda``): bert_base at 32 x 512 and 128 x 128 by default, bf16 and fp16
 autocast (fp16 without a loss scaler: the speed is the same), attention dropout 0 for every
@@ -62,7 +64,7 @@ SHAPES = [(8, 128), (2, 512)]
 CUDA_SHAPES = [(32, 512), (128, 128)]
 MODELS = {name: REGISTRY[name] for name in ("TUPE-A", "TUPE-R", "BERT-A")}    # from the scheme registry
 FLEX = {"TUPE-A flex": "TUPE-A", "TUPE-R flex": "TUPE-R"}      # --attn-impl flex (CUDA rows)
-COMPILED = "TUPE-R compile"                                     # train.py --compile (CPU rows)
+COMPILED = "TUPE-R compile"                                     # train.py --compile (--compile)
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}     # dense bf16/fp16, SXM
 
 
@@ -214,23 +216,37 @@ def matmul_rates(tokens: int, device, reps: int = 5, dtypes=(torch.float32, torc
 
 def profile_step(runner, top: int = 15) -> list[dict]:
     """Operators of one training step by self time (torch.profiler): name, seconds, share, calls.
-    On CUDA by self time on the device (kernels), with the step's host time and kernel count."""
+    On CUDA by device time (the kernels each operator launched), with the kernels' total first."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = runner.device.type == "cuda"
     runner.step(record=False)
     with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
         runner.step(record=False)
+    return summarise_profile(prof.key_averages(), cuda, top)
+
+
+def summarise_profile(events, cuda: bool, top: int = 15) -> list[dict]:
+    """Top operators of a profile (``key_averages()``) by self time, with their share.
+
+    On CUDA, torch lists each kernel twice: as its own event (device type CUDA) and inside the
+    self device time of the operator that launched it. So operators are ranked among the CPU-side
+    events (their self device time: the kernels they launched), and the first line,
+    "(all kernels)", sums the kernel events alone: the device's busy time, to set against the
+    step time (the rest is the host: launches, Python)."""
+    from torch.autograd import DeviceType
+
     attr = "self_device_time_total" if cuda else "self_cpu_time_total"
-    events = [e for e in prof.key_averages() if getattr(e, attr, 0) > 0]
-    total = sum(getattr(e, attr) for e in events)
-    events.sort(key=lambda e: -getattr(e, attr))
-    ops = [{"op": e.key, "self_s": round(getattr(e, attr) / 1e6, 5), "share": round(getattr(e, attr) / total, 4),
-            "calls": e.count} for e in events[:top]]
-    if cuda:      # the device's busy time against the step: the rest is the host (launches, Python)
-        ops.insert(0, {"op": "(all kernels)", "self_s": round(total / 1e6, 5), "share": 1.0,
-                       "calls": sum(e.count for e in events)})
-    return ops
+    ops = [e for e in events if e.device_type == DeviceType.CPU and getattr(e, attr, 0) > 0]
+    kernels = [e for e in events if e.device_type != DeviceType.CPU and e.self_device_time_total > 0]
+    total = sum(e.self_device_time_total for e in kernels) if cuda else sum(getattr(e, attr) for e in ops)
+    ops.sort(key=lambda e: -getattr(e, attr))
+    out = [{"op": e.key, "self_s": round(getattr(e, attr) / 1e6, 5), "share": round(getattr(e, attr) / total, 4),
+            "calls": e.count} for e in ops[:top]]
+    if cuda:
+        out.insert(0, {"op": "(all kernels)", "self_s": round(total / 1e6, 5), "share": 1.0,
+                       "calls": sum(e.count for e in kernels)})
+    return out
 
 
 def paired(a: list[float], b: list[float]) -> float:
@@ -273,7 +289,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtypes", default=None, help="default: fp32,bf16 (CPU), bf16,fp16 (CUDA)")
     p.add_argument("--shapes", default=None, help="BxT,...; default: 8x128,2x512 (CPU), 32x512,128x128 (CUDA)")
-    p.add_argument("--compile", action="store_true", help=f"add the {COMPILED!r} rows (CPU)")
+    p.add_argument("--compile", action="store_true", help=f"add the {COMPILED!r} rows")
     p.add_argument("--flex", action=argparse.BooleanOptionalAction, default=None,
                    help="add the --attn-impl flex rows (default: on CUDA only; on the CPU they run the "
                         "grid evaluation, a check of the path rather than a speed)")
@@ -315,7 +331,7 @@ def main() -> None:
             names = [*MODELS, "HF-BERT"]
             names += [*FLEX] if flex else []
             names += [ALL_BF16] if dtype == "bf16" and not cuda else []
-            names += [COMPILED] if args.compile and not cuda else []
+            names += [COMPILED] if args.compile else []
             if args.models:
                 wanted = args.models.split(",")
                 unknown = set(wanted) - set(names)
@@ -371,7 +387,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
             results.setdefault("matmul_gflops_per_s", {}).setdefault(f"{B}x{T}", {})[
                 dtype_name(DTYPES[dtype])] = round(matmul.rate() / 1e9, 1)
-            for name in [n for n in ("TUPE-R", "TUPE-R flex") if args.profile and n in runners]:
+            for name in [n for n in ("TUPE-R", "TUPE-R flex", COMPILED) if args.profile and n in runners]:
                 ops = profile_step(runners[name])
                 results.setdefault(f"profile_{name.replace(' ', '_')}", {})[f"{B}x{T}_{dtype}"] = ops
                 print(json.dumps({"profile": f"{name} {B}x{T}_{dtype}", "top": ops[:8]}), flush=True)
