@@ -138,8 +138,13 @@ def test_flexattention_kernel_on_cpu_matches_math(name):
     torch.testing.assert_close(kernel, math, atol=1e-5, rtol=1e-5)
 
 
+CUDA = pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                           reason="needs a CUDA device")])
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("T", [16, 128, 200, 256, 300])
-def test_padding_block_mask_matches_create_block_mask(T):
+def test_padding_block_mask_matches_create_block_mask(T, device):
     """The block mask from per-block key counts lists the same blocks (counts, and indices up
     to each count) as FlexAttention's create_block_mask evaluating mask_mod everywhere, for
     right padding, rows without padding, rows shorter than a block, and padding inside a row;
@@ -152,11 +157,12 @@ def test_padding_block_mask_matches_create_block_mask(T):
     lengths = [T, max(1, T - 77), min(T, 5), max(1, T // 2)]
     padding = torch.arange(T).unsqueeze(0) >= torch.tensor(lengths).unsqueeze(1)    # (4, T)
     padding[3, torch.randint(1, T, (T // 4,), generator=g)] = True                  # holes inside a row
+    padding = padding.to(device)
 
     def mask_mod(b, h, q, kv):
         return ~padding[b, kv]
 
-    want = create_block_mask(mask_mod, 4, None, T, T, device="cpu")
+    want = create_block_mask(mask_mod, 4, None, T, T, device=device)
     got = padding_block_mask(padding, mask_mod)
     assert got.seq_lengths == want.seq_lengths == (T, T)
     for counts, indices in [("kv_num_blocks", "kv_indices"), ("full_kv_num_blocks", "full_kv_indices"),
@@ -172,12 +178,12 @@ def test_padding_block_mask_matches_create_block_mask(T):
                 a, c = i_want[b, 0, row, :k], i_got[b, 0, row, :k]
                 assert torch.equal(c.sort().values, a.sort().values) and (indices.startswith("q") or torch.equal(c, a))
     assert int(got.kv_num_blocks.sum()) > 0 and (int(got.full_kv_num_blocks.sum()) > 0) == (T >= 128)
-    q, k, v = (torch.randn(4, 2, T, 8, generator=g) for _ in range(3))
+    q, k, v = (torch.randn(4, 2, T, 16, generator=g).to(device) for _ in range(3))
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out_want = flex_attention(q, k, v, block_mask=want)
         out_got = flex_attention(q, k, v, block_mask=got)
-    torch.testing.assert_close(out_got, out_want, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(out_got, out_want, atol=1e-5, rtol=1e-5)
 
 
 def test_output_attentions_through_flex():
