@@ -36,7 +36,11 @@ model (FlexAttention has none; HF's SDPA then takes the flash kernel), and besid
 form the "flex" rows (``--attn-impl flex``: the positional terms read inside FlexAttention).
 Per row: tokens/s, peak memory, and MFU: model FLOPs (3 x forward: the linear layers, the
 T x T products, the LM head on the positions each model projects) per second over the GPU's
-dense bf16/fp16 peak (H100/H200 SXM: 989 TFLOP/s).
+dense bf16/fp16 peak (H100/H200 SXM: 989 TFLOP/s); and "gpu_wait_at_end_s", how long the host
+waited for the GPU once it had queued the whole step (backward and optimizer step included; the
+forward syncs twice: its padding check, and where the masked positions are gathered): near 0,
+the host (Python, kernel
+launches) sets the pace and fusing kernels will not help, CUDA graphs would; large, the GPU does.
 """
 
 from __future__ import annotations
@@ -121,7 +125,7 @@ class Runner:
         self.opt = FairseqAdam(model.parameters(), lr=1e-4, weight_decay=0.01)
         low = torch.float16 if dtype == "fp16" else torch.bfloat16
         self.autocast = contextlib.nullcontext() if dtype == "fp32" else torch.autocast(device.type, dtype=low)
-        self.times, self.peak_bytes = [], 0
+        self.times, self.peak_bytes, self.waits = [], 0, []
 
     def step(self, record: bool = True):
         if self.device.type == "cuda":
@@ -132,10 +136,12 @@ class Runner:
         loss.backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
+        queued = time.perf_counter()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         if record:
             self.times.append(time.perf_counter() - t)
+            self.waits.append(time.perf_counter() - queued)
             if self.device.type == "cuda":
                 self.peak_bytes = max(self.peak_bytes, torch.cuda.max_memory_allocated())
 
@@ -380,6 +386,7 @@ def main() -> None:
                     flops * m / (matmul.flops * t) for t, m in zip(r.times, bracket[name])), 3)
                 if cuda:
                     row["peak_memory_gb"] = round(r.peak_bytes / 2 ** 30, 2)
+                    row["gpu_wait_at_end_s"] = round(statistics.median(r.waits), 4)
                     row["tflops"] = round(flops / sec / 1e12, 1)
                     if peak:
                         row["mfu"] = round(flops / sec / peak, 3)

@@ -1,5 +1,6 @@
 """Unit checks of the training pieces: blocks, masking, batching, Adam, schedule, loss scaler."""
 
+import copy
 import math
 
 import numpy as np
@@ -134,6 +135,41 @@ def test_fairseq_adam_formula():
         ref = ref - step * m / (v.sqrt() + 0.1)
     torch.testing.assert_close(p.detach().double(), ref, atol=1e-6, rtol=0)
     assert not torch.allclose(plain.detach().double(), ref, atol=1e-4)    # torch's AdamW is not this
+
+
+def test_fairseq_adam_counts_updates_on_the_host():
+    """The bias-corrected eps uses the update number t; it is counted on the host (reading the
+    fused optimizer's device-side step would wait for the GPU every update), read from the
+    state only at the first step and after load_state_dict."""
+    def eps_at(t):
+        return 0.1 / math.sqrt(1 - 0.98 ** t)
+
+    p, q = torch.nn.Parameter(torch.randn(3)), torch.nn.Parameter(torch.randn(2))
+    opt = FairseqAdam([{"params": [p]}, {"params": [q]}], lr=0.1, betas=(0.9, 0.98), eps=0.1)
+    for t in (1, 2):
+        p.grad, q.grad = torch.randn(3), torch.randn(2)
+        opt.step()
+        assert opt.param_groups[0]["eps"] == pytest.approx(eps_at(t))
+    p.grad, q.grad = torch.randn(3), None                    # the second group has nothing to update
+    opt.step()
+    assert float(opt.state[p]["step"]) == 3 and float(opt.state[q]["step"]) == 2
+    opt.state[p]["step"].fill_(100.0)                         # not read again ...
+    p.grad = torch.randn(3)
+    opt.step()
+    assert opt.param_groups[0]["eps"] == pytest.approx(eps_at(4))
+    q.grad = torch.randn(2)
+    opt.step()
+    assert opt.param_groups[1]["eps"] == pytest.approx(eps_at(3))
+    saved = copy.deepcopy(opt.state_dict())                   # ... but after loading: p's step is 102 now
+    again = FairseqAdam([{"params": [p]}, {"params": [q]}], lr=0.1, betas=(0.9, 0.98), eps=0.1)
+    again.load_state_dict(copy.deepcopy(saved))               # (loading may keep the tensors it is given)
+    p.grad, q.grad = torch.randn(3), torch.randn(2)
+    again.step()
+    assert again.param_groups[0]["eps"] == pytest.approx(eps_at(103))
+    assert again.param_groups[1]["eps"] == pytest.approx(eps_at(4))
+    opt.load_state_dict(saved)                                # the same optimizer, reloaded
+    opt.step()
+    assert opt.param_groups[0]["eps"] == pytest.approx(eps_at(103))
 
 
 def test_dynamic_loss_scaler():

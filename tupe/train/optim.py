@@ -28,14 +28,28 @@ class FairseqAdam(torch.optim.AdamW):
         super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused)
         for group in self.param_groups:
             group["fairseq_eps"] = eps
+        # Per group, the updates applied so far, kept on the host: the fused optimizer keeps its
+        # step counts on the parameters' device, and reading one there (int(...)) would make every
+        # update wait for the GPU. Read from the state once (first step, or after loading).
+        self._updates: dict[int, int] = {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self._updates = {}
 
     @torch.no_grad()
     def step(self, closure=None):
-        for group in self.param_groups:
-            steps = [self.state[p]["step"] for p in group["params"] if p.grad is not None and self.state[p]]
-            t = int(steps[0]) + 1 if steps else 1
+        live = [any(p.grad is not None for p in group["params"]) for group in self.param_groups]
+        for i, group in enumerate(self.param_groups):
+            if i not in self._updates:
+                steps = [self.state[p]["step"] for p in group["params"] if p.grad is not None and self.state[p]]
+                self._updates[i] = int(steps[0]) if steps else 0
+            t = self._updates[i] + 1
             group["eps"] = group["fairseq_eps"] / math.sqrt(1 - group["betas"][1] ** t)
-        return super().step(closure)
+        loss = super().step(closure)
+        for i, stepped in enumerate(live):
+            self._updates[i] += stepped                  # a group without gradients is not updated
+        return loss
 
 
 class PolynomialDecay:
