@@ -168,7 +168,7 @@ def test_unpadded_batch_shortcut_is_exact(scheme, monkeypatch):
     results = []
     for shortcut in (True, False):
         if not shortcut:
-            monkeypatch.setattr(Encoder, "_no_padding", staticmethod(lambda padding: False))
+            monkeypatch.setattr(Encoder, "_no_padding", staticmethod(lambda padding, padded=None: False))
         model.zero_grad()
         out = model(tokens)
         out.square().mean().backward()
@@ -195,7 +195,7 @@ def test_full_batch_without_mask_in_inference(scheme, monkeypatch):
     results = []
     for shortcut in (True, False):
         if not shortcut:
-            monkeypatch.setattr(Encoder, "_no_padding", staticmethod(lambda padding: False))
+            monkeypatch.setattr(Encoder, "_no_padding", staticmethod(lambda padding, padded=None: False))
         with torch.no_grad():
             out = model.encoder.encode(tokens, output_attentions=True)      # eager attention
             features = model.extract_features(tokens)                       # SDPA

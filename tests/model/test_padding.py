@@ -6,7 +6,7 @@ import torch
 
 from tests.conftest import random_tokens, tiny_config
 from tests.model.test_invariance import SCHEMES, perturbed
-from tupe.model.padding import PaddingError, rotate, row_shifts
+from tupe.model.padding import PaddingError, padding_layout, rotate, row_shifts
 
 
 def left_padded(tokens, pad=1):
@@ -76,6 +76,38 @@ def test_row_shifts_and_rotation():
     x = torch.arange(9).view(3, 3)
     assert rotate(x, shift).tolist() == [[0, 1, 2], [4, 5, 3], [6, 7, 8]]
     assert rotate(rotate(x, shift), shift, inverse=True).equal(x)
+
+
+def test_padding_layout_tells_whether_anything_is_padded(monkeypatch):
+    """One sync answers both questions of a forward: the rows' shifts and whether any position
+    is padded; the encoder hands the latter to the mask (an unpadded batch gets the (1, H, T, T)
+    bias on every device, not only where the check is free, as before on the CPU)."""
+    from tupe.model.transformer import Encoder
+
+    padding = torch.tensor([[False, False, True], [True, False, False]])
+    assert padding_layout(padding[:1])[1] is True and padding_layout(padding[:1])[0] is None
+    shift, padded = padding_layout(padding)
+    assert shift.tolist() == [0, 1] and padded is True
+    assert padding_layout(torch.zeros(2, 3, dtype=torch.bool)) == (None, False)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)    # as in a traced graph
+    shift, padded = padding_layout(padding[:1])
+    assert shift.tolist() == [0] and padded is None
+    monkeypatch.undo()
+
+    model = perturbed(tiny_config(rel_pos=True))
+    told = []
+    real = Encoder._no_padding
+    monkeypatch.setattr(Encoder, "_no_padding", staticmethod(lambda padding, padded=None: (
+        told.append(padded), real(padding, padded))[1]))
+    full = random_tokens(2, 8)
+    full[full.eq(1)] = 9
+    with torch.no_grad():
+        mask = model.encoder.additive_mask(full.eq(1), torch.float32, False)
+        model(full)
+        model(random_tokens(2, 8))
+    assert mask.shape == (1, 4, 8, 8)
+    assert told == [False, False, True]
+    assert real(torch.ones(1, 2, dtype=torch.bool), False)      # what it is told wins over the check
 
 
 def test_right_padded_batches_skip_the_rotation(monkeypatch):

@@ -40,22 +40,29 @@ def first_real(padding: torch.Tensor) -> torch.Tensor:
 def row_shifts(padding: torch.Tensor) -> Optional[torch.Tensor]:
     """(B, T) bool, True at padding -> (B,) leading pads per row, or None when no row has any
     (the common case: nothing to do). Raises ``PaddingError`` for padding between real tokens."""
+    return padding_layout(padding)[0]
+
+
+def padding_layout(padding: torch.Tensor) -> tuple[Optional[torch.Tensor], Optional[bool]]:
+    """(B, T) bool, True at padding -> (``row_shifts``'s answer, whether any position is padded),
+    read with one device sync; inside a traced graph (every row's shift, None): no sync, no data
+    decides. Raises ``PaddingError`` for padding between real tokens."""
     real = ~padding                                                                    # (B, T)
     shift = first_real(padding)                                                        # (B,)
     if tracing():
-        return shift
+        return shift, None
     T = padding.size(1)
     col = torch.arange(T, device=padding.device)
     n = real.sum(dim=1, keepdim=True)                                                  # (B, 1)
     contiguous = (col >= shift[:, None]) & (col < shift[:, None] + n)                  # (B, T)
-    left, holes = torch.stack([shift.any(), (contiguous != real).any()]).tolist()      # one sync
+    left, holes, padded = torch.stack([shift.any(), (contiguous != real).any(), padding.any()]).tolist()  # one sync
     if holes:
         rows = ((contiguous != real).any(dim=1)).nonzero().flatten().tolist()
         raise PaddingError(
             f"padding between real tokens in row(s) {rows[:8]} of the batch: positions count from each "
             f"row's first real token, so the real tokens of a row must be contiguous (pad on the left "
             f"or on the right, not in between)")
-    return shift if left else None
+    return (shift if left else None), bool(padded)
 
 
 def rotate(t: torch.Tensor, shift: torch.Tensor, dim: int = 1, inverse: bool = False) -> torch.Tensor:

@@ -19,7 +19,7 @@ from ..config import TupeConfig
 from .attention import KERNELS, kernel_name, needs_factored
 from .dropout import Dropout
 from .flex import FlexPositions
-from .padding import first_real, rotate, row_shifts, tracing, unrotate_attention
+from .padding import first_real, padding_layout, rotate, tracing, unrotate_attention
 from .positional import POSITIONAL_NAMES, apply_rotary, logit_scale, positional_modules
 from .tied import tied_lookup
 
@@ -218,13 +218,15 @@ class Encoder(nn.Module):
                     terms[key] = value if terms.get(key) is None else terms[key] + value
         return FlexPositions(padding, **terms)
 
-    def additive_mask(self, padding: torch.Tensor, dtype: torch.dtype) -> Optional[torch.Tensor]:
+    def additive_mask(self, padding: torch.Tensor, dtype: torch.dtype,
+                      padded: Optional[bool] = None) -> Optional[torch.Tensor]:
         """Positional bias + -inf on padded keys. A full batch gets the bias alone (1, H, T, T)
-        (the same values without a (B, H, T, T) copy to write and read) and, in inference with no
-        positional bias, no mask at all (as HF's SDPA path)."""
+        (the same values without a (B, H, T, T) copy to write and read, nor its gradient to
+        accumulate over the layers) and, in inference with no positional bias, no mask at all
+        (as HF's SDPA path). ``padded``: whether any position is padded, where already known."""
         B, T = padding.shape
         bias = self.positional_bias(T)                                                 # (H, T, T) | None
-        if self._no_padding(padding):
+        if self._no_padding(padding, padded):
             if bias is not None:
                 return bias.to(dtype).unsqueeze(0)                                     # (1, H, T, T)
             if not self.training:
@@ -234,10 +236,15 @@ class Encoder(nn.Module):
         return key_mask if bias is None else key_mask + bias.to(dtype).unsqueeze(0)    # (B, H|1, T|1, T)
 
     @staticmethod
-    def _no_padding(padding: torch.Tensor) -> bool:
-        """True when no position is padded (CPU only: on a GPU the check would wait for the
-        device; never inside a traced, compiled or exported graph)."""
-        if padding.device.type != "cpu" or tracing():
+    def _no_padding(padding: torch.Tensor, padded: Optional[bool] = None) -> bool:
+        """True when no position is padded: ``not padded`` where the forward's one padding sync
+        (``padding_layout``) told, else checked here on the CPU only (on a GPU the check would
+        wait for the device); never inside a traced, compiled or exported graph."""
+        if tracing():
+            return False
+        if padded is not None:
+            return not padded
+        if padding.device.type != "cpu":
             return False
         return not bool(padding.any())
 
@@ -275,7 +282,7 @@ class Encoder(nn.Module):
         if padding is None:
             padding = tokens.eq(self.padding_idx) if tokens is not None else \
                 torch.zeros(B, T, dtype=torch.bool, device=x.device)                     # (B, T)
-        shift = row_shifts(padding)                                                    # (B,) | None
+        shift, padded = padding_layout(padding)                                        # (B,) | None, bool | None
         if shift is not None:                                                          # left padding:
             x, padding = rotate(x, shift), rotate(padding, shift)                      # rows start at column 0
         for module in self.positional_modules():
@@ -293,7 +300,7 @@ class Encoder(nn.Module):
             attn_mask = self.flex_positions(T, padding)
         else:
             dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
-            attn_mask = self.additive_mask(padding, dtype)                             # (B|1, H|1, T|1, T) | None
+            attn_mask = self.additive_mask(padding, dtype, padded)                     # (B|1, H|1, T|1, T) | None
         rotary = next((r for m in self.positional_modules() if (r := m.rotary(T, x.device)) is not None),
                       None)                                                            # 2 x (T, d) | None
 
