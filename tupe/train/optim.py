@@ -39,7 +39,6 @@ class FairseqAdam(torch.optim.AdamW):
 
     @torch.no_grad()
     def step(self, closure=None):
-        live = [any(p.grad is not None for p in group["params"]) for group in self.param_groups]
         for i, group in enumerate(self.param_groups):
             if i not in self._updates:
                 steps = [self.state[p]["step"] for p in group["params"] if p.grad is not None and self.state[p]]
@@ -47,8 +46,8 @@ class FairseqAdam(torch.optim.AdamW):
             t = self._updates[i] + 1
             group["eps"] = group["fairseq_eps"] / math.sqrt(1 - group["betas"][1] ** t)
         loss = super().step(closure)
-        for i, stepped in enumerate(live):
-            self._updates[i] += stepped                  # a group without gradients is not updated
+        for i, group in enumerate(self.param_groups):    # a group without gradients was not updated
+            self._updates[i] += any(p.grad is not None for p in group["params"])
         return loss
 
 
