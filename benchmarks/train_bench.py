@@ -399,17 +399,25 @@ def main() -> None:
                 results.setdefault(f"profile_{name.replace(' ', '_')}", {})[f"{B}x{T}_{dtype}"] = ops
                 print(json.dumps({"profile": f"{name} {B}x{T}_{dtype}", "top": ops[:8]}), flush=True)
             del runners
+            write_results(out, results, final=False)      # what is measured so far survives a kill
         if not cuda and {"fp32", "bf16"} <= set(args.dtypes.split(",")):
             rates = matmul_rates(B * T, device)     # both precisions back to back: their ratio
             results.setdefault("matmul_ceiling_bf16_speedup", {})[f"{B}x{T}"] = round(
                 rates["bfloat16"] / rates["float32"], 3)
         print(json.dumps({"matmul_gflops_per_s": results["matmul_gflops_per_s"][f"{B}x{T}"], "tokens": B * T}), flush=True)
-    results["summary"] = summarise(results["rows"])
-    for line in results["summary"]:
+    for line in write_results(out, results, final=True):
         print(json.dumps(line))
+    print(f"wrote {out}")
+
+
+def write_results(out: Path, results: dict, final: bool) -> list[dict]:
+    """The results file with the summary of the rows so far; ``"complete": false`` until the
+    last row (a run cut short, e.g. by a time limit on a lent GPU, keeps what it measured)."""
+    results["summary"] = summarise(results["rows"])
+    results["complete"] = final
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    return results["summary"]
 
 
 if __name__ == "__main__":
