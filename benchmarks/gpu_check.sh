@@ -4,8 +4,9 @@
 # earlier GPU tests), then the GPU training benchmark (bert_base, 32 x 512 and 128 x 128, bf16
 # (fp16 ran at the same speed on 2026-12-04: DTYPES=bf16,fp16 for both), bias form, flex and
 # torch.compile rows, tokens/s, peak memory, MFU, fraction of the matmul rate, and kernel-time
-# profiles of TUPE-R's bias, flex and compiled steps), then one layer's attention alone in the
-# flex variants (benchmarks/flex_bench.py, about 1 min).
+# profiles of TUPE-R's bias, flex and compiled steps), then the host's floor: the same depth at
+# tiny widths on the GPU (benchmarks/host_bench.py --device cuda, under a minute), then one
+# layer's attention alone in the flex variants (benchmarks/flex_bench.py, about 1 min).
 # Seen on one H200 (2026-12-04, bf16 and fp16, no compile rows): tests 2 min, training
 # benchmark 4 min at STEPS=6.
 #
@@ -44,5 +45,7 @@ fi
 tests=$?
 "$PY" benchmarks/train_bench.py --device cuda --profile --compile --dtypes "${DTYPES:-bf16}" --steps "${STEPS:-10}" --out "$out/train_cuda_bert_base.json" 2>&1 | tee "$out/train_cuda_bert_base.log"
 bench=$?
+"$PY" benchmarks/host_bench.py --device cuda --out "$out/host_cuda.json" 2>&1 | tee "$out/host_cuda.log"
+host=$?
 "$PY" benchmarks/flex_bench.py --out "$out/flex_cuda.json" 2>&1 | tee "$out/flex_cuda.log"
-exit $(( tests || bench || $? ))
+exit $(( tests || bench || host || $? ))

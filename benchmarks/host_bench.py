@@ -12,10 +12,11 @@ TUPE-A, TUPE-R and BERT-A beside HF transformers' BertForMaskedLM of the same de
 
 Why: a GPU runs a BERT-base step at 16k tokens in about 40 ms (docs/performance.md); if issuing
 its kernels takes the host as long, the GPU waits and fusing kernels gains nothing (CUDA graphs
-would). This machine's figures are an upper bound for a GPU host's (whose CPU is usually faster
-per thread), and the ratios between models hold on either.
+would). With ``--device cuda`` the same tiny model runs on the GPU, synchronised at the end of
+each step: its step time is then what issuing a step's kernels costs there (launches included),
+the floor under the real step (``gpu_check.sh`` runs it).
 
-    python benchmarks/host_bench.py [--steps 30] [--out benchmarks/results/host_cpu.json]
+    python benchmarks/host_bench.py [--steps 30] [--device cpu|cuda] [--out benchmarks/results/host_cpu.json]
 """
 
 from __future__ import annotations
@@ -42,23 +43,23 @@ V, B, T = 64, 1, 8
 WIDTHS = dict(encoder_embed_dim=48, encoder_ffn_embed_dim=48, encoder_attention_heads=12)
 
 
-def ours(name: str, dropout: float):
+def ours(name: str, dropout: float, device):
     cfg = TupeConfig.from_preset("bert_base", vocab_size=V, max_positions=512, attention_dropout=0.0,
                                  dropout=dropout, **WIDTHS, **REGISTRY[name])
-    model = TupeModel(cfg).train()
+    model = TupeModel(cfg).to(device).train()
 
     def loss_fn(tokens, mask):
         return F.cross_entropy(model(tokens, masked_tokens=mask).float(), tokens[mask])
     return model, loss_fn
 
 
-def hf_bert(dropout: float):
+def hf_bert(dropout: float, device):
     from transformers import BertConfig, BertForMaskedLM
 
     cfg = BertConfig(vocab_size=V, hidden_size=48, num_hidden_layers=12, num_attention_heads=12,
                      intermediate_size=48, max_position_embeddings=512, hidden_dropout_prob=dropout,
                      attention_probs_dropout_prob=0.0, attn_implementation="sdpa")
-    model = BertForMaskedLM(cfg).train()
+    model = BertForMaskedLM(cfg).to(device).train()
 
     def loss_fn(tokens, mask):
         return model(input_ids=tokens, labels=torch.where(mask, tokens, torch.full_like(tokens, -100))).loss
@@ -68,12 +69,13 @@ def hf_bert(dropout: float):
 class Runner:
     """One model, its optimizer and a fixed batch; ``step()`` times the three phases."""
 
-    def __init__(self, model, loss_fn):
+    def __init__(self, model, loss_fn, device):
         g = torch.Generator().manual_seed(0)
-        self.tokens = torch.randint(7, V, (B, T), generator=g)
-        self.tokens[:, 0] = 0
-        self.mask = torch.zeros(B, T, dtype=torch.bool)
-        self.mask[:, 3] = True
+        tokens = torch.randint(7, V, (B, T), generator=g)
+        tokens[:, 0] = 0
+        mask = torch.zeros(B, T, dtype=torch.bool)
+        mask[:, 3] = True
+        self.tokens, self.mask, self.cuda = tokens.to(device), mask.to(device), device.type == "cuda"
         self.loss_fn, self.opt = loss_fn, FairseqAdam(model.parameters(), lr=1e-4, weight_decay=0.01)
         self.phases = {"forward_ms": [], "backward_ms": [], "optimizer_ms": [], "step_ms": []}
 
@@ -85,6 +87,8 @@ class Runner:
         t2 = time.perf_counter()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
+        if self.cuda:
+            torch.cuda.synchronize()
         t3 = time.perf_counter()
         if record:
             for key, dt in zip(self.phases, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
@@ -103,10 +107,15 @@ class Runner:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=30, help="timed steps per model (median reported)")
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "host_cpu.json")
+    p.add_argument("--device", default="cpu", help="cpu (one thread) or cuda (the tiny model on the GPU)")
+    p.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/host_<device>.json")
     args = p.parse_args(argv)
+    device = torch.device(args.device)
+    out = args.out or Path(__file__).parent / "results" / f"host_{device.type}.json"
     torch.set_num_threads(1)
     machine = {"device": cpu_name(), "cpus": os.cpu_count(), "threads": 1, "torch": torch.__version__}
+    if device.type == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name()
     print(json.dumps(machine))
     results = {"machine": machine, "batch": B, "tokens": T, "layers": 12, "widths": WIDTHS, "rows": []}
     for dropout in (0.1, 0.0):
@@ -115,11 +124,11 @@ def main(argv=None) -> int:
             torch.manual_seed(0)
             if name == "HF-BERT":
                 try:
-                    runners[name] = Runner(*hf_bert(dropout))
+                    runners[name] = Runner(*hf_bert(dropout, device), device)
                 except ImportError:
                     print("HF-BERT: transformers not installed (pip install -e '.[bench]'); row skipped")
             else:
-                runners[name] = Runner(*ours(name, dropout))
+                runners[name] = Runner(*ours(name, dropout, device), device)
         for _ in range(5):
             for r in runners.values():
                 r.step(record=False)
@@ -130,9 +139,9 @@ def main(argv=None) -> int:
             row = {"model": name, "dropout": dropout, **r.row()}
             results["rows"].append(row)
             print(json.dumps(row), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
     return 0
 
 
