@@ -39,8 +39,8 @@ T x T products, the LM head on the positions each model projects) per second ove
 dense bf16/fp16 peak (H100/H200 SXM: 989 TFLOP/s); and "gpu_wait_at_end_s", how long the host
 waited for the GPU once it had queued the whole step (backward and optimizer step included; the
 forward syncs twice: its padding check, and where the masked positions are gathered): near 0,
-the host (Python, kernel
-launches) sets the pace and fusing kernels will not help, CUDA graphs would; large, the GPU does.
+the host (Python, kernel launches) sets the pace and fusing kernels will not help, CUDA graphs
+would; large, the GPU does.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ SHAPES = [(8, 128), (2, 512)]
 CUDA_SHAPES = [(32, 512), (128, 128)]
 MODELS = {name: REGISTRY[name] for name in ("TUPE-A", "TUPE-R", "BERT-A")}    # from the scheme registry
 FLEX = {"TUPE-A flex": "TUPE-A", "TUPE-R flex": "TUPE-R"}      # --attn-impl flex (CUDA rows)
-COMPILED = "TUPE-R compile"                                     # train.py --compile (--compile)
+COMPILED = "TUPE-R compile"                                     # train.py --compile (rows with --compile)
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}     # dense bf16/fp16, SXM
 
 
