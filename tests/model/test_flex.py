@@ -251,3 +251,30 @@ def test_compiled_flexattention_traces_the_score_mod(name):
         kernel = flex_attention_kernel()(qf, kf, v, score_mod=pos.score_mod, block_mask=pos.block_mask(), scale=scale)
         math, _ = attend_math(qf, kf, v, pos, scale)
     torch.testing.assert_close(kernel, math, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow          # compiles FlexAttention's CPU kernel (~30 s)
+def test_compiled_kernel_skips_blocks_as_listed():
+    """Over several 128-blocks (300 tokens: full, partial and skipped key blocks, a last query
+    block reaching past T), the compiled kernel, which skips the mask on full blocks and
+    whole skipped blocks, equals the grid evaluation on every real query."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    _, flex = pair({**SCHEMES["TUPE-R"], "max_positions": 512}, dtype=torch.float32)
+    T = 300
+    tokens = random_tokens(4, T, seed=T)
+    padding = tokens.eq(1)
+    padding[0] = False                                        # a row without padding: full blocks
+    padding[1, 60:] = True                                    # a short row: skipped blocks
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(4, 4, T, 4, generator=g) for _ in range(3))
+    with torch.no_grad():
+        pos = flex.encoder.flex_positions(T, padding)
+        mask = pos.block_mask()
+        assert int(mask.full_kv_num_blocks.sum()) > 0 and int((mask.kv_num_blocks + mask.full_kv_num_blocks).min()) < 3
+        qf, kf, scale = pos.fold(q, k, 0.25)
+        kernel = torch.compile(flex_attention, dynamic=False)(qf, kf, v, score_mod=pos.score_mod, block_mask=mask,
+                                                               scale=scale)
+        math, _ = attend_math(qf, kf, v, pos, scale)
+    real = (~padding)[:, None, :, None].expand_as(math)
+    torch.testing.assert_close(kernel[real], math[real], atol=1e-5, rtol=1e-5)
