@@ -13,7 +13,7 @@ so that a slow spell of a shared machine hits all alike:
 * ``left-padded``: the same rows padded on the left: rotated in, and the outputs rotated back.
 
 Reported: the median seconds per call and the paired ratios to ``no check`` (median over rounds
-of the ratio within a round), and the check alone (``row_shifts`` on the batch's padding mask,
+of the ratio within a round), and the check alone (``padding_layout`` on the batch's padding mask,
 timed over 2000 calls): whole-forward ratios of a shared 2-core machine move by a few percent
 between rounds, the check's own time is the precise figure. CPU model and bf16 flags are
 recorded with the results.
@@ -61,11 +61,12 @@ def main(argv=None) -> int:
     cfg = TupeConfig.from_scheme("TUPE-R", vocab_size=32769, arch=args.arch)
     model = TupeModel(cfg)
     right, left = batches(args.batch, args.tokens, cfg.vocab_size)
-    real_row_shifts = transformer.row_shifts
+    real_layout = transformer.padding_layout
 
     def call(kind: str, train: bool) -> float:
         tokens = left if kind == "left-padded" else right
-        transformer.row_shifts = (lambda padding: None) if kind == "no check" else real_row_shifts
+        # "no check": no left padding, padding unknown (the mask then checks it itself, on the CPU)
+        transformer.padding_layout = (lambda padding: (None, None)) if kind == "no check" else real_layout
         model.train(train)
         start = time.perf_counter()
         if train:
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
             with torch.no_grad():
                 model(tokens)
         seconds = time.perf_counter() - start
-        transformer.row_shifts = real_row_shifts
+        transformer.padding_layout = real_layout
         return seconds
 
     kinds = ("no check", "right-padded", "left-padded")
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
     padding = right.eq(1)
     start = time.perf_counter()
     for _ in range(2000):
-        real_row_shifts(padding)
+        real_layout(padding)
     check_s = (time.perf_counter() - start) / 2000
     results["check alone"] = {"seconds_per_call": check_s,
                               "fraction_of_inference_forward": check_s / results["inference"]["no check"]["median_s"]}

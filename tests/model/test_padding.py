@@ -6,7 +6,7 @@ import torch
 
 from tests.conftest import random_tokens, tiny_config
 from tests.model.test_invariance import SCHEMES, perturbed
-from tupe.model.padding import PaddingError, padding_layout, rotate, row_shifts
+from tupe.model.padding import PaddingError, padding_layout, rotate
 
 
 def left_padded(tokens, pad=1):
@@ -70,8 +70,8 @@ def test_padding_between_real_tokens_is_refused():
 
 def test_row_shifts_and_rotation():
     padding = torch.tensor([[False, False, True], [True, False, False], [True, True, True]])
-    assert row_shifts(padding[:1]) is None                    # right padding: nothing to do
-    shift = row_shifts(padding)
+    assert padding_layout(padding[:1])[0] is None             # right padding: nothing to do
+    shift = padding_layout(padding)[0]
     assert shift.tolist() == [0, 1, 0]
     x = torch.arange(9).view(3, 3)
     assert rotate(x, shift).tolist() == [[0, 1, 2], [4, 5, 3], [6, 7, 8]]

@@ -37,16 +37,11 @@ def first_real(padding: torch.Tensor) -> torch.Tensor:
     return (~padding).int().argmax(dim=1)
 
 
-def row_shifts(padding: torch.Tensor) -> Optional[torch.Tensor]:
-    """(B, T) bool, True at padding -> (B,) leading pads per row, or None when no row has any
-    (the common case: nothing to do). Raises ``PaddingError`` for padding between real tokens."""
-    return padding_layout(padding)[0]
-
-
 def padding_layout(padding: torch.Tensor) -> tuple[Optional[torch.Tensor], Optional[bool]]:
-    """(B, T) bool, True at padding -> (``row_shifts``'s answer, whether any position is padded),
-    read with one device sync; inside a traced graph (every row's shift, None): no sync, no data
-    decides. Raises ``PaddingError`` for padding between real tokens."""
+    """(B, T) bool, True at padding -> ((B,) leading pads per row, or None when no row has any
+    (the common case: nothing to do); whether any position is padded), read with one device
+    sync. Inside a traced graph: (every row's shift, None), no sync, no data decides. Raises
+    ``PaddingError`` for padding between real tokens."""
     real = ~padding                                                                    # (B, T)
     shift = first_real(padding)                                                        # (B,)
     if tracing():
