@@ -332,3 +332,56 @@ def test_masked_lm_skips_blocks_longer_than_the_block_size(data_dir, tmp_path, c
     assert longer > 0
     assert main(tiny_args(data_dir, tmp_path / "s", "--max-update", "1", "--max-positions", "64")) == 0
     assert f"skipped {longer} over-long samples (> 32 tokens)" in capsys.readouterr().out
+
+
+def test_what_validation_would_refuse_is_refused_before_training(data_dir, tmp_path, capsys):
+    """Over-long validation samples without --skip-invalid-size-inputs-valid-test, and a
+    --best-checkpoint-metric validation does not report, were errors only at the first validation:
+    after an epoch of training, which was then lost (validation comes before the epoch's save).
+    Both are refused before the first update now, with exit code 1."""
+    from tupe.train.data import TokenBlockDataset
+    from tupe.train.tasks import open_split
+
+    longer = int((TokenBlockDataset(open_split(data_dir / "valid", None), 32, "complete", 0).sizes > 32).sum())
+    assert longer > 0
+    strict = [a for a in tiny_args(data_dir, tmp_path / "a", "--max-update", "2")
+              if a != "--skip-invalid-size-inputs-valid-test"]
+    assert main(strict) == 1
+    out, err = capsys.readouterr()
+    assert f"valid: {longer} samples are longer than 32 tokens" in err
+    assert "num_updates" not in out
+    assert not list((tmp_path / "a").glob("checkpoint*.pt")) and not (tmp_path / "a" / "metrics.jsonl").exists()
+
+    assert main(tiny_args(data_dir, tmp_path / "b", "--max-update", "2", "--best-checkpoint-metric", "accuracy")) == 1
+    out, err = capsys.readouterr()
+    assert "--best-checkpoint-metric 'accuracy' is not a validation metric of masked_lm (choose from loss, ppl)" in err
+    assert "num_updates" not in out and not (tmp_path / "b" / "metrics.jsonl").exists()
+    # validation off: neither is checked (nothing validates), and the run trains
+    assert main(strict + ["--save-dir", str(tmp_path / "c"), "--disable-validation",
+                          "--best-checkpoint-metric", "accuracy"]) == 0
+    assert records(tmp_path / "c")[-1]["num_updates"] == 2
+
+
+@pytest.mark.parametrize("task", ["masked_lm", "electra", "classification", "regression"])
+def test_metric_names_are_what_validation_reports(task, tmp_path):
+    """``metric_names`` (checked against --best-checkpoint-metric before training) are the keys
+    ``metrics`` returns for real outputs, for every task."""
+    from types import SimpleNamespace
+
+    from tupe.train.tasks import ElectraTask, MaskedLMTask, SentencePredictionTask
+
+    if task in ("masked_lm", "electra"):
+        t = (MaskedLMTask if task == "masked_lm" else ElectraTask).__new__(
+            MaskedLMTask if task == "masked_lm" else ElectraTask)
+        outputs = [] if task == "masked_lm" else [{k: 3.0 for k in t.stat_keys}]
+        expected = ["loss", "ppl"] if task == "masked_lm" else ["loss", "gen_loss", "disc_loss", "disc_acc", "replaced"]
+    else:
+        t = SentencePredictionTask.__new__(SentencePredictionTask)
+        t.regression = task == "regression"
+        t.positive = None if t.regression else 1
+        pred, target = (torch.tensor([0.1, 0.5, 0.9]), torch.tensor([0.0, 0.6, 1.0])) if t.regression \
+            else (torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0]))
+        outputs = [(pred, target)]
+        expected = ["loss", "pearson", "spearman"] if t.regression else ["loss", "accuracy", "f1", "mcc"]
+    t.args = SimpleNamespace()
+    assert t.metric_names() == expected == list(t.metrics(5.0, 3.0, outputs))

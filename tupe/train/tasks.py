@@ -84,6 +84,14 @@ class Task:
         """The longest sample the task keeps (longer ones are skipped): the model's max_positions."""
         return max_positions
 
+    def metric_names(self) -> list[str]:
+        """The names validation reports (for --best-checkpoint-metric), from ``metrics`` itself
+        on a stand-in of one batch's outputs (``probe_outputs``)."""
+        return list(self.metrics(0.0, 1.0, self.probe_outputs()))
+
+    def probe_outputs(self) -> list:
+        return []
+
 
 # --------------------------------------------------------------------------- masked LM
 def masked_lm_loss(model, batch: dict, device, pad: int, autocast) -> tuple[torch.Tensor, int]:
@@ -212,6 +220,9 @@ class ElectraTask(MaskedLMTask):
         tokens, masked = max(s["tokens"], 1), max(s["masked"], 1)
         return {"gen_loss": s["mlm_loss"] / masked / LN2, "disc_loss": s["rtd_loss"] / tokens / LN2,
                 "disc_acc": s["rtd_correct"] / tokens, "replaced": s["replaced"] / tokens}
+
+    def probe_outputs(self) -> list:
+        return [{k: 0.0 for k in self.stat_keys}]
 
     def metrics(self, loss_sum: float, sample_size: float, outputs) -> dict:
         out = {"loss": loss_sum / max(sample_size, 1) / LN2}   # ELECTRA's objective, per masked token
@@ -376,6 +387,9 @@ class SentencePredictionTask(Task):
             loss = F.cross_entropy(logits, target, reduction="sum")
             pred = logits.argmax(-1)
         return loss, len(target), (pred.detach().cpu(), target.detach().cpu())
+
+    def probe_outputs(self) -> list:
+        return [(torch.zeros(2), torch.zeros(2))]   # (predictions, targets) of a batch of two
 
     def metrics(self, loss_sum: float, sample_size: float, outputs) -> dict:
         out = {"loss": loss_sum / max(sample_size, 1) / LN2}

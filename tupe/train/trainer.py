@@ -186,14 +186,8 @@ class Trainer:
         a = self.args
         results = {}
         self.model.eval()
-        for subset in [s for s in a.valid_subset.split(",") if s]:
-            dataset = self.task.dataset(subset, 0)   # epoch 0: fixed masks, comparable across epochs
-            batches, skipped = self.task.batches(dataset, 0, self.cfg.max_positions, train=False)
-            if skipped and not a.skip_invalid_size_inputs_valid_test:
-                raise TrainingError(f"{subset}: {skipped} samples are longer than "
-                                    f"{self.task.length_limit(self.cfg.max_positions)} tokens; pass "
-                                    f"--skip-invalid-size-inputs-valid-test "
-                                    f"(or --truncate-sequence)")
+        for subset in self._valid_subsets():
+            dataset, batches, skipped = self._valid_batches(subset)
             totals = torch.zeros(2, dtype=torch.float64)
             outputs = []
             mine = [b for b in shard(batches, self.rank, self.world) if b is not None]
@@ -216,17 +210,44 @@ class Trainer:
             results[subset] = stats
             self.log.log("valid", stats, self.num_updates, f"epoch {self.epoch:03d} | valid on '{subset}' subset")
         first = next(iter(results.values()))
-        metric = first.get(a.best_checkpoint_metric)
-        if metric is None:
-            names = [k for k in first if k not in ("subset", "epoch", "num_updates", "skipped")]
-            raise TrainingError(f"--best-checkpoint-metric {a.best_checkpoint_metric!r} is not a validation "
-                                f"metric of {self.task.name} (choose from {', '.join(names)})")
+        self._check_best_metric()
+        metric = first[a.best_checkpoint_metric]
         better = self.best is None or (metric > self.best if a.maximize_best_checkpoint_metric else metric < self.best)
         if better and math.isfinite(metric):
             self.best = metric
             self.best_record = {"num_updates": self.num_updates, "epoch": self.epoch, "valid": results}
         self._last_valid_is_best = bool(better)
         return results
+
+    def _valid_subsets(self) -> list[str]:
+        return [s for s in self.args.valid_subset.split(",") if s]
+
+    def _valid_batches(self, subset: str):
+        """A validation subset's dataset (epoch 0: fixed masks, comparable across epochs), its
+        batches and the number of over-long samples, which are an error unless
+        --skip-invalid-size-inputs-valid-test."""
+        dataset = self.task.dataset(subset, 0)
+        batches, skipped = self.task.batches(dataset, 0, self.cfg.max_positions, train=False)
+        if skipped and not self.args.skip_invalid_size_inputs_valid_test:
+            raise TrainingError(f"{subset}: {skipped} samples are longer than "
+                                f"{self.task.length_limit(self.cfg.max_positions)} tokens; pass "
+                                f"--skip-invalid-size-inputs-valid-test (or --truncate-sequence)")
+        return dataset, batches, skipped
+
+    def _check_best_metric(self) -> None:
+        names = self.task.metric_names()
+        if self.args.best_checkpoint_metric not in names:
+            raise TrainingError(f"--best-checkpoint-metric {self.args.best_checkpoint_metric!r} is not a "
+                                f"validation metric of {self.task.name} (choose from {', '.join(names)})")
+
+    def check_validation(self) -> None:
+        """What validation would refuse, refused before the first update rather than after the
+        first epoch's training (which would be lost: validation comes before the epoch's save)."""
+        if self.args.disable_validation:
+            return
+        self._check_best_metric()
+        for subset in self._valid_subsets():
+            self._valid_batches(subset)
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
@@ -339,7 +360,8 @@ class Trainer:
         a = self.args
         if self.master and not a.no_save:
             write_run_files(a, self.task, self.save_dir)
-        self.task.check_data([] if a.disable_validation else [s for s in a.valid_subset.split(",") if s])
+        self.task.check_data([] if a.disable_validation else self._valid_subsets())
+        self.check_validation()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle_signal)
         n_params = self.model.num_parameters()
