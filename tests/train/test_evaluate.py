@@ -105,3 +105,17 @@ def test_tupe_validate_with_rope_scaling(data_dir, tmp_path, capsys):
                      "--rope-scaling-factor", "0.5"]) == 1            # a bad factor: named, no traceback
     err = capsys.readouterr().err
     assert "rope_scaling_factor must be a number >= 1, got 0.5" in err and "Traceback" not in err
+
+
+def test_over_long_samples_are_an_error_unless_skipped(data_dir):
+    """tupe-validate's evaluation and the trainer's validation share one check (Task.eval_batches):
+    over-long blocks are an error naming the count and the flag, or skipped and counted with it."""
+    from tupe.train.tasks import TaskError
+
+    model = model_for(data_dir, "TUPE-R")
+    task = make_task(model, str(data_dir), 32)
+    skipped = evaluate(model, task, skip_invalid=True)["skipped"]
+    assert skipped > 0
+    with pytest.raises(TaskError, match=rf"^valid: {skipped} samples are longer than 32 tokens \(a sentence longer "
+                                        r"than the block is a block of its own\); pass --skip-invalid-size-inputs-valid-test$"):
+        evaluate(model, task)

@@ -100,11 +100,7 @@ def evaluate(model, task, subset: str = "valid", device=None, autocast=None, shu
         raise EvaluationError("the word-order probe measures the masked-LM loss; an ELECTRA model has its own objective")
     dataset = task.dataset(subset, 0)
     limit = positional_limit(model) or task.args.tokens_per_sample
-    batches, skipped = task.batches(dataset, 0, limit, train=False)
-    if skipped and not skip_invalid:
-        raise EvaluationError(f"{subset}: {skipped} samples are longer than {task.length_limit(limit)} tokens (a "
-                              f"sentence longer than the block is a block of its own); pass "
-                              f"--skip-invalid-size-inputs-valid-test")
+    batches, skipped = task.eval_batches(dataset, subset, limit, skip_invalid)
     generator = torch.Generator().manual_seed(seed)
     loss_sum, count, outputs = 0.0, 0, []
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=task.collater())

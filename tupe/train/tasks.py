@@ -84,10 +84,30 @@ class Task:
         """The longest sample the task keeps (longer ones are skipped): the model's max_positions."""
         return max_positions
 
+    # why samples are over-long and what else helps, in the error below (masked LM / sentences)
+    over_long_hint = ""
+
+    def eval_batches(self, dataset, subset: str, max_positions: int, skip_invalid: bool):
+        """An evaluation split's batches (the trainer's validation, tupe-validate) and its number of
+        over-long samples, which are an error unless ``skip_invalid``
+        (--skip-invalid-size-inputs-valid-test, as the original)."""
+        batches, skipped = self.batches(dataset, 0, max_positions, train=False)
+        if skipped and not skip_invalid:
+            raise TaskError(f"{subset}: {skipped} samples are longer than {self.length_limit(max_positions)} "
+                            f"tokens{self.over_long_hint}; pass --skip-invalid-size-inputs-valid-test")
+        return batches, skipped
+
     def metric_names(self) -> list[str]:
         """The names validation reports (for --best-checkpoint-metric), from ``metrics`` itself
         on a stand-in of one batch's outputs (``probe_outputs``)."""
         return list(self.metrics(0.0, 1.0, self.probe_outputs()))
+
+    def check_metric(self, name: str) -> None:
+        """``name`` (--best-checkpoint-metric) is one validation reports, or a TaskError."""
+        names = self.metric_names()
+        if name not in names:
+            raise TaskError(f"--best-checkpoint-metric {name!r} is not a validation metric of {self.name} "
+                            f"(choose from {', '.join(names)})")
 
     def probe_outputs(self) -> list:
         return []
@@ -116,6 +136,7 @@ def check_data_dir(path: Path) -> None:
 
 class MaskedLMTask(Task):
     name = "masked_lm"
+    over_long_hint = " (a sentence longer than the block is a block of its own)"
 
     def __init__(self, args):
         self.args = args
@@ -274,6 +295,7 @@ def collate_sentences(samples, pad_idx: int, regression: bool) -> dict:
 
 class SentencePredictionTask(Task):
     name = "sentence_prediction"
+    over_long_hint = " (--truncate-sequence cuts them to fit)"
 
     def __init__(self, args):
         self.args = args

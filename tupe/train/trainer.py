@@ -205,13 +205,9 @@ class Trainer:
             stats = {"subset": subset, "epoch": self.epoch,
                      **self.task.metrics(totals[0].item(), totals[1].item(), outputs),
                      "num_updates": self.num_updates}
-            if skipped:
-                stats["skipped"] = skipped
-            results[subset] = stats
+            results[subset] = stats = {**stats, **({"skipped": skipped} if skipped else {})}
             self.log.log("valid", stats, self.num_updates, f"epoch {self.epoch:03d} | valid on '{subset}' subset")
-        first = next(iter(results.values()))
-        self._check_best_metric()
-        metric = first[a.best_checkpoint_metric]
+        metric = next(iter(results.values()))[a.best_checkpoint_metric]   # a name check_validation checked
         better = self.best is None or (metric > self.best if a.maximize_best_checkpoint_metric else metric < self.best)
         if better and math.isfinite(metric):
             self.best = metric
@@ -224,28 +220,17 @@ class Trainer:
 
     def _valid_batches(self, subset: str):
         """A validation subset's dataset (epoch 0: fixed masks, comparable across epochs), its
-        batches and the number of over-long samples, which are an error unless
-        --skip-invalid-size-inputs-valid-test."""
+        batches and its number of skipped over-long samples (Task.eval_batches)."""
         dataset = self.task.dataset(subset, 0)
-        batches, skipped = self.task.batches(dataset, 0, self.cfg.max_positions, train=False)
-        if skipped and not self.args.skip_invalid_size_inputs_valid_test:
-            raise TrainingError(f"{subset}: {skipped} samples are longer than "
-                                f"{self.task.length_limit(self.cfg.max_positions)} tokens; pass "
-                                f"--skip-invalid-size-inputs-valid-test (or --truncate-sequence)")
-        return dataset, batches, skipped
-
-    def _check_best_metric(self) -> None:
-        names = self.task.metric_names()
-        if self.args.best_checkpoint_metric not in names:
-            raise TrainingError(f"--best-checkpoint-metric {self.args.best_checkpoint_metric!r} is not a "
-                                f"validation metric of {self.task.name} (choose from {', '.join(names)})")
+        return (dataset, *self.task.eval_batches(dataset, subset, self.cfg.max_positions,
+                                                 self.args.skip_invalid_size_inputs_valid_test))
 
     def check_validation(self) -> None:
         """What validation would refuse, refused before the first update rather than after the
         first epoch's training (which would be lost: validation comes before the epoch's save)."""
         if self.args.disable_validation:
             return
-        self._check_best_metric()
+        self.task.check_metric(self.args.best_checkpoint_metric)
         for subset in self._valid_subsets():
             self._valid_batches(subset)
 
