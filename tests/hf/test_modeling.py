@@ -448,3 +448,45 @@ def test_attn_implementation_selects_the_native_kernel_of_that_name(impl, tmp_pa
     with torch.no_grad():
         model(torch.tensor([[0, 9, 10, 2]]))
     assert model.encoder.attn_impl == impl
+
+
+@pytest.mark.parametrize("trained_on", [1, 2])
+def test_sequence_classifier_says_when_given_the_other_input_kind(trained_on, tmp_path, caplog):
+    """A folder that records what its head was finetuned on (config.task_inputs) warns, once, when
+    a pipeline or a user gives it the other kind: pairs to a single-sentence head or the reverse.
+    Right- or left-padded rows; nothing in training mode; the logits are unchanged."""
+    import logging
+
+    model, _ = native_and_folder("TUPE-R", tmp_path)
+    folder = hf.export_hf(model, tmp_path / "kind", inputs=trained_on)
+    clf = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    single = [[0, 9, 10, 11, 2], [0, 12, 13, 2, 1]]
+    pair = [[0, 9, 10, 2, 2, 12, 2], [0, 9, 2, 2, 13, 2, 1]]
+    fitting, other = (single, pair) if trained_on == 1 else (pair, single)
+
+    def run(rows, left=False):
+        ids = torch.tensor(rows)
+        mask = ids.ne(1).long()
+        if left:   # the same rows, padding moved to the front
+            ids = torch.stack([torch.cat([r[m.bool()].new_full((int((m == 0).sum()),), 1), r[m.bool()]])
+                               for r, m in zip(ids, mask)])
+            mask = ids.ne(1).long()
+        with torch.no_grad():
+            return clf(input_ids=ids, attention_mask=mask).logits
+
+    with caplog.at_level(logging.WARNING, logger="tupe.hf.modeling"):
+        run(fitting)
+        run(fitting, left=True)
+        assert not caplog.records
+        want = run(other, left=True)
+        given = "sentence pairs" if trained_on == 1 else "single sentences"
+        assert len(caplog.records) == 1 and f"2 of 2 row(s) (first: 0) are {given}" in caplog.records[0].getMessage()
+        assert f"config.task_inputs = {trained_on}" in caplog.records[0].getMessage()
+        torch.testing.assert_close(run(other), want, atol=1e-6, rtol=0)   # once per model; outputs as before
+        assert len(caplog.records) == 1
+        fresh = AutoModelForSequenceClassification.from_pretrained(folder).train()
+        fresh(input_ids=torch.tensor(other), attention_mask=torch.tensor(other).ne(1).long())
+        assert len(caplog.records) == 1                                   # training: either kind is fine
+        untagged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
+        untagged(input_ids=torch.tensor(pair))                            # no task_inputs: nothing to check
+        assert len(caplog.records) == 1

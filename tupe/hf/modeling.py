@@ -244,9 +244,29 @@ def sequence_classification_loss(config: TupeHfConfig, logits: torch.Tensor, lab
     return BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
 
 
+def input_kind_mismatch(input_ids: torch.Tensor, padding: torch.Tensor, eos: int, inputs: int) -> Optional[str]:
+    """What is wrong when rows of ``input_ids`` are sentence pairs (``<s> A </s> </s> B </s>``:
+    more than one ``</s>`` among the real tokens) for a head finetuned on single sentences
+    (``inputs`` 1), or single sentences for one finetuned on pairs (2); None when all fit."""
+    ends = (input_ids.eq(eos) & ~padding).sum(-1)                                       # (B,)
+    wrong = ends.gt(1) if inputs == 1 else ends.le(1)
+    if not bool(wrong.any()):
+        return None
+    rows = wrong.nonzero().flatten().tolist()
+    given, trained = ("sentence pairs", "single sentences") if inputs == 1 else ("single sentences", "sentence pairs")
+    return (f"{len(rows)} of {len(ends)} row(s) (first: {rows[0]}) are {given}, but this classifier was finetuned on "
+            f"{trained} (config.task_inputs = {inputs}): its predictions for them are not what it learned. Give it "
+            f"{trained}")
+
+
 class TupeForSequenceClassification(_WithEncoder):
     """The original classification head on ``<s>`` (dense -> tanh -> dropout -> out_proj);
-    ``num_labels`` classes, or 1 for regression. Losses follow ``config.problem_type``."""
+    ``num_labels`` classes, or 1 for regression. Losses follow ``config.problem_type``.
+
+    In eval mode, a folder that records what the head was finetuned on (``config.task_inputs``:
+    1 single sentences, 2 pairs; ``tupe-convert --hf`` writes it) logs a warning, once per model,
+    when given the other kind (a pipeline passes pairs as ``{"text": ..., "text_pair": ...}``);
+    training on either kind is left alone."""
 
     _keys_to_ignore_on_load_unexpected = [r"^lm_head\.", r"^qa_outputs\."]
 
@@ -254,10 +274,23 @@ class TupeForSequenceClassification(_WithEncoder):
         super().__init__(config)
         self.classifier = ClassificationHead(self.tupe.encoder.cfg, config.num_labels)
         self.post_init()
+        self._warned_input_kind = False
+
+    def _check_input_kind(self, input_ids, attention_mask) -> None:
+        inputs = getattr(self.config, "task_inputs", None)
+        if self.training or self._warned_input_kind or input_ids is None or inputs not in (1, 2) \
+                or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return
+        problem = input_kind_mismatch(input_ids, padding_of(input_ids, None, attention_mask),
+                                      self.config.eos_token_id, inputs)
+        if problem is not None:
+            self._warned_input_kind = True
+            logger.warning(problem)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: Optional[torch.Tensor] = None, output_hidden_states=None,
                 output_attentions=None, return_dict=None, **kwargs):
+        self._check_input_kind(input_ids, attention_mask)
         hidden_flag, attn_flag, _ = self._outputs_flags(output_hidden_states, output_attentions, return_dict)
         # inference without hidden states or attentions asked for: the last layer for [CLS] alone
         first_only = not self.training and (hidden_flag is None or hidden_flag is False) and not attn_flag
