@@ -44,6 +44,19 @@ class GlueTask:
 
 BINARY = ("0", "1")
 STSB_RANGE = (0.0, 5.0)                 # STS-B's similarity scores (its labels are stored scaled to [0, 1])
+
+
+def check_score(label: str, score_range: tuple[float, float], what: str, hint: str = "") -> float:
+    """A regression label as a number inside ``score_range``, else a PreprocessError beginning
+    with ``what`` (the file, line and kind of score)."""
+    try:
+        value = float(label)
+    except ValueError:
+        raise PreprocessError(f"{what} {label!r} is not a number") from None
+    lo, hi = score_range
+    if not lo <= value <= hi:      # also NaN
+        raise PreprocessError(f"{what} {value} is outside [{lo:g}, {hi:g}]{hint}")
+    return value
 NLI2 = ("entailment", "not_entailment")
 TASKS: dict[str, GlueTask] = {t.name: t for t in [
     GlueTask("CoLA", (4,), 2, (2,), BINARY, header=False),
@@ -108,13 +121,7 @@ def read_split(task: GlueTask, split: str, path: Path) -> SplitRows:
             if label_col:
                 label = fields[label_col - 1].strip()
                 if task.labels is None:
-                    try:
-                        value = float(label)
-                    except ValueError:
-                        raise PreprocessError(f"{path}:{lineno}: STS-B score {label!r} is not a number") from None
-                    lo, hi = STSB_RANGE
-                    if not lo <= value <= hi:
-                        raise PreprocessError(f"{path}:{lineno}: STS-B score {value} is outside [{lo:g}, {hi:g}]")
+                    check_score(label, STSB_RANGE, f"{path}:{lineno}: STS-B score")
                 elif label not in task.labels:
                     raise PreprocessError(f"{path}:{lineno}: label {label!r} is not one of "
                                           f"{', '.join(task.labels)} for {task.name}")

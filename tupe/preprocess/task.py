@@ -28,7 +28,7 @@ from typing import Optional, Sequence, Union
 from ..data.bpe import BPE
 from . import text as T
 from .common import PreprocessError, atomic_directory
-from .glue import SplitRows, build_label_dictionary, write_task
+from .glue import SplitRows, build_label_dictionary, check_score, write_task
 from .pretrain import load_codes_and_dict
 
 log = logging.getLogger(__name__)
@@ -123,13 +123,7 @@ def read_rows(path: Path, text_columns: Sequence[Column], label_column: Column, 
             if not label:
                 raise PreprocessError(f"{path}:{lineno}: empty label")
             if regression is not None:
-                try:
-                    value = float(label)
-                except ValueError:
-                    raise PreprocessError(f"{path}:{lineno}: score {label!r} is not a number") from None
-                lo, hi = regression
-                if not lo <= value <= hi:
-                    raise PreprocessError(f"{path}:{lineno}: score {value} is outside [{lo:g}, {hi:g}] (--regression)")
+                check_score(label, regression, f"{path}:{lineno}: score", " (--regression)")
             labels.append(label)
     if not texts:
         raise PreprocessError(f"{path}: no data rows" + (" (only a header line)" if header and index is not None else ""))
