@@ -331,7 +331,8 @@ def test_masked_lm_skips_blocks_longer_than_the_block_size(data_dir, tmp_path, c
     longer = int((blocks.sizes > 32).sum())
     assert longer > 0
     assert main(tiny_args(data_dir, tmp_path / "s", "--max-update", "1", "--max-positions", "64")) == 0
-    assert f"skipped {longer} over-long samples (> 32 tokens)" in capsys.readouterr().out
+    share = f"{100 * longer / len(blocks):.1f}%"
+    assert f"skipped {longer} of {len(blocks)} samples ({share}), longer than 32 tokens" in capsys.readouterr().out
 
 
 def test_what_validation_would_refuse_is_refused_before_training(data_dir, tmp_path, capsys):

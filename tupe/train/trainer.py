@@ -385,7 +385,8 @@ class Trainer:
         dataset, batches, skipped = self._epoch_batches(self.epoch)
         if skipped and self.iterations_in_epoch == 0:
             limit = self.task.length_limit(self.cfg.max_positions)
-            self.log.info(f"| epoch {self.epoch:03d}: skipped {skipped} over-long samples (> {limit} tokens)")
+            self.log.info(f"| epoch {self.epoch:03d}: skipped {skipped} of {len(dataset)} samples "
+                          f"({100 * skipped / len(dataset):.1f}%), longer than {limit} tokens")
         mine = shard(batches, self.rank, self.world)
         dummy = [b is None for b in mine]
         mine = [b if b is not None else batches[0] for b in mine]
