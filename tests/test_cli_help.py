@@ -62,3 +62,54 @@ def test_type_errors_name_the_flag(capsys):
             parse_args(argv)
         assert e.value.code == 2 and words in capsys.readouterr().err
 
+
+
+# ----------------------------------------------------------------------------- documented commands
+ROOT = importlib.import_module("pathlib").Path(__file__).resolve().parents[1]
+# typed stand-ins for the shell variables the docs use (the original command lines)
+SHELL_VARS = {"$LR": "1e-5", "$N_CLASSES": "2", "$BATCH_SIZE": "16", "$SEED": "1", "$N_EPOCH": "10",
+              "$WARMUP_RATIO": "0.06", "$METRIC": "accuracy", "$MAX_POSITIONS": "512", "$PEAK_LR": "1e-4",
+              "$WARMUP_UPDATES": "10000", "$TOTAL_UPDATES": "1000000", "$MAX_SENTENCES": "16", "$UPDATE_FREQ": "16",
+              "$DATA_DIR": "data-bin/wiki", "$BERT_MODEL_PATH": "tupe-r/checkpoint.pt", "$SAVE_DIR": "runs/x"}
+
+
+def documented_commands():
+    """(page, command line) of every tupe command (and ``python train.py``) in the README's and
+    docs/'s bash blocks, continuation lines joined, one per pipeline stage or ``&&`` part."""
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        for code in re.findall(r"```bash[^\n]*\n(.*?)```", page.read_text(), re.S):
+            for line in code.replace("\\\n", " ").splitlines():
+                line = line.split(" #")[0] if not line.lstrip().startswith("#") else ""
+                for part in re.split(r"\s(?:\||&&)\s", line):
+                    words = part.split()
+                    if words[:2] == ["python", "train.py"]:
+                        words = ["train.py", *words[2:]]
+                    if words and (words[0] in COMMANDS or words[0] == "tupe-train"):
+                        yield page.name, " ".join(words)
+
+
+def test_documented_command_lines_parse(monkeypatch):
+    """Every command line the README and docs/ show is accepted by its command's own parser (the
+    flags exist, with values of their types): a renamed or removed flag fails here, not for a
+    reader. (The walkthrough also runs: tests/test_docs.py.)"""
+    import shlex
+
+    seen = {}
+    for page, line in documented_commands():
+        for var, value in SHELL_VARS.items():
+            line = line.replace(var, value)
+        words = shlex.split(line.replace("...same flags...", ""))
+        name = "train.py" if words[0] == "tupe-train" else words[0]
+        parser = parser_of(COMMANDS[name], monkeypatch)
+        try:
+            parser.parse_args(words[1:])
+        except SystemExit as e:
+            raise AssertionError(f"{page}: `{line}` is refused by {name}'s parser (exit {e.code})") from None
+        seen[name] = seen.get(name, 0) + 1
+    # the pages document these commands; a regex that stopped finding them would pass silently
+    assert {"train.py", "tupe-preprocess", "tupe-glue", "tupe-predict", "tupe-convert", "tupe-validate",
+            "tupe-study"} <= set(seen), seen
+    assert sum(seen.values()) >= 20, seen
