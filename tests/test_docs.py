@@ -64,3 +64,37 @@ def test_walkthrough_runs_as_written(tmp_path):
     assert len(predictions) == 3 and all(label in ("living", "other") and 0.5 <= float(p) <= 1
                                          for label, p in predictions), outputs[3]
     assert "'label': " in outputs[4] and ("'living'" in outputs[4] or "'other'" in outputs[4]), outputs[4]
+
+
+def test_python_blocks_compile_and_name_what_exists():
+    """Every python block of the README and docs/ is valid Python, and every ``tupe.X`` /
+    ``from tupe... import X`` it uses exists (a renamed function fails here, not for a reader)."""
+    import ast
+    import importlib
+
+    import tupe
+
+    made_by = {"tupe.from_pretrained": tupe.hub.TupeHub, "tupe.load_model": tupe.TupeModel}
+    checked = 0
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for code in re.findall(r"```python[^\n]*\n(.*?)```", page.read_text(), re.S):
+            tree = ast.parse(code, filename=page.name)
+            # names bound to what tupe.from_pretrained / tupe.load_model return: their methods are checked too
+            kinds = {t.id: made_by[ast.unparse(n.value.func)] for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                     and isinstance(n.value, ast.Call) and ast.unparse(n.value.func) in made_by
+                     for t in n.targets if isinstance(t, ast.Name)}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in kinds:
+                    assert hasattr(kinds[node.value.id], node.attr), f"{page.name}: {node.value.id}.{node.attr}"
+                    checked += 1
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tupe"):
+                    module = importlib.import_module(node.module)
+                    for alias in node.names:
+                        assert hasattr(module, alias.name), f"{page.name}: from {node.module} import {alias.name}"
+                        checked += 1
+                elif isinstance(node, ast.Attribute) and isinstance(node.value, (ast.Name, ast.Attribute)):
+                    owner = ast.unparse(node.value)
+                    if owner in ("tupe", "tupe.hf"):
+                        assert hasattr(importlib.import_module(owner), node.attr), f"{page.name}: {owner}.{node.attr}"
+                        checked += 1
+    assert checked >= 12, checked
