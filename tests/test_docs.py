@@ -1,6 +1,7 @@
 """The documentation is tested as code: the README's walkthrough (the blocks marked
 ``walkthrough``) runs as written, at tiny sizes (the substitutions below, each of which must
-still match the README), and every relative link of the README and docs/ points at a file."""
+still match the README), every relative link of the README and docs/ points at a file, and their
+python blocks compile and name what exists (the command lines are parsed: test_cli_help.py)."""
 
 import os
 import re
