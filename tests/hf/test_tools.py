@@ -6,6 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -354,6 +355,15 @@ def test_onnx_export_runs_in_onnxruntime(exported, kind, tmp_path):
         real_right = got_right[i, :n] if kind == "base" else got_right[i]
         real_left = got_left[i, -n:] if kind == "base" else got_left[i]
         assert abs(real_right - real_left).max() <= 1e-4, i
+    # past max_positions the graph fails inside onnxruntime (no message an ONNX graph could carry:
+    # docs/huggingface.md says to cut inputs to the tokenizer's model_max_length)
+    limit = model.config.max_positions
+    assert tok.model_max_length == limit
+    ids = np.full((1, limit + 1), 5, dtype=np.int64)
+    with pytest.raises(Exception, match="INVALID_ARGUMENT"):
+        session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+    ok = session.run(None, {"input_ids": ids[:, :limit], "attention_mask": np.ones_like(ids[:, :limit])})[0]
+    assert np.isfinite(ok).all()
 
 
 def test_restore_file_reads_a_transformers_folder(exported, order_task, tmp_path):
