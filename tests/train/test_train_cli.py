@@ -286,6 +286,29 @@ def test_tupe_validate_matches_the_training_validation(data_dir, tmp_path, capsy
     assert "pass --skip-invalid-size-inputs-valid-test" in capsys.readouterr().err
 
 
+def test_tupe_validate_sets_up_the_evaluation_as_the_run(data_dir, tmp_path, capsys):
+    """As fairseq's validate.py: without flags, tupe-validate evaluates as the run validated (block
+    length, masking and seed from the checkpoint's arguments), so it reproduces the run's figure
+    even where the run's flags differ from the defaults (here seed, mask-prob, and tables longer
+    than its blocks); a flag given overrides the run's value, and the values taken are said."""
+    from tupe.train.validate import main as validate
+
+    save = tmp_path / "v"
+    assert main(tiny_args(data_dir, save, "--max-update", "4", "--seed", "3", "--mask-prob", "0.3",
+                          "--max-positions", "64")) == 0
+    trained = records(save, "valid")[-1]
+    capsys.readouterr()
+    assert validate([str(data_dir), "--path", str(save), "--skip-invalid-size-inputs-valid-test", "--cpu"]) == 0
+    out = capsys.readouterr()
+    got = json.loads(out.out.strip().splitlines()[-1])
+    assert got["tokens_per_sample"] == 32 and got["loss"] == pytest.approx(trained["loss"], abs=6e-5)
+    assert "tokens_per_sample 32" in out.err and "seed 3" in out.err and "mask_prob 0.3" in out.err
+    assert validate([str(data_dir), "--path", str(save), "--skip-invalid-size-inputs-valid-test", "--cpu",
+                     "--seed", "1", "--mask-prob", "0.15"]) == 0
+    other = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert other["masked_tokens"] < got["masked_tokens"] and abs(other["loss"] - got["loss"]) > 1e-3
+
+
 def test_a_failed_start_creates_nothing(tmp_path, capsys):
     """A text file as DATA gets the preprocessing command; a start that fails leaves no run folder
     and no empty metrics.jsonl."""

@@ -56,3 +56,14 @@ def read_config(path: PathLike) -> tuple[TupeConfig, dict]:
         tensors = split_electra_state(tensors)[0]
     epoch, updates = progress_of(state)
     return config_from_checkpoint(state.get("args"), tensors, ckpt), {"num_updates": updates, "epoch": epoch}
+
+
+def run_args(path: PathLike) -> dict:
+    """The command-line values a training checkpoint was saved with (its ``args``: train.py's, or
+    the original code's), as a dict; empty for own-format and transformers folders, which keep
+    none."""
+    path = Path(path)
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        return {}
+    args = read_checkpoint(resolve_checkpoint(path)).get("args")
+    return dict(vars(args)) if args is not None and not isinstance(args, dict) else dict(args or {})

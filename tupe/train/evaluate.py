@@ -59,7 +59,8 @@ def with_rope_scaling(model, scaling: str, factor: float):
 
 def make_task(model, data: str, tokens_per_sample: int, *, batch: int = 16, max_tokens: Optional[int] = None,
               seed: int = 1, mask_prob: float = 0.15, leave_unmasked_prob: float = 0.1,
-              random_token_prob: float = 0.1, sample_break_mode: str = "complete"):
+              random_token_prob: float = 0.1, sample_break_mode: str = "complete", mask_whole_words: bool = False,
+              required_batch_size_multiple: int = 1):
     """The trainer's own task for ``model`` on ``data`` (the same blocks, masks at epoch 0, batching)."""
     limit = positional_limit(model)
     if limit is not None and tokens_per_sample > limit:
@@ -71,8 +72,8 @@ def make_task(model, data: str, tokens_per_sample: int, *, batch: int = 16, max_
     task = cls(argparse.Namespace(
         data=str(data), tokens_per_sample=tokens_per_sample, sample_break_mode=sample_break_mode, mask_prob=mask_prob,
         leave_unmasked_prob=leave_unmasked_prob, random_token_prob=random_token_prob, seed=seed,
-        mask_whole_words=False, max_tokens=max_tokens, max_sentences=batch, max_tokens_valid=None,
-        max_sentences_valid=None, required_batch_size_multiple=1))
+        mask_whole_words=mask_whole_words, max_tokens=max_tokens, max_sentences=batch, max_tokens_valid=None,
+        max_sentences_valid=None, required_batch_size_multiple=required_batch_size_multiple))
     if len(task.dictionary) != model.cfg.vocab_size:
         raise TaskError(f"{data}/dict.txt gives {len(task.dictionary)} symbols with <mask>, the model has "
                         f"{model.cfg.vocab_size}: wrong data for this checkpoint")

@@ -39,13 +39,23 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected a number (or comma-separated numbers), got {text!r}") from None
 
 
-def add_masking_args(parser) -> None:
-    """BERT masking flags (train.py and tupe-validate share them)."""
-    parser.add_argument("--mask-prob", type=float, default=0.15, help="fraction of each block's positions chosen for prediction")
-    parser.add_argument("--leave-unmasked-prob", type=float, default=0.1,
-                        help="of the chosen positions, the fraction that keep their token")
-    parser.add_argument("--random-token-prob", type=float, default=0.1,
-                        help="of the chosen positions, the fraction replaced by a random token")
+MASKING_DEFAULTS = {"mask_prob": 0.15, "leave_unmasked_prob": 0.1, "random_token_prob": 0.1}
+
+
+def add_masking_args(parser, from_run: bool = False) -> None:
+    """BERT masking flags (train.py and tupe-validate share them). ``from_run``: no default
+    (None): tupe-validate takes the checkpoint run's value, else ``MASKING_DEFAULTS``."""
+    d = {k: None for k in MASKING_DEFAULTS} if from_run else MASKING_DEFAULTS
+    run = " (default: the checkpoint run's, else %s)" if from_run else ""
+    parser.add_argument("--mask-prob", type=float, default=d["mask_prob"],
+                        help="fraction of each block's positions chosen for prediction"
+                             + (run % MASKING_DEFAULTS["mask_prob"] if run else ""))
+    parser.add_argument("--leave-unmasked-prob", type=float, default=d["leave_unmasked_prob"],
+                        help="of the chosen positions, the fraction that keep their token"
+                             + (run % MASKING_DEFAULTS["leave_unmasked_prob"] if run else ""))
+    parser.add_argument("--random-token-prob", type=float, default=d["random_token_prob"],
+                        help="of the chosen positions, the fraction replaced by a random token"
+                             + (run % MASKING_DEFAULTS["random_token_prob"] if run else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:

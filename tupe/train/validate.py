@@ -2,7 +2,13 @@
 binarized splits, without training (fairseq's validate.py); for an ELECTRA checkpoint its
 objective, generator and discriminator losses, discriminator accuracy and replaced fraction.
 ``--tokens-per-sample`` evaluates at another block length, ``--shuffle-order`` with the word order
-destroyed (``train/evaluate.py``)."""
+destroyed (``train/evaluate.py``).
+
+As fairseq's validate.py, the evaluation is set up as the run that saved the checkpoint set up
+its validation: block length, sample break mode, masking and seed (and so the same masks),
+batch size, from the checkpoint's saved arguments; a flag given overrides its value. So the
+default reproduces the run's own validation figures. Own-format and transformers folders keep
+no run arguments: the original defaults then (blocks of ``max_positions``, seed 1, ...)."""
 
 from __future__ import annotations
 
@@ -14,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, check_data_dictionary, load_model
+from ..checkpoint import CheckpointError, check_data_dictionary, load_model, run_args
 from ..cli import HelpFormatter
 from ..config import ROPE_SCALINGS
 from ..logs import cli_logging
 from .evaluate import evaluate, make_task, with_rope_scaling
-from .options import add_masking_args
+from .options import MASKING_DEFAULTS, add_masking_args
 from .tasks import TaskError
 
 
@@ -29,14 +35,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", required=True, help="checkpoint file, training dir or own-format dir")
     p.add_argument("--valid-subset", default="valid", help="comma-separated splits to evaluate")
     p.add_argument("--tokens-per-sample", type=int, default=None,
-                   help="block length (default: the model's max_positions); longer than the positional tables "
-                        "cover is an error, schemes without tables (RoPE, ALiBi, NoPE) take any length")
-    p.add_argument("--sample-break-mode", default="complete", choices=["none", "complete", "complete_doc", "eos"],
-                   help="how text is cut into blocks (as train.py)")
-    p.add_argument("--max-sentences", "--batch-size", dest="max_sentences", type=int, default=16, help="batch size in sequences")
-    p.add_argument("--max-tokens", type=int, default=None, help="batch size cap in tokens")
-    add_masking_args(p)
-    p.add_argument("--seed", type=int, default=1, help="seed of the masks (the same seed gives the same masks)")
+                   help="block length (default: the checkpoint run's, else the model's max_positions); longer "
+                        "than the positional tables cover is an error, schemes without tables (RoPE, ALiBi, NoPE) "
+                        "take any length")
+    p.add_argument("--sample-break-mode", default=None, choices=["none", "complete", "complete_doc", "eos"],
+                   help="how text is cut into blocks, as train.py (default: the checkpoint run's, else complete)")
+    p.add_argument("--max-sentences", "--batch-size", dest="max_sentences", type=int, default=None,
+                   help="batch size in sequences (default: the checkpoint run's validation batch size, else 16; "
+                        "ELECTRA's sampling is seeded per batch, so its figures depend on it)")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="batch size cap in tokens (default: the checkpoint run's validation cap, else none)")
+    add_masking_args(p, from_run=True)
+    p.add_argument("--mask-whole-words", action=argparse.BooleanOptionalAction, default=None,
+                   help="mask whole words (default: as the checkpoint run, else off)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the masks: the same seed gives the same masks (default: the checkpoint run's, else 1)")
     p.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true",
                    help="skip samples longer than the block (--tokens-per-sample) or max_positions (else an error)")
     p.add_argument("--rope-scaling", default=None, choices=list(ROPE_SCALINGS),
@@ -50,30 +63,51 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# what an evaluation takes from the run that saved the checkpoint, and where it keeps none
+RUN_DEFAULTS = {"tokens_per_sample": None, "sample_break_mode": "complete", "seed": 1, "max_sentences": 16,
+                "max_tokens": None, "mask_whole_words": False, "required_batch_size_multiple": 1, **MASKING_DEFAULTS}
+
+
+def evaluation_settings(args: argparse.Namespace, run: dict) -> tuple[dict, list[str]]:
+    """The settings of the evaluation: a flag given, else the run's value (its validation batch
+    sizes where it set them), else ``RUN_DEFAULTS``; and the names taken from the run."""
+    run = {**run, "max_sentences": run.get("max_sentences_valid") or run.get("max_sentences"),
+           "max_tokens": run.get("max_tokens_valid") or run.get("max_tokens")}
+    settings, from_run = {}, []
+    for key, default in RUN_DEFAULTS.items():
+        given = getattr(args, key, None)
+        if given is None and run.get(key) is not None:
+            given = run[key]
+            from_run.append(key)
+        settings[key] = default if given is None else given
+    return settings, from_run
+
+
 def main(argv=None) -> int:
     cli_logging()
     args = build_parser().parse_args(argv)
     try:
         model = load_model(args.path, whole_electra=True)
+        settings, from_run = evaluation_settings(args, run_args(args.path))
+        if from_run:
+            print(f"tupe-validate: as the run that saved {args.path}: "
+                  + ", ".join(f"{k} {settings[k]}" for k in from_run), file=sys.stderr)
         if not getattr(model, "lm_head_trained", True):
             raise CheckpointError(f"{args.path}: its masked-LM head was never trained (made new when an ELECTRA "
                                   f"discriminator or a transformers classifier without one was loaded): its "
                                   f"masked-LM loss would say nothing about the model")
+        length = settings.pop("tokens_per_sample") or model.cfg.max_positions
         if args.rope_scaling is not None:
-            length = args.tokens_per_sample or model.cfg.max_positions
             factor = args.rope_scaling_factor or max(1.0, length / model.cfg.max_positions)
             with_rope_scaling(model, args.rope_scaling, factor)
-        task = make_task(model, str(args.data), args.tokens_per_sample or model.cfg.max_positions,
-                         batch=args.max_sentences, max_tokens=args.max_tokens, seed=args.seed,
-                         mask_prob=args.mask_prob, leave_unmasked_prob=args.leave_unmasked_prob,
-                         random_token_prob=args.random_token_prob, sample_break_mode=args.sample_break_mode)
+        task = make_task(model, str(args.data), length, batch=settings.pop("max_sentences"), **settings)
         check_data_dictionary(args.path, task.dictionary, args.data)
         device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
         model.to(device)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
         for subset in [s for s in args.valid_subset.split(",") if s]:
             stats = evaluate(model, task, subset, device, autocast, shuffle_order=args.shuffle_order,
-                             skip_invalid=args.skip_invalid_size_inputs_valid_test, seed=args.seed)
+                             skip_invalid=args.skip_invalid_size_inputs_valid_test, seed=task.args.seed)
             print(json.dumps({"subset": subset, **{k: round(v, 4) if isinstance(v, float) else v
                                                    for k, v in stats.items()},
                               "tokens_per_sample": task.args.tokens_per_sample,
