@@ -119,3 +119,25 @@ def test_over_long_samples_are_an_error_unless_skipped(data_dir):
     with pytest.raises(TaskError, match=rf"^valid: {skipped} samples are longer than 32 tokens \(a sentence longer "
                                         r"than the block is a block of its own\); pass --skip-invalid-size-inputs-valid-test$"):
         evaluate(model, task)
+
+
+def test_evaluation_settings_come_from_pretraining_runs_only():
+    """tupe-validate takes a masked-LM or ELECTRA run's validation setup (its validation batch
+    sizes first); a finetuning run validated otherwise, so its values (a default
+    --tokens-per-sample 512 past a small model's tables) are not taken; flags win."""
+    from argparse import Namespace
+
+    from tupe.train.validate import RUN_DEFAULTS, evaluation_settings
+
+    none = Namespace(**{k: None for k in RUN_DEFAULTS})
+    run = {"task": "masked_lm", "tokens_per_sample": 128, "seed": 4, "max_sentences": 32, "max_sentences_valid": 8,
+           "max_tokens": 4000, "mask_whole_words": True, "required_batch_size_multiple": 8}
+    settings, taken = evaluation_settings(none, run)
+    assert settings == {**RUN_DEFAULTS, "tokens_per_sample": 128, "seed": 4, "max_sentences": 8, "max_tokens": 4000,
+                        "mask_whole_words": True, "required_batch_size_multiple": 8}
+    assert set(taken) == {"tokens_per_sample", "seed", "max_sentences", "max_tokens", "mask_whole_words",
+                          "required_batch_size_multiple"}
+    assert evaluation_settings(none, {**run, "task": "sentence_prediction"}) == (RUN_DEFAULTS, [])
+    given = Namespace(**{**vars(none), "seed": 9, "mask_whole_words": False})
+    settings, taken = evaluation_settings(given, {**run, "task": "electra"})
+    assert settings["seed"] == 9 and settings["mask_whole_words"] is False and "seed" not in taken

@@ -70,7 +70,10 @@ RUN_DEFAULTS = {"tokens_per_sample": None, "sample_break_mode": "complete", "see
 
 def evaluation_settings(args: argparse.Namespace, run: dict) -> tuple[dict, list[str]]:
     """The settings of the evaluation: a flag given, else the run's value (its validation batch
-    sizes where it set them), else ``RUN_DEFAULTS``; and the names taken from the run."""
+    sizes where it set them), else ``RUN_DEFAULTS``; and the names taken from the run. Only a
+    masked-LM or ELECTRA run validated this way: a finetuning run's values are not taken."""
+    if run.get("task", "masked_lm") not in ("masked_lm", "electra"):
+        run = {}
     run = {**run, "max_sentences": run.get("max_sentences_valid") or run.get("max_sentences"),
            "max_tokens": run.get("max_tokens_valid") or run.get("max_tokens")}
     settings, from_run = {}, []
