@@ -44,19 +44,6 @@ class GlueTask:
 
 BINARY = ("0", "1")
 STSB_RANGE = (0.0, 5.0)                 # STS-B's similarity scores (its labels are stored scaled to [0, 1])
-
-
-def check_score(label: str, score_range: tuple[float, float], what: str, hint: str = "") -> float:
-    """A regression label as a number inside ``score_range``, else a PreprocessError beginning
-    with ``what`` (the file, line and kind of score)."""
-    try:
-        value = float(label)
-    except ValueError:
-        raise PreprocessError(f"{what} {label!r} is not a number") from None
-    lo, hi = score_range
-    if not lo <= value <= hi:      # also NaN
-        raise PreprocessError(f"{what} {value} is outside [{lo:g}, {hi:g}]{hint}")
-    return value
 NLI2 = ("entailment", "not_entailment")
 TASKS: dict[str, GlueTask] = {t.name: t for t in [
     GlueTask("CoLA", (4,), 2, (2,), BINARY, header=False),
@@ -92,6 +79,19 @@ class SplitRows:
     skipped_malformed: int = 0
     lines: Optional[list[int]] = None      # the file line of each row, where known
     repairs: dict = field(default_factory=dict)   # text.decode_row's counts (bad bytes, overlong words)
+
+
+def check_score(label: str, score_range: tuple[float, float], what: str, hint: str = "") -> float:
+    """A regression label as a number inside ``score_range``, else a PreprocessError beginning
+    with ``what`` (the file, line and kind of score)."""
+    try:
+        value = float(label)
+    except ValueError:
+        raise PreprocessError(f"{what} {label!r} is not a number") from None
+    lo, hi = score_range
+    if not lo <= value <= hi:      # also NaN
+        raise PreprocessError(f"{what} {value} is outside [{lo:g}, {hi:g}]{hint}")
+    return value
 
 
 def read_split(task: GlueTask, split: str, path: Path) -> SplitRows:
