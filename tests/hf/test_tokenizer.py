@@ -84,6 +84,15 @@ def test_ids_equal_tupehub_encode(varied_glue, tokenizer, data_dir, pretrained, 
         assert tokenizer(a, b)["input_ids"] == hub.encode(a, b).tolist()
     for a in singles[:80]:
         assert tokenizer(a)["input_ids"] == hub.encode(a).tolist()
+    # past max_positions the two cut differently (docs/huggingface.md): the hub (and finetuning's
+    # --truncate-sequence, tupe-predict) cuts the row's end, </s> and any second sentence included;
+    # transformers' truncation keeps the special tokens and cuts a pair longest first
+    limit = hub.model.cfg.max_positions
+    first, second = "the river " * limit, "a city " * 10
+    cut = hub.encode(first, second).tolist()
+    assert len(cut) == limit and cut[-1] != 2 and cut.count(2) == 0
+    ours = tokenizer(first, second, truncation=True, max_length=limit)["input_ids"]
+    assert len(ours) == limit and ours[-1] == 2 and ours.count(2) == 3
 
 
 def test_mask_padding_truncation_and_tensors(tokenizer):
