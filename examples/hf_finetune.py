@@ -32,12 +32,16 @@ from tupe.preprocess.glue import label_words
 def read_tsv(path, text_columns, label_column):
     csv.field_size_limit(sys.maxsize)
     with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        rows = list(reader)
     for name in [*text_columns, label_column]:
         if rows and name not in rows[0]:
             sys.exit(f"{path}: no column {name!r} (columns: {', '.join(rows[0])})")
     if not rows:
         sys.exit(f"{path}: no rows")
+    for line, r in enumerate(rows, 2):   # a short row reads None, a long one a list under None
+        if None in r or None in r.values():
+            sys.exit(f"{path}:{line}: expected {len(reader.fieldnames)} tab-separated fields, as the header")
     return [[r[c] for c in text_columns] for r in rows], [r[label_column] for r in rows]
 
 

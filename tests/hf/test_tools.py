@@ -75,6 +75,23 @@ def finetuned_hf(exported, topic_task, tmp_path_factory):
     return out, summary
 
 
+def test_finetuning_example_names_a_malformed_row(tmp_path):
+    """examples/hf_finetune.py: a row with a field too few or too many is an error naming the
+    file and line (csv.DictReader would read None or put the extra field aside, silently)."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import hf_finetune
+    finally:
+        sys.path.pop(0)
+    good = "sentence\tlabel\na tree\t1\n"
+    for bad in ("broken row\n", "a tool\t0\textra\n"):
+        (tmp_path / "t.tsv").write_text(good + bad + "a cat\t1\n")
+        with pytest.raises(SystemExit, match=r"t\.tsv:3: expected 2 tab-separated fields"):
+            hf_finetune.read_tsv(tmp_path / "t.tsv", ["sentence"], "label")
+    (tmp_path / "t.tsv").write_text(good)
+    assert hf_finetune.read_tsv(tmp_path / "t.tsv", ["sentence"], "label") == ([["a tree"]], ["1"])
+
+
 def task_batches(exported, task_dir, batch_size=16):
     """A task's train/dev TSVs as tokenized, padded batches with labels."""
     import csv
