@@ -341,6 +341,17 @@ def test_lora_trains_only_adapters_and_improves(exported, topic_task, tmp_path):
     with torch.no_grad():
         b = valid[0]
         torch.testing.assert_close(reloaded(**b).logits, model(**b).logits, atol=1e-6, rtol=0)
+    # the adapter folder alone is not a model: every tupe command says how to merge it; the merged
+    # folder is an ordinary one (tupe.load_model reads it, same logits)
+    from tupe.checkpoint import CheckpointError
+    with pytest.raises(CheckpointError, match="is a PEFT adapter .*merge_and_unload"):
+        tupe.load_model(tmp_path / "adapter")
+    reloaded.merge_and_unload().save_pretrained(tmp_path / "merged")
+    native = tupe.load_model(tmp_path / "merged")
+    with torch.no_grad():
+        want = model(**b).logits
+        got = native(b["input_ids"].masked_fill(b["attention_mask"] == 0, 1), classification_head_name=native.DEFAULT_HEAD)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("kind", ["base", "classifier"])

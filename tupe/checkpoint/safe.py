@@ -178,6 +178,10 @@ def resolve_checkpoint(path: PathLike) -> Path:
     found = sorted(path.glob("checkpoint*.pt"))
     if len(found) == 1:
         return found[0]
+    if not found and (path / "adapter_config.json").is_file():   # what peft's save_pretrained writes
+        raise CheckpointError(f"{path} is a PEFT adapter (adapter_config.json), not a model: load its base model "
+                              f"with the adapter and merge them (peft: PeftModel.from_pretrained(base, "
+                              f"'{path}').merge_and_unload().save_pretrained(DIR), docs/huggingface.md), then use DIR")
     if not found:
         raise FileNotFoundError(f"{path}: no {CONFIG_FILE}/{WEIGHTS_FILE} and no checkpoint*.pt")
     raise CheckpointError(f"{path}: several checkpoints and no checkpoint_best.pt or "
