@@ -307,6 +307,15 @@ def test_tupe_validate_sets_up_the_evaluation_as_the_run(data_dir, tmp_path, cap
                      "--seed", "1", "--mask-prob", "0.15"]) == 0
     other = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert other["masked_tokens"] < got["masked_tokens"] and abs(other["loss"] - got["loss"]) > 1e-3
+    # the own format keeps no run arguments: the defaults, and it says so
+    from tupe.cli.convert import main as convert
+    assert convert([str(save), str(tmp_path / "own")]) == 0
+    capsys.readouterr()
+    assert validate([str(data_dir), "--path", str(tmp_path / "own"), "--skip-invalid-size-inputs-valid-test",
+                     "--cpu"]) == 0
+    out = capsys.readouterr()
+    assert "keeps no training arguments: the defaults (blocks of 64 tokens, seed 1, batches of 16)" in out.err
+    assert json.loads(out.out.strip().splitlines()[-1])["tokens_per_sample"] == 64
 
 
 def test_a_failed_start_creates_nothing(tmp_path, capsys):

@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+PRETRAINING_TASKS = ("masked_lm", "electra")      # runs whose validation this command reproduces
 # what an evaluation takes from the run that saved the checkpoint, and where it keeps none
 RUN_DEFAULTS = {"tokens_per_sample": None, "sample_break_mode": "complete", "seed": 1, "max_sentences": 16,
                 "max_tokens": None, "mask_whole_words": False, "required_batch_size_multiple": 1, **MASKING_DEFAULTS}
@@ -72,7 +73,7 @@ def evaluation_settings(args: argparse.Namespace, run: dict) -> tuple[dict, list
     """The settings of the evaluation: a flag given, else the run's value (its validation batch
     sizes where it set them), else ``RUN_DEFAULTS``; and the names taken from the run. Only a
     masked-LM or ELECTRA run validated this way: a finetuning run's values are not taken."""
-    if run.get("task", "masked_lm") not in ("masked_lm", "electra"):
+    if run.get("task", "masked_lm") not in PRETRAINING_TASKS:
         run = {}
     run = {**run, "max_sentences": run.get("max_sentences_valid") or run.get("max_sentences"),
            "max_tokens": run.get("max_tokens_valid") or run.get("max_tokens")}
@@ -91,10 +92,16 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         model = load_model(args.path, whole_electra=True)
-        settings, from_run = evaluation_settings(args, run_args(args.path))
+        run = run_args(args.path)
+        settings, from_run = evaluation_settings(args, run)   # from_run: what the run's own validation used
         if from_run:
             print(f"tupe-validate: as the run that saved {args.path}: "
                   + ", ".join(f"{k} {settings[k]}" for k in from_run), file=sys.stderr)
+        elif not run or run.get("task", "masked_lm") not in PRETRAINING_TASKS:   # own format, transformers folder, finetuning
+            kept = "keeps no training arguments" if not run else f"was saved by a {run.get('task')} run"
+            print(f"tupe-validate: {args.path} {kept}: the defaults (blocks of "
+                  f"{settings['tokens_per_sample'] or model.cfg.max_positions} tokens, seed {settings['seed']}, "
+                  f"batches of {settings['max_sentences']}), not necessarily its run's validation", file=sys.stderr)
         if not getattr(model, "lm_head_trained", True):
             raise CheckpointError(f"{args.path}: its masked-LM head was never trained (made new when an ELECTRA "
                                   f"discriminator or a transformers classifier without one was loaded): its "
