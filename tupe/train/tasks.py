@@ -115,13 +115,16 @@ class Task:
 
 # --------------------------------------------------------------------------- masked LM
 def masked_lm_loss(model, batch: dict, device, pad: int, autocast) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy (nats) over the masked positions only, and their number."""
+    """Summed cross-entropy (nats) over the masked positions only, and their number (counted
+    from the batch as collated, on the host: on a GPU, reading it from the device would make the
+    host wait for the LM head before queuing the backward pass)."""
+    count = int(batch["target"].ne(pad).sum())
     tokens = batch["tokens"].to(device, non_blocking=True)
     target = batch["target"].to(device, non_blocking=True)
     masked = target.ne(pad)
     with autocast:
         logits = model(tokens, masked_tokens=masked)                    # (N, V): masked positions only
-    return F.cross_entropy(logits.float(), target[masked], reduction="sum"), int(masked.sum())
+    return F.cross_entropy(logits.float(), target[masked], reduction="sum"), count
 
 
 def check_data_dir(path: Path) -> None:
