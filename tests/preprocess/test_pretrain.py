@@ -139,3 +139,43 @@ def test_chunk_edges_do_not_change_the_result(tmp_path, corpus, prepared):
     assert len(paragraphs) < sum(line is not None for line in lines)      # some lines were joined
     expected = list(dict.fromkeys(t for t, _ in (P._finish(p, LineFilter()) for p in paragraphs) if t))
     assert (prepared / "paragraphs.txt").read_text().splitlines() == expected
+
+
+def _signal_dispositions(_):
+    import signal
+    return signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT"])
+def test_a_signal_stops_it_cleanly(how, tmp_path, monkeypatch, capsys):
+    """SIGTERM (a job scheduler's time limit) killed the process without cleanup, leaving its
+    hidden temporary directory (the corpus's whole text) beside DESTDIR; Ctrl-C printed tracebacks
+    from the process and every worker. Now either unwinds: the shell's exit code, one line, no
+    output and no temporary directory; the workers leave signals to the main process."""
+    import os
+    import signal
+
+    from tupe.preprocess import pretrain
+    from tupe.preprocess.common import parallel_map
+
+    corpus = make_corpus(tmp_path / "c.txt", paragraphs=50)
+    real = pretrain.pass1
+
+    def interrupted(*args, **kwargs):
+        real(*args, **kwargs)                                 # the text is written to the temporary folder
+        assert any(p.name.startswith(".out.tmp-") for p in tmp_path.iterdir())
+        if how == "SIGTERM":
+            # (without a handler of its own the default action would kill the test process)
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, before), "no SIGTERM handler"
+            os.kill(os.getpid(), signal.SIGTERM)              # delivered to this (main) thread: raises here
+        raise KeyboardInterrupt
+    monkeypatch.setattr(pretrain, "pass1", interrupted)
+    before = signal.getsignal(signal.SIGTERM)
+    code = main(["pretrain", "--input", str(corpus), "--destdir", str(tmp_path / "out"), "--bpe-merges", "50",
+                 "--valid-every", "10", "--no-progress"])
+    assert code == 128 + signal.Signals[how]
+    err = capsys.readouterr().err
+    assert f"stopped by {how}: the output it was writing is not there" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt"]
+    assert signal.getsignal(signal.SIGTERM) == before                   # the handler is put back
+    assert set(parallel_map(_signal_dispositions, range(4), workers=2)) == {(signal.SIG_IGN, signal.SIG_DFL)}

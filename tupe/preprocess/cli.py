@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from ..data.bpe import BPEError
 from ..data.dictionary import DictionaryError
 from ..logs import cli_logging
 from . import task
-from .common import PreprocessError
+from .common import PreprocessError, Stopped, stop_on_sigterm
 from .glue import run_glue
 from .pretrain import PretrainOptions, run_pretrain
 from .task import run_task
@@ -103,6 +104,19 @@ def task_doc() -> str:
 def main(argv=None) -> int:
     cli_logging()
     args = build_parser().parse_args(argv)
+    try:
+        with stop_on_sigterm():
+            return _run(args)
+    except (KeyboardInterrupt, Stopped) as e:
+        signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
+        done = " (GLUE: the task folders finished before it are complete; --tasks names the others)" \
+            if args.command == "glue" else ""
+        print(f"tupe-preprocess: stopped by {signal.Signals(signum).name}: the output it was writing is not there, "
+              f"its temporary files are removed{done}; rerun the command", file=sys.stderr)
+        return 128 + signum
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "pretrain":
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections import deque
@@ -26,6 +27,40 @@ class PreprocessError(RuntimeError):
     """A fatal problem with the input; the message names the file (and line)."""
 
 
+class Stopped(Exception):
+    """SIGTERM received (``stop_on_sigterm``): unwinds like Ctrl-C, so that the temporary output
+    is removed (``atomic_directory``) and the worker pool is shut down."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+@contextmanager
+def stop_on_sigterm():
+    """SIGTERM raises ``Stopped`` in the main thread for the duration (the default action would
+    kill the process without running any cleanup, leaving the temporary directory behind)."""
+    previous = signal.signal(signal.SIGTERM, _raise_stopped)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _worker_init(initializer: Optional[Callable], initargs: tuple) -> None:
+    """A pool worker leaves signals to the main process: Ctrl-C (sent to the whole process group)
+    is ignored here, SIGTERM (how the pool stops its workers) kills as by default; the main
+    process stops the pool. Without this every worker printed its own KeyboardInterrupt trace."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if initializer is not None:
+        initializer(*initargs)
+
+
 def parallel_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
                  initializer: Optional[Callable] = None, initargs: tuple = ()) -> Iterator[R]:
     """Ordered map over ``items`` in ``workers`` processes (in-process when workers <= 1)."""
@@ -36,7 +71,7 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
         return
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     # Bounded in-flight work (Pool.imap would read the whole input ahead into memory).
-    pool = mp.get_context(method).Pool(workers, initializer=initializer, initargs=initargs)
+    pool = mp.get_context(method).Pool(workers, initializer=_worker_init, initargs=(initializer, initargs))
     try:
         pending: deque = deque()
         for item in items:
