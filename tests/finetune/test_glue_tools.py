@@ -160,6 +160,44 @@ def test_submission_files_layout(swept, order_task, tmp_path, capsys):
     assert "(dict.txt line 4)" in capsys.readouterr().err and not (tmp_path / "other").exists()
 
 
+
+def test_a_submission_file_is_whole_or_absent(swept, order_task, tmp_path, monkeypatch, capsys):
+    """A full disk half-way through writing a submission file: exit 1 with the reason, and the
+    earlier file kept as it was (never a cut one that could be uploaded); no temporary left."""
+    import errno
+
+    import tupe.cli
+
+    out, _ = swept
+    argv = ["--checkpoint", str(out / "SST-2" / "best"), "--glue-task", "SST-2", "--data",
+            str(order_task / "SST-2-bin"), "--out", str(tmp_path), "--cpu"]
+    assert predict.main(argv) == 0
+    before = (tmp_path / "SST-2.tsv").read_text()
+    real_fdopen = tupe.cli.os.fdopen
+
+    class HalfWritten:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, text):
+            self.f.write(text[: len(text) // 2])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, "No space left on device", self.f.name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(tupe.cli.os, "fdopen", lambda fd, mode: HalfWritten(real_fdopen(fd, mode)))
+    capsys.readouterr()
+    assert predict.main(argv) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert (tmp_path / "SST-2.tsv").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SST-2.tsv"]
+
+
 def test_submission_refuses_test_data_the_head_was_not_finetuned_on(swept, order_task, tmp_path, capsys):
     """The run's labels.json says the SST-2 head reads one sentence with the labels ["0", "1"] in
     that order: pair data, or a label dictionary in another order (class 0 would be written as "1"),

@@ -42,14 +42,19 @@ def attach_flag_values(argv: list[str], options: tuple[str, ...]) -> list[str]:
 
 
 def write_json(path: Path, value, indent: int = 2) -> None:
-    """``value`` as JSON in ``path``, whole or not at all: written beside it, then renamed over it.
-    The records a command resumes from (a study's state, a sweep's results) are written this way:
-    a signal or a full disk in the middle of writing leaves the earlier file, never a cut one."""
+    """``value`` as JSON in ``path``, whole or not at all (``write_text_whole``). The records a
+    command resumes from (a study's state, a sweep's results) are written this way."""
+    write_text_whole(path, json.dumps(value, indent=indent) + "\n")
+
+
+def write_text_whole(path: Path, text: str) -> None:
+    """``text`` in ``path``, whole or not at all: written beside it, then renamed over it; a signal
+    or a full disk in the middle of writing leaves the earlier file (or none), never a cut one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(value, indent=indent) + "\n")
+            f.write(text)
         os.chmod(tmp, 0o666 & ~_UMASK)          # as an ordinary new file (mkstemp makes it owner-only)
         os.replace(tmp, path)
     except BaseException:

@@ -30,7 +30,7 @@ from ..hub import INPUTS, SCORE_RANGES, HubError, TupeHub, classify, from_pretra
 from ..logs import cli_logging, listed
 from ..model import TupeModel
 from ..preprocess.text import decode_row, describe_repairs
-from . import HelpFormatter
+from . import HelpFormatter, write_text_whole
 
 logger = logging.getLogger(__name__)
 
@@ -114,15 +114,15 @@ def write_submission(model: TupeModel, head: str, task: str, data: Path, out_dir
                            model.cfg.max_positions, listed(cut))
         logits = classify(model, head, rows, batch_size, max_tokens)
         path = out_dir / f"{SUBMISSION_NAMES.get(task, {}).get(split, task)}.tsv"
-        with open(path, "w") as f:
-            f.write("index\tprediction\n")
-            for i, row in enumerate(logits):
-                if label_dict is None:   # back to the task's range (STS-B: 0..5), clipped to it
-                    value = f"{min(max(lo + row.item() * (hi - lo), lo), hi):.3f}"
-                else:
-                    word = label_dict[int(row.argmax()) + label_dict.nspecial]
-                    value = str(int(word)) if task in NUMERIC_LABELS else word
-                f.write(f"{i}\t{value}\n")
+        lines = ["index\tprediction\n"]
+        for i, row in enumerate(logits):
+            if label_dict is None:   # back to the task's range (STS-B: 0..5), clipped to it
+                value = f"{min(max(lo + row.item() * (hi - lo), lo), hi):.3f}"
+            else:
+                word = label_dict[int(row.argmax()) + label_dict.nspecial]
+                value = str(int(word)) if task in NUMERIC_LABELS else word
+            lines.append(f"{i}\t{value}\n")
+        write_text_whole(path, "".join(lines))   # a submission file is whole or absent, never cut short
         written.append(path)
     return written
 
@@ -263,6 +263,9 @@ def main(argv=None) -> int:
                 raise HubError(f"{args.input or 'stdin'}: no sentences to predict")
     except (HubError, CheckpointError, FileNotFoundError) as e:
         print(f"tupe-predict: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:   # a full disk, a read-only --out, a closed pipe: said, not a traceback
+        print(f"tupe-predict: error: {e.filename or 'output'}: {e.strerror or e}", file=sys.stderr)
         return 1
     return 0
 
