@@ -270,6 +270,22 @@ def test_mnli_and_stsb_submissions(pretrained, order_task, tmp_path):
         predict.write_submission(model, "sentence_classification_head", "MNLI", tmp_path / "broken", tmp_path)
 
 
+def test_a_closed_output_pipe_stops_it_quietly(swept, monkeypatch, capsys):
+    """`tupe-predict ... | head -1`: the reader goes away; the command stops with SIGPIPE's code
+    (141) and says nothing, as shell tools do (it printed an error before, a traceback earlier)."""
+    import os
+
+    out, _ = swept
+    read, write = os.pipe()
+    os.close(read)                                              # the reader has gone
+    monkeypatch.setattr("sys.stdin", io.StringIO("the river city was\n" * 50))
+    with os.fdopen(write, "w") as pipe:
+        monkeypatch.setattr("sys.stdout", pipe)
+        assert predict.main(["--checkpoint", str(out / "SST-2" / "best"), "--cpu"]) == 141
+        monkeypatch.undo()
+    assert capsys.readouterr().err == ""
+
+
 def test_raw_text_prediction_and_hub(swept, monkeypatch, capsys, caplog):
     out, _ = swept
     monkeypatch.setattr("sys.stdin", io.StringIO("the river city was\nthe city river was\n"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -264,7 +265,10 @@ def main(argv=None) -> int:
     except (HubError, CheckpointError, FileNotFoundError) as e:
         print(f"tupe-predict: error: {e}", file=sys.stderr)
         return 1
-    except OSError as e:   # a full disk, a read-only --out, a closed pipe: said, not a traceback
+    except BrokenPipeError:   # the reader stopped (`| head`): stop quietly, as a shell tool does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit's flush
+        return 128 + 13   # SIGPIPE's code
+    except OSError as e:   # a full disk, a read-only --out: said, not a traceback
         print(f"tupe-predict: error: {e.filename or 'output'}: {e.strerror or e}", file=sys.stderr)
         return 1
     return 0
