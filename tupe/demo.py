@@ -159,10 +159,11 @@ def main(argv=None) -> int:
     log(f"1/4 preprocessing the WordNet corpus{' (a slice)' if corpus_lines else ''}")
     corpus = prepare_corpus(out / "data", corpus_lines)
     bin_dir = out / "data" / "bin"
-    if preprocess(["pretrain", "--input", str(corpus), "--destdir", str(bin_dir), "--bpe-merges", str(merges),
-                   "--nwords", "16384", "--valid-every", "50", "--workers", str(args.workers), "--no-progress",
-                   "--min-chars", "40", "--min-letters", "30"]) != 0:
-        return 1
+    code = preprocess(["pretrain", "--input", str(corpus), "--destdir", str(bin_dir), "--bpe-merges", str(merges),
+                       "--nwords", "16384", "--valid-every", "50", "--workers", str(args.workers), "--no-progress",
+                       "--min-chars", "40", "--min-letters", "30"])
+    if code:   # stopped by a signal (>= 128) or failed (said by tupe-preprocess)
+        return stopped("tupe-demo", Interrupted(code)) if code >= 128 else 1
 
     if args.updates is not None:
         plan.updates = args.updates
@@ -188,9 +189,10 @@ def main(argv=None) -> int:
 
     log("   preparing the labelled task")
     glue_raw = prepare_task(out / "data", rows)
-    if preprocess(["glue", "--glue-dir", str(glue_raw), "--tasks", "SST-2", "--bpe-dir", str(bin_dir),
-                   "--destdir", str(out / "data" / "glue-bin"), "--workers", str(args.workers), "--no-progress"]) != 0:
-        return 1
+    code = preprocess(["glue", "--glue-dir", str(glue_raw), "--tasks", "SST-2", "--bpe-dir", str(bin_dir),
+                       "--destdir", str(out / "data" / "glue-bin"), "--workers", str(args.workers), "--no-progress"])
+    if code:
+        return stopped("tupe-demo", Interrupted(code)) if code >= 128 else 1
     plan.task = str(out / "data" / "glue-bin" / "SST-2-bin")
     plan.objectives = ["mlm", "electra"] if args.objective == "both" else [args.objective]
 

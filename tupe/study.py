@@ -159,9 +159,9 @@ def prepare_corpus(corpus: Path, out: Path, workers: int, extra: list[str]) -> P
         log(f"corpus already preprocessed in {bin_dir}")
         return bin_dir
     log(f"preprocessing {corpus}")
-    if preprocess(["pretrain", "--input", str(corpus.resolve()), "--destdir", str(bin_dir), "--workers", str(workers),
-                   "--no-progress", "--force", *extra]) != 0:
-        raise RuntimeError(f"tupe-preprocess pretrain failed on {corpus}")
+    check(preprocess(["pretrain", "--input", str(corpus.resolve()), "--destdir", str(bin_dir), "--workers",
+                      str(workers), "--no-progress", "--force", *extra]),
+          f"tupe-preprocess pretrain failed on {corpus}")   # stopped by a signal (>= 128): the study stops
     return bin_dir
 
 

@@ -187,6 +187,27 @@ def test_a_stopped_step_stops_the_study_with_its_code(data_dir, tmp_path, capsys
     assert "tupe-study: error: pretraining TUPE-R/lr0.001 failed" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["study", "demo"])
+def test_preprocessing_stopped_by_a_signal_stops_the_command_with_its_code(command, tmp_path, capsys, monkeypatch):
+    """tupe-preprocess, run in-process by the study and the demo, returns 128 + N when a signal
+    stops it: the command stops with that code and says so (the study reported a failure, the
+    demo returned 1), and a real failure is still a failure."""
+    import tupe.demo
+    import tupe.study
+    from tupe.demo import main as demo
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the river and the city\n" * 20)
+    for code, said in ((143, "stopped by SIGTERM; the finished runs are kept"), (1, None)):
+        monkeypatch.setattr(tupe.study if command == "study" else tupe.demo, "preprocess", lambda argv, c=code: c)
+        argv = ["--quick", "--out", str(tmp_path / f"{command}{code}")]
+        got = study(["--corpus", str(corpus), *argv]) if command == "study" else demo(argv)
+        assert got == code
+        err = capsys.readouterr().err
+        # (a failure is said by tupe-preprocess itself, mocked here)
+        assert (said in err and "error" not in err) if said else "stopped by SIG" not in err
+
+
 def test_a_study_folder_preprocessed_from_another_corpus_is_refused(tmp_path):
     """OUT/data/bin is reused only for the corpus it was preprocessed from."""
     from tupe.study import prepare_corpus
