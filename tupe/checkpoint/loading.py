@@ -23,17 +23,26 @@ def load_model(path: PathLike, whole_electra: bool = False) -> TupeModel:
     directory of training checkpoints, a ``save_pretrained`` directory or a transformers folder
     (``tupe-convert --hf``, or a ``TupeFor...`` model's ``save_pretrained``). An ELECTRA
     checkpoint gives its discriminator, or with ``whole_electra`` the whole ElectraModel."""
+    return load_model_and_run_args(path, whole_electra)[0]
+
+
+def load_model_and_run_args(path: PathLike, whole_electra: bool = False) -> tuple[TupeModel, dict]:
+    """``load_model``'s model and, from the same read, the command-line values a training
+    checkpoint was saved with (its ``args``: train.py's, or the original code's) as a dict;
+    empty for own-format and transformers folders, which keep none."""
     path = Path(path)
     if path.is_dir() and (path / CONFIG_FILE).is_file():
-        return load_hf_folder(path) if is_hf_folder(path) else load_pretrained(path)
+        return (load_hf_folder(path) if is_hf_folder(path) else load_pretrained(path)), {}
     ckpt = resolve_checkpoint(path)
     state = read_checkpoint(ckpt)
+    args = state.get("args")
+    run = dict(vars(args)) if args is not None and not isinstance(args, dict) else dict(args or {})
     if whole_electra and is_electra_state(state["model"]):
-        return electra_from_state(state, ckpt)
-    cfg = config_from_checkpoint(state.get("args"), state["model"], ckpt)
+        return electra_from_state(state, ckpt), run
+    cfg = config_from_checkpoint(args, state["model"], ckpt)
     model = build_and_load(cfg, checkpoint_tensors(state["model"], ckpt), ckpt)
     model.lm_head_trained = lm_head_trained(state)
-    return model
+    return model, run
 
 
 def load_vocabulary(path: PathLike, vocab_size: int) -> Optional[Vocabulary]:
@@ -57,13 +66,3 @@ def read_config(path: PathLike) -> tuple[TupeConfig, dict]:
     epoch, updates = progress_of(state)
     return config_from_checkpoint(state.get("args"), tensors, ckpt), {"num_updates": updates, "epoch": epoch}
 
-
-def run_args(path: PathLike) -> dict:
-    """The command-line values a training checkpoint was saved with (its ``args``: train.py's, or
-    the original code's), as a dict; empty for own-format and transformers folders, which keep
-    none."""
-    path = Path(path)
-    if path.is_dir() and (path / CONFIG_FILE).is_file():
-        return {}
-    args = read_checkpoint(resolve_checkpoint(path)).get("args")
-    return dict(vars(args)) if args is not None and not isinstance(args, dict) else dict(args or {})

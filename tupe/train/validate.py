@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, check_data_dictionary, load_model, run_args
+from ..checkpoint import CheckpointError, check_data_dictionary, load_model_and_run_args
 from ..cli import HelpFormatter
 from ..config import ROPE_SCALINGS
 from ..logs import cli_logging
@@ -91,8 +91,7 @@ def main(argv=None) -> int:
     cli_logging()
     args = build_parser().parse_args(argv)
     try:
-        model = load_model(args.path, whole_electra=True)
-        run = run_args(args.path)
+        model, run = load_model_and_run_args(args.path, whole_electra=True)   # one read of the checkpoint
         settings, from_run = evaluation_settings(args, run)   # from_run: what the run's own validation used
         if from_run:
             print(f"tupe-validate: as the run that saved {args.path}: "
