@@ -40,22 +40,18 @@ def _floats(text: str) -> list[float]:
 
 
 MASKING_DEFAULTS = {"mask_prob": 0.15, "leave_unmasked_prob": 0.1, "random_token_prob": 0.1}
+MASKING_HELP = {"mask_prob": "fraction of each block's positions chosen for prediction",
+                "leave_unmasked_prob": "of the chosen positions, the fraction that keep their token",
+                "random_token_prob": "of the chosen positions, the fraction replaced by a random token"}
 
 
 def add_masking_args(parser, from_run: bool = False) -> None:
     """BERT masking flags (train.py and tupe-validate share them). ``from_run``: no default
     (None): tupe-validate takes the checkpoint run's value, else ``MASKING_DEFAULTS``."""
-    d = {k: None for k in MASKING_DEFAULTS} if from_run else MASKING_DEFAULTS
-    run = " (default: the checkpoint run's, else %s)" if from_run else ""
-    parser.add_argument("--mask-prob", type=float, default=d["mask_prob"],
-                        help="fraction of each block's positions chosen for prediction"
-                             + (run % MASKING_DEFAULTS["mask_prob"] if run else ""))
-    parser.add_argument("--leave-unmasked-prob", type=float, default=d["leave_unmasked_prob"],
-                        help="of the chosen positions, the fraction that keep their token"
-                             + (run % MASKING_DEFAULTS["leave_unmasked_prob"] if run else ""))
-    parser.add_argument("--random-token-prob", type=float, default=d["random_token_prob"],
-                        help="of the chosen positions, the fraction replaced by a random token"
-                             + (run % MASKING_DEFAULTS["random_token_prob"] if run else ""))
+    for key, default in MASKING_DEFAULTS.items():
+        parser.add_argument("--" + key.replace("_", "-"), type=float, default=None if from_run else default,
+                            help=MASKING_HELP[key] + (f" (default: the checkpoint run's, else {default})"
+                                                      if from_run else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:

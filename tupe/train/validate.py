@@ -63,7 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-PRETRAINING_TASKS = ("masked_lm", "electra")      # runs whose validation this command reproduces
+def pretraining_run(run: dict) -> bool:
+    """Whether the run's arguments describe a masked-LM or ELECTRA run: the runs whose validation
+    this command reproduces (an original checkpoint without a task is a masked-LM one)."""
+    return bool(run) and run.get("task", "masked_lm") in ("masked_lm", "electra")
+
+
 # what an evaluation takes from the run that saved the checkpoint, and where it keeps none
 RUN_DEFAULTS = {"tokens_per_sample": None, "sample_break_mode": "complete", "seed": 1, "max_sentences": 16,
                 "max_tokens": None, "mask_whole_words": False, "required_batch_size_multiple": 1, **MASKING_DEFAULTS}
@@ -73,7 +78,7 @@ def evaluation_settings(args: argparse.Namespace, run: dict) -> tuple[dict, list
     """The settings of the evaluation: a flag given, else the run's value (its validation batch
     sizes where it set them), else ``RUN_DEFAULTS``; and the names taken from the run. Only a
     masked-LM or ELECTRA run validated this way: a finetuning run's values are not taken."""
-    if run.get("task", "masked_lm") not in PRETRAINING_TASKS:
+    if not pretraining_run(run):
         run = {}
     run = {**run, "max_sentences": run.get("max_sentences_valid") or run.get("max_sentences"),
            "max_tokens": run.get("max_tokens_valid") or run.get("max_tokens")}
@@ -96,7 +101,7 @@ def main(argv=None) -> int:
         if from_run:
             print(f"tupe-validate: as the run that saved {args.path}: "
                   + ", ".join(f"{k} {settings[k]}" for k in from_run), file=sys.stderr)
-        elif not run or run.get("task", "masked_lm") not in PRETRAINING_TASKS:   # own format, transformers folder, finetuning
+        elif not pretraining_run(run):   # own format, transformers folder, finetuning run
             kept = "keeps no training arguments" if not run else f"was saved by a {run.get('task')} run"
             print(f"tupe-validate: {args.path} {kept}: the defaults (blocks of "
                   f"{settings['tokens_per_sample'] or model.cfg.max_positions} tokens, seed {settings['seed']}, "
