@@ -486,4 +486,4 @@ def test_a_signal_stops_the_sweep_and_its_running_finetune(order_task, pretraine
     assert len(started) == 2 and started[1].returncode == 143       # one finetune started, and stopped by it
     assert "stopped by SIGTERM: 0 of 3 finetunes finished" in capsys.readouterr().err
     assert not list((tmp_path / "runs").rglob("result.json"))
-    assert signal.getsignal(signal.SIGTERM) is not sweep._raise_interrupted    # the handler put back
+    assert signal.getsignal(signal.SIGTERM) is not tupe.cli._raise_stopped    # the handler put back

@@ -179,3 +179,19 @@ def test_a_signal_stops_it_cleanly(how, tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt"]
     assert signal.getsignal(signal.SIGTERM) == before                   # the handler is put back
     assert set(parallel_map(_signal_dispositions, range(4), workers=2)) == {(signal.SIG_IGN, signal.SIG_DFL)}
+
+
+def test_it_runs_from_another_thread(tmp_path):
+    """Signal handlers can only be set in the main thread: run from another one (a library user's
+    worker thread), tupe-preprocess leaves SIGTERM alone and works (it raised ValueError when
+    its SIGTERM handling set one unconditionally)."""
+    import threading
+
+    corpus = make_corpus(tmp_path / "c.txt", paragraphs=50)
+    codes = []
+    worker = threading.Thread(target=lambda: codes.append(main(
+        ["pretrain", "--input", str(corpus), "--destdir", str(tmp_path / "out"), "--bpe-merges", "50",
+         "--valid-every", "10", "--no-progress"])))
+    worker.start()
+    worker.join()
+    assert codes == [0] and (tmp_path / "out" / "train.bin").is_file()

@@ -3,7 +3,10 @@
 import argparse
 import json
 import os
+import signal
 import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 # the process's umask, read once at import (reading it means setting it: not from threads)
@@ -39,6 +42,33 @@ def attach_flag_values(argv: list[str], options: tuple[str, ...]) -> list[str]:
             out.append(argv[i])
             i += 1
     return out
+
+
+class Stopped(Exception):
+    """SIGTERM received by a command (``stop_on_sigterm``): it unwinds like Ctrl-C, so that the
+    command's cleanup runs (temporary output removed, child processes stopped)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+@contextmanager
+def stop_on_sigterm():
+    """For the duration, SIGTERM raises ``Stopped`` in the main thread (the default action kills
+    the process without any cleanup); the earlier handler is put back after. Run from another
+    thread, where handlers cannot be set, nothing changes."""
+    previous = signal.signal(signal.SIGTERM, _raise_stopped) \
+        if threading.current_thread() is threading.main_thread() else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def write_json(path: Path, value, indent: int = 2) -> None:

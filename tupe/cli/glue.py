@@ -38,7 +38,7 @@ from ..checkpoint import CONFIG_FILE, CheckpointError, read_config, resolve_chec
 from ..hub import BESIDE_FILES
 from ..logs import cli_logging
 from ..preprocess.glue import TASKS as GLUE_TASKS
-from . import HelpFormatter, attach_flag_values, read_json, write_json
+from . import HelpFormatter, Stopped, attach_flag_values, read_json, stop_on_sigterm, write_json
 from .records import RUN_RECORD, model_fingerprint, record_differences, run_record
 
 
@@ -116,14 +116,6 @@ def finetune_args(data: Path, checkpoint: Path, save: Path, recipe: TaskRecipe, 
     if recipe.num_classes == 1:
         args.append("--regression-target")
     return args + extra
-
-
-class Interrupted(Exception):
-    """SIGTERM (or SIGINT) received by the sweep: stop it."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 class Finetunes:
@@ -308,10 +300,6 @@ def keep_representatives(out: Path, summary: dict, keep_all: bool) -> None:
                 ckpt.unlink()
 
 
-def _raise_interrupted(signum, frame):
-    raise Interrupted(signum)
-
-
 def main(argv=None) -> int:
     cli_logging()
     p = argparse.ArgumentParser(prog="tupe-glue", description=__doc__,
@@ -394,50 +382,47 @@ def main(argv=None) -> int:
     runs: dict = {}
     failed = []
     FINETUNES.stop_signal = None
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted) \
-        if threading.current_thread() is threading.main_thread() else None
-    pool = ThreadPoolExecutor(max_workers=max(1, args.jobs))
-    try:
-        futures = [(job, pool.submit(run_one, job[3], job[4], records[job[4]])) for job in jobs]
-        for i, ((task, lr, seed, _, save), fut) in enumerate(futures, 1):
-            best = fut.result()
-            if best is None:
-                failed.append(str(save))
-                print(f"tupe-glue: [{i}/{len(jobs)}] {task} lr {lr:g} seed {seed}: FAILED (see {save}/train.log)",
-                      file=sys.stderr)
-                continue
-            runs.setdefault(task, {}).setdefault(lr, {})[seed] = best
-            print(f"tupe-glue: [{i}/{len(jobs)}] {task} lr {lr:g} seed {seed}: "
-                  f"{best['best_checkpoint_metric']} {best['best']:.4f}", file=sys.stderr)
-        summary = aggregate(runs, recipes)
-        for _attempt in range(2):     # a representative whose checkpoint is gone: finetuned again (the same seed)
-            stale = without_checkpoint(args.out, summary)
-            for task, run in stale:
-                (_, lr, seed, cmd, save), = [j for j in jobs if j[4] == run]
-                print(f"tupe-glue: {task}: the representative run {run.name} has no checkpoint left (deleted after "
-                      f"an earlier sweep, when another run was the representative; --keep-all keeps them): "
-                      f"finetuning it again for {run.parent / 'best'}", file=sys.stderr)
-                kept = read_json(run / "result.json")
-                (run / "result.json").unlink()
-                best = run_one(cmd, save, records[save])
-                if best is None:                   # its result stays; best/ is said to be stale below
-                    write_json(run / "result.json", kept)
-                else:
-                    runs[task][lr][seed] = best
-            if stale:
-                summary = aggregate(runs, recipes)
-    except (KeyboardInterrupt, Interrupted) as e:
-        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-        FINETUNES.stop(signum)
-        pool.shutdown(wait=True, cancel_futures=True)
-        done = sum((save / "result.json").is_file() for *_, save in jobs)
-        print(f"tupe-glue: stopped by {signal.Signals(signum).name}: {done} of {len(jobs)} finetunes finished, "
-              f"kept; rerun the same command to run the others (one cut short starts again)", file=sys.stderr)
-        return 128 + signum
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    with stop_on_sigterm():                        # SIGTERM unwinds like Ctrl-C (Stopped)
+        pool = ThreadPoolExecutor(max_workers=max(1, args.jobs))
+        try:
+            futures = [(job, pool.submit(run_one, job[3], job[4], records[job[4]])) for job in jobs]
+            for i, ((task, lr, seed, _, save), fut) in enumerate(futures, 1):
+                best = fut.result()
+                if best is None:
+                    failed.append(str(save))
+                    print(f"tupe-glue: [{i}/{len(jobs)}] {task} lr {lr:g} seed {seed}: FAILED (see {save}/train.log)",
+                          file=sys.stderr)
+                    continue
+                runs.setdefault(task, {}).setdefault(lr, {})[seed] = best
+                print(f"tupe-glue: [{i}/{len(jobs)}] {task} lr {lr:g} seed {seed}: "
+                      f"{best['best_checkpoint_metric']} {best['best']:.4f}", file=sys.stderr)
+            summary = aggregate(runs, recipes)
+            for _attempt in range(2):     # a representative whose checkpoint is gone: finetuned again (the same seed)
+                stale = without_checkpoint(args.out, summary)
+                for task, run in stale:
+                    (_, lr, seed, cmd, save), = [j for j in jobs if j[4] == run]
+                    print(f"tupe-glue: {task}: the representative run {run.name} has no checkpoint left (deleted after "
+                          f"an earlier sweep, when another run was the representative; --keep-all keeps them): "
+                          f"finetuning it again for {run.parent / 'best'}", file=sys.stderr)
+                    kept = read_json(run / "result.json")
+                    (run / "result.json").unlink()
+                    best = run_one(cmd, save, records[save])
+                    if best is None:                   # its result stays; best/ is said to be stale below
+                        write_json(run / "result.json", kept)
+                    else:
+                        runs[task][lr][seed] = best
+                if stale:
+                    summary = aggregate(runs, recipes)
+        except (KeyboardInterrupt, Stopped) as e:
+            signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
+            FINETUNES.stop(signum)
+            pool.shutdown(wait=True, cancel_futures=True)
+            done = sum((save / "result.json").is_file() for *_, save in jobs)
+            print(f"tupe-glue: stopped by {signal.Signals(signum).name}: {done} of {len(jobs)} finetunes finished, "
+                  f"kept; rerun the same command to run the others (one cut short starts again)", file=sys.stderr)
+            return 128 + signum
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     args.out.mkdir(parents=True, exist_ok=True)
     text = write_tables(args.out, summary, label, args.paper)
     keep_representatives(args.out, summary, args.keep_all)

@@ -11,12 +11,12 @@ import signal
 import sys
 from pathlib import Path
 
-from ..cli import HelpFormatter
+from ..cli import HelpFormatter, Stopped, stop_on_sigterm
 from ..data.bpe import BPEError
 from ..data.dictionary import DictionaryError
 from ..logs import cli_logging
 from . import task
-from .common import PreprocessError, Stopped, stop_on_sigterm
+from .common import PreprocessError
 from .glue import run_glue
 from .pretrain import PretrainOptions, run_pretrain
 from .task import run_task

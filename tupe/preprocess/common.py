@@ -27,30 +27,6 @@ class PreprocessError(RuntimeError):
     """A fatal problem with the input; the message names the file (and line)."""
 
 
-class Stopped(Exception):
-    """SIGTERM received (``stop_on_sigterm``): unwinds like Ctrl-C, so that the temporary output
-    is removed (``atomic_directory``) and the worker pool is shut down."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_stopped(signum, frame):
-    raise Stopped(signum)
-
-
-@contextmanager
-def stop_on_sigterm():
-    """SIGTERM raises ``Stopped`` in the main thread for the duration (the default action would
-    kill the process without running any cleanup, leaving the temporary directory behind)."""
-    previous = signal.signal(signal.SIGTERM, _raise_stopped)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _worker_init(initializer: Optional[Callable], initargs: tuple) -> None:
     """A pool worker leaves signals to the main process: Ctrl-C (sent to the whole process group)
     is ignored here, SIGTERM (how the pool stops its workers) kills as by default; the main
