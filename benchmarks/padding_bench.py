@@ -65,7 +65,7 @@ def main(argv=None) -> int:
 
     def call(kind: str, train: bool) -> float:
         tokens = left if kind == "left-padded" else right
-        # "no check": no left padding, padding unknown (the mask then checks it itself, on the CPU)
+        # "no check": no left padding, whether anything is padded unknown (the rows are: the key mask is built)
         transformer.padding_layout = (lambda padding: (None, None)) if kind == "no check" else real_layout
         model.train(train)
         start = time.perf_counter()

@@ -158,17 +158,19 @@ def test_classification_heads():
 def test_unpadded_batch_shortcut_is_exact(scheme, monkeypatch):
     """A batch without padding gets the (1, H, T, T) bias instead of the (B, H, T, T) sum with a
     zero key mask: the same outputs and gradients."""
+    from tupe.model.padding import padding_layout
     from tupe.model.transformer import Encoder
 
     torch.manual_seed(0)
     model = TupeModel(tiny_config(dropout=0.0, attention_dropout=0.0, **scheme)).train()
     tokens = random_tokens(3, 12, seed=4)
     tokens[tokens.eq(1)] = 9                                   # no padding anywhere
-    assert Encoder._no_padding(tokens.eq(1)) and not Encoder._no_padding(random_tokens(3, 12, seed=4).eq(1))
+    assert Encoder._no_padding(padding_layout(tokens.eq(1))[1])
+    assert not Encoder._no_padding(padding_layout(random_tokens(3, 12, seed=4).eq(1))[1])
     results = []
     for shortcut in (True, False):
         if not shortcut:
-            monkeypatch.setattr(Encoder, "_no_padding", staticmethod(lambda padding, padded=None: False))
+            monkeypatch.setattr(Encoder, "_no_padding", staticmethod(lambda padded: False))
         model.zero_grad()
         out = model(tokens)
         out.square().mean().backward()

@@ -219,14 +219,15 @@ class Encoder(nn.Module):
         return FlexPositions(padding, **terms)
 
     def additive_mask(self, padding: torch.Tensor, dtype: torch.dtype,
-                      padded: Optional[bool] = None) -> Optional[torch.Tensor]:
+                      padded: Optional[bool]) -> Optional[torch.Tensor]:
         """Positional bias + -inf on padded keys. A full batch gets the bias alone (1, H, T, T)
         (the same values without a (B, H, T, T) copy to write and read, nor its gradient to
         accumulate over the layers) and, in inference with no positional bias, no mask at all
-        (as HF's SDPA path). ``padded``: whether any position is padded, where already known."""
+        (as HF's SDPA path). ``padded``: whether any position is padded, as ``padding_layout``
+        tells (None inside a traced graph: not known)."""
         B, T = padding.shape
         bias = self.positional_bias(T)                                                 # (H, T, T) | None
-        if self._no_padding(padding, padded):
+        if self._no_padding(padded):
             if bias is not None:
                 return bias.to(dtype).unsqueeze(0)                                     # (1, H, T, T)
             if not self.training:
@@ -236,17 +237,10 @@ class Encoder(nn.Module):
         return key_mask if bias is None else key_mask + bias.to(dtype).unsqueeze(0)    # (B, H|1, T|1, T)
 
     @staticmethod
-    def _no_padding(padding: torch.Tensor, padded: Optional[bool] = None) -> bool:
-        """True when no position is padded: ``not padded`` where the forward's one padding sync
-        (``padding_layout``) told, else checked here on the CPU only (on a GPU the check would
-        wait for the device); never inside a traced, compiled or exported graph."""
-        if tracing():
-            return False
-        if padded is not None:
-            return not padded
-        if padding.device.type != "cpu":
-            return False
-        return not bool(padding.any())
+    def _no_padding(padded: Optional[bool]) -> bool:
+        """True when no position is padded, as the forward's one padding sync (``padding_layout``)
+        told; never inside a traced, compiled or exported graph (there ``padded`` is None)."""
+        return padded is False and not tracing()
 
     def clear_positional_cache(self) -> None:
         self._bias_cache = {}
