@@ -21,3 +21,55 @@ def test_resume_records_are_written_whole_and_read_with_a_clear_error(tmp_path):
     path.write_text('{"runs": {"a": 1}')
     with pytest.raises(ValueError, match=f"{path}:1: not JSON"):
         read_json(path)
+
+
+@pytest.mark.parametrize("command, argv, said", [
+    ("predict", ["--checkpoint", "ck", "--out", "o"], "--out does nothing here (predictions on raw text go to stdout)"),
+    ("predict", ["--checkpoint", "ck", "--data", "d"], "--data does nothing here (it is --glue-task's"),
+    ("predict", ["--checkpoint", "ck", "--glue-task", "SST-2", "--data", "d", "--input", "x.txt"],
+     "--input does nothing here (--glue-task predicts the test split of --data)"),
+    ("convert", ["ck.pt", "out", "--fp16"], "--fp16 does nothing here (float16 storage is for --to fairseq; "
+                                            "this conversion writes the tupe format)"),
+    ("convert", ["ck.pt", "out", "--head", "h"], "--head does nothing here (it is for the transformers folder (--hf)"),
+    ("convert", ["ck.pt", "out", "--cased"], "--cased does nothing here"),
+    ("convert", ["ck.pt", "out.pt", "--to", "fairseq", "--label-dict", "l"], "--label-dict does nothing here"),
+    ("validate", ["d", "--path", "ck", "--rope-scaling-factor", "2"], "--rope-scaling-factor does nothing here"),
+    ("inspect", ["ck", "--out", "o", "--blocks", "4"], "--blocks does nothing here (it counts the blocks of --data)"),
+    ("preprocess", ["pretrain", "--input", "c.txt", "--destdir", "o", "--bpe-code", "b", "--bpe-merges", "100"],
+     "--bpe-merges does nothing here (--bpe-code gives the merges)"),
+    ("preprocess", ["pretrain", "--input", "c.txt", "--destdir", "o", "--dict", "d.txt", "--nwords", "100"],
+     "--nwords does nothing here (--dict gives the dictionary)"),
+    ("study", ["--corpus", "c.txt", "--updates", "10", "--ft-seeds", "3"],
+     "--ft-seeds does nothing here (it is for finetuning on --task)"),
+    ("demo", ["--sample-lines", "100"], "--sample-lines does nothing here (it is --sample-data's)"),
+    ("demo", ["--sample-data", "d", "--quick"], "--quick does nothing here (--sample-data only writes the sample data)"),
+    ("preprocess", ["task", "--train", "t", "--valid", "v", "--text-columns", "1", "--label-column", "2", "--header",
+                    "--no-header-check", "--bpe-dir", "b", "--destdir", "o"], "--no-header-check does nothing here"),
+])
+def test_an_option_that_would_do_nothing_is_refused(command, argv, said, capsys):
+    """Given where it does nothing (a typo of intent: --out without --glue-task writes nothing
+    there, --fp16 converting to the own format stores float32), an option is an error naming it,
+    exit 2, before anything is read: the paths here do not exist."""
+    import importlib
+
+    module = {"predict": "tupe.cli.predict", "convert": "tupe.cli.convert", "validate": "tupe.train.validate",
+              "inspect": "tupe.inspection", "preprocess": "tupe.preprocess.cli", "study": "tupe.study",
+              "demo": "tupe.demo"}[command]
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(module).main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert said in err and err.rstrip().endswith("; leave it out")
+
+
+def test_the_same_options_where_they_act_pass_the_check():
+    import argparse
+
+    from tupe.cli import given_dests, refuse_inert
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--data")
+    p.add_argument("--blocks", type=int, default=16)
+    refuse_inert(p, ["--data", "d", "--blocks", "4"], [("blocks", True, "")])       # acts: no error
+    refuse_inert(p, ["--data", "d"], [("blocks", False, "")])                        # not given: no error
+    assert given_dests(p, ["--blocks=4", "--", "--data"]) == {"blocks"}             # --blocks=4 counts, after -- not

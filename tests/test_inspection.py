@@ -114,6 +114,14 @@ def test_cli_reads_checkpoint_files_and_folders(data_dir, tmp_path, capsys):
         out = tmp_path / ("out-" + path.name)
         assert main([str(path), "--out", str(out), "--positions", "16"]) == 0
         assert (out / "untied_correlation.png").is_file()
+    # the smallest drawing: [CLS] and one position (below it, an IndexError in the untied bias before)
+    assert main([str(tmp_path / "own"), "--out", str(tmp_path / "two"), "--positions", "2"]) == 0
+    assert json.loads((tmp_path / "two" / "inspect.json").read_text())["positions"] == 2
+    for flags, said in ((["--positions", "1"], "--positions 1: at least 2"), (["--data", str(data_dir), "--blocks", "0"],
+                                                                               "--blocks 0: at least 1")):
+        with pytest.raises(SystemExit) as e:
+            main([str(tmp_path / "own"), "--out", str(tmp_path / "none"), *flags])
+        assert e.value.code == 2 and said in capsys.readouterr().err and not (tmp_path / "none").exists()
     assert main([str(tmp_path / "own"), "--out", str(tmp_path / "x"), "--data", str(data_dir), "--positions", "64"]) == 0
     assert json.loads((tmp_path / "x" / "inspect.json").read_text())["positions"] == 32   # capped at max_positions
     assert "64 positions asked; 32 drawn: the positional tables of TUPE-R cover 32" in (tmp_path / "x" / "report.md").read_text()

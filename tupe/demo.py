@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .cli import HelpFormatter
+from .cli import HelpFormatter, refuse_inert
 from .logs import cli_logging
 from .preprocess.cli import main as preprocess
 from .report import STUDY_FILE, make_report
@@ -129,6 +129,10 @@ def main(argv=None) -> int:
                    "corpus.txt, a labelled train.tsv/dev.tsv and test.txt; the README's walkthrough) and exit")
     p.add_argument("--sample-lines", type=int, default=30000, help="--sample-data: lines of raw text to write")
     args = p.parse_args(argv)
+    sample = args.sample_data is not None
+    refuse_inert(p, argv, [("sample_lines", sample, "it is --sample-data's")] + [
+        (dest, not sample, "--sample-data only writes the sample data") for dest in
+        ("out", "quick", "minutes", "updates", "workers", "objective")])
     if args.sample_data is not None:
         for path in write_sample_data(args.sample_data, args.sample_lines):
             print(f"tupe-demo: wrote {path} ({sum(1 for _ in open(path, encoding='utf-8'))} lines)")

@@ -29,7 +29,7 @@ from typing import Optional
 import torch
 
 from .checkpoint import CheckpointError, check_data_dictionary, load_model
-from .cli import HelpFormatter
+from .cli import HelpFormatter, refuse_inert
 from .data.dictionary import Dictionary
 from .logs import cli_logging
 from .report import _decorate, _save, scheme_color
@@ -266,6 +266,11 @@ def main(argv=None) -> int:
                    "attention distances on its validation blocks")
     p.add_argument("--blocks", type=int, default=16, help="validation blocks used with --data")
     args = p.parse_args(argv)
+    refuse_inert(p, argv, [("blocks", args.data is not None, "it counts the blocks of --data")])
+    if args.positions < 2:
+        p.error(f"--positions {args.positions}: at least 2 ([CLS] and one more)")
+    if args.blocks < 1:
+        p.error(f"--blocks {args.blocks}: at least 1")
     try:
         model = load_model(args.checkpoint)
         if args.data is not None and (args.data / "dict.txt").is_file():

@@ -38,7 +38,7 @@ from typing import Optional
 import torch
 
 from .checkpoint import load_model
-from .cli import HelpFormatter, read_json, write_json
+from .cli import HelpFormatter, read_json, refuse_inert, write_json
 from .cli import glue as sweep
 from .config import SCHEMES, TupeConfig
 from .logs import cli_logging
@@ -387,6 +387,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/study"), help="study folder (resumes: finished runs are skipped)")
     p.add_argument("--workers", type=int, default=2, help="preprocessing processes")
     args = p.parse_args(argv)
+    refuse_inert(p, argv, [(dest, args.task is not None, "it is for finetuning on --task") for dest in
+                           ("ft_lrs", "ft_seeds", "ft_epochs")])
     if args.quick:
         args.arch, args.tokens_per_sample, args.batch = "bert_tiny", 64, 8
         args.ft_lrs, args.ft_epochs = args.ft_lrs.split(",")[0], 1

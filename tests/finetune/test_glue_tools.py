@@ -459,6 +459,33 @@ def test_extra_takes_one_flag_as_its_help_shows(extra, tmp_path, capsys):
     assert "none.pt" in err and "expected one argument" not in err
 
 
+def test_extra_bf16_replaces_the_originals_fp16(order_task, pretrained, tmp_path, capsys):
+    """`--extra '--cpu --bf16'` (the help's example): the original command's --fp16 made train.py
+    refuse every finetune (--fp16 and --bf16 are exclusive); --bf16 now replaces the fp16 flags."""
+    out = tmp_path / "o"
+    assert sweep.main(["--checkpoint", str(pretrained), "--data-dir", str(order_task), "--tasks", "SST-2", "--lrs", "1e-4",
+                       "--seeds", "1", "--epochs", "1", "--out", str(out), "--extra", "--cpu --bf16"]) == 0
+    record = json.loads((out / "SST-2" / "lr0.0001_seed1" / "command.json").read_text())
+    flags = record["flags"]
+    assert "--bf16" in flags and not any(f.startswith("--fp16") for f in flags)
+    assert "precision" in (out / "SST-2" / "lr0.0001_seed1" / "train.log").read_text()
+
+
+@pytest.mark.parametrize("extra, said", [
+    ("--cpu --mask-prob 0.3", "--mask-prob 0.3 does nothing here (it acts with --task masked_lm or electra"),
+    ("--cpu --no-such-flag", "unrecognized arguments: --no-such-flag"),
+    ("--cpu --rope-theta 500000", "--rope-theta 500000.0 does nothing here (it acts on a RoPE model"),
+])
+def test_extra_that_train_would_refuse_is_refused_before_the_sweep(extra, said, order_task, pretrained, tmp_path, capsys):
+    """Every finetune of the sweep would fail the same way: said once, before any runs, exit 1."""
+    out = tmp_path / "o"
+    assert sweep.main(["--checkpoint", str(pretrained), "--data-dir", str(order_task), "--tasks", "SST-2", "--lrs", "1e-4",
+                       "--seeds", "2", "--out", str(out), "--extra", extra]) == 1
+    err = capsys.readouterr().err
+    assert "tupe-glue: error: train.py would refuse every finetune of this sweep: " in err and said in err
+    assert not (out / "SST-2").exists()
+
+
 def test_a_signal_stops_the_sweep_and_its_running_finetune(order_task, pretrained, tmp_path, capsys, monkeypatch):
     """SIGTERM to the sweep (not to its group, as `kill PID` sends it) reaches the running
     finetune, no other starts, and the exit code is 143. The finetune here is a stand-in process

@@ -13,6 +13,7 @@ from tupe.data.indexed_dataset import MMapIndexedDataset
 from tupe.preprocess.cli import main
 
 FAST = ["--bpe-merges", "300", "--valid-every", "10", "--no-progress"]
+REUSE = FAST[2:]          # with --bpe-code, --bpe-merges does nothing (refused)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_valid_gets_every_nth_paragraph(prepared):
 def test_reuse_codes_and_dict_and_workers_give_identical_binaries(tmp_path, corpus, prepared):
     out = tmp_path / "again"
     args = ["pretrain", "--input", str(corpus), "--destdir", str(out), "--workers", "2",
-            "--bpe-code", str(prepared / "bpe-code"), "--dict", str(prepared / "dict.txt"), *FAST]
+            "--bpe-code", str(prepared / "bpe-code"), "--dict", str(prepared / "dict.txt"), *REUSE]
     assert main(args) == 0
     for name in ("train.bin", "train.idx", "valid.bin", "valid.idx", "dict.txt", "bpe-code"):
         assert (out / name).read_bytes() == (prepared / name).read_bytes(), name
@@ -94,7 +95,7 @@ def test_wikiextractor_input_and_invalid_utf8(tmp_path):
 
 def test_bad_inputs(tmp_path, corpus, prepared, capsys):
     def fails(args, message):
-        assert main(["pretrain", *args, "--destdir", str(tmp_path / "o"), *FAST]) == 1
+        assert main(["pretrain", *args, "--destdir", str(tmp_path / "o"), *(REUSE if "--bpe-code" in args else FAST)]) == 1
         assert message in capsys.readouterr().err
         assert not (tmp_path / "o").exists()                               # nothing that looks complete
         assert not list(tmp_path.glob(".o.tmp-*"))

@@ -4,10 +4,12 @@ import argparse
 import json
 import os
 import signal
+import sys
 import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterable, Optional, Sequence
 
 # the process's umask, read once at import (reading it means setting it: not from threads)
 _UMASK = os.umask(0o022)
@@ -27,6 +29,30 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if action.default is None or action.default == "" or action.default == []:
             return text + " (default: not set)"
         return text + " (default: %(default)s)"
+
+
+def given_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The destinations of the options that appear on the command line ("given"), whatever their
+    value, even the default's; options left at their argparse default are not given."""
+    given = set()
+    for token in argv:
+        if token == "--":
+            break
+        action = parser._option_string_actions.get(token.split("=", 1)[0]) if token.startswith("-") else None
+        if action is not None:
+            given.add(action.dest)
+    return given
+
+
+def refuse_inert(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]],
+                 rules: Iterable[tuple[str, bool, str]]) -> None:
+    """``parser.error`` (exit 2) naming an option given on ``argv`` (default: sys.argv) that does
+    nothing in this invocation: ``rules`` are (its destination, whether it acts here, why not)."""
+    given = given_dests(parser, sys.argv[1:] if argv is None else argv)
+    for dest, acts, why in rules:
+        if dest in given and not acts:
+            flag = max((o for a in parser._actions if a.dest == dest for o in a.option_strings), key=len)
+            parser.error(f"{flag} does nothing here ({why}); leave it out")
 
 
 def attach_flag_values(argv: list[str], options: tuple[str, ...]) -> list[str]:

@@ -41,7 +41,7 @@ from ..checkpoint import (
 from ..data.dictionary import Dictionary
 from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, read_labels, write_labels
 from ..logs import cli_logging
-from . import HelpFormatter
+from . import HelpFormatter, refuse_inert
 
 _PLAIN = (str, int, float, bool, type(None))
 
@@ -145,6 +145,10 @@ def main(argv=None) -> int:
     target = "hf" if args.hf else args.to
     if target == "auto":
         target = "fairseq" if (args.src / CONFIG_FILE).is_file() else "tupe"
+    hf = f"it is for the transformers folder (--hf); this conversion writes the {target} format"
+    refuse_inert(p, argv, [("fp16", target == "fairseq", f"float16 storage is for --to fairseq; "
+                                                         f"this conversion writes the {target} format"),
+                           ("head", target == "hf", hf), ("label_dict", target == "hf", hf), ("cased", target == "hf", hf)])
     try:
         if target == "hf":
             to_hf(args.src, args.dest, args.head, args.label_dict, True if args.cased else None)

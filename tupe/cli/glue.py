@@ -21,7 +21,9 @@ unless ``--keep-all``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import io
 import json
 import shutil
 import signal
@@ -38,6 +40,7 @@ from ..checkpoint import CONFIG_FILE, CheckpointError, read_config, resolve_chec
 from ..hub import BESIDE_FILES
 from ..logs import cli_logging
 from ..preprocess.glue import TASKS as GLUE_TASKS
+from ..train.options import inert_flags, parse_args
 from . import HelpFormatter, Stopped, attach_flag_values, read_json, stop_on_sigterm, write_json
 from .records import RUN_RECORD, model_fingerprint, record_differences, run_record
 
@@ -100,8 +103,10 @@ def finetune_args(data: Path, checkpoint: Path, save: Path, recipe: TaskRecipe, 
     """The original finetuning command (README of the TUPE code), variables substituted; the
     best checkpoint is kept (no --no-best-checkpoints) so that prediction has one. No
     architecture flag: train.py takes the whole model (and --max-positions) from the checkpoint."""
-    args = [str(data), "--fp16", "--fp16-init-scale", "4", "--threshold-loss-scale", "1",
-            "--fp16-scale-window", "128", "--restore-file", str(checkpoint),
+    # the original's float16 (a CPU falls back to fp32 with a warning), unless ``extra`` chooses bfloat16
+    fp16 = [] if {"--bf16", "--force-bf16"} & set(extra) else ["--fp16", "--fp16-init-scale", "4",
+                                                                 "--threshold-loss-scale", "1", "--fp16-scale-window", "128"]
+    args = [str(data), *fp16, "--restore-file", str(checkpoint),
             "--max-sentences", str(batch_size), "--max-tokens", "4400", "--task", "sentence_prediction",
             "--reset-optimizer", "--reset-dataloader", "--reset-meters", "--required-batch-size-multiple", "1",
             "--init-token", "0", "--separator-token", "2", "--criterion", "sentence_prediction",
@@ -152,6 +157,19 @@ class Finetunes:
 
 
 FINETUNES = Finetunes()
+
+
+def refused_by_train(cmd: list[str], cfg) -> Optional[str]:
+    """What train.py would refuse in ``cmd`` before training (its parser's errors, flags that do
+    nothing with the model ``cfg``: ``options.inert_flags``), to say once before a sweep starts
+    rather than in every run's log; None: nothing."""
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            train_args = parse_args(cmd)
+    except SystemExit:
+        return said.getvalue().strip().splitlines()[-1].removeprefix("train.py: error: ")
+    return "; ".join(inert_flags(train_args, cfg)[0]) or None
 
 
 def run_one(cmd: list[str], save: Path, record: Optional[dict] = None) -> Optional[dict]:
@@ -350,6 +368,11 @@ def main(argv=None) -> int:
                 cmd = finetune_args(args.data_dir / f"{task}-bin", checkpoint, save, recipe, lr, seed,
                                     args.batch_size, args.extra.split())
                 jobs.append((task, lr, seed, cmd, save))
+    refused = refused_by_train(jobs[0][3], cfg) if jobs else None
+    if refused:
+        print(f"tupe-glue: error: train.py would refuse every finetune of this sweep: {refused} (check --extra)",
+              file=sys.stderr)
+        return 1
     # a run folder of an earlier sweep is reused (its result, or resumed) only for the same finetune
     fingerprint = model_fingerprint(checkpoint)
     records, conflicts, unrecorded = {}, [], 0

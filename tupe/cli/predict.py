@@ -31,7 +31,7 @@ from ..hub import INPUTS, SCORE_RANGES, HubError, TupeHub, classify, from_pretra
 from ..logs import cli_logging, listed
 from ..model import TupeModel
 from ..preprocess.text import decode_row, describe_repairs
-from . import HelpFormatter, write_text_whole
+from . import HelpFormatter, refuse_inert, write_text_whole
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +219,10 @@ def main(argv=None) -> int:
                    "forward, padding included (a longer row runs alone); short rows then share larger batches")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if CUDA is available")
     args = p.parse_args(argv)
+    glue = bool(args.glue_task)
+    refuse_inert(p, argv, [("input", not glue, "--glue-task predicts the test split of --data"),
+                           ("data", glue, "it is --glue-task's binarized task folder"),
+                           ("out", glue, "predictions on raw text go to stdout")])
     if args.batch_size is not None and args.batch_size < 1:
         p.error("--batch-size must be >= 1")
     if args.max_tokens is not None and args.max_tokens < 1:

@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..cli import HelpFormatter, Stopped, stop_on_sigterm
+from ..cli import HelpFormatter, Stopped, refuse_inert, stop_on_sigterm
 from ..data.bpe import BPEError
 from ..data.dictionary import DictionaryError
 from ..logs import cli_logging
@@ -103,7 +103,13 @@ def task_doc() -> str:
 
 def main(argv=None) -> int:
     cli_logging()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+    refuse_inert(command, argv, [
+        ("bpe_merges", getattr(args, "bpe_code", None) is None, "--bpe-code gives the merges"),
+        ("nwords", getattr(args, "dict", None) is None, "--dict gives the dictionary"),
+        ("no_header_check", not getattr(args, "header", False), "with --header the first line is read as the header")])
     try:
         with stop_on_sigterm():
             return _run(args)

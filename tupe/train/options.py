@@ -11,7 +11,7 @@ import dataclasses
 import sys
 from typing import Optional, Sequence
 
-from ..cli import HelpFormatter
+from ..cli import HelpFormatter, given_dests
 from ..config import POS_ENCODINGS, PRESETS, ROPE_SCALINGS, TRAINING_FIELDS, ConfigError, TupeConfig, scheme_overrides
 from ..model import TupeModel
 from ..model.attention import ALIASES, ATTN_IMPLS
@@ -222,19 +222,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def given_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
-    """The destinations of the options that appear on the command line ("given"), whatever their
-    value, even the default's; options left at their argparse default are not given."""
-    given = set()
-    for token in argv:
-        if token == "--":
-            break
-        action = parser._option_string_actions.get(token.split("=", 1)[0]) if token.startswith("-") else None
-        if action is not None:
-            given.add(action.dest)
-    return given
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -248,6 +235,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error("--fp16 and --bf16 are exclusive")
     if args.task in ("masked_lm", "electra") and args.tokens_per_sample > args.max_positions:
         parser.error(f"--tokens-per-sample {args.tokens_per_sample} exceeds --max-positions {args.max_positions}")
+    if len(args.lr) > 1:   # fairseq's polynomial_decay refuses them too
+        parser.error(f"--lr {','.join(map(str, args.lr))}: one learning rate (the peak of --lr-scheduler polynomial_decay)")
     if args.update_freq < 1:
         parser.error("--update-freq must be >= 1")
     if args.warmup_ratio is not None and not args.max_epoch:
@@ -268,6 +257,62 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if args.log_format is None:
         args.log_format = "simple" if args.no_progress_bar else "tqdm"
     return args
+
+
+# Flags that act only in some runs: (their destinations, whether they act in this run (args and
+# the run's model, which may come from --restore-file), why not (a format string of a=args,
+# c=the model's config), and whether the run's result is the same either way (then only a note).
+_TASK = "this run is --task {a.task}"
+ACTING_WHEN = (
+    (("sample_break_mode", "mask_prob", "leave_unmasked_prob", "random_token_prob", "mask_whole_words"),
+     lambda a, c: a.task in ("masked_lm", "electra"), "it acts with --task masked_lm or electra; " + _TASK, False),
+    (("init_token", "separator_token", "num_classes", "regression_target", "truncate_sequence",
+      "classification_head_name"), lambda a, c: a.task == "sentence_prediction",
+     "it acts with --task sentence_prediction; " + _TASK, False),
+    (("generator_size_divisor", "generator_layers", "generator_embed_dim", "generator_ffn_embed_dim",
+      "generator_attention_heads", "disc_weight"), lambda a, c: a.task == "electra", "it acts with --task electra; " + _TASK,
+     False),
+    (("rope_theta", "rope_scaling_factor", "rope_original_length"), lambda a, c: c.pos_encoding == "rope",
+     "it acts on a RoPE model (--pos-encoding rope); this one's pos_encoding is {c.pos_encoding!r}", False),
+    (("rope_scaling_factor",), lambda a, c: c.rope_scaling != "none",
+     "it acts with --rope-scaling linear, dynamic or yarn; the model's rope_scaling is 'none'", False),
+    (("rope_original_length",), lambda a, c: c.rope_scaling == "yarn",
+     "it acts with --rope-scaling yarn; the model's rope_scaling is {c.rope_scaling!r}", False),
+    (("rel_pos_bins", "max_rel_pos"), lambda a, c: c.rel_pos,
+     "it shapes the relative bias (--rel-pos), which the model has not", False),
+    (("tie_cls",), lambda a, c: c.pos_encoding == "tupe",
+     "only TUPE unties [CLS]; the model's pos_encoding is {c.pos_encoding!r}", False),
+    (("warmup_updates", "total_num_update"), lambda a, c: a.warmup_ratio is None,
+     "--warmup-ratio derives the warmup and the total number of updates from --max-epoch", False),
+    # the run computes what was asked either way (no float16 loss to scale; no interval checkpoints to keep)
+    (("fp16_init_scale", "fp16_scale_window", "threshold_loss_scale"), lambda a, c: a.fp16,
+     "loss scaling needs --fp16", True),
+    (("keep_interval_updates", "keep_updates_list"), lambda a, c: a.save_interval_updates > 0,
+     "it keeps interval checkpoints, which need --save-interval-updates", True),
+)
+
+
+def inert_flags(args: argparse.Namespace, cfg: TupeConfig) -> tuple[list[str], list[str]]:
+    """The flags given (``args._given``) that do nothing in this run with model ``cfg``: (errors,
+    notes). A flag given with another value than its default is an error (what was asked would
+    silently not happen: ``--rope-theta 500000`` without ``--pos-encoding rope``, ``--mask-prob``
+    when finetuning); with its default's value, or one that the run's result does not depend on
+    (loss scaling without --fp16), a note."""
+    given, defaults = getattr(args, "_given", set()), build_parser()
+    errors, notes, said = [], [], set()
+    for dests, acts, why, soft in ACTING_WHEN:
+        if acts(args, cfg):
+            continue
+        for dest in dests:
+            if dest not in given or dest in said:
+                continue
+            said.add(dest)
+            value = getattr(args, dest)
+            shown = "--" + dest.replace("_", "-") + ("" if isinstance(value, bool) else
+                                                     " " + (" ".join(map(str, value)) if isinstance(value, list) else str(value)))
+            text = f"{shown} does nothing here ({why.format(a=args, c=cfg)})"
+            (notes if soft or value == defaults.get_default(dest) else errors).append(text)
+    return errors, notes
 
 
 def field_flag(name: str) -> Optional[str]:

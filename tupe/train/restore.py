@@ -28,7 +28,7 @@ from ..checkpoint import (
 from ..config import TupeConfig
 from ..hub import INPUTS, SCORE_RANGES, read_labels, task_score_range, write_labels
 from ..model.electra import is_electra_state, split_electra_state
-from .options import ConfigConflict, config_with_checkpoint
+from .options import ConfigConflict, checkpoint_args, config_with_checkpoint, inert_flags
 
 
 class TrainingError(RuntimeError):
@@ -84,7 +84,9 @@ def _find_electra(args: argparse.Namespace, save_dir: Path, path: Path) -> Optio
 def run_config(args: argparse.Namespace, flags_cfg: TupeConfig, r: Optional[RestorePoint],
                log: Callable[[str], None]) -> TupeConfig:
     """The flags' model, or with a checkpoint to restore: the checkpoint's (see
-    ``options.config_with_checkpoint``: a given flag that contradicts it is an error)."""
+    ``options.config_with_checkpoint``: a given flag that contradicts it is an error). A flag
+    given that does nothing in this run with that model is an error too, or a note
+    (``options.inert_flags``)."""
     cfg = flags_cfg
     if r is not None:
         try:
@@ -94,10 +96,56 @@ def run_config(args: argparse.Namespace, flags_cfg: TupeConfig, r: Optional[Rest
         if taken:
             log(f"| model from {r.path.name} (flags not given take its values): {', '.join(taken)}")
     args.max_positions = cfg.max_positions
+    if r is not None and resumes(args, r.state):
+        changed = changed_flags(r.state.get("args"), checkpoint_args(args, cfg))
+        if changed:
+            log(f"| note: resuming with flags other than the run that saved {r.path.name}: {', '.join(changed)}; "
+                f"from here on this command's apply")
+    errors, notes = inert_flags(args, cfg)
+    if errors:
+        raise TrainingError("; ".join(errors) + ("; leave it out" if len(errors) == 1 else "; leave them out"))
+    for note in notes:
+        log(f"| note: {note}; ignored")
     if args.task in ("masked_lm", "electra") and args.tokens_per_sample > cfg.max_positions:
         raise TrainingError(f"--tokens-per-sample {args.tokens_per_sample} exceeds the model's max_positions "
                             f"{cfg.max_positions}" + (f" (from {r.path.name})" if r is not None else ""))
     return cfg
+
+
+# what does not change the training: where things go, how progress is shown, when the run stops
+# (extending --max-update is how a run is continued), what is saved and validated when
+_NOT_TRAINING = {"data", "save_dir", "restore_file", "tensorboard_logdir", "log_format", "log_interval", "no_progress_bar",
+                 "num_workers", "reset_optimizer", "reset_lr_scheduler", "reset_meters", "reset_dataloader", "cpu",
+                 "distributed_world_size", "ddp_backend", "find_unused_parameters", "lm_head_trained", "max_update",
+                 "save_interval", "save_interval_updates", "keep_interval_updates", "keep_updates_list",
+                 "no_epoch_checkpoints", "no_last_checkpoints", "no_best_checkpoints", "no_save", "validate_interval",
+                 "validate_interval_updates", "disable_validation", "valid_subset", "max_tokens_valid",
+                 "max_sentences_valid", "skip_invalid_size_inputs_valid_test"}
+
+
+def resumes(args: argparse.Namespace, state: dict) -> bool:
+    """Whether the run continues a checkpoint's training (its progress and optimizer), rather than
+    starting from its weights (the --reset-* flags of finetuning)."""
+    return not (args.reset_optimizer or args.reset_dataloader) and "train_iterator" in state.get("extra_state", {})
+
+
+def changed_flags(stored: Optional[argparse.Namespace], now: argparse.Namespace) -> list[str]:
+    """The training flags whose value differs from the checkpoint's run (``--lr 0.001 (was
+    0.0005)``): a resumed run is then another training than the interrupted one. The model's
+    fields are compared elsewhere (``options.config_with_checkpoint``); flags the checkpoint's
+    run did not have are left out."""
+    if stored is None:
+        return []
+    before, skip = vars(stored), {*_NOT_TRAINING, *TupeConfig.architecture_fields(), "arch", "tie_cls"}
+    out = []
+    for key, value in sorted(vars(now).items()):
+        if key in before and key not in skip and before[key] != value:
+            out.append(f"--{key.replace('_', '-')} {fmt(value)} (was {fmt(before[key])})")
+    return out
+
+
+def fmt(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def read_for_resume(args: argparse.Namespace, save_dir: Path, path: Path) -> dict:

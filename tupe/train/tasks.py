@@ -36,6 +36,10 @@ from .options import generator_config
 
 LN2 = math.log(2)
 HEAD = TupeModel.DEFAULT_HEAD
+# Each validation metric's direction, checked against --maximize-best-checkpoint-metric (None:
+# a statistic with no better direction, ELECTRA's share of replaced tokens: either is accepted).
+HIGHER_IS_BETTER = {"loss": False, "ppl": False, "gen_loss": False, "disc_loss": False, "replaced": None,
+                    "accuracy": True, "f1": True, "mcc": True, "pearson": True, "spearman": True, "disc_acc": True}
 
 
 class TaskError(RuntimeError):
@@ -102,12 +106,21 @@ class Task:
         on a stand-in of one batch's outputs (``probe_outputs``)."""
         return list(self.metrics(0.0, 1.0, self.probe_outputs()))
 
-    def check_metric(self, name: str) -> None:
-        """``name`` (--best-checkpoint-metric) is one validation reports, or a TaskError."""
+    def check_metric(self, name: str, maximize: bool) -> None:
+        """``name`` (--best-checkpoint-metric) is one validation reports, and ``maximize``
+        (--maximize-best-checkpoint-metric) its direction (``HIGHER_IS_BETTER``), or a TaskError:
+        otherwise checkpoint_best.pt would silently keep the worst validation."""
         names = self.metric_names()
         if name not in names:
             raise TaskError(f"--best-checkpoint-metric {name!r} is not a validation metric of {self.name} "
                             f"(choose from {', '.join(names)})")
+        higher = HIGHER_IS_BETTER.get(name)
+        if higher is not None and higher != maximize:
+            raise TaskError(f"--best-checkpoint-metric {name}: " + (
+                f"higher is better; add --maximize-best-checkpoint-metric (without it the best checkpoint would be "
+                f"the one of the lowest {name})" if higher else
+                f"lower is better; leave out --maximize-best-checkpoint-metric (with it the best checkpoint would be "
+                f"the one of the highest {name})"))
 
     def probe_outputs(self) -> list:
         return []

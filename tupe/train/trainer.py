@@ -230,7 +230,7 @@ class Trainer:
         first epoch's training (which would be lost: validation comes before the epoch's save)."""
         if self.args.disable_validation:
             return
-        self.task.check_metric(self.args.best_checkpoint_metric)
+        self.task.check_metric(self.args.best_checkpoint_metric, self.args.maximize_best_checkpoint_metric)
         for subset in self._valid_subsets():
             self._valid_batches(subset)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import CheckpointError, check_data_dictionary, load_model_and_run_args
-from ..cli import HelpFormatter
+from ..cli import HelpFormatter, refuse_inert
 from ..config import ROPE_SCALINGS
 from ..logs import cli_logging
 from .evaluate import evaluate, make_task, with_rope_scaling
@@ -94,7 +94,9 @@ def evaluation_settings(args: argparse.Namespace, run: dict) -> tuple[dict, list
 
 def main(argv=None) -> int:
     cli_logging()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    refuse_inert(parser, argv, [("rope_scaling_factor", args.rope_scaling is not None, "it is --rope-scaling's factor")])
     try:
         model, run = load_model_and_run_args(args.path, whole_electra=True)   # one read of the checkpoint
         settings, from_run = evaluation_settings(args, run)   # from_run: what the run's own validation used
