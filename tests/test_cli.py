@@ -73,3 +73,35 @@ def test_the_same_options_where_they_act_pass_the_check():
     refuse_inert(p, ["--data", "d", "--blocks", "4"], [("blocks", True, "")])       # acts: no error
     refuse_inert(p, ["--data", "d"], [("blocks", False, "")])                        # not given: no error
     assert given_dests(p, ["--blocks=4", "--", "--data"]) == {"blocks"}             # --blocks=4 counts, after -- not
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--max-sentences", "0"], "argument --max-sentences/--batch-size: must be >= 1, got 0"),
+    (["--max-sentences", "8", "--max-tokens", "0"], "argument --max-tokens: must be >= 1, got 0"),
+    (["--max-sentences", "8", "--tokens-per-sample", "0"], "argument --tokens-per-sample: must be >= 2, got 0"),
+    (["--max-sentences", "8", "--log-interval", "0"], "argument --log-interval: must be >= 1, got 0"),
+    (["--max-sentences", "8", "--required-batch-size-multiple", "0"], "must be >= 1, got 0"),
+    (["--max-sentences", "8", "--num-workers", "-1"], "argument --num-workers: must be >= 0, got -1"),
+    (["--max-sentences", "8", "--mask-prob", "1.5"], "argument --mask-prob: must be in [0, 1], got 1.5"),
+    (["--max-sentences", "8", "--leave-unmasked-prob", "0.6", "--random-token-prob", "0.6"],
+     "--leave-unmasked-prob + --random-token-prob must be <= 1"),
+    (["--max-sentences", "8", "--clip-norm", "-1"], "argument --clip-norm: must be >= 0.0, got -1"),
+    (["--max-sentences", "8", "--warmup-updates", "-3"], "argument --warmup-updates: must be >= 0, got -3"),
+    (["--max-sentences", "8", "--max-epoch", "-1"], "argument --max-epoch: must be >= 0, got -1"),
+    (["--max-sentences", "8", "--save-interval", "0"], "argument --save-interval: must be >= 1, got 0"),
+    (["--max-sentences", "8", "--validate-interval-updates", "-1"], "must be >= 0, got -1"),
+    (["--max-sentences", "8", "--lr=-1e-4"], "argument --lr: must be >= 0, got -1e-4"),
+    (["--max-sentences", "8", "--warmup-ratio", "1.5"], "argument --warmup-ratio: must be in [0, 1], got 1.5"),
+    (["--max-sentences", "x"], "argument --max-sentences/--batch-size: invalid int value: 'x'"),
+])
+def test_train_numbers_out_of_range_are_refused_by_the_parser(argv, said, capsys):
+    """Out of range, these ran on: --log-interval 0 and --required-batch-size-multiple 0 as a
+    ZeroDivisionError traceback, --mask-prob 1.5 as numpy's, --tokens-per-sample 0 as minutes of
+    no training and a valid loss of 0.0 reported as the best, --max-sentences 0 or -4 and
+    --max-tokens 0 as some other batch size; now argparse's error naming the option, exit 2."""
+    from tupe.train.options import parse_args
+
+    with pytest.raises(SystemExit) as e:
+        parse_args(["data", *argv])
+    assert e.value.code == 2
+    assert said in capsys.readouterr().err

@@ -117,8 +117,8 @@ def test_cli_reads_checkpoint_files_and_folders(data_dir, tmp_path, capsys):
     # the smallest drawing: [CLS] and one position (below it, an IndexError in the untied bias before)
     assert main([str(tmp_path / "own"), "--out", str(tmp_path / "two"), "--positions", "2"]) == 0
     assert json.loads((tmp_path / "two" / "inspect.json").read_text())["positions"] == 2
-    for flags, said in ((["--positions", "1"], "--positions 1: at least 2"), (["--data", str(data_dir), "--blocks", "0"],
-                                                                               "--blocks 0: at least 1")):
+    for flags, said in ((["--positions", "1"], "argument --positions: must be >= 2, got 1"),
+                        (["--data", str(data_dir), "--blocks", "0"], "argument --blocks: must be >= 1, got 0")):
         with pytest.raises(SystemExit) as e:
             main([str(tmp_path / "own"), "--out", str(tmp_path / "none"), *flags])
         assert e.value.code == 2 and said in capsys.readouterr().err and not (tmp_path / "none").exists()

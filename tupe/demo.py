@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .cli import HelpFormatter, refuse_inert
+from .cli import HelpFormatter, at_least, refuse_inert
 from .logs import cli_logging
 from .preprocess.cli import main as preprocess
 from .report import STUDY_FILE, make_report
@@ -119,15 +119,15 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (replaced: a folder "
                    "that is not an earlier demo's is refused)")
     p.add_argument("--quick", action="store_true", help="about a minute: tiny models, a slice of the data")
-    p.add_argument("--minutes", type=float, default=None, help="scale the default budget (12-15 min on 2 cores)")
-    p.add_argument("--updates", type=int, default=None, help="pretraining updates per model")
-    p.add_argument("--workers", type=int, default=2, help="preprocessing processes")
+    p.add_argument("--minutes", type=at_least(0.01, float), default=None, help="scale the default budget (12-15 min on 2 cores)")
+    p.add_argument("--updates", type=at_least(1), default=None, help="pretraining updates per model")
+    p.add_argument("--workers", type=at_least(1), default=2, help="preprocessing processes")
     p.add_argument("--objective", default="mlm", choices=["mlm", "electra", "both"],
                    help="pretraining objective: masked LM (the paper's), ELECTRA (generator + replaced-token "
                         "detection, same budget), or both side by side (twice the pretraining time)")
     p.add_argument("--sample-data", type=Path, metavar="DIR", help="only write sample data to DIR (a raw "
                    "corpus.txt, a labelled train.tsv/dev.tsv and test.txt; the README's walkthrough) and exit")
-    p.add_argument("--sample-lines", type=int, default=30000, help="--sample-data: lines of raw text to write")
+    p.add_argument("--sample-lines", type=at_least(1), default=30000, help="--sample-data: lines of raw text to write")
     args = p.parse_args(argv)
     sample = args.sample_data is not None
     refuse_inert(p, argv, [("sample_lines", sample, "it is --sample-data's")] + [

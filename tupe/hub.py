@@ -259,6 +259,9 @@ class TupeHub(torch.nn.Module):
         each batch padded (on the right) only to its longest row; the same values as one
         ``predict`` per row (to float rounding)."""
         self.check_head(head)
+        for name, given in (("texts", texts), ("pairs", pairs)):
+            if isinstance(given, (str, bytes)):   # a string is a sequence too: each character would be a row
+                raise HubError(f"predict_batch: {name} is one string; pass a list of strings (predict takes one row)")
         if pairs is not None and len(pairs) != len(texts):
             raise HubError(f"{len(texts)} texts but {len(pairs)} pairs")
         self.check_inputs(head, pairs is not None)

@@ -29,7 +29,7 @@ from typing import Optional
 import torch
 
 from .checkpoint import CheckpointError, check_data_dictionary, load_model
-from .cli import HelpFormatter, refuse_inert
+from .cli import HelpFormatter, at_least, refuse_inert
 from .data.dictionary import Dictionary
 from .logs import cli_logging
 from .report import _decorate, _save, scheme_color
@@ -261,16 +261,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="tupe-inspect", formatter_class=HelpFormatter, description=__doc__)
     p.add_argument("checkpoint", help="checkpoint file, training run, own-format or transformers folder")
     p.add_argument("--out", type=Path, required=True, help="folder for report.md, the figures and inspect.json")
-    p.add_argument("--positions", type=int, default=128, help="positions drawn (and block length with --data)")
+    p.add_argument("--positions", type=at_least(2), default=128, help="positions drawn (and block length with --data)")
     p.add_argument("--data", type=Path, default=None, help="a tupe-preprocess pretrain folder: decomposition and "
                    "attention distances on its validation blocks")
-    p.add_argument("--blocks", type=int, default=16, help="validation blocks used with --data")
+    p.add_argument("--blocks", type=at_least(1), default=16, help="validation blocks used with --data")
     args = p.parse_args(argv)
     refuse_inert(p, argv, [("blocks", args.data is not None, "it counts the blocks of --data")])
-    if args.positions < 2:
-        p.error(f"--positions {args.positions}: at least 2 ([CLS] and one more)")
-    if args.blocks < 1:
-        p.error(f"--blocks {args.blocks}: at least 1")
     try:
         model = load_model(args.checkpoint)
         if args.data is not None and (args.data / "dict.txt").is_file():

@@ -38,7 +38,7 @@ from typing import Optional
 import torch
 
 from .checkpoint import load_model
-from .cli import HelpFormatter, read_json, refuse_inert, write_json
+from .cli import HelpFormatter, at_least, read_json, refuse_inert, write_json
 from .cli import glue as sweep
 from .config import SCHEMES, TupeConfig
 from .logs import cli_logging
@@ -371,21 +371,21 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="a smoke run: bert_tiny, 64 tokens, 30 updates (unless "
                    "given), one finetuning LR, 2 seeds, 1 epoch")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--updates", type=int, help="pretraining updates per run")
-    budget.add_argument("--minutes", type=float, help="pretraining minutes for all runs together")
+    budget.add_argument("--updates", type=at_least(1), help="pretraining updates per run")
+    budget.add_argument("--minutes", type=at_least(0.01, float), help="pretraining minutes for all runs together")
     p.add_argument("--arch", default="bert_small", help="model size preset for every scheme")
-    p.add_argument("--tokens-per-sample", type=int, default=128, help="pretraining block size")
-    p.add_argument("--batch", type=int, default=16, help="pretraining sequences per batch")
+    p.add_argument("--tokens-per-sample", type=at_least(2), default=128, help="pretraining block size")
+    p.add_argument("--batch", type=at_least(1), default=16, help="pretraining sequences per batch")
     p.add_argument("--seed", type=int, default=1, help="seed of every pretraining run")
-    p.add_argument("--validations", type=int, default=8, help="validation points over the budget")
+    p.add_argument("--validations", type=at_least(1), default=8, help="validation points over the budget")
     p.add_argument("--ft-lrs", default="1e-4,3e-4", help="comma-separated finetuning learning rates")
-    p.add_argument("--ft-seeds", type=int, default=None, help="finetuning seeds (default 5; --quick: 2)")
-    p.add_argument("--ft-epochs", type=int, default=None, help="default: the task's recipe")
+    p.add_argument("--ft-seeds", type=at_least(1), default=None, help="finetuning seeds (default 5; --quick: 2)")
+    p.add_argument("--ft-epochs", type=at_least(1), default=None, help="default: the task's recipe")
     p.add_argument("--eval-lengths", default="", help="comma-separated validation block lengths at which every "
                    "scheme's best model is evaluated after training (length generalisation; the models' tables "
                    "get max_positions = the longest)")
     p.add_argument("--out", type=Path, default=Path("runs/study"), help="study folder (resumes: finished runs are skipped)")
-    p.add_argument("--workers", type=int, default=2, help="preprocessing processes")
+    p.add_argument("--workers", type=at_least(1), default=2, help="preprocessing processes")
     args = p.parse_args(argv)
     refuse_inert(p, argv, [(dest, args.task is not None, "it is for finetuning on --task") for dest in
                            ("ft_lrs", "ft_seeds", "ft_epochs")])

@@ -104,6 +104,27 @@ def test_shard_list_with_a_missing_shard(copy, tmp_path, capsys):
     assert_refused(*run(f"{copy}:{missing}", tmp_path, capsys), f"{missing}: data directory not found")
 
 
+def test_a_shard_binarized_with_another_dictionary_is_refused(copy, tmp_path, capsys):
+    """Shards preprocessed one by one (each its own BPE codes and dict.txt) have ids in the same
+    range meaning other words: every shard is read with the first's dictionary, so the second's
+    epochs trained on scrambled text, silently. Refused now, naming the first differing line."""
+    second = tmp_path / "shard2"
+    shutil.copytree(copy, second)
+    lines = (second / "dict.txt").read_text().splitlines()
+    lines[3], lines[4] = lines[4], lines[3]
+    (second / "dict.txt").write_text("\n".join(lines) + "\n")
+    word4 = lines[3].split()[0]
+    assert_refused(*run(f"{copy}:{second}", tmp_path, capsys), f"{second / 'dict.txt'} line 4: {word4!r} where "
+                   f"{copy / 'dict.txt'} has", "the shards were binarized with different dictionaries",
+                   f"--bpe-code {copy / 'bpe-code'} --dict {copy / 'dict.txt'}")
+    lines[3], lines[4] = lines[4], lines[3]
+    (second / "dict.txt").write_text("\n".join(lines[:-1]) + "\n")          # the same, one symbol fewer
+    assert_refused(*run(f"{copy}:{second}", tmp_path, capsys), f"line {len(lines)}: the end of the file where")
+    shutil.copyfile(copy / "dict.txt", second / "dict.txt")                 # the first's vocabulary: trains
+    rc, out, err = run(f"{copy}:{second}", tmp_path, capsys)
+    assert rc == 0 and "num_updates 3" in out, err
+
+
 def test_damaged_second_shard_is_found_before_the_first_epoch(copy, tmp_path, capsys):
     second = tmp_path / "shard2"
     shutil.copytree(copy, second)

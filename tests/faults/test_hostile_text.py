@@ -216,6 +216,10 @@ def test_predict_reports_rows_cut_to_the_model_length(classifier, tmp_path, caps
     with caplog.at_level("WARNING", logger="tupe.hub"):                  # one row (and a pair): the same word
         hub.predict("sentence_classification_head", "city", long_text)
     assert f"the text is longer than the model's {limit} positions: cut to them" in caplog.text
+    # one string where a list is expected: each character was a row (15 predictions for 15 characters)
+    for texts, pairs, name in (("the river city", None, "texts"), (["the river"], "city", "pairs")):
+        with pytest.raises(tupe.hub.HubError, match=f"predict_batch: {name} is one string; pass a list of strings"):
+            hub.predict_batch("sentence_classification_head", texts, pairs)
 
 
 @pytest.mark.parametrize("content,message", [

@@ -329,7 +329,7 @@ def test_prediction_without_a_head_is_a_clear_error(pretrained, capsys, monkeypa
     for flag in ("--batch-size", "--max-tokens"):
         with pytest.raises(SystemExit) as e:
             predict.main(["--checkpoint", str(pretrained), "--cpu", flag, "0"])
-        assert e.value.code == 2 and f"{flag} must be >= 1" in capsys.readouterr().err
+        assert e.value.code == 2 and f"argument {flag}: must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_bad_finetuning_data(order_task, pretrained, tmp_path, capsys):

@@ -101,10 +101,11 @@ def test_tupe_validate_with_rope_scaling(data_dir, tmp_path, capsys):
     assert len(set(losses.values())) == 3
     assert validate([str(data_dir), "--path", str(tmp_path / "TUPE-A"), "--cpu", "--rope-scaling", "linear"]) == 1
     assert "RoPE scaling needs a RoPE model; this is TUPE-A" in capsys.readouterr().err
-    assert validate([str(data_dir), "--path", str(tmp_path / "RoPE"), "--cpu", "--rope-scaling", "linear",
-                     "--rope-scaling-factor", "0.5"]) == 1            # a bad factor: named, no traceback
+    with pytest.raises(SystemExit) as e:                             # a bad factor: named by the parser
+        validate([str(data_dir), "--path", str(tmp_path / "RoPE"), "--cpu", "--rope-scaling", "linear",
+                  "--rope-scaling-factor", "0.5"])
     err = capsys.readouterr().err
-    assert "rope_scaling_factor must be a number >= 1, got 0.5" in err and "Traceback" not in err
+    assert e.value.code == 2 and "argument --rope-scaling-factor: must be >= 1.0, got 0.5" in err
 
 
 def test_over_long_samples_are_an_error_unless_skipped(data_dir):

@@ -170,3 +170,11 @@ def test_changed_flags_compares_what_the_checkpoint_stores():
     assert changed_flags(stored, checkpoint_args(other, model_config(other, vocab_size=100))) == [
         "--adam-betas (0.9, 0.999) (was (0.9, 0.98))", "--dropout 0.1 (was 0.2)", "--seed 2 (was 1)"]
     assert changed_flags(None, stored) == [] and changed_flags(Namespace(lr=[1.0]), stored) == ["--lr 0.001 (was 1.0)"]
+
+
+def test_model_flags_that_make_no_model_are_one_line(data_dir, tmp_path, capsys):
+    """A ConfigError traceback before; now train.py's error line, exit 1, no run folder."""
+    assert train(tiny_args(data_dir, tmp_path / "a", "--encoder-embed-dim", "100", "--encoder-attention-heads", "3")) == 1
+    err = capsys.readouterr().err
+    assert "train.py: error: the model's flags: encoder_embed_dim=100 is not divisible by encoder_attention_heads=3" in err
+    assert "Traceback" not in err and not (tmp_path / "a").exists()

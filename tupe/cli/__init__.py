@@ -31,6 +31,29 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text + " (default: %(default)s)"
 
 
+def at_least(low, kind=int):
+    """An argparse type: a number of ``kind`` that is >= ``low``, else argparse's error naming the
+    option ("argument --log-interval: must be >= 1, got 0"), exit 2, before anything runs."""
+    def parse(text: str):
+        value = kind(text)                    # ValueError: argparse's "invalid int value: 'x'"
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a float in [0, 1] (a probability, a ratio)."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:                # also NaN
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+fraction.__name__ = "float"
+
+
 def given_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
     """The destinations of the options that appear on the command line ("given"), whatever their
     value, even the default's; options left at their argparse default are not given."""

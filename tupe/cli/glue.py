@@ -41,7 +41,7 @@ from ..hub import BESIDE_FILES
 from ..logs import cli_logging
 from ..preprocess.glue import TASKS as GLUE_TASKS
 from ..train.options import inert_flags, parse_args
-from . import HelpFormatter, Stopped, attach_flag_values, read_json, stop_on_sigterm, write_json
+from . import HelpFormatter, Stopped, at_least, attach_flag_values, read_json, stop_on_sigterm, write_json
 from .records import RUN_RECORD, model_fingerprint, record_differences, run_record
 
 
@@ -328,10 +328,10 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", default="ALL", help="ALL (the GLUE tasks) or names, e.g. RTE,MRPC,STS-B; your own "
                    "tasks (tupe-preprocess task) by folder name: NAME for DATA_DIR/NAME-bin")
     p.add_argument("--lrs", default="2e-5,3e-5,4e-5,5e-5", help="comma-separated finetuning learning rates")
-    p.add_argument("--seeds", type=int, default=5, help="seeds 1..N per learning rate")
-    p.add_argument("--batch-size", type=int, default=32, help="sentences per batch (--max-sentences)")
-    p.add_argument("--epochs", type=int, default=None, help="override the per-task epochs")
-    p.add_argument("--jobs", type=int, default=1, help="finetunes run at the same time")
+    p.add_argument("--seeds", type=at_least(1), default=5, help="seeds 1..N per learning rate")
+    p.add_argument("--batch-size", type=at_least(1), default=32, help="sentences per batch (--max-sentences)")
+    p.add_argument("--epochs", type=at_least(1), default=None, help="override the per-task epochs")
+    p.add_argument("--jobs", type=at_least(1), default=1, help="finetunes run at the same time")
     p.add_argument("--label", default=None, help="row name in the table (default: the checkpoint's scheme)")
     p.add_argument("--paper", action="store_true", help="add the paper's rows to the table")
     p.add_argument("--keep-all", action="store_true", help="keep every run's checkpoint")

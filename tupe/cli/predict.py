@@ -31,7 +31,7 @@ from ..hub import INPUTS, SCORE_RANGES, HubError, TupeHub, classify, from_pretra
 from ..logs import cli_logging, listed
 from ..model import TupeModel
 from ..preprocess.text import decode_row, describe_repairs
-from . import HelpFormatter, refuse_inert, write_text_whole
+from . import HelpFormatter, at_least, refuse_inert, write_text_whole
 
 logger = logging.getLogger(__name__)
 
@@ -212,10 +212,10 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, help="the task's binarized folder (TASK-bin) for --glue-task")
     p.add_argument("--out", type=Path, default=Path("."), help="folder for the submission files")
     p.add_argument("--input", type=Path, help="raw sentences (TSV: sentence[TAB]pair); default stdin")
-    p.add_argument("--batch-size", type=int, default=None, help="at most this many rows per forward "
+    p.add_argument("--batch-size", type=at_least(1), default=None, help="at most this many rows per forward "
                    "(default 32, or no limit with --max-tokens); rows are sorted by length and each batch padded to "
                    "its longest row (1: one forward per line)")
-    p.add_argument("--max-tokens", type=int, default=None, help="at most this many token positions per "
+    p.add_argument("--max-tokens", type=at_least(1), default=None, help="at most this many token positions per "
                    "forward, padding included (a longer row runs alone); short rows then share larger batches")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if CUDA is available")
     args = p.parse_args(argv)
@@ -223,10 +223,6 @@ def main(argv=None) -> int:
     refuse_inert(p, argv, [("input", not glue, "--glue-task predicts the test split of --data"),
                            ("data", glue, "it is --glue-task's binarized task folder"),
                            ("out", glue, "predictions on raw text go to stdout")])
-    if args.batch_size is not None and args.batch_size < 1:
-        p.error("--batch-size must be >= 1")
-    if args.max_tokens is not None and args.max_tokens < 1:
-        p.error("--max-tokens must be >= 1")
     if args.batch_size is None and args.max_tokens is None:
         args.batch_size = 32
     if args.input is not None and not args.input.is_file():     # before the model is loaded

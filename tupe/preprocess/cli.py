@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..cli import HelpFormatter, Stopped, refuse_inert, stop_on_sigterm
+from ..cli import HelpFormatter, Stopped, at_least, fraction, refuse_inert, stop_on_sigterm
 from ..data.bpe import BPEError
 from ..data.dictionary import DictionaryError
 from ..logs import cli_logging
@@ -24,7 +24,7 @@ from .text import LineFilter, describe_repairs
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--workers", type=at_least(1), default=1, help="worker processes (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
 
@@ -45,19 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-chars", type=int, default=f.min_chars, help="shortest kept paragraph")
     p.add_argument("--max-chars", type=int, default=f.max_chars, help="longest kept paragraph")
     p.add_argument("--min-letters", type=int, default=f.min_letters, help="fewest ASCII letters")
-    p.add_argument("--min-letter-ratio", type=float, default=f.min_letter_ratio,
+    p.add_argument("--min-letter-ratio", type=fraction, default=f.min_letter_ratio,
                    help="minimum share of ASCII letters in a kept line")
-    p.add_argument("--max-backslash-ratio", type=float, default=f.max_backslash_ratio,
+    p.add_argument("--max-backslash-ratio", type=fraction, default=f.max_backslash_ratio,
                    help="maximum share of backslashes in a kept line")
-    p.add_argument("--max-pipe-ratio", type=float, default=f.max_pipe_ratio, help="maximum share of '|' in a kept line")
-    p.add_argument("--keep-vocab-fraction", type=float, default=0.21,
+    p.add_argument("--max-pipe-ratio", type=fraction, default=f.max_pipe_ratio, help="maximum share of '|' in a kept line")
+    p.add_argument("--keep-vocab-fraction", type=fraction, default=0.21,
                    help="keep the most frequent fraction of distinct words, others -> <unk> (1 = off)")
-    p.add_argument("--valid-every", type=int, default=200, help="every Nth paragraph goes to valid")
+    p.add_argument("--valid-every", type=at_least(1), default=200, help="every Nth paragraph goes to valid")
     p.add_argument("--min-sentence-words", type=int, default=5,
                    help="sentences shorter than this are merged with a neighbour")
     p.add_argument("--max-merged-chars", type=int, default=250, help="longest merged sentence")
     p.add_argument("--min-line-chars", type=int, default=20, help="drop shorter sentence lines")
-    p.add_argument("--bpe-merges", type=int, default=32640, help="merges to learn")
+    p.add_argument("--bpe-merges", type=at_least(1), default=32640, help="merges to learn")
     p.add_argument("--bpe-code", type=Path, help="reuse these fastBPE codes instead of learning")
     p.add_argument("--nwords", type=int, default=32768, help="dictionary size incl. the 7 specials")
     p.add_argument("--dict", type=Path, help="reuse this dict.txt instead of building one")

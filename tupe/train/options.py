@@ -11,7 +11,7 @@ import dataclasses
 import sys
 from typing import Optional, Sequence
 
-from ..cli import HelpFormatter, given_dests
+from ..cli import HelpFormatter, at_least, fraction, given_dests
 from ..config import POS_ENCODINGS, PRESETS, ROPE_SCALINGS, TRAINING_FIELDS, ConfigError, TupeConfig, scheme_overrides
 from ..model import TupeModel
 from ..model.attention import ALIASES, ATTN_IMPLS
@@ -34,9 +34,12 @@ def _betas(text: str) -> tuple[float, float]:
 
 def _floats(text: str) -> list[float]:
     try:
-        return [float(x) for x in str(text).split(",")]
+        values = [float(x) for x in str(text).split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number (or comma-separated numbers), got {text!r}") from None
+    if not all(v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return values
 
 
 MASKING_DEFAULTS = {"mask_prob": 0.15, "leave_unmasked_prob": 0.1, "random_token_prob": 0.1}
@@ -49,7 +52,7 @@ def add_masking_args(parser, from_run: bool = False) -> None:
     """BERT masking flags (train.py and tupe-validate share them). ``from_run``: no default
     (None): tupe-validate takes the checkpoint run's value, else ``MASKING_DEFAULTS``."""
     for key, default in MASKING_DEFAULTS.items():
-        parser.add_argument("--" + key.replace("_", "-"), type=float, default=None if from_run else default,
+        parser.add_argument("--" + key.replace("_", "-"), type=fraction, default=None if from_run else default,
                             help=MASKING_HELP[key] + (f" (default: the checkpoint run's, else {default})"
                                                       if from_run else ""))
 
@@ -69,18 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sample-break-mode", default="complete", choices=["none", "complete", "complete_doc", "eos"],
                    help="how pretraining text is cut into blocks: none = fixed blocks across sentences, complete = whole "
                         "sentences, complete_doc = also never across a document, eos = one sentence per block")
-    g.add_argument("--tokens-per-sample", type=int, default=512, help="block size, <s> included")
+    g.add_argument("--tokens-per-sample", type=at_least(2), default=512, help="block size, <s> included")
     add_masking_args(g)
     g.add_argument("--mask-whole-words", action="store_true", help="mask whole words (BPE @@ aware)")
     g.add_argument("--valid-subset", default="valid", help="comma-separated valid splits")
-    g.add_argument("--num-workers", type=int, default=1, help="data loader processes (capped to the CPUs)")
-    g.add_argument("--max-tokens", type=int, default=None, help="batch size cap in tokens (padding included)")
-    g.add_argument("--max-sentences", "--batch-size", dest="max_sentences", type=int, default=None,
+    g.add_argument("--num-workers", type=at_least(0), default=1, help="data loader processes (capped to the CPUs)")
+    g.add_argument("--max-tokens", type=at_least(1), default=None, help="batch size cap in tokens (padding included)")
+    g.add_argument("--max-sentences", "--batch-size", dest="max_sentences", type=at_least(1), default=None,
                    help="batch size in sequences")
-    g.add_argument("--max-tokens-valid", type=int, default=None, help="--max-tokens for validation (default: --max-tokens)")
-    g.add_argument("--max-sentences-valid", type=int, default=None,
+    g.add_argument("--max-tokens-valid", type=at_least(1), default=None,
+                   help="--max-tokens for validation (default: --max-tokens)")
+    g.add_argument("--max-sentences-valid", type=at_least(1), default=None,
                    help="--max-sentences for validation (default: --max-sentences)")
-    g.add_argument("--required-batch-size-multiple", type=int, default=8,
+    g.add_argument("--required-batch-size-multiple", type=at_least(1), default=8,
                    help="batch sizes are rounded down to a multiple of this")
     g.add_argument("--skip-invalid-size-inputs-valid-test", action="store_true",
                    help="skip validation samples longer than --max-positions (masked LM: --tokens-per-sample) (else an error)")
@@ -127,9 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tie-cls", action="store_true", help="do not untie [CLS] (TUPE-A-tie-cls ablation)")
 
     g = p.add_argument_group("electra (--task electra: generator + replaced-token detection)")
-    g.add_argument("--generator-size-divisor", type=int, default=4,
+    g.add_argument("--generator-size-divisor", type=at_least(1), default=4,
                    help="generator width, FFN width and heads = the discriminator's / this (ELECTRA: 4 Small/Large, 3 Base)")
-    g.add_argument("--generator-layers", type=int, default=None, help="default: the discriminator's")
+    g.add_argument("--generator-layers", type=at_least(1), default=None, help="default: the discriminator's")
     g.add_argument("--generator-embed-dim", type=int, default=None,
                    help="generator width (default: the discriminator's / --generator-size-divisor)")
     g.add_argument("--generator-ffn-embed-dim", type=int, default=None,
@@ -145,19 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--adam-eps", type=float, default=1e-8, help="Adam's epsilon")
     g.add_argument("--weight-decay", "--wd", dest="weight_decay", type=float, default=0.0,
                    help="decoupled weight decay, on every parameter")
-    g.add_argument("--clip-norm", type=float, default=25.0, help="clip the gradient norm to this (0: no clipping)")
+    g.add_argument("--clip-norm", type=at_least(0.0, float), default=25.0, help="clip the gradient norm to this (0: no clipping)")
     g.add_argument("--lr", type=_floats, default=[0.25], help="peak learning rate")
     g.add_argument("--lr-scheduler", default="polynomial_decay", choices=["polynomial_decay"],
                    help="learning-rate schedule: linear warmup, then polynomial decay to --end-learning-rate")
-    g.add_argument("--warmup-updates", type=int, default=0, help="linear warmup updates")
-    g.add_argument("--warmup-ratio", type=float, default=None,
+    g.add_argument("--warmup-updates", type=at_least(0), default=0, help="linear warmup updates")
+    g.add_argument("--warmup-ratio", type=fraction, default=None,
                    help="warmup = ratio x total updates, total from --max-epoch (finetuning)")
-    g.add_argument("--total-num-update", type=int, default=1000000, help="updates over which the schedule decays")
+    g.add_argument("--total-num-update", type=at_least(1), default=1000000, help="updates over which the schedule decays")
     g.add_argument("--end-learning-rate", type=float, default=0.0, help="learning rate at the end of the decay")
     g.add_argument("--power", type=float, default=1.0, help="power of the polynomial decay (1: linear)")
-    g.add_argument("--update-freq", type=int, default=1, help="gradient accumulation steps")
-    g.add_argument("--max-update", type=int, default=0, help="0 = no limit")
-    g.add_argument("--max-epoch", type=int, default=0, help="0 = no limit")
+    g.add_argument("--update-freq", type=at_least(1), default=1, help="gradient accumulation steps")
+    g.add_argument("--max-update", type=at_least(0), default=0, help="0 = no limit")
+    g.add_argument("--max-epoch", type=at_least(0), default=0, help="0 = no limit")
 
     g = p.add_argument_group("precision and hardware")
     g.add_argument("--fp16", action="store_true", help="float16 autocast with dynamic loss scaling (CUDA)")
@@ -193,10 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reset-lr-scheduler", action="store_true", help="start the learning-rate schedule afresh")
     g.add_argument("--reset-meters", action="store_true", help="forget the best validation value")
     g.add_argument("--reset-dataloader", action="store_true", help="start at epoch 1, batch 0, with a fresh random state")
-    g.add_argument("--save-interval", type=int, default=1, help="save every N epochs")
-    g.add_argument("--save-interval-updates", type=int, default=0,
+    g.add_argument("--save-interval", type=at_least(1), default=1, help="save every N epochs")
+    g.add_argument("--save-interval-updates", type=at_least(0), default=0,
                    help="also save checkpoint_EPOCH_UPDATES.pt every N updates (0: never)")
-    g.add_argument("--keep-interval-updates", type=int, default=-1, help="keep only the newest N of those (-1: all)")
+    g.add_argument("--keep-interval-updates", type=at_least(-1), default=-1, help="keep only the newest N of those (-1: all)")
     g.add_argument("--keep-updates-list", type=int, nargs="+", default=[],
                    help="update numbers whose interval checkpoints are never deleted")
     g.add_argument("--no-epoch-checkpoints", action="store_true", help="do not write checkpointN.pt at the end of epochs")
@@ -206,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--best-checkpoint-metric", default="loss",
                    help="validation metric that chooses checkpoint_best.pt (loss, accuracy, mcc, f1, pearson, ...)")
     g.add_argument("--maximize-best-checkpoint-metric", action="store_true", help="higher --best-checkpoint-metric is better")
-    g.add_argument("--validate-interval", type=int, default=1, help="validate every N epochs")
-    g.add_argument("--validate-interval-updates", type=int, default=0,
+    g.add_argument("--validate-interval", type=at_least(1), default=1, help="validate every N epochs")
+    g.add_argument("--validate-interval-updates", type=at_least(0), default=0,
                    help="validate N times per epoch, at evenly spaced updates")
     g.add_argument("--disable-validation", action="store_true", help="never validate")
 
@@ -215,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--log-format", default=None, choices=["simple", "json", "tqdm", "none"],
                    help="training log lines: simple, json, tqdm (progress bar) or none (default: tqdm, simple with "
                         "--no-progress-bar)")
-    g.add_argument("--log-interval", type=int, default=100, help="log every N updates")
+    g.add_argument("--log-interval", type=at_least(1), default=100, help="log every N updates")
     g.add_argument("--no-progress-bar", action="store_true", help="no progress bar (simple log lines)")
     g.add_argument("--tensorboard-logdir", default="",
                    help="write TensorBoard scalars here (needs the tensorboard extra; empty: off)")
@@ -237,8 +241,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f"--tokens-per-sample {args.tokens_per_sample} exceeds --max-positions {args.max_positions}")
     if len(args.lr) > 1:   # fairseq's polynomial_decay refuses them too
         parser.error(f"--lr {','.join(map(str, args.lr))}: one learning rate (the peak of --lr-scheduler polynomial_decay)")
-    if args.update_freq < 1:
-        parser.error("--update-freq must be >= 1")
+    if (args.leave_unmasked_prob or 0) + (args.random_token_prob or 0) > 1:     # fairseq asserts the same
+        parser.error("--leave-unmasked-prob + --random-token-prob must be <= 1")
     if args.warmup_ratio is not None and not args.max_epoch:
         parser.error("--warmup-ratio needs --max-epoch (the total number of updates is derived from it)")
     if args.criterion is None:
@@ -252,8 +256,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             args.num_classes = 1
         if args.num_classes < 1:
             parser.error("--task sentence_prediction needs --num-classes")
-    if args.task == "electra" and args.generator_size_divisor < 1:
-        parser.error("--generator-size-divisor must be >= 1")
     if args.log_format is None:
         args.log_format = "simple" if args.no_progress_bar else "tqdm"
     return args

@@ -20,15 +20,16 @@ from ..checkpoint import (
     TEXT_FILE,
     CheckpointError,
     casing_of,
+    check_data_dictionary,
     config_from_checkpoint,
     load_model,
     read_checkpoint,
     write_casing,
 )
-from ..config import TupeConfig
+from ..config import ConfigError, TupeConfig
 from ..hub import INPUTS, SCORE_RANGES, read_labels, task_score_range, write_labels
 from ..model.electra import is_electra_state, split_electra_state
-from .options import ConfigConflict, checkpoint_args, config_with_checkpoint, inert_flags
+from .options import ConfigConflict, checkpoint_args, config_with_checkpoint, inert_flags, model_config
 
 
 class TrainingError(RuntimeError):
@@ -81,13 +82,19 @@ def _find_electra(args: argparse.Namespace, save_dir: Path, path: Path) -> Optio
     return RestorePoint(path, state, config_from_checkpoint(state.get("args"), disc, path))
 
 
-def run_config(args: argparse.Namespace, flags_cfg: TupeConfig, r: Optional[RestorePoint],
+def run_config(args: argparse.Namespace, dictionary, r: Optional[RestorePoint],
                log: Callable[[str], None]) -> TupeConfig:
-    """The flags' model, or with a checkpoint to restore: the checkpoint's (see
+    """The flags' model (``options.model_config``, the vocabulary from the data's ``dictionary``),
+    or with a checkpoint to restore: the checkpoint's, whose vocabulary must be the data's (see
     ``options.config_with_checkpoint``: a given flag that contradicts it is an error). A flag
     given that does nothing in this run with that model is an error too, or a note
     (``options.inert_flags``)."""
-    cfg = flags_cfg
+    if r is not None:
+        check_data_dictionary(r.path, dictionary, args.data)
+    try:
+        cfg = flags_cfg = model_config(args, len(dictionary), dictionary.pad())
+    except ConfigError as e:
+        raise TrainingError(f"the model's flags: {e}") from None
     if r is not None:
         try:
             cfg, taken = config_with_checkpoint(args, flags_cfg, r.cfg, str(r.path))

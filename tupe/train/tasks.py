@@ -150,6 +150,27 @@ def check_data_dir(path: Path) -> None:
         raise TaskError(f"{path}: data directory not found")
 
 
+def check_shard_dictionaries(dirs: list[Path], nspecial: int) -> None:
+    """Every shard of ``DIR1:DIR2:...`` binarized with the first one's dictionary (the one the
+    run reads every shard with): the same symbols in the same order, else a TaskError naming
+    the first difference. Shards preprocessed one by one, each with its own BPE codes and
+    dict.txt, have token ids of the same range that mean other words: without this check their
+    epochs train on scrambled text, silently."""
+    for d in dirs[1:]:
+        if not (d / "dict.txt").is_file():
+            continue                                    # nothing to compare with (ids are still range-checked)
+        theirs, ours = (Dictionary.load(x / "dict.txt").symbols for x in (d, dirs[0]))   # as written (no <mask>)
+        if theirs == ours:
+            continue
+        i = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b), min(len(theirs), len(ours)))
+        here, there = (repr(x[i]) if i < len(x) else "the end of the file" for x in (theirs, ours))
+        raise TaskError(f"{d / 'dict.txt'} line {i - nspecial + 1}: {here} where "
+                        f"{dirs[0] / 'dict.txt'} has {there}: the shards were binarized with different "
+                        f"dictionaries, and every shard is read with the first's. Preprocess each shard with the "
+                        f"first's vocabulary: tupe-preprocess pretrain --input ... --bpe-code {dirs[0] / 'bpe-code'} "
+                        f"--dict {dirs[0] / 'dict.txt'}")
+
+
 class MaskedLMTask(Task):
     name = "masked_lm"
     over_long_hint = " (a sentence longer than the block is a block of its own)"
@@ -160,6 +181,7 @@ class MaskedLMTask(Task):
         for d in self.data_dirs:
             check_data_dir(d)
         self.dictionary = load_dictionary(self.data_dirs[0] / "dict.txt")
+        check_shard_dictionaries(self.data_dirs, self.dictionary.nspecial)
         self.pad = self.dictionary.pad()
         self.masker = Masker(self.dictionary.index(MASK), len(self.dictionary), self.pad,
                              self.dictionary.nspecial, args.mask_prob, args.leave_unmasked_prob,

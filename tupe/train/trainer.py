@@ -26,7 +26,6 @@ import torch.distributed as dist
 from ..checkpoint import (
     CheckpointError,
     build_and_load,
-    check_data_dictionary,
     checkpoint_tensors,
     fairseq_state_dict,
     lm_head_trained,
@@ -42,7 +41,7 @@ from .data import shard
 from .devices import apply_speed_options, autocast, choose_precision, init_distributed
 from .logger import MetricsLogger
 from .optim import DynamicLossScaler, FairseqAdam, PolynomialDecay
-from .options import checkpoint_args, model_config, parse_args
+from .options import checkpoint_args, parse_args
 from .restore import TrainingError, find_restore, load_weights, run_config, write_run_files
 from .savedir import SaveDirError, SaveDirLock
 from .tasks import TaskError, build_task
@@ -67,10 +66,7 @@ class Trainer:
         self.dictionary = self.task.dictionary
         # the checkpoint to start from, read once: the model's architecture comes from it
         self.restore_from = find_restore(args, self.save_dir, electra=self.task.name == "electra")
-        if self.restore_from is not None:
-            check_data_dictionary(self.restore_from.path, self.dictionary, args.data)
-        self.cfg = run_config(args, model_config(args, len(self.dictionary), self.dictionary.pad()),
-                              self.restore_from, self.log.info)
+        self.cfg = run_config(args, self.dictionary, self.restore_from, self.log.info)
         self.model = self.task.build_model(self.cfg)  # TupeModel, or ElectraModel for --task electra
         self.stat_keys = self.task.stat_keys         # task statistics logged beside the loss (ELECTRA)
         self.task.prepare_model(self.model)          # classification heads: after the BERT init

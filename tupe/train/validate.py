@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import CheckpointError, check_data_dictionary, load_model_and_run_args
-from ..cli import HelpFormatter, refuse_inert
+from ..cli import HelpFormatter, at_least, refuse_inert
 from ..config import ROPE_SCALINGS
 from ..logs import cli_logging
 from .evaluate import evaluate, make_task, with_rope_scaling
@@ -34,16 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", type=Path, help="binarized pretraining data directory (tupe-preprocess pretrain output)")
     p.add_argument("--path", required=True, help="checkpoint file, training dir or own-format dir")
     p.add_argument("--valid-subset", default="valid", help="comma-separated splits to evaluate")
-    p.add_argument("--tokens-per-sample", type=int, default=None,
+    p.add_argument("--tokens-per-sample", type=at_least(2), default=None,
                    help="block length (default: the checkpoint run's, else the model's max_positions); longer "
                         "than the positional tables cover is an error, schemes without tables (RoPE, ALiBi, NoPE) "
                         "take any length")
     p.add_argument("--sample-break-mode", default=None, choices=["none", "complete", "complete_doc", "eos"],
                    help="how text is cut into blocks, as train.py (default: the checkpoint run's, else complete)")
-    p.add_argument("--max-sentences", "--batch-size", dest="max_sentences", type=int, default=None,
+    p.add_argument("--max-sentences", "--batch-size", dest="max_sentences", type=at_least(1), default=None,
                    help="batch size in sequences (default: the checkpoint run's validation batch size, else 16; "
                         "ELECTRA's sampling is seeded per batch, so its figures depend on it)")
-    p.add_argument("--max-tokens", type=int, default=None,
+    p.add_argument("--max-tokens", type=at_least(1), default=None,
                    help="batch size cap in tokens (default: the checkpoint run's validation cap, else none)")
     add_masking_args(p, from_run=True)
     p.add_argument("--mask-whole-words", action=argparse.BooleanOptionalAction, default=None,
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip samples longer than the block (--tokens-per-sample) or max_positions (else an error)")
     p.add_argument("--rope-scaling", default=None, choices=list(ROPE_SCALINGS),
                    help="RoPE models: evaluate with this frequency scaling (default: the model's own)")
-    p.add_argument("--rope-scaling-factor", type=float, default=None,
+    p.add_argument("--rope-scaling-factor", type=at_least(1.0, float), default=None,
                    help="its factor (default: block length / max_positions, at least 1)")
     p.add_argument("--shuffle-order", action="store_true",
                    help="word-order probe: permute each block's unpredicted tokens (same masks and seed)")
