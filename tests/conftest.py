@@ -29,6 +29,18 @@ def data_dir(tmp_path_factory):
 
 
 
+def swapped_dictionary_copy(src: Path, dest: Path, i: int, j: int) -> list[str]:
+    """A copy of the data folder ``src`` whose dict.txt has lines i and j (0-based) swapped: the
+    same size, other words (data binarized with another vocabulary). Returns its lines."""
+    import shutil
+
+    shutil.copytree(src, dest)
+    lines = (dest / "dict.txt").read_text().splitlines()
+    lines[i], lines[j] = lines[j], lines[i]
+    (dest / "dict.txt").write_text("\n".join(lines) + "\n")
+    return lines
+
+
 def tiny_config(**overrides):
     from tupe import TupeConfig
 

@@ -2,11 +2,11 @@
 of every scheme."""
 
 import json
-import shutil
 
 import pytest
 import torch
 
+from tests.conftest import swapped_dictionary_copy
 from tests.model.test_invariance import perturbed
 from tupe import TupeConfig, save_pretrained
 from tupe.checkpoint import fairseq_args, load_vocabulary, save_fairseq
@@ -129,10 +129,7 @@ def test_cli_reads_checkpoint_files_and_folders(data_dir, tmp_path, capsys):
     assert "tupe-inspect: error" in capsys.readouterr().err
     # data binarized with another dictionary of the same size: refused, not analysed as other words
     other = tmp_path / "other-data"
-    shutil.copytree(data_dir, other)
-    lines = (other / "dict.txt").read_text().splitlines()
-    lines[1], lines[2] = lines[2], lines[1]
-    (other / "dict.txt").write_text("\n".join(lines) + "\n")
+    swapped_dictionary_copy(data_dir, other, 1, 2)
     assert main([str(tmp_path / "own"), "--out", str(tmp_path / "z"), "--data", str(other)]) == 1
     assert "(dict.txt line 2)" in capsys.readouterr().err and not (tmp_path / "z").exists()
 

@@ -6,6 +6,7 @@ import struct
 import numpy as np
 import pytest
 
+from tests.conftest import swapped_dictionary_copy
 from tests.train.conftest import tiny_args
 from tupe.data.indexed_dataset import IndexedDatasetBuilder
 from tupe.train.trainer import main
@@ -109,10 +110,7 @@ def test_a_shard_binarized_with_another_dictionary_is_refused(copy, tmp_path, ca
     range meaning other words: every shard is read with the first's dictionary, so the second's
     epochs trained on scrambled text, silently. Refused now, naming the first differing line."""
     second = tmp_path / "shard2"
-    shutil.copytree(copy, second)
-    lines = (second / "dict.txt").read_text().splitlines()
-    lines[3], lines[4] = lines[4], lines[3]
-    (second / "dict.txt").write_text("\n".join(lines) + "\n")
+    lines = swapped_dictionary_copy(copy, second, 3, 4)
     word4 = lines[3].split()[0]
     assert_refused(*run(f"{copy}:{second}", tmp_path, capsys), f"{second / 'dict.txt'} line 4: {word4!r} where "
                    f"{copy / 'dict.txt'} has", "the shards were binarized with different dictionaries",

@@ -178,3 +178,14 @@ def test_model_flags_that_make_no_model_are_one_line(data_dir, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "train.py: error: the model's flags: encoder_embed_dim=100 is not divisible by encoder_attention_heads=3" in err
     assert "Traceback" not in err and not (tmp_path / "a").exists()
+
+
+def test_a_sample_longer_than_max_tokens_is_refused(data_dir, tmp_path, capsys):
+    """--max-tokens 16 with 32-token blocks ran batches of one 32-token sample, over the cap the
+    flag promises (fairseq refuses); now an error before the first update."""
+    args = [a for a in tiny_args(data_dir, tmp_path / "a", "--max-update", "2", "--max-tokens", "16")]
+    i = args.index("--max-sentences")
+    del args[i:i + 2]
+    assert train(args) == 1
+    out, err = capsys.readouterr()
+    assert "a sample of 32 tokens exceeds the batch cap of 16 tokens (--max-tokens" in err and "num_updates" not in out

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import tupe
+from tests.conftest import swapped_dictionary_copy
 from tests.train.conftest import tiny_args
 from tupe.checkpoint import load_model, load_vocabulary, read_checkpoint
 from tupe.train.trainer import main
@@ -90,16 +91,11 @@ def test_data_of_another_dictionary_of_the_same_size_is_refused(data_dir, pretra
     """Data binarized with another dict.txt of the same size (tupe-preprocess pretrain makes
     --nwords symbols on any corpus) reads as other words with no other error: train.py
     --restore-file and tupe-validate compare it with the dict.txt beside the checkpoint."""
-    import shutil
 
     from tupe.train.validate import main as validate
 
     data = tmp_path / "data"
-    shutil.copytree(data_dir, data)
-    lines = (data / "dict.txt").read_text().splitlines()
-    lines[10], lines[20] = lines[20], lines[10]
-    (data / "dict.txt").write_text("\n".join(lines) + "\n")
-    swapped = lines[10].split()[0]
+    swapped = swapped_dictionary_copy(data_dir, data, 10, 20)[10].split()[0]
     capsys.readouterr()
     assert main(tiny_args(data, tmp_path / "ft", "--restore-file", str(pretrained), "--reset-optimizer",
                           "--max-update", "2", "--tokens-per-sample", "64", "--max-positions", "512")) == 1

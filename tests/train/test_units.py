@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tupe.data.dictionary import Dictionary
-from tupe.train.data import Masker, batch_by_size, block_boundaries, ends_word_table, shard
+from tupe.train.data import Masker, TaskError, batch_by_size, block_boundaries, ends_word_table, shard
 from tupe.train.optim import DynamicLossScaler, FairseqAdam, PolynomialDecay
 
 SIZES = np.array([3, 4, 1, 5, 2, 9, 1, 2])   # items of size 1 are empty lines (document breaks)
@@ -90,6 +90,11 @@ def test_batch_by_size_and_shard():
     batches = batch_by_size(np.arange(10), sizes, max_tokens=None, max_sentences=3, required_multiple=2)
     assert [len(b) for b in batches] == [2, 2, 2, 2, 2]
     assert shard([1, 2, 3, 4, 5], 0, 2) == [1, 3, 5] and shard([1, 2, 3, 4, 5], 1, 2) == [2, 4, None]
+    # a sample longer than the cap: an error (as fairseq's), not a batch over the cap of one sample
+    assert [len(b) for b in batch_by_size(np.arange(10), sizes, max_tokens=10, max_sentences=None)] == [2] * 4 + [1, 1]
+    with pytest.raises(TaskError, match="a sample of 10 tokens exceeds the batch cap of 9 tokens"):
+        batch_by_size(np.arange(10), sizes, max_tokens=9, max_sentences=None)
+    assert batch_by_size(np.arange(9), sizes, max_tokens=9, max_sentences=None)[0].tolist() == [0]   # the 10 not among them
 
 
 def test_polynomial_decay_values():

@@ -161,10 +161,21 @@ def collate(samples, pad_idx: int) -> dict:
 
 
 # --------------------------------------------------------------------------- batching
+class TaskError(RuntimeError):
+    """Bad data for a task (or flags that cannot batch it): names the file or the flag."""
+
+
 def batch_by_size(indices: np.ndarray, sizes: np.ndarray, max_tokens: Optional[int],
                   max_sentences: Optional[int], required_multiple: int = 1) -> list[np.ndarray]:
     """Greedy batches of consecutive ``indices``: padded size (bsz x longest) <= max_tokens
-    and bsz <= max_sentences; batch sizes rounded down to ``required_multiple`` when larger."""
+    and bsz <= max_sentences; batch sizes rounded down to ``required_multiple`` when larger. A
+    sample longer than ``max_tokens`` is a TaskError, as in fairseq (it would make a batch over
+    the cap that the flag promises, which is what keeps a run inside its memory)."""
+    if max_tokens and len(indices) and int(sizes[indices].max()) > max_tokens:
+        longest = int(sizes[indices].max())
+        raise TaskError(f"a sample of {longest} tokens exceeds the batch cap of {max_tokens} tokens (--max-tokens, "
+                        f"or --max-tokens-valid for validation; padding included): raise it to at least {longest}, "
+                        f"or shorten the samples (--tokens-per-sample; finetuning: --truncate-sequence)")
     max_tokens = max_tokens or math.inf
     max_sentences = max_sentences or math.inf
     batches, current, longest = [], [], 0

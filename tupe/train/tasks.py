@@ -24,6 +24,7 @@ from ..model.electra import ElectraModel, batch_seed
 from .data import (
     MaskedLMDataset,
     Masker,
+    TaskError,
     TokenBlockDataset,
     batch_by_size,
     collate,
@@ -40,10 +41,6 @@ HEAD = TupeModel.DEFAULT_HEAD
 # a statistic with no better direction, ELECTRA's share of replaced tokens: either is accepted).
 HIGHER_IS_BETTER = {"loss": False, "ppl": False, "gen_loss": False, "disc_loss": False, "replaced": None,
                     "accuracy": True, "f1": True, "mcc": True, "pearson": True, "spearman": True, "disc_acc": True}
-
-
-class TaskError(RuntimeError):
-    """Bad data for a task: names the file."""
 
 
 def load_dictionary(path: Path) -> Dictionary:
