@@ -100,6 +100,8 @@ def test_csv_pairs_by_number_and_regression(data_dir, tmp_path):
     ("names_without_header", "column 'text' is a name: add --header"),
     ("score_range", "train.tsv:2: score 7.0 is outside [0, 5]"),
     ("bad_score", "train.tsv:3: score 'high' is not a number"),
+    ("same_text_column_twice", "train.tsv: --text-columns text 1 names column 1 twice"),
+    ("label_as_text", "train.tsv: the label column 'topic' is also a text column (--text-columns topic)"),
 ])
 def test_bad_input_names_file_and_line(case, message, data_dir, tmp_path, capsys):
     good = [("river water", "a"), ("city land", "b"), ("water city", "a")]
@@ -119,6 +121,10 @@ def test_bad_input_names_file_and_line(case, message, data_dir, tmp_path, capsys
         write_tsv(train, ("text", "topic"), good[:2] + [("a", "b", "c")])
     elif case == "names_without_header":
         args = args[:-1]
+    elif case == "same_text_column_twice":                  # each sentence paired with itself
+        args[1:2] = ["text", "1"]
+    elif case == "label_as_text":                            # the model would read its answer
+        args[1] = "topic"
     elif case in ("score_range", "bad_score"):
         write_tsv(train, ("text", "score"), [("a", "7.0")] if case == "score_range" else [("a", "1"), ("b", "high")])
         args = ["--text-columns", "text", "--label-column", "score", "--header", "--regression", "0", "5"]

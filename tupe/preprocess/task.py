@@ -101,6 +101,12 @@ def read_rows(path: Path, text_columns: Sequence[Column], label_column: Column, 
 
             index = [locate(c, "text") for c in text_columns]
             label_index = locate(label_column, "label")
+            if len(set(index)) < len(index):                # a pair of each sentence with itself
+                raise PreprocessError(f"{path}: --text-columns {' '.join(map(str, text_columns))} names column "
+                                      f"{index[0] + 1} twice")
+            if label_index in index:                        # the model would read its answer
+                raise PreprocessError(f"{path}: the label column {label_column!r} is also a text column "
+                                      f"(--text-columns {' '.join(map(str, text_columns))})")
             expected = len(fields)
             if label_index is not None and label_index >= expected:
                 label_index = None                          # no label column: unlabeled (a test file)
