@@ -46,11 +46,11 @@ def read_tsv(path, text_columns, label_column):
 
 
 class TextDataset(torch.utils.data.Dataset):
-    def __init__(self, tokenizer, texts, labels, label2id, max_length):
+    def __init__(self, path, tokenizer, texts, labels, label2id, max_length):
         self.items = []
         for line, (text, label) in enumerate(zip(texts, labels), 2):
             if label not in label2id:
-                sys.exit(f"line {line}: label {label!r} does not occur in the training file")
+                sys.exit(f"{path}:{line}: label {label!r} does not occur in the training file")
             enc = tokenizer(*text, truncation=True, max_length=max_length)
             self.items.append({**enc, "labels": label2id[label]})
 
@@ -72,7 +72,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=float, default=3)
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--max-length", type=int, default=None,
+                   help="cut rows to this many tokens (default and most: the model's max_positions)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
 
@@ -82,10 +83,14 @@ def main(argv=None):
     label2id = {w: i for i, w in enumerate(labels)}
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
+    longest = tokenizer.model_max_length           # the model's max_positions (its positional tables)
+    if args.max_length is not None and args.max_length > longest:
+        sys.exit(f"--max-length {args.max_length}: the model covers {longest} positions")
+    max_length = args.max_length or longest
     model = AutoModelForSequenceClassification.from_pretrained(
         args.model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id)
-    train = TextDataset(tokenizer, train_x, train_y, label2id, args.max_length)
-    valid = TextDataset(tokenizer, valid_x, valid_y, label2id, args.max_length)
+    train = TextDataset(args.train, tokenizer, train_x, train_y, label2id, max_length)
+    valid = TextDataset(args.valid, tokenizer, valid_x, valid_y, label2id, max_length)
 
     def accuracy(pred):
         return {"accuracy": float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())}

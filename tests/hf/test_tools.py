@@ -14,7 +14,13 @@ import tupe
 from tupe.cli.convert import main as convert
 
 hf = pytest.importorskip("tupe.hf")
-from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoConfig,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    pipeline,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,6 +96,28 @@ def test_finetuning_example_names_a_malformed_row(tmp_path):
             hf_finetune.read_tsv(tmp_path / "t.tsv", ["sentence"], "label")
     (tmp_path / "t.tsv").write_text(good)
     assert hf_finetune.read_tsv(tmp_path / "t.tsv", ["sentence"], "label") == ([["a tree"]], ["1"])
+
+
+def test_finetuning_example_cuts_rows_to_the_models_positions(exported, topic_task, tmp_path):
+    """Its --max-length defaulted to 512, past a smaller model's positional tables: a long row
+    then failed inside the model mid-run. Now the model's max_positions is the default and the
+    most."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import hf_finetune
+    finally:
+        sys.path.pop(0)
+    tok = AutoTokenizer.from_pretrained(exported)
+    positions = AutoConfig.from_pretrained(exported).max_positions
+    assert tok.model_max_length == positions
+    data = hf_finetune.TextDataset("t.tsv", tok, [["river " * 3 * positions]], ["a"], {"a": 0}, positions)
+    assert len(data[0]["input_ids"]) == positions
+    with pytest.raises(SystemExit, match=f"--max-length {positions + 1}: the model covers {positions} positions"):
+        hf_finetune.main(["--model", str(exported), "--train", str(topic_task / "train.tsv"), "--valid",
+                          str(topic_task / "dev.tsv"), "--text-columns", "sentence", "--label-column", "label",
+                          "--out", str(tmp_path / "o"), "--max-length", str(positions + 1)])
+    with pytest.raises(SystemExit, match=r"t\.tsv:2: label 'b' does not occur in the training file"):
+        hf_finetune.TextDataset("t.tsv", tok, [["a river"]], ["b"], {"a": 0}, positions)
 
 
 def task_batches(exported, task_dir, batch_size=16):
