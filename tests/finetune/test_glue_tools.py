@@ -263,6 +263,11 @@ def test_mnli_and_stsb_submissions(pretrained, order_task, tmp_path):
     assert len(values) == 5 and all(0.0 <= v <= 5.0 for v in values)
     with pytest.raises(predict.HubError, match="no classification head 'nope'"):
         predict.write_submission(model, "nope", "MNLI", order_task / "MNLI-bin", tmp_path)
+    # another GLUE task's folder: its predictions would be written under this task's file name
+    with pytest.raises(predict.HubError, match="--glue-task RTE with .*MNLI-bin, the binarized MNLI: the submission "
+                                               "file would hold MNLI's predictions under RTE's name"):
+        predict.write_submission(model, "sentence_classification_head", "RTE", order_task / "MNLI-bin", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
     shutil.copytree(order_task / "MNLI-bin", tmp_path / "broken")
     shutil.rmtree(tmp_path / "broken" / "input1")
     (tmp_path / "broken" / "input1").mkdir()

@@ -30,6 +30,7 @@ from ..data.indexed_dataset import exists as dataset_exists
 from ..hub import INPUTS, SCORE_RANGES, HubError, TupeHub, classify, from_pretrained, read_labels, task_score_range
 from ..logs import cli_logging, listed
 from ..model import TupeModel
+from ..preprocess.glue import TASKS as GLUE_TASKS
 from ..preprocess.text import decode_row, describe_repairs
 from . import HelpFormatter, at_least, refuse_inert, write_text_whole
 
@@ -98,6 +99,10 @@ def write_submission(model: TupeModel, head: str, task: str, data: Path, out_dir
     if head not in model.classification_heads:
         raise HubError(f"the checkpoint has no classification head {head!r} (it has "
                        f"{sorted(model.classification_heads) or 'none'})")
+    named = data.name[: -len("-bin")] if data.name.endswith("-bin") else None
+    if task in GLUE_TASKS and named in GLUE_TASKS and named != task:   # its predictions under another task's name
+        raise HubError(f"--glue-task {task} with {data}, the binarized {named}: the submission file would "
+                       f"hold {named}'s predictions under {task}'s name")
     labels = labels or {}
     n_classes = model.head_sizes[head]
     label_dict = Dictionary.load(data / "label" / "dict.txt") if n_classes > 1 else None
