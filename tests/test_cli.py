@@ -93,6 +93,7 @@ def test_the_same_options_where_they_act_pass_the_check():
     (["--max-sentences", "8", "--lr=-1e-4"], "argument --lr: must be >= 0, got -1e-4"),
     (["--max-sentences", "8", "--warmup-ratio", "1.5"], "argument --warmup-ratio: must be in [0, 1], got 1.5"),
     (["--max-sentences", "x"], "argument --max-sentences/--batch-size: invalid int value: 'x'"),
+    (["--max-sentences", "8", "--weight-decay=-0.01"], "argument --weight-decay/--wd: must be >= 0.0, got -0.01"),
 ])
 def test_train_numbers_out_of_range_are_refused_by_the_parser(argv, said, capsys):
     """Out of range, these ran on: --log-interval 0 and --required-batch-size-multiple 0 as a
@@ -105,3 +106,22 @@ def test_train_numbers_out_of_range_are_refused_by_the_parser(argv, said, capsys
         parse_args(["data", *argv])
     assert e.value.code == 2
     assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module, argv, said", [
+    ("tupe.preprocess.cli", ["pretrain", "--input", "c.txt", "--destdir", "o", "--nwords", "3"],
+     "argument --nwords: must be >= 8, got 3"),                # the 7 specials and no word: all <unk>
+    ("tupe.preprocess.cli", ["pretrain", "--input", "c.txt", "--destdir", "o", "--valid-every", "0"],
+     "argument --valid-every: must be >= 1, got 0"),
+    ("tupe.cli.glue", ["--checkpoint", "c", "--data-dir", "d", "--out", "o", "--seeds", "0"],
+     "argument --seeds: must be >= 1, got 0"),
+    ("tupe.study", ["--corpus", "c.txt", "--updates", "0"], "argument --updates: must be >= 1, got 0"),
+    ("tupe.train.validate", ["d", "--path", "c", "--tokens-per-sample", "1"],
+     "argument --tokens-per-sample: must be >= 2, got 1"),
+])
+def test_other_commands_numbers_out_of_range(module, argv, said, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(module).main(argv)
+    assert e.value.code == 2 and said in capsys.readouterr().err

@@ -78,6 +78,10 @@ def test_tupe_validate_past_max_positions_is_a_clear_error(data_dir, tmp_path, c
             assert "exceed max_positions=32" in out.err and "Traceback" not in out.err
         else:
             assert json.loads(out.out.splitlines()[-1])["tokens_per_sample"] == 64
+    # masking shares that cannot both hold (numpy's error before)
+    assert validate([str(data_dir), "--path", str(tmp_path / "ALiBi"), "--cpu", "--leave-unmasked-prob", "0.7",
+                     "--random-token-prob", "0.5"]) == 1
+    assert "--leave-unmasked-prob 0.7 + --random-token-prob 0.5 must be <= 1" in capsys.readouterr().err
 
 
 def test_tupe_validate_with_rope_scaling(data_dir, tmp_path, capsys):

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-line-chars", type=int, default=20, help="drop shorter sentence lines")
     p.add_argument("--bpe-merges", type=at_least(1), default=32640, help="merges to learn")
     p.add_argument("--bpe-code", type=Path, help="reuse these fastBPE codes instead of learning")
-    p.add_argument("--nwords", type=int, default=32768, help="dictionary size incl. the 7 specials")
+    p.add_argument("--nwords", type=at_least(8), default=32768, help="dictionary size incl. the 7 specials")
     p.add_argument("--dict", type=Path, help="reuse this dict.txt instead of building one")
     p.add_argument("--keep-text", action="store_true", help="keep the intermediate text files")
     _add_common(p)

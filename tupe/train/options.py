@@ -140,14 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generator feed-forward width (default: the discriminator's / divisor)")
     g.add_argument("--generator-attention-heads", type=int, default=None,
                    help="generator heads (default: the discriminator's / divisor)")
-    g.add_argument("--disc-weight", type=float, default=50.0, help="loss = mlm + disc_weight * rtd")
+    g.add_argument("--disc-weight", type=at_least(0.0, float), default=50.0, help="loss = mlm + disc_weight * rtd")
 
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", default="adam", choices=["adam"],
                    help="optimizer (fairseq's Adam: decoupled weight decay, eps before bias correction)")
     g.add_argument("--adam-betas", type=_betas, default=(0.9, 0.999), help="Adam's betas, as '(beta1, beta2)'")
-    g.add_argument("--adam-eps", type=float, default=1e-8, help="Adam's epsilon")
-    g.add_argument("--weight-decay", "--wd", dest="weight_decay", type=float, default=0.0,
+    g.add_argument("--adam-eps", type=at_least(0.0, float), default=1e-8, help="Adam's epsilon")
+    g.add_argument("--weight-decay", "--wd", dest="weight_decay", type=at_least(0.0, float), default=0.0,
                    help="decoupled weight decay, on every parameter")
     g.add_argument("--clip-norm", type=at_least(0.0, float), default=25.0, help="clip the gradient norm to this (0: no clipping)")
     g.add_argument("--lr", type=_floats, default=[0.25], help="peak learning rate")
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup-ratio", type=fraction, default=None,
                    help="warmup = ratio x total updates, total from --max-epoch (finetuning)")
     g.add_argument("--total-num-update", type=at_least(1), default=1000000, help="updates over which the schedule decays")
-    g.add_argument("--end-learning-rate", type=float, default=0.0, help="learning rate at the end of the decay")
+    g.add_argument("--end-learning-rate", type=at_least(0.0, float), default=0.0, help="learning rate at the end of the decay")
     g.add_argument("--power", type=float, default=1.0, help="power of the polynomial decay (1: linear)")
     g.add_argument("--update-freq", type=at_least(1), default=1, help="gradient accumulation steps")
     g.add_argument("--max-update", type=at_least(0), default=0, help="0 = no limit")
