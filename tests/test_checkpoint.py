@@ -371,3 +371,17 @@ def test_saving_a_model_never_replaces_a_folder_of_other_things(tmp_path, ref_di
         tupe.save_pretrained(tupe.load_model(run / "checkpoint.pt"), run)
     assert convert.main([str(run / "checkpoint.pt"), str(tmp_path / "own")]) == 0
     assert convert.main([str(run / "checkpoint.pt"), str(tmp_path / "own")]) == 0          # a model folder: replaced
+
+
+def test_original_format_into_a_directory_is_refused(tmp_path, capsys):
+    """`tupe-convert own/ somedir/` (an existing folder as the .pt file): an IsADirectoryError
+    traceback from the rename before; now one line, exit 1, nothing written."""
+    model = tupe.TupeModel(tiny_config())
+    tupe.save_pretrained(model, tmp_path / "own")
+    (tmp_path / "outdir").mkdir()
+    with pytest.raises(CheckpointError, match="outdir is a directory: the original format is one file"):
+        save_fairseq(model, tmp_path / "outdir")
+    assert convert.main([str(tmp_path / "own"), str(tmp_path / "outdir")]) == 1
+    err = capsys.readouterr().err
+    assert f"give its path, e.g. {tmp_path / 'outdir' / 'checkpoint.pt'}" in err and "Traceback" not in err
+    assert list((tmp_path / "outdir").iterdir()) == [] and not list(tmp_path.glob(".outdir*"))

@@ -255,8 +255,12 @@ def fairseq_args(cfg: TupeConfig, base: Optional[dict] = None, **extra: Any) -> 
 
 def save_fairseq(model: TupeModel, path: PathLike, args: Optional[argparse.Namespace] = None,
                  fp16: bool = False, **entries: Any) -> None:
-    """Write the original checkpoint layout atomically (tmp file + rename)."""
+    """Write the original checkpoint layout atomically (tmp file + rename). ``path`` is a file;
+    an existing directory there is a CheckpointError (the rename would fail on it)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory: the original format is one file; give its path, e.g. "
+                              f"{path / 'checkpoint.pt'}")
     state = fairseq_state_dict(model)
     args = args if args is not None else fairseq_args(model.cfg)
     if not getattr(model, "lm_head_trained", True):
