@@ -385,3 +385,15 @@ def test_original_format_into_a_directory_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"give its path, e.g. {tmp_path / 'outdir' / 'checkpoint.pt'}" in err and "Traceback" not in err
     assert list((tmp_path / "outdir").iterdir()) == [] and not list(tmp_path.glob(".outdir*"))
+
+
+def test_another_models_transformers_folder_is_named(tmp_path):
+    """A BERT folder given as a model: said to be another model (its model_type), not a damaged one."""
+    import json
+
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 32}))
+    (tmp_path / "bert" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"a transformers folder of another model \('bert'\), which tupe does "
+                                              r"not load"):
+        tupe.load_model(tmp_path / "bert")

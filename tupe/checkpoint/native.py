@@ -183,7 +183,10 @@ def read_pretrained_config(directory: PathLike) -> dict:
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
     if config.get("format") != "tupe" or "model" not in config:
-        raise CheckpointError(f"{path}: not a tupe config (no format='tupe' / 'model')")
+        other = config.get("model_type")
+        raise CheckpointError(f"{path}: not a tupe config (no format='tupe' / 'model')" + (
+            f": a transformers folder of another model ({other!r}), which tupe does not load (its own models "
+            f"are 'tupe')" if isinstance(other, str) and other != "tupe" else ""))
     return config
 
 
