@@ -189,3 +189,15 @@ def test_a_sample_longer_than_max_tokens_is_refused(data_dir, tmp_path, capsys):
     assert train(args) == 1
     out, err = capsys.readouterr()
     assert "a sample of 32 tokens exceeds the batch cap of 16 tokens (--max-tokens" in err and "num_updates" not in out
+
+
+def test_resuming_another_model_than_the_flags_make_says_so(data_dir, tmp_path, capsys):
+    """The README's way to TUPE-A is dropping --rel-pos; into a --save-dir that holds a TUPE-R run,
+    that command resumes the TUPE-R run (the model comes from its checkpoint): said, with what to
+    do for a new run."""
+    save = tmp_path / "ck"
+    assert train(tiny_args(data_dir, save, "--max-update", "2")) == 0                 # TUPE-R
+    capsys.readouterr()
+    assert train([a for a in tiny_args(data_dir, save, "--max-update", "3") if a != "--rel-pos"]) == 0
+    assert f"rel_pos=True; this resumes the run in {save} (another model than these flags alone make: for a new " \
+           f"run, choose another --save-dir)" in capsys.readouterr().out

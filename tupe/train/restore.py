@@ -101,7 +101,9 @@ def run_config(args: argparse.Namespace, dictionary, r: Optional[RestorePoint],
         except ConfigConflict as e:
             raise TrainingError(str(e)) from None
         if taken:
-            log(f"| model from {r.path.name} (flags not given take its values): {', '.join(taken)}")
+            log(f"| model from {r.path.name} (flags not given take its values): {', '.join(taken)}" + (
+                f"; this resumes the run in {r.path.parent} (another model than these flags alone make: for a "
+                f"new run, choose another --save-dir)" if args.restore_file == "checkpoint_last.pt" else ""))
     args.max_positions = cfg.max_positions
     if r is not None and resumes(args, r.state):
         changed = changed_flags(r.state.get("args"), checkpoint_args(args, cfg))
