@@ -397,3 +397,25 @@ def test_another_models_transformers_folder_is_named(tmp_path):
     with pytest.raises(CheckpointError, match=r"a transformers folder of another model \('bert'\), which tupe does "
                                               r"not load"):
         tupe.load_model(tmp_path / "bert")
+
+
+def test_label_words_of_another_size_than_the_head_are_not_used(data_dir, caplog):
+    """A labels.json naming 3 classes beside a 2-class head (another model's, left in the folder):
+    its first two words were shown as this model's classes; now class numbers, with a warning."""
+    import torch
+
+    from tupe.checkpoint import load_vocabulary
+    from tupe.data.dictionary import Dictionary, model_vocab_size
+    from tupe.hub import TupeHub
+
+    d = Dictionary.load(data_dir / "dict.txt")
+    model = tupe.TupeModel(tiny_config(vocab_size=model_vocab_size(d)))
+    model.register_classification_head("sentence_classification_head", 2)
+    vocabulary = load_vocabulary(data_dir, model.cfg.vocab_size)
+    out = torch.tensor([[0.0, -5.0], [-5.0, 0.0]])
+    with caplog.at_level("WARNING", logger="tupe.hub"):
+        hub = TupeHub(model, vocabulary, {"sentence_classification_head": ["a", "b", "c"]})
+    assert "name 3 classes for head 'sentence_classification_head', which has 2: not used" in caplog.text
+    assert [w for w, _ in hub.labels_of("sentence_classification_head", out)] == ["0", "1"]
+    hub = TupeHub(model, vocabulary, {"sentence_classification_head": ["no", "yes"]})
+    assert [w for w, _ in hub.labels_of("sentence_classification_head", out)] == ["no", "yes"]

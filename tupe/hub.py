@@ -138,7 +138,14 @@ class TupeHub(torch.nn.Module):
         self.dictionary = vocabulary.dictionary
         self.mask_idx = model.cfg.vocab_size - 1 if MASK not in self.dictionary else self.dictionary.index(MASK)
         self.bpe = BPE.from_file(vocabulary.bpe_codes)
-        self.labels = labels or {}
+        self.labels = dict(labels or {})
+        for head, k in model.head_sizes.items():   # a labels.json of another model (a stale file): not trusted
+            words = self.labels.get(head)
+            if isinstance(words, list) and words and len(words) != k:
+                logger.warning("the label words beside this model name %d classes for head %r, which has %d: "
+                               "not used (class numbers shown instead); is labels.json another model's?",
+                               len(words), head, k)
+                del self.labels[head]
         # keep case or lower-case, as the training text was preprocessed (the vocabulary's record;
         # none: lower-case, the paper's setting)
         if cased is not None and vocabulary.cased is not None and cased != vocabulary.cased:
