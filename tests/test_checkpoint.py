@@ -419,3 +419,11 @@ def test_label_words_of_another_size_than_the_head_are_not_used(data_dir, caplog
     assert [w for w, _ in hub.labels_of("sentence_classification_head", out)] == ["0", "1"]
     hub = TupeHub(model, vocabulary, {"sentence_classification_head": ["no", "yes"]})
     assert [w for w, _ in hub.labels_of("sentence_classification_head", out)] == ["no", "yes"]
+
+
+def test_convert_says_when_label_words_do_not_fit_the_head(capsys):
+    from tupe.cli.convert import label_words_for
+
+    assert label_words_for({"h": ["a", "b", "c"]}, "h", None, 2) is None
+    assert "name 3 classes for head 'h', which has 2: not used" in capsys.readouterr().err
+    assert label_words_for({"h": ["a", "b"]}, "h", None, 2) == ["a", "b"] and capsys.readouterr().err == ""

@@ -104,6 +104,9 @@ def label_words_for(labels: dict, head: str, label_dict: Optional[Path], k: int)
             raise CheckpointError(f"{label_dict}: {len(words)} labels for a head of {k} classes")
         return words
     words = labels.get(head)
+    if words and len(words) != k:   # another model's labels.json left beside it
+        print(f"tupe-convert: warning: the label words beside the checkpoint name {len(words)} classes for head "
+              f"{head!r}, which has {k}: not used (LABEL_0 ...; --label-dict gives them)", file=sys.stderr)
     return list(words) if words and len(words) == k else None
 
 
