@@ -112,7 +112,7 @@ def test_train_numbers_out_of_range_are_refused_by_the_parser(argv, said, capsys
     ("tupe.preprocess.cli", ["pretrain", "--input", "c.txt", "--destdir", "o", "--nwords", "3"],
      "argument --nwords: must be >= 8, got 3"),                # the 7 specials and no word: all <unk>
     ("tupe.preprocess.cli", ["pretrain", "--input", "c.txt", "--destdir", "o", "--valid-every", "0"],
-     "argument --valid-every: must be >= 1, got 0"),
+     "argument --valid-every: must be >= 2, got 0"),
     ("tupe.cli.glue", ["--checkpoint", "c", "--data-dir", "d", "--out", "o", "--seeds", "0"],
      "argument --seeds: must be >= 1, got 0"),
     ("tupe.study", ["--corpus", "c.txt", "--updates", "0"], "argument --updates: must be >= 1, got 0"),

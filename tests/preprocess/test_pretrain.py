@@ -1,6 +1,7 @@
 """tupe-preprocess pretrain, end to end on a small generated corpus."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -196,3 +197,25 @@ def test_it_runs_from_another_thread(tmp_path):
     worker.start()
     worker.join()
     assert codes == [0] and (tmp_path / "out" / "train.bin").is_file()
+
+
+def test_an_input_inside_the_output_directory_is_refused(tmp_path, corpus, prepared, capsys):
+    """The output directory is replaced whole: with --force, an input inside it was deleted (the
+    corpus, or a task's --bpe-dir: the whole pretraining folder). Refused, nothing touched."""
+    from tupe.preprocess.cli import main as preprocess
+
+    (tmp_path / "d").mkdir()
+    inside = tmp_path / "d" / "corpus.txt"
+    shutil.copyfile(corpus, inside)
+    assert preprocess(["pretrain", "--input", str(inside), "--destdir", str(tmp_path / "d"), "--force", *FAST]) == 1
+    assert f"{inside} is inside the output directory {tmp_path / 'd'}, which is replaced whole" in capsys.readouterr().err
+    assert inside.read_bytes() == corpus.read_bytes() and [p.name for p in (tmp_path / "d").iterdir()] == ["corpus.txt"]
+    copy = tmp_path / "bin"
+    shutil.copytree(prepared, copy)
+    before = sorted(p.name for p in copy.iterdir())
+    (tmp_path / "t.tsv").write_text("a river\t1\nthe city\t0\n")
+    assert preprocess(["task", "--train", str(tmp_path / "t.tsv"), "--valid", str(tmp_path / "t.tsv"), "--text-columns",
+                       "1", "--label-column", "2", "--bpe-dir", str(copy), "--destdir", str(copy), "--force",
+                       "--no-progress"]) == 1
+    assert f"{copy / 'bpe-code'} is inside the output directory {copy}" in capsys.readouterr().err
+    assert sorted(p.name for p in copy.iterdir()) == before

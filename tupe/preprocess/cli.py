@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pipe-ratio", type=fraction, default=f.max_pipe_ratio, help="maximum share of '|' in a kept line")
     p.add_argument("--keep-vocab-fraction", type=fraction, default=0.21,
                    help="keep the most frequent fraction of distinct words, others -> <unk> (1 = off)")
-    p.add_argument("--valid-every", type=at_least(1), default=200, help="every Nth paragraph goes to valid")
+    p.add_argument("--valid-every", type=at_least(2), default=200, help="every Nth paragraph goes to valid")
     p.add_argument("--min-sentence-words", type=int, default=5,
                    help="sentences shorter than this are merged with a neighbour")
     p.add_argument("--max-merged-chars", type=int, default=250, help="longest merged sentence")

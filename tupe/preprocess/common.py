@@ -76,10 +76,15 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 @contextmanager
-def atomic_directory(dest: Path, force: bool = False):
+def atomic_directory(dest: Path, force: bool = False, inputs: Iterable[Path] = ()):
     """Yield a temporary directory beside ``dest``; it becomes ``dest`` only on success, so a
-    failed run never leaves a partial output that looks complete."""
+    failed run never leaves a partial output that looks complete. ``dest`` is replaced whole,
+    so an input inside it (``inputs``: what the command reads) is refused: --force deleted it."""
     dest = Path(dest)
+    for path in inputs:
+        if path is not None and (Path(path).resolve() == dest.resolve() or dest.resolve() in Path(path).resolve().parents):
+            raise PreprocessError(f"{path} is inside the output directory {dest}, which is replaced whole: "
+                                  f"choose another --destdir")
     if dest.exists() and any(dest.iterdir()) and not force:
         raise PreprocessError(f"{dest}: output directory exists and is not empty (use --force to replace it)")
     dest.parent.mkdir(parents=True, exist_ok=True)

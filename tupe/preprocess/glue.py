@@ -250,7 +250,7 @@ def run_glue(glue_dir: Path, tasks: str, bpe_dir: Path, destdir: Path, workers: 
     bpe = BPE(merges)
     results = {}
     for task in selected:
-        with atomic_directory(destdir / f"{task.name}-bin", force) as tmp:
+        with atomic_directory(destdir / f"{task.name}-bin", force, [glue_dir / task.name, codes_path, dict_path]) as tmp:
             results[task.name] = process_task(task, glue_dir, bpe, dictionary, dict_path, tmp,
                                               workers, cased, show_progress)
     return results

@@ -350,7 +350,7 @@ def run_pretrain(opts: PretrainOptions) -> dict:
     merges, dictionary = load_codes_and_dict(opts.bpe_code, opts.dict)
     stats: Counter = Counter()
     timings: dict[str, float] = {}
-    with atomic_directory(opts.destdir, opts.force) as tmp:
+    with atomic_directory(opts.destdir, opts.force, [*opts.inputs, opts.bpe_code, opts.dict]) as tmp:
         t = time.time()
         word_counts = pass1(opts, tmp / "paragraphs.txt", stats)
         timings["clean"] = time.time() - t

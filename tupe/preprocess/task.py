@@ -216,7 +216,7 @@ def run_task(train: Path, valid: Path, test: Optional[Path], text_columns: Seque
 
     merges, dictionary = load_codes_and_dict(codes_path, dict_path)
     name = destdir.name[:-4] if destdir.name.endswith("-bin") else destdir.name
-    with atomic_directory(destdir, force) as tmp:
+    with atomic_directory(destdir, force, [*files.values(), codes_path, dict_path]) as tmp:
         info = write_task(tmp, name, splits, len(columns), label_dict, regression, BPE(merges), dictionary,
                           dict_path, workers, cased, show_progress)
         info = {"task": name, **info, "text_columns": list(text_columns), "label_column": label_column,
