@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -66,21 +68,32 @@ def write_sample_data(out: Path, corpus_lines: int = 30000) -> list[Path]:
     """A newcomer's "own data" (README walkthrough): ``corpus.txt`` (raw text, a paragraph per
     line: WordNet glosses and examples) and ``train.tsv`` / ``dev.tsv`` / ``test.tsv`` (a labelled
     task with a header: ``text``, ``label`` = living | other: does the gloss describe a living
-    thing?), from the demo's shipped data."""
+    thing?), from the demo's shipped data. A file of those names already in ``out`` with other
+    content (the user's own data) is a ValueError, nothing written; the same content (a rerun) is
+    fine."""
     out.mkdir(parents=True, exist_ok=True)
-    written = [prepare_corpus(out, corpus_lines)]
-    words = {"0": "other", "1": "living"}
-    for split in ("train", "dev", "test"):
-        rows = [line.split("\t") for line in (DATA / "task" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]]
-        if split == "test":      # unlabeled, one sentence per line: what tupe-predict reads
-            text = "".join(f"{r[1]}\n" for r in rows)
-            path = out / "test.txt"
-        else:
-            text = "text\tlabel\n" + "".join(f"{r[0]}\t{words[r[1]]}\n" for r in rows)
-            path = out / f"{split}.tsv"
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+    staged = Path(tempfile.mkdtemp(prefix=".sample-", dir=out))
+    try:
+        written = [prepare_corpus(staged, corpus_lines)]
+        words = {"0": "other", "1": "living"}
+        for split in ("train", "dev", "test"):
+            rows = [line.split("\t") for line in (DATA / "task" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+            if split == "test":      # unlabeled, one sentence per line: what tupe-predict reads
+                text, path = "".join(f"{r[1]}\n" for r in rows), staged / "test.txt"
+            else:
+                text = "text\tlabel\n" + "".join(f"{r[0]}\t{words[r[1]]}\n" for r in rows)
+                path = staged / f"{split}.tsv"
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+        taken = [out / p.name for p in written if (out / p.name).exists() and (out / p.name).read_bytes() != p.read_bytes()]
+        if taken:
+            raise ValueError(f"{', '.join(map(str, taken))} exist(s) with other content: --sample-data writes "
+                             f"new files only; choose another folder")
+        for p in written:
+            os.replace(p, out / p.name)
+        return [out / p.name for p in written]
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 def prepare_task(out: Path, max_rows: dict | None) -> Path:
@@ -134,7 +147,12 @@ def main(argv=None) -> int:
         (dest, not sample, "--sample-data only writes the sample data") for dest in
         ("out", "quick", "minutes", "updates", "workers", "objective")])
     if args.sample_data is not None:
-        for path in write_sample_data(args.sample_data, args.sample_lines):
+        try:
+            paths = write_sample_data(args.sample_data, args.sample_lines)
+        except ValueError as e:
+            print(f"tupe-demo: error: {e}", file=sys.stderr)
+            return 1
+        for path in paths:
             print(f"tupe-demo: wrote {path} ({sum(1 for _ in open(path, encoding='utf-8'))} lines)")
         return 0
 

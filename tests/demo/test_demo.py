@@ -95,3 +95,23 @@ def test_demo_never_replaces_a_folder_that_is_not_a_demo(tmp_path, capsys):
     assert not is_demo_folder(out)
     (out / "study.json").write_text(json.dumps({"plan": {"task": str(out / "data" / "glue-bin" / "SST-2-bin")}}))
     assert is_demo_folder(out)
+
+
+def test_sample_data_never_overwrites_other_files(tmp_path, capsys):
+    """`tupe-demo --sample-data DIR` wrote corpus.txt, train.tsv, dev.tsv and test.txt over files
+    of those names in DIR (a user's own data). A rerun (the same content) is fine; other content is
+    refused, nothing written."""
+    from tupe.demo import main
+
+    out = tmp_path / "my_data"
+    assert main(["--sample-data", str(out), "--sample-lines", "50"]) == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(first) == ["corpus.txt", "dev.tsv", "test.txt", "train.tsv"] and first["corpus.txt"].count(b"\n") == 50
+    assert main(["--sample-data", str(out), "--sample-lines", "50"]) == 0           # a rerun
+    (out / "train.tsv").write_text("my own\tdata\n")
+    capsys.readouterr()
+    assert main(["--sample-data", str(out), "--sample-lines", "60"]) == 1
+    err = capsys.readouterr().err
+    assert f"{out / 'corpus.txt'}, {out / 'train.tsv'} exist(s) with other content" in err
+    assert (out / "train.tsv").read_text() == "my own\tdata\n" and (out / "corpus.txt").read_bytes() == first["corpus.txt"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(first)                  # no staging folder left
