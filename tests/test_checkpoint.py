@@ -427,3 +427,22 @@ def test_convert_says_when_label_words_do_not_fit_the_head(capsys):
     assert label_words_for({"h": ["a", "b", "c"]}, "h", None, 2) is None
     assert "name 3 classes for head 'h', which has 2: not used" in capsys.readouterr().err
     assert label_words_for({"h": ["a", "b"]}, "h", None, 2) == ["a", "b"] and capsys.readouterr().err == ""
+
+
+def test_convert_replaces_only_an_earlier_conversion(tmp_path, capsys):
+    """The original format into an existing file: a weights-only checkpoint (an earlier conversion)
+    is replaced, as a model folder is; a training checkpoint (optimizer state, progress) or any
+    other file was overwritten before; now refused, nothing touched."""
+    model = tupe.TupeModel(tiny_config())
+    tupe.save_pretrained(model, tmp_path / "own")
+    assert convert.main([str(tmp_path / "own"), str(tmp_path / "conv.pt")]) == 0
+    assert convert.main([str(tmp_path / "own"), str(tmp_path / "conv.pt")]) == 0           # replaced
+    save_fairseq(model, tmp_path / "train.pt", optimizer_history=[{"num_updates": 5}],
+                 last_optimizer_state={"state": {}, "param_groups": []})
+    (tmp_path / "notes.txt").write_text("mine\n")
+    for name, what in (("train.pt", "a training checkpoint (its optimizer state and progress would be lost)"),
+                       ("notes.txt", "not a checkpoint")):
+        before = (tmp_path / name).read_bytes()
+        assert convert.main([str(tmp_path / "own"), str(tmp_path / name)]) == 1
+        assert f"{tmp_path / name} exists and is {what}: not replaced" in capsys.readouterr().err
+        assert (tmp_path / name).read_bytes() == before

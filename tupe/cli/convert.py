@@ -65,7 +65,23 @@ def to_own(src: Path, dest: Path) -> None:
         write_labels(dest, labels)
 
 
+def check_replaceable_file(dest: Path) -> None:
+    """An existing ``dest`` is replaced only when it is itself a weights-only checkpoint (an
+    earlier conversion), as a model folder is: a training checkpoint (its optimizer state and
+    progress would be lost) or any other file is a CheckpointError, nothing touched."""
+    if not dest.is_file():
+        return
+    try:
+        held = read_checkpoint(dest)
+    except CheckpointError:
+        held = None
+    if held is None or held.get("last_optimizer_state") or held.get("optimizer_history"):
+        what = "a training checkpoint (its optimizer state and progress would be lost)" if held else "not a checkpoint"
+        raise CheckpointError(f"{dest} exists and is {what}: not replaced; choose another path")
+
+
 def to_fairseq(src: Path, dest: Path, fp16: bool) -> None:
+    check_replaceable_file(dest)
     model = load_model(src)
     base = None if is_hf_folder(src) else read_pretrained_config(src).get("fairseq_args")
     save_fairseq(model, dest, args=fairseq_args(model.cfg, base), fp16=fp16)
