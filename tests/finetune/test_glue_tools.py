@@ -342,8 +342,9 @@ def test_bad_finetuning_data(order_task, pretrained, tmp_path, capsys):
     shutil.copytree(order_task / "MNLI-bin", data)
     base = [str(data), "--task", "sentence_prediction", "--num-classes", "3", "--restore-file", str(pretrained),
             "--arch", "bert_tiny", "--max-positions", "512", "--rel-pos", "--embedding-normalize", "--cpu",
-            "--max-sentences", "8", "--max-epoch", "1", "--lr", "1e-4", "--reset-optimizer",
-            "--save-dir", str(tmp_path / "ft"), "--no-progress-bar", "--init-token", "0", "--separator-token", "2"]
+            "--max-sentences", "8", "--max-epoch", "1", "--lr", "1e-4", "--reset-optimizer", "--reset-dataloader",
+            "--reset-meters", "--save-dir", str(tmp_path / "ft"), "--no-progress-bar", "--init-token", "0",
+            "--separator-token", "2"]
     # a label outside the classes: --num-classes 2 while the data has 3 label words
     assert train([*base[:4], "2", *base[5:]]) == 1
     assert "is not one of the 2 classes" in capsys.readouterr().err

@@ -201,3 +201,19 @@ def test_resuming_another_model_than_the_flags_make_says_so(data_dir, tmp_path, 
     assert train([a for a in tiny_args(data_dir, save, "--max-update", "3") if a != "--rel-pos"]) == 0
     assert f"rel_pos=True; this resumes the run in {save} (another model than these flags alone make: for a new " \
            f"run, choose another --save-dir)" in capsys.readouterr().out
+
+
+def test_finetuning_from_another_tasks_checkpoint_needs_the_resets(pretrained, order_task, tmp_path, capsys):
+    """Without --reset-dataloader the pretraining run's epoch and batch position were applied to the
+    finetuning data (a later epoch than --max-epoch: nothing trained, exit 0); without
+    --reset-meters its best masked-LM loss stayed the best, which no accuracy beats (no
+    checkpoint_best.pt). Refused now, naming the flags; the original command passes them all."""
+    args = [str(order_task / "SST-2-bin"), "--restore-file", str(pretrained), "--task", "sentence_prediction",
+            "--num-classes", "2", "--max-sentences", "8", "--lr", "1e-4", "--max-update", "2", "--reset-optimizer",
+            "--save-dir", str(tmp_path / "ft"), "--no-progress-bar", "--cpu", "--num-workers", "0"]
+    assert train(args) == 1
+    out, err = capsys.readouterr()
+    assert f"{pretrained} was saved by a masked_lm run; this is --task sentence_prediction" in err
+    assert "add --reset-dataloader --reset-meters (as the original finetuning command does)" in err
+    assert "num_updates" not in out
+    assert train(args + ["--reset-dataloader", "--reset-meters"]) == 0

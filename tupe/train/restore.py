@@ -105,6 +105,8 @@ def run_config(args: argparse.Namespace, dictionary, r: Optional[RestorePoint],
                 f"; this resumes the run in {r.path.parent} (another model than these flags alone make: for a "
                 f"new run, choose another --save-dir)" if args.restore_file == "checkpoint_last.pt" else ""))
     args.max_positions = cfg.max_positions
+    if r is not None:
+        check_task_change(args, r)
     if r is not None and resumes(args, r.state):
         changed = changed_flags(r.state.get("args"), checkpoint_args(args, cfg))
         if changed:
@@ -130,6 +132,22 @@ _NOT_TRAINING = {"data", "save_dir", "restore_file", "tensorboard_logdir", "log_
                  "no_epoch_checkpoints", "no_last_checkpoints", "no_best_checkpoints", "no_save", "validate_interval",
                  "validate_interval_updates", "disable_validation", "valid_subset", "max_tokens_valid",
                  "max_sentences_valid", "skip_invalid_size_inputs_valid_test"}
+
+
+def check_task_change(args: argparse.Namespace, r: RestorePoint) -> None:
+    """A checkpoint of another task (pretraining -> finetuning) gives its weights only: its data
+    position is in another dataset, its optimizer state is for other parameters, its best value is
+    of another metric (a masked-LM loss that no accuracy would beat: no checkpoint_best.pt). The
+    --reset-* flags that say so are required, as the original finetuning command gives them."""
+    saved = getattr(r.state.get("args"), "task", None)
+    if saved is None or saved == args.task or not r.state.get("extra_state"):
+        return
+    missing = [flag for flag, given in (("--reset-optimizer", args.reset_optimizer), ("--reset-dataloader",
+               args.reset_dataloader), ("--reset-meters", args.reset_meters)) if not given]
+    if missing:
+        raise TrainingError(f"{r.path} was saved by a {saved} run; this is --task {args.task}: its data position, "
+                            f"optimizer state and best value are the other task's. Start from its weights only: "
+                            f"add {' '.join(missing)} (as the original finetuning command does)")
 
 
 def resumes(args: argparse.Namespace, state: dict) -> bool:
