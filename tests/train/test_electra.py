@@ -292,8 +292,10 @@ def test_finetuning_restores_the_discriminator(electra_run, order_task, tmp_path
             "--max-sentences", "8", "--max-epoch", "1", "--lr", "1e-4", "--log-format", "simple",
             "--num-workers", "0", "--save-dir", str(tmp_path / "ft"),
             "--restore-file", str(electra_run / "checkpoint_last.pt")]
-    assert main(args) == 1                                             # optimizer of another model
-    assert "optimizer state does not fit this model" in capsys.readouterr().err
+    assert main(args) == 1                                             # another task's progress and optimizer
+    assert "was saved by a --task electra run; this is --task sentence_prediction" in capsys.readouterr().err
+    assert main(args + ["--reset-dataloader", "--reset-meters"]) == 1   # the optimizer of another model
+    assert "Start from its weights only: add --reset-optimizer (as" in capsys.readouterr().err
     assert main(args + ["--reset-optimizer", "--reset-dataloader", "--reset-meters"]) == 0
     ft = read_checkpoint(tmp_path / "ft" / "checkpoint_last.pt")["model"]
     assert not any(k.startswith(("generator.", "rtd_head.")) for k in ft)

@@ -213,7 +213,7 @@ def test_finetuning_from_another_tasks_checkpoint_needs_the_resets(pretrained, o
             "--save-dir", str(tmp_path / "ft"), "--no-progress-bar", "--cpu", "--num-workers", "0"]
     assert train(args) == 1
     out, err = capsys.readouterr()
-    assert f"{pretrained} was saved by a masked_lm run; this is --task sentence_prediction" in err
+    assert f"{pretrained} was saved by a --task masked_lm run; this is --task sentence_prediction" in err
     assert "add --reset-dataloader --reset-meters (as the original finetuning command does)" in err
     assert "num_updates" not in out
     assert train(args + ["--reset-dataloader", "--reset-meters"]) == 0

@@ -145,7 +145,7 @@ def check_task_change(args: argparse.Namespace, r: RestorePoint) -> None:
     missing = [flag for flag, given in (("--reset-optimizer", args.reset_optimizer), ("--reset-dataloader",
                args.reset_dataloader), ("--reset-meters", args.reset_meters)) if not given]
     if missing:
-        raise TrainingError(f"{r.path} was saved by a {saved} run; this is --task {args.task}: its data position, "
+        raise TrainingError(f"{r.path} was saved by a --task {saved} run; this is --task {args.task}: its data position, "
                             f"optimizer state and best value are the other task's. Start from its weights only: "
                             f"add {' '.join(missing)} (as the original finetuning command does)")
 
