@@ -71,6 +71,15 @@ def test_defaults_and_result_neutral_flags_are_notes():
                                                             "--keep-interval-updates 3"]
 
 
+def test_saving_and_validation_flags_with_nothing_to_save_or_validate_are_notes():
+    errors, notes = check("--no-save", "--save-interval-updates", "100", "--keep-interval-updates", "3")
+    assert errors == [] and [n.split(" does nothing")[0] for n in notes] == ["--save-interval-updates 100",
+                                                                             "--keep-interval-updates 3"]
+    assert "(--no-save writes no checkpoint)" in notes[1]
+    errors, notes = check("--disable-validation", "--best-checkpoint-metric", "accuracy", "--validate-interval-updates", "2")
+    assert errors == [] and len(notes) == 2 and all("(--disable-validation: nothing is validated)" in n for n in notes)
+
+
 def test_one_message_per_flag():
     errors, _ = check("--rope-scaling-factor", "2")       # neither RoPE nor a scaling: said once
     assert len(errors) == 1 and "RoPE model" in errors[0]

@@ -291,6 +291,11 @@ ACTING_WHEN = (
      "loss scaling needs --fp16", True),
     (("keep_interval_updates", "keep_updates_list"), lambda a, c: a.save_interval_updates > 0,
      "it keeps interval checkpoints, which need --save-interval-updates", True),
+    (("save_interval", "save_interval_updates", "keep_interval_updates", "keep_updates_list", "no_epoch_checkpoints",
+      "no_last_checkpoints", "no_best_checkpoints"), lambda a, c: not a.no_save, "--no-save writes no checkpoint", True),
+    (("validate_interval", "validate_interval_updates", "valid_subset", "max_tokens_valid", "max_sentences_valid",
+      "skip_invalid_size_inputs_valid_test", "best_checkpoint_metric", "maximize_best_checkpoint_metric"),
+     lambda a, c: not a.disable_validation, "--disable-validation: nothing is validated", True),
 )
 
 
