@@ -116,6 +116,11 @@ def test_train_numbers_out_of_range_are_refused_by_the_parser(argv, said, capsys
     ("tupe.cli.glue", ["--checkpoint", "c", "--data-dir", "d", "--out", "o", "--seeds", "0"],
      "argument --seeds: must be >= 1, got 0"),
     ("tupe.study", ["--corpus", "c.txt", "--updates", "0"], "argument --updates: must be >= 1, got 0"),
+    ("tupe.study", ["--corpus", "c.txt", "--updates", "5", "--lrs", "1e-3,x"],
+     "argument --lrs: comma-separated numbers, got '1e-3,x'"),                  # a ValueError traceback before
+    ("tupe.study", ["--corpus", "c.txt", "--updates", "5", "--ft-lrs", "1e-4,1e-4"], "'1e-4,1e-4' names one twice"),
+    ("tupe.study", ["--corpus", "c.txt", "--updates", "5", "--schemes", "TUPE-R,RoPE,TUPE-R"],
+     "--schemes TUPE-R,RoPE,TUPE-R names one twice"),
     ("tupe.train.validate", ["d", "--path", "c", "--tokens-per-sample", "1"],
      "argument --tokens-per-sample: must be >= 2, got 1"),
 ])
@@ -124,4 +129,19 @@ def test_other_commands_numbers_out_of_range(module, argv, said, capsys):
 
     with pytest.raises(SystemExit) as e:
         importlib.import_module(module).main(argv)
+    assert e.value.code == 2 and said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--lrs", "1e-5,1e-5"], "argument --lrs: '1e-5,1e-5' names one twice"),
+    (["--tasks", "RTE,SST-2,RTE"], "--tasks RTE,SST-2,RTE names one twice"),
+    (["--lrs", "2e-5,x"], "argument --lrs: comma-separated numbers, got '2e-5,x'"),
+])
+def test_glue_sweep_lists_are_checked_first(argv, said, capsys):
+    """A task or learning rate named twice ran the same finetunes twice into the same folders (with
+    --jobs 2 at the same time: one failed on the other's lock); a bad --lrs was a ValueError traceback."""
+    from tupe.cli.glue import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--checkpoint", "none.pt", "--data-dir", "d", "--out", "o", *argv])
     assert e.value.code == 2 and said in capsys.readouterr().err

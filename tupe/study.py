@@ -38,7 +38,7 @@ from typing import Optional
 import torch
 
 from .checkpoint import load_model
-from .cli import HelpFormatter, at_least, read_json, refuse_inert, write_json
+from .cli import HelpFormatter, at_least, rates, read_json, refuse_inert, write_json
 from .cli import glue as sweep
 from .config import SCHEMES, TupeConfig
 from .logs import cli_logging
@@ -351,10 +351,6 @@ def probe_models(plan: StudyPlan, state: dict, data: Path, out: Path) -> None:
             + f" bits; word order shuffled {shuffled:.3f} (intact {intact:.3f})")
 
 
-def parse_floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
-
-
 def main(argv=None) -> int:
     cli_logging()
     p = argparse.ArgumentParser(prog="tupe-study", description=__doc__,
@@ -367,7 +363,7 @@ def main(argv=None) -> int:
                    "when it is among --schemes, else the first scheme)")
     p.add_argument("--objectives", default="mlm", help="pretraining objectives, comma-separated: mlm, electra "
                    "(ELECTRA-<scheme> runs: generator + replaced-token detection, --task electra)")
-    p.add_argument("--lrs", default="3e-4,1e-3,3e-3", help="pretraining LR grid")
+    p.add_argument("--lrs", type=rates, default="3e-4,1e-3,3e-3", help="pretraining LR grid")
     p.add_argument("--quick", action="store_true", help="a smoke run: bert_tiny, 64 tokens, 30 updates (unless "
                    "given), one finetuning LR, 2 seeds, 1 epoch")
     budget = p.add_mutually_exclusive_group()
@@ -378,7 +374,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=at_least(1), default=16, help="pretraining sequences per batch")
     p.add_argument("--seed", type=int, default=1, help="seed of every pretraining run")
     p.add_argument("--validations", type=at_least(1), default=8, help="validation points over the budget")
-    p.add_argument("--ft-lrs", default="1e-4,3e-4", help="comma-separated finetuning learning rates")
+    p.add_argument("--ft-lrs", type=rates, default="1e-4,3e-4", help="comma-separated finetuning learning rates")
     p.add_argument("--ft-seeds", type=at_least(1), default=None, help="finetuning seeds (default 5; --quick: 2)")
     p.add_argument("--ft-epochs", type=at_least(1), default=None, help="default: the task's recipe")
     p.add_argument("--eval-lengths", default="", help="comma-separated validation block lengths at which every "
@@ -391,7 +387,7 @@ def main(argv=None) -> int:
                            ("ft_lrs", "ft_seeds", "ft_epochs")])
     if args.quick:
         args.arch, args.tokens_per_sample, args.batch = "bert_tiny", 64, 8
-        args.ft_lrs, args.ft_epochs = args.ft_lrs.split(",")[0], 1
+        args.ft_lrs, args.ft_epochs = args.ft_lrs[:1], 1
         args.ft_seeds = args.ft_seeds or 2
         if args.updates is None and args.minutes is None:
             args.updates = 30
@@ -399,14 +395,16 @@ def main(argv=None) -> int:
     if args.updates is None and args.minutes is None:
         p.error("give a budget: --updates N (per run) or --minutes M (all pretraining)")
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
+    if len(set(schemes)) < len(schemes):   # its runs twice, into the same folders
+        p.error(f"--schemes {args.schemes} names one twice")
     if args.baseline is None and schemes:
         args.baseline = "BERT-A" if "BERT-A" in schemes else schemes[0]
         print(f"tupe-study: baseline {args.baseline} (give --baseline to choose another)", file=sys.stderr)
-    plan = StudyPlan(schemes=schemes, lrs=parse_floats(args.lrs),
+    plan = StudyPlan(schemes=schemes, lrs=args.lrs,
                      updates=args.updates, minutes=args.minutes, arch=["--arch", args.arch],
                      tokens_per_sample=args.tokens_per_sample, batch=args.batch, seed=args.seed,
                      validations=args.validations, baseline=args.baseline,
-                     task=str(args.task) if args.task else None, ft_lrs=parse_floats(args.ft_lrs),
+                     task=str(args.task) if args.task else None, ft_lrs=args.ft_lrs,
                      ft_seeds=args.ft_seeds, ft_epochs=args.ft_epochs,
                      objectives=[o.strip() for o in args.objectives.split(",") if o.strip()],
                      eval_lengths=[int(x) for x in args.eval_lengths.split(",") if x.strip()])

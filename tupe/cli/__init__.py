@@ -54,6 +54,23 @@ def fraction(text: str) -> float:
 fraction.__name__ = "float"
 
 
+def rates(text: str) -> list[float]:
+    """An argparse type: comma-separated learning rates (a sweep's grid), each > 0, none twice
+    (a repeat runs the same runs again into the same folders)."""
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated numbers, got {text!r}") from None
+    if not values or not all(v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"numbers > 0, got {text!r}")
+    if len(set(values)) < len(values):
+        raise argparse.ArgumentTypeError(f"{text!r} names one twice")
+    return values
+
+
+rates.__name__ = "rates"
+
+
 def given_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
     """The destinations of the options that appear on the command line ("given"), whatever their
     value, even the default's; options left at their argparse default are not given."""

@@ -41,7 +41,7 @@ from ..hub import BESIDE_FILES
 from ..logs import cli_logging
 from ..preprocess.glue import TASKS as GLUE_TASKS
 from ..train.options import inert_flags, parse_args
-from . import HelpFormatter, Stopped, at_least, attach_flag_values, read_json, stop_on_sigterm, write_json
+from . import HelpFormatter, Stopped, at_least, attach_flag_values, rates, read_json, stop_on_sigterm, write_json
 from .records import RUN_RECORD, model_fingerprint, record_differences, run_record
 
 
@@ -327,7 +327,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, type=Path, help="folder for the runs (OUT/TASK/lrLR_seedS/) and the result tables")
     p.add_argument("--tasks", default="ALL", help="ALL (the GLUE tasks) or names, e.g. RTE,MRPC,STS-B; your own "
                    "tasks (tupe-preprocess task) by folder name: NAME for DATA_DIR/NAME-bin")
-    p.add_argument("--lrs", default="2e-5,3e-5,4e-5,5e-5", help="comma-separated finetuning learning rates")
+    p.add_argument("--lrs", type=rates, default="2e-5,3e-5,4e-5,5e-5", help="comma-separated finetuning learning rates")
     p.add_argument("--seeds", type=at_least(1), default=5, help="seeds 1..N per learning rate")
     p.add_argument("--batch-size", type=at_least(1), default=32, help="sentences per batch (--max-sentences)")
     p.add_argument("--epochs", type=at_least(1), default=None, help="override the per-task epochs")
@@ -337,6 +337,9 @@ def main(argv=None) -> int:
     p.add_argument("--keep-all", action="store_true", help="keep every run's checkpoint")
     p.add_argument("--extra", default="", help="more train.py flags for every run, e.g. '--cpu' or '--cpu --bf16'")
     args = p.parse_args(attach_flag_values(sys.argv[1:] if argv is None else list(argv), ("--extra",)))
+    tasks, lrs = list(RECIPES) if args.tasks.upper() == "ALL" else [t.strip() for t in args.tasks.split(",")], args.lrs
+    if len(set(tasks)) < len(tasks):   # the same finetunes twice, into the same folders
+        p.error(f"--tasks {args.tasks} names one twice")
     try:
         checkpoint = args.checkpoint if (args.checkpoint / CONFIG_FILE).is_file() else resolve_checkpoint(args.checkpoint)
         cfg, _ = read_config(checkpoint)
@@ -344,7 +347,6 @@ def main(argv=None) -> int:
     except (CheckpointError, FileNotFoundError) as e:
         print(f"tupe-glue: error: {e}", file=sys.stderr)
         return 1
-    tasks = list(RECIPES) if args.tasks.upper() == "ALL" else [t.strip() for t in args.tasks.split(",")]
     recipes = {}
     for t in tasks:
         if not (args.data_dir / f"{t}-bin").is_dir():
@@ -356,7 +358,6 @@ def main(argv=None) -> int:
         except (FileNotFoundError, KeyError, ValueError) as e:
             print(f"tupe-glue: error: {e}", file=sys.stderr)
             return 1
-    lrs = [float(x) for x in args.lrs.split(",")]
     jobs = []
     for task in tasks:
         recipe = recipes[task]
