@@ -351,6 +351,17 @@ def probe_models(plan: StudyPlan, state: dict, data: Path, out: Path) -> None:
             + f" bits; word order shuffled {shuffled:.3f} (intact {intact:.3f})")
 
 
+def block_lengths(text: str) -> list[int]:
+    """An argparse type: comma-separated block lengths (--eval-lengths), each >= 2, none twice."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated whole numbers, got {text!r}") from None
+    if not all(v >= 2 for v in values) or len(set(values)) < len(values):
+        raise argparse.ArgumentTypeError(f"lengths >= 2, none twice, got {text!r}")
+    return values
+
+
 def main(argv=None) -> int:
     cli_logging()
     p = argparse.ArgumentParser(prog="tupe-study", description=__doc__,
@@ -377,9 +388,9 @@ def main(argv=None) -> int:
     p.add_argument("--ft-lrs", type=rates, default="1e-4,3e-4", help="comma-separated finetuning learning rates")
     p.add_argument("--ft-seeds", type=at_least(1), default=None, help="finetuning seeds (default 5; --quick: 2)")
     p.add_argument("--ft-epochs", type=at_least(1), default=None, help="default: the task's recipe")
-    p.add_argument("--eval-lengths", default="", help="comma-separated validation block lengths at which every "
-                   "scheme's best model is evaluated after training (length generalisation; the models' tables "
-                   "get max_positions = the longest)")
+    p.add_argument("--eval-lengths", type=block_lengths, default="",
+                   help="comma-separated validation block lengths at which every scheme's best model is evaluated "
+                        "after training (length generalisation; the models' tables get max_positions = the longest)")
     p.add_argument("--out", type=Path, default=Path("runs/study"), help="study folder (resumes: finished runs are skipped)")
     p.add_argument("--workers", type=at_least(1), default=2, help="preprocessing processes")
     args = p.parse_args(argv)
@@ -395,8 +406,10 @@ def main(argv=None) -> int:
     if args.updates is None and args.minutes is None:
         p.error("give a budget: --updates N (per run) or --minutes M (all pretraining)")
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
-    if len(set(schemes)) < len(schemes):   # its runs twice, into the same folders
-        p.error(f"--schemes {args.schemes} names one twice")
+    objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    for flag, names in (("--schemes", schemes), ("--objectives", objectives)):
+        if len(set(names)) < len(names):   # its runs twice, into the same folders
+            p.error(f"{flag} {','.join(names)} names one twice")
     if args.baseline is None and schemes:
         args.baseline = "BERT-A" if "BERT-A" in schemes else schemes[0]
         print(f"tupe-study: baseline {args.baseline} (give --baseline to choose another)", file=sys.stderr)
@@ -406,8 +419,7 @@ def main(argv=None) -> int:
                      validations=args.validations, baseline=args.baseline,
                      task=str(args.task) if args.task else None, ft_lrs=args.ft_lrs,
                      ft_seeds=args.ft_seeds, ft_epochs=args.ft_epochs,
-                     objectives=[o.strip() for o in args.objectives.split(",") if o.strip()],
-                     eval_lengths=[int(x) for x in args.eval_lengths.split(",") if x.strip()])
+                     objectives=objectives, eval_lengths=args.eval_lengths)
     try:
         report = run_study(plan, args.corpus, args.out, args.workers)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
