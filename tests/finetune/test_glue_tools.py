@@ -480,7 +480,8 @@ def test_extra_bf16_replaces_the_originals_fp16(order_task, pretrained, tmp_path
 @pytest.mark.parametrize("extra, said", [
     ("--cpu --mask-prob 0.3", "--mask-prob 0.3 does nothing here (it acts with --task masked_lm or electra"),
     ("--cpu --no-such-flag", "unrecognized arguments: --no-such-flag"),
-    ("--cpu --rope-theta 500000", "--rope-theta 500000.0 does nothing here (it acts on a RoPE model"),
+    ("--cpu --arch bert_base", "the checkpoint: the command line contradicts the checkpoint's model: encoder_layers"),
+    ("--cpu --rope-theta 500000", "rope_theta: the checkpoint has 10000.0, --rope-theta asks for 500000.0"),
 ])
 def test_extra_that_train_would_refuse_is_refused_before_the_sweep(extra, said, order_task, pretrained, tmp_path, capsys):
     """Every finetune of the sweep would fail the same way: said once, before any runs, exit 1."""

@@ -37,10 +37,11 @@ from pathlib import Path
 from typing import Optional
 
 from ..checkpoint import CONFIG_FILE, CheckpointError, read_config, resolve_checkpoint
+from ..config import ConfigError
 from ..hub import BESIDE_FILES
 from ..logs import cli_logging
 from ..preprocess.glue import TASKS as GLUE_TASKS
-from ..train.options import inert_flags, parse_args
+from ..train.options import ConfigConflict, config_with_checkpoint, inert_flags, model_config, parse_args
 from . import HelpFormatter, Stopped, at_least, attach_flag_values, rates, read_json, stop_on_sigterm, write_json
 from .records import RUN_RECORD, model_fingerprint, record_differences, run_record
 
@@ -169,6 +170,10 @@ def refused_by_train(cmd: list[str], cfg) -> Optional[str]:
             train_args = parse_args(cmd)
     except SystemExit:
         return said.getvalue().strip().splitlines()[-1].removeprefix("train.py: error: ")
+    try:   # flags that contradict the checkpoint's model (an --extra '--arch ...')
+        config_with_checkpoint(train_args, model_config(train_args, cfg.vocab_size, cfg.padding_idx), cfg, "the checkpoint")
+    except (ConfigConflict, ConfigError) as e:
+        return str(e)
     return "; ".join(inert_flags(train_args, cfg)[0]) or None
 
 
