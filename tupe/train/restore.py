@@ -88,7 +88,9 @@ def run_config(args: argparse.Namespace, dictionary, r: Optional[RestorePoint],
     or with a checkpoint to restore: the checkpoint's, whose vocabulary must be the data's (see
     ``options.config_with_checkpoint``: a given flag that contradicts it is an error). A flag
     given that does nothing in this run with that model is an error too, or a note
-    (``options.inert_flags``)."""
+    (``options.inert_flags``); so is another task's checkpoint without the --reset-* flags
+    (``check_task_change``), and a resumed run names the training flags that changed
+    (``changed_flags``)."""
     if r is not None:
         check_data_dictionary(r.path, dictionary, args.data)
     try:
