@@ -96,6 +96,13 @@ def write_sample_data(out: Path, corpus_lines: int = 30000) -> list[Path]:
         shutil.rmtree(staged, ignore_errors=True)
 
 
+def run_preprocess(argv: list[str]) -> int:
+    """tupe-preprocess in-process: 0, or the demo's exit code (a signal's 128 + N, said as the
+    demo stopping; 1 where it failed, said by tupe-preprocess)."""
+    code = preprocess(argv)
+    return stopped("tupe-demo", Interrupted(code)) if code >= 128 else min(code, 1)
+
+
 def prepare_task(out: Path, max_rows: dict | None) -> Path:
     raw = out / "glue" / "SST-2"
     raw.mkdir(parents=True, exist_ok=True)
@@ -181,11 +188,11 @@ def main(argv=None) -> int:
     log(f"1/4 preprocessing the WordNet corpus{' (a slice)' if corpus_lines else ''}")
     corpus = prepare_corpus(out / "data", corpus_lines)
     bin_dir = out / "data" / "bin"
-    code = preprocess(["pretrain", "--input", str(corpus), "--destdir", str(bin_dir), "--bpe-merges", str(merges),
-                       "--nwords", "16384", "--valid-every", "50", "--workers", str(args.workers), "--no-progress",
-                       "--min-chars", "40", "--min-letters", "30"])
-    if code:   # stopped by a signal (>= 128) or failed (said by tupe-preprocess)
-        return stopped("tupe-demo", Interrupted(code)) if code >= 128 else 1
+    code = run_preprocess(["pretrain", "--input", str(corpus), "--destdir", str(bin_dir), "--bpe-merges", str(merges),
+                           "--nwords", "16384", "--valid-every", "50", "--workers", str(args.workers), "--no-progress",
+                           "--min-chars", "40", "--min-letters", "30"])
+    if code:
+        return code
 
     if args.updates is not None:
         plan.updates = args.updates
@@ -211,10 +218,10 @@ def main(argv=None) -> int:
 
     log("   preparing the labelled task")
     glue_raw = prepare_task(out / "data", rows)
-    code = preprocess(["glue", "--glue-dir", str(glue_raw), "--tasks", "SST-2", "--bpe-dir", str(bin_dir),
-                       "--destdir", str(out / "data" / "glue-bin"), "--workers", str(args.workers), "--no-progress"])
+    code = run_preprocess(["glue", "--glue-dir", str(glue_raw), "--tasks", "SST-2", "--bpe-dir", str(bin_dir),
+                           "--destdir", str(out / "data" / "glue-bin"), "--workers", str(args.workers), "--no-progress"])
     if code:
-        return stopped("tupe-demo", Interrupted(code)) if code >= 128 else 1
+        return code
     plan.task = str(out / "data" / "glue-bin" / "SST-2-bin")
     plan.objectives = ["mlm", "electra"] if args.objective == "both" else [args.objective]
 

@@ -140,11 +140,9 @@ class TupeHub(torch.nn.Module):
         self.bpe = BPE.from_file(vocabulary.bpe_codes)
         self.labels = dict(labels or {})
         for head, k in model.head_sizes.items():   # a labels.json of another model (a stale file): not trusted
-            words = self.labels.get(head)
-            if isinstance(words, list) and words and len(words) != k:
-                logger.warning("the label words beside this model name %d classes for head %r, which has %d: "
-                               "not used (class numbers shown instead); is labels.json another model's?",
-                               len(words), head, k)
+            why = unfit_label_words(self.labels.get(head), head, k)
+            if why:
+                logger.warning("%s: not used (class numbers shown instead); is labels.json another model's?", why)
                 del self.labels[head]
         # keep case or lower-case, as the training text was preprocessed (the vocabulary's record;
         # none: lower-case, the paper's setting)
@@ -321,6 +319,15 @@ def from_pretrained(path: Union[str, Path], cased: Optional[bool] = None, compil
     if compile:
         compile_layers(model)
     return TupeHub(model, load_vocabulary(path, model.cfg.vocab_size), read_labels(path, model) or None, cased)
+
+
+def unfit_label_words(words, head: str, k: int) -> Optional[str]:
+    """Why ``words`` (a head's class names from labels.json) cannot name head ``head`` of ``k``
+    classes: another number of them (another model's file left beside it); None when they fit
+    or there are none."""
+    if isinstance(words, list) and words and len(words) != k:
+        return f"the label words beside the model name {len(words)} classes for head {head!r}, which has {k}"
+    return None
 
 
 def write_labels(directory: Union[str, Path], labels: dict) -> None:

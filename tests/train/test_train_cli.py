@@ -397,7 +397,7 @@ def test_metric_names_are_what_validation_reports(task, tmp_path):
     ``metrics`` returns for real outputs, for every task."""
     from types import SimpleNamespace
 
-    from tupe.train.tasks import ElectraTask, MaskedLMTask, SentencePredictionTask
+    from tupe.train.tasks import HIGHER_IS_BETTER, ElectraTask, MaskedLMTask, SentencePredictionTask
 
     if task in ("masked_lm", "electra"):
         t = (MaskedLMTask if task == "masked_lm" else ElectraTask).__new__(
@@ -414,3 +414,4 @@ def test_metric_names_are_what_validation_reports(task, tmp_path):
         expected = ["loss", "pearson", "spearman"] if t.regression else ["loss", "accuracy", "f1", "mcc"]
     t.args = SimpleNamespace()
     assert t.metric_names() == expected == list(t.metrics(5.0, 3.0, outputs))
+    assert set(expected) <= set(HIGHER_IS_BETTER)      # each metric's direction is known (--maximize-... checked)

@@ -39,7 +39,7 @@ from ..checkpoint import (
     write_casing,
 )
 from ..data.dictionary import Dictionary
-from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, read_labels, write_labels
+from ..hub import INPUTS, LABELS_FILE, SCORE_RANGES, read_labels, unfit_label_words, write_labels
 from ..logs import cli_logging
 from . import HelpFormatter, refuse_inert
 
@@ -120,10 +120,11 @@ def label_words_for(labels: dict, head: str, label_dict: Optional[Path], k: int)
             raise CheckpointError(f"{label_dict}: {len(words)} labels for a head of {k} classes")
         return words
     words = labels.get(head)
-    if words and len(words) != k:   # another model's labels.json left beside it
-        print(f"tupe-convert: warning: the label words beside the checkpoint name {len(words)} classes for head "
-              f"{head!r}, which has {k}: not used (LABEL_0 ...; --label-dict gives them)", file=sys.stderr)
-    return list(words) if words and len(words) == k else None
+    why = unfit_label_words(words, head, k)
+    if why:                                   # another model's labels.json left beside it
+        print(f"tupe-convert: warning: {why}: not used (LABEL_0 ...; --label-dict gives them)", file=sys.stderr)
+        return None
+    return list(words) if words else None
 
 
 def to_hf(src: Path, dest: Path, head: Optional[str], label_dict: Optional[Path], cased: Optional[bool]) -> None:

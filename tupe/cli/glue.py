@@ -342,7 +342,7 @@ def main(argv=None) -> int:
     p.add_argument("--keep-all", action="store_true", help="keep every run's checkpoint")
     p.add_argument("--extra", default="", help="more train.py flags for every run, e.g. '--cpu' or '--cpu --bf16'")
     args = p.parse_args(attach_flag_values(sys.argv[1:] if argv is None else list(argv), ("--extra",)))
-    tasks, lrs = list(RECIPES) if args.tasks.upper() == "ALL" else [t.strip() for t in args.tasks.split(",")], args.lrs
+    tasks = list(RECIPES) if args.tasks.upper() == "ALL" else [t.strip() for t in args.tasks.split(",")]
     if len(set(tasks)) < len(tasks):   # the same finetunes twice, into the same folders
         p.error(f"--tasks {args.tasks} names one twice")
     try:
@@ -368,7 +368,7 @@ def main(argv=None) -> int:
         recipe = recipes[task]
         if args.epochs:
             recipe = TaskRecipe(recipe.num_classes, recipe.metric, args.epochs, recipe.valid_subset)
-        for lr in lrs:
+        for lr in args.lrs:
             for seed in range(1, args.seeds + 1):
                 save = args.out / task / f"lr{lr:g}_seed{seed}"
                 cmd = finetune_args(args.data_dir / f"{task}-bin", checkpoint, save, recipe, lr, seed,
@@ -406,7 +406,7 @@ def main(argv=None) -> int:
     if unrecorded:
         print(f"tupe-glue: note: {unrecorded} finished run(s) in {args.out} have no {RUN_RECORD} (made before this "
               f"sweep recorded its commands): their results are reused without a check", file=sys.stderr)
-    print(f"tupe-glue: {len(jobs)} finetunes ({len(tasks)} tasks x {len(lrs)} lrs x {args.seeds} seeds), "
+    print(f"tupe-glue: {len(jobs)} finetunes ({len(tasks)} tasks x {len(args.lrs)} lrs x {args.seeds} seeds), "
           f"{args.jobs} at a time; logs in {args.out}/TASK/lr*_seed*/train.log", file=sys.stderr)
     runs: dict = {}
     failed = []

@@ -82,7 +82,7 @@ def atomic_directory(dest: Path, force: bool = False, inputs: Iterable[Path] = (
     so an input inside it (``inputs``: what the command reads) is refused: --force deleted it."""
     dest = Path(dest)
     for path in inputs:
-        if path is not None and (Path(path).resolve() == dest.resolve() or dest.resolve() in Path(path).resolve().parents):
+        if path is not None and Path(path).resolve().is_relative_to(dest.resolve()):   # dest itself or below it
             raise PreprocessError(f"{path} is inside the output directory {dest}, which is replaced whole: "
                                   f"choose another --destdir")
     if dest.exists() and any(dest.iterdir()) and not force:

@@ -171,8 +171,8 @@ def batch_by_size(indices: np.ndarray, sizes: np.ndarray, max_tokens: Optional[i
     and bsz <= max_sentences; batch sizes rounded down to ``required_multiple`` when larger. A
     sample longer than ``max_tokens`` is a TaskError, as in fairseq (it would make a batch over
     the cap that the flag promises, which is what keeps a run inside its memory)."""
-    if max_tokens and len(indices) and int(sizes[indices].max()) > max_tokens:
-        longest = int(sizes[indices].max())
+    longest = int(sizes[indices].max()) if len(indices) else 0
+    if max_tokens and longest > max_tokens:
         raise TaskError(f"a sample of {longest} tokens exceeds the batch cap of {max_tokens} tokens (--max-tokens, "
                         f"or --max-tokens-valid for validation; padding included): raise it to at least {longest}, "
                         f"or shorten the samples (--tokens-per-sample; finetuning: --truncate-sequence)")

@@ -109,8 +109,7 @@ def run_config(args: argparse.Namespace, dictionary, r: Optional[RestorePoint],
     args.max_positions = cfg.max_positions
     if r is not None:
         check_task_change(args, r)
-    if r is not None and resumes(args, r.state):
-        changed = changed_flags(r.state.get("args"), checkpoint_args(args, cfg))
+        changed = changed_flags(r.state.get("args"), checkpoint_args(args, cfg)) if resumes(args, r.state) else []
         if changed:
             log(f"| note: resuming with flags other than the run that saved {r.path.name}: {', '.join(changed)}; "
                 f"from here on this command's apply")
