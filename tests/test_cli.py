@@ -120,7 +120,11 @@ def test_train_numbers_out_of_range_are_refused_by_the_parser(argv, said, capsys
      "argument --lrs: comma-separated numbers, got '1e-3,x'"),                  # a ValueError traceback before
     ("tupe.study", ["--corpus", "c.txt", "--updates", "5", "--ft-lrs", "1e-4,1e-4"], "'1e-4,1e-4' names one twice"),
     ("tupe.study", ["--corpus", "c.txt", "--updates", "5", "--schemes", "TUPE-R,RoPE,TUPE-R"],
-     "--schemes TUPE-R,RoPE,TUPE-R names one twice"),
+     "argument --schemes: 'TUPE-R,RoPE,TUPE-R' names one twice"),
+    ("tupe.study", ["--corpus", "c.txt", "--updates", "5", "--eval-lengths", "128,1"],
+     "argument --eval-lengths: comma-separated whole numbers >= 2, got '128,1'"),
+    ("tupe.study", ["--corpus", "c.txt", "--updates", "5", "--objectives", ","],
+     "argument --objectives: comma-separated names, got ','"),
     ("tupe.train.validate", ["d", "--path", "c", "--tokens-per-sample", "1"],
      "argument --tokens-per-sample: must be >= 2, got 1"),
 ])
@@ -134,7 +138,8 @@ def test_other_commands_numbers_out_of_range(module, argv, said, capsys):
 
 @pytest.mark.parametrize("argv, said", [
     (["--lrs", "1e-5,1e-5"], "argument --lrs: '1e-5,1e-5' names one twice"),
-    (["--tasks", "RTE,SST-2,RTE"], "--tasks RTE,SST-2,RTE names one twice"),
+    (["--tasks", "RTE,SST-2,RTE"], "argument --tasks: 'RTE,SST-2,RTE' names one twice"),
+    (["--lrs", "nan"], "argument --lrs: comma-separated numbers > 0, got 'nan'"),
     (["--lrs", "2e-5,x"], "argument --lrs: comma-separated numbers, got '2e-5,x'"),
 ])
 def test_glue_sweep_lists_are_checked_first(argv, said, capsys):

@@ -38,7 +38,7 @@ from typing import Optional
 import torch
 
 from .checkpoint import load_model
-from .cli import HelpFormatter, at_least, rates, read_json, refuse_inert, write_json
+from .cli import HelpFormatter, at_least, comma_list, rates, read_json, refuse_inert, write_json
 from .cli import glue as sweep
 from .config import SCHEMES, TupeConfig
 from .logs import cli_logging
@@ -351,15 +351,7 @@ def probe_models(plan: StudyPlan, state: dict, data: Path, out: Path) -> None:
             + f" bits; word order shuffled {shuffled:.3f} (intact {intact:.3f})")
 
 
-def block_lengths(text: str) -> list[int]:
-    """An argparse type: comma-separated block lengths (--eval-lengths), each >= 2, none twice."""
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"comma-separated whole numbers, got {text!r}") from None
-    if not all(v >= 2 for v in values) or len(set(values)) < len(values):
-        raise argparse.ArgumentTypeError(f"lengths >= 2, none twice, got {text!r}")
-    return values
+block_lengths = comma_list(int, "whole numbers", lambda v: v >= 2, ">= 2", empty=True)   # --eval-lengths
 
 
 def main(argv=None) -> int:
@@ -368,11 +360,11 @@ def main(argv=None) -> int:
                                 formatter_class=HelpFormatter)
     p.add_argument("--corpus", type=Path, required=True, help="raw text, or a tupe-preprocess pretrain folder")
     p.add_argument("--task", type=Path, help="a NAME-bin folder (tupe-preprocess glue/task output) to finetune on")
-    p.add_argument("--schemes", default="TUPE-R,TUPE-A,BERT-A,RoPE,ALiBi,NoPE",
+    p.add_argument("--schemes", type=comma_list(), default="TUPE-R,TUPE-A,BERT-A,RoPE,ALiBi,NoPE",
                    help=f"comma-separated, from {', '.join(SCHEMES)}")
     p.add_argument("--baseline", default=None, help="the scheme every other is compared with (default: BERT-A "
                    "when it is among --schemes, else the first scheme)")
-    p.add_argument("--objectives", default="mlm", help="pretraining objectives, comma-separated: mlm, electra "
+    p.add_argument("--objectives", type=comma_list(), default="mlm", help="pretraining objectives, comma-separated: mlm, electra "
                    "(ELECTRA-<scheme> runs: generator + replaced-token detection, --task electra)")
     p.add_argument("--lrs", type=rates, default="3e-4,1e-3,3e-3", help="pretraining LR grid")
     p.add_argument("--quick", action="store_true", help="a smoke run: bert_tiny, 64 tokens, 30 updates (unless "
@@ -405,11 +397,7 @@ def main(argv=None) -> int:
     args.ft_seeds = args.ft_seeds or 5
     if args.updates is None and args.minutes is None:
         p.error("give a budget: --updates N (per run) or --minutes M (all pretraining)")
-    schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
-    objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
-    for flag, names in (("--schemes", schemes), ("--objectives", objectives)):
-        if len(set(names)) < len(names):   # its runs twice, into the same folders
-            p.error(f"{flag} {','.join(names)} names one twice")
+    schemes, objectives = args.schemes, args.objectives
     if args.baseline is None and schemes:
         args.baseline = "BERT-A" if "BERT-A" in schemes else schemes[0]
         print(f"tupe-study: baseline {args.baseline} (give --baseline to choose another)", file=sys.stderr)

@@ -54,21 +54,25 @@ def fraction(text: str) -> float:
 fraction.__name__ = "float"
 
 
-def rates(text: str) -> list[float]:
-    """An argparse type: comma-separated learning rates (a sweep's grid), each > 0, none twice
-    (a repeat runs the same runs again into the same folders)."""
-    try:
-        values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"comma-separated numbers, got {text!r}") from None
-    if not values or not all(v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"numbers > 0, got {text!r}")
-    if len(set(values)) < len(values):
-        raise argparse.ArgumentTypeError(f"{text!r} names one twice")
-    return values
+def comma_list(item=str, what: str = "names", accept=None, rule: str = "", empty: bool = False):
+    """An argparse type: a comma-separated list (a sweep's tasks, schemes or learning rates), each
+    item parsed by ``item`` and, with ``accept``, accepted by it (``rule`` says how: "> 0"), none
+    twice (a repeat runs the same runs again, into the same folders); empty only if ``empty``."""
+    def parse(text: str) -> list:
+        try:
+            values = [item(x.strip()) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"comma-separated {what}, got {text!r}") from None
+        if (not values and not empty) or (accept is not None and not all(accept(v) for v in values)):
+            raise argparse.ArgumentTypeError(f"comma-separated {what} {rule}".rstrip() + f", got {text!r}")
+        if len(set(values)) < len(values):
+            raise argparse.ArgumentTypeError(f"{text!r} names one twice")
+        return values
+    parse.__name__ = f"list of {what}"
+    return parse
 
 
-rates.__name__ = "rates"
+rates = comma_list(float, "numbers", lambda v: v > 0, "> 0")   # a learning-rate grid (also rejects NaN)
 
 
 def given_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:

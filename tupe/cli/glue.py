@@ -42,7 +42,7 @@ from ..hub import BESIDE_FILES
 from ..logs import cli_logging
 from ..preprocess.glue import TASKS as GLUE_TASKS
 from ..train.options import ConfigConflict, config_with_checkpoint, inert_flags, model_config, parse_args
-from . import HelpFormatter, Stopped, at_least, attach_flag_values, rates, read_json, stop_on_sigterm, write_json
+from . import HelpFormatter, Stopped, at_least, attach_flag_values, comma_list, rates, read_json, stop_on_sigterm, write_json
 from .records import RUN_RECORD, model_fingerprint, record_differences, run_record
 
 
@@ -330,8 +330,9 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", required=True, type=Path, help="pretrained checkpoint (file or run dir)")
     p.add_argument("--data-dir", required=True, type=Path, help="tupe-preprocess glue output (TASK-bin folders)")
     p.add_argument("--out", required=True, type=Path, help="folder for the runs (OUT/TASK/lrLR_seedS/) and the result tables")
-    p.add_argument("--tasks", default="ALL", help="ALL (the GLUE tasks) or names, e.g. RTE,MRPC,STS-B; your own "
-                   "tasks (tupe-preprocess task) by folder name: NAME for DATA_DIR/NAME-bin")
+    p.add_argument("--tasks", type=comma_list(), default="ALL",
+                   help="ALL (the GLUE tasks) or names, e.g. RTE,MRPC,STS-B; your own tasks "
+                        "(tupe-preprocess task) by folder name: NAME for DATA_DIR/NAME-bin")
     p.add_argument("--lrs", type=rates, default="2e-5,3e-5,4e-5,5e-5", help="comma-separated finetuning learning rates")
     p.add_argument("--seeds", type=at_least(1), default=5, help="seeds 1..N per learning rate")
     p.add_argument("--batch-size", type=at_least(1), default=32, help="sentences per batch (--max-sentences)")
@@ -342,9 +343,7 @@ def main(argv=None) -> int:
     p.add_argument("--keep-all", action="store_true", help="keep every run's checkpoint")
     p.add_argument("--extra", default="", help="more train.py flags for every run, e.g. '--cpu' or '--cpu --bf16'")
     args = p.parse_args(attach_flag_values(sys.argv[1:] if argv is None else list(argv), ("--extra",)))
-    tasks = list(RECIPES) if args.tasks.upper() == "ALL" else [t.strip() for t in args.tasks.split(",")]
-    if len(set(tasks)) < len(tasks):   # the same finetunes twice, into the same folders
-        p.error(f"--tasks {args.tasks} names one twice")
+    tasks = list(RECIPES) if [t.upper() for t in args.tasks] == ["ALL"] else args.tasks
     try:
         checkpoint = args.checkpoint if (args.checkpoint / CONFIG_FILE).is_file() else resolve_checkpoint(args.checkpoint)
         cfg, _ = read_config(checkpoint)
