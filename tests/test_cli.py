@@ -84,7 +84,7 @@ def test_the_same_options_where_they_act_pass_the_check():
     (["--max-sentences", "8", "--num-workers", "-1"], "argument --num-workers: must be >= 0, got -1"),
     (["--max-sentences", "8", "--mask-prob", "1.5"], "argument --mask-prob: must be in [0, 1], got 1.5"),
     (["--max-sentences", "8", "--leave-unmasked-prob", "0.6", "--random-token-prob", "0.6"],
-     "--leave-unmasked-prob + --random-token-prob must be <= 1"),
+     "--leave-unmasked-prob 0.6 + --random-token-prob 0.6 must be <= 1"),
     (["--max-sentences", "8", "--clip-norm", "-1"], "argument --clip-norm: must be >= 0.0, got -1"),
     (["--max-sentences", "8", "--warmup-updates", "-3"], "argument --warmup-updates: must be >= 0, got -3"),
     (["--max-sentences", "8", "--max-epoch", "-1"], "argument --max-epoch: must be >= 0, got -1"),

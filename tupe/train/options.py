@@ -9,6 +9,7 @@ import argparse
 import ast
 import dataclasses
 import sys
+from functools import lru_cache
 from typing import Optional, Sequence
 
 from ..cli import HelpFormatter, at_least, fraction, given_dests
@@ -46,6 +47,14 @@ MASKING_DEFAULTS = {"mask_prob": 0.15, "leave_unmasked_prob": 0.1, "random_token
 MASKING_HELP = {"mask_prob": "fraction of each block's positions chosen for prediction",
                 "leave_unmasked_prob": "of the chosen positions, the fraction that keep their token",
                 "random_token_prob": "of the chosen positions, the fraction replaced by a random token"}
+
+
+def masking_shares_error(leave_unmasked: float, random_token: float):
+    """Why two masking shares cannot both hold (of the chosen positions, those kept and those
+    replaced by a random word, together more than all of them: fairseq asserts the same), or None."""
+    if leave_unmasked + random_token > 1:
+        return f"--leave-unmasked-prob {leave_unmasked} + --random-token-prob {random_token} must be <= 1"
+    return None
 
 
 def add_masking_args(parser, from_run: bool = False) -> None:
@@ -241,8 +250,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f"--tokens-per-sample {args.tokens_per_sample} exceeds --max-positions {args.max_positions}")
     if len(args.lr) > 1:   # fairseq's polynomial_decay refuses them too
         parser.error(f"--lr {','.join(map(str, args.lr))}: one learning rate (the peak of --lr-scheduler polynomial_decay)")
-    if (args.leave_unmasked_prob or 0) + (args.random_token_prob or 0) > 1:     # fairseq asserts the same
-        parser.error("--leave-unmasked-prob + --random-token-prob must be <= 1")
+    if why := masking_shares_error(args.leave_unmasked_prob or 0, args.random_token_prob or 0):
+        parser.error(why)
     if args.warmup_ratio is not None and not args.max_epoch:
         parser.error("--warmup-ratio needs --max-epoch (the total number of updates is derived from it)")
     if args.criterion is None:
@@ -299,13 +308,19 @@ ACTING_WHEN = (
 )
 
 
+@lru_cache(maxsize=1)
+def flag_defaults() -> dict:
+    """Every train.py option's default, by destination (read only; one parser built per process)."""
+    return {a.dest: a.default for a in build_parser()._actions}
+
+
 def inert_flags(args: argparse.Namespace, cfg: TupeConfig) -> tuple[list[str], list[str]]:
     """The flags given (``args._given``) that do nothing in this run with model ``cfg``: (errors,
     notes). A flag given with another value than its default is an error (what was asked would
     silently not happen: ``--rope-theta 500000`` without ``--pos-encoding rope``, ``--mask-prob``
     when finetuning); with its default's value, or one that the run's result does not depend on
     (loss scaling without --fp16), a note."""
-    given, defaults = getattr(args, "_given", set()), build_parser()
+    given, defaults = getattr(args, "_given", set()), flag_defaults()
     errors, notes, said = [], [], set()
     for dests, acts, why, soft in ACTING_WHEN:
         if acts(args, cfg):
@@ -318,7 +333,7 @@ def inert_flags(args: argparse.Namespace, cfg: TupeConfig) -> tuple[list[str], l
             shown = "--" + dest.replace("_", "-") + ("" if isinstance(value, bool) else
                                                      " " + (" ".join(map(str, value)) if isinstance(value, list) else str(value)))
             text = f"{shown} does nothing here ({why.format(a=args, c=cfg)})"
-            (notes if soft or value == defaults.get_default(dest) else errors).append(text)
+            (notes if soft or value == defaults[dest] else errors).append(text)
     return errors, notes
 
 

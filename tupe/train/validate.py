@@ -25,7 +25,7 @@ from ..cli import HelpFormatter, at_least, refuse_inert
 from ..config import ROPE_SCALINGS
 from ..logs import cli_logging
 from .evaluate import evaluate, make_task, with_rope_scaling
-from .options import MASKING_DEFAULTS, add_masking_args
+from .options import MASKING_DEFAULTS, add_masking_args, masking_shares_error
 from .tasks import TaskError
 
 
@@ -108,9 +108,8 @@ def main(argv=None) -> int:
             print(f"tupe-validate: {args.path} {kept}: the defaults (blocks of "
                   f"{settings['tokens_per_sample'] or model.cfg.max_positions} tokens, seed {settings['seed']}, "
                   f"batches of {settings['max_sentences']}), not necessarily its run's validation", file=sys.stderr)
-        if settings["leave_unmasked_prob"] + settings["random_token_prob"] > 1:
-            raise TaskError(f"--leave-unmasked-prob {settings['leave_unmasked_prob']} + --random-token-prob "
-                            f"{settings['random_token_prob']} must be <= 1")
+        if why := masking_shares_error(settings["leave_unmasked_prob"], settings["random_token_prob"]):
+            raise TaskError(why)
         if not getattr(model, "lm_head_trained", True):
             raise CheckpointError(f"{args.path}: its masked-LM head was never trained (made new when an ELECTRA "
                                   f"discriminator or a transformers classifier without one was loaded): its "
