@@ -113,10 +113,12 @@ class _TupeModelTest(ModelTesterMixin):
 
 class TupeRModelTest(_TupeModelTest, unittest.TestCase):
     scheme = "TUPE-R"
+    test_resize_position_embeddings = True     # its untied positional table (RoPE and ALiBi have none)
 
 
 class TupeAModelTest(_TupeModelTest, unittest.TestCase):
     scheme = "TUPE-A"
+    test_resize_position_embeddings = True
 
 
 class RoPEModelTest(_TupeModelTest, unittest.TestCase):

@@ -334,6 +334,41 @@ def test_resize_token_embeddings_keeps_the_tie(tmp_path):
     assert again.config.vocab_size == V + 6
 
 
+@pytest.mark.parametrize("scheme", ["TUPE-R", "BERT-A"])
+def test_resize_position_embeddings_runs_past_the_trained_length(scheme, tmp_path):
+    """transformers' resize_position_embeddings: the native tables resized (tupe/model/lengths.py);
+    inputs within the old length unchanged; saved and loaded at the new length."""
+    native, folder = native_and_folder(scheme, tmp_path)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    L = model.config.max_position_embeddings
+    short, long = random_tokens(2, L), random_tokens(2, L + 8, seed=2)
+    with torch.no_grad():
+        before = model(short).logits
+        with pytest.raises(ValueError, match=f"exceeds max_positions={L}"):
+            model(long)
+    table = model.get_position_embeddings().weight.detach().clone()
+    model.resize_position_embeddings(L + 8)
+    assert model.config.max_position_embeddings == L + 8 == model.tupe.encoder.cfg.max_positions
+    assert model.get_position_embeddings().weight.shape[0] == table.shape[0] + 8
+    with torch.no_grad():
+        assert torch.equal(model(short).logits, before)
+        longer = model(long).logits
+    model.save_pretrained(tmp_path / "longer")
+    again = AutoModelForSequenceClassification.from_pretrained(tmp_path / "longer").eval()
+    with torch.no_grad():
+        assert again.config.max_position_embeddings == L + 8 and torch.equal(again(long).logits, longer)
+
+
+def test_resize_position_embeddings_refused_without_a_table(tmp_path):
+    _, folder = native_and_folder("ALiBi", tmp_path)
+    model = AutoModel.from_pretrained(folder)
+    with pytest.raises(NotImplementedError, match="ALiBi has no position embedding table"):
+        model.get_position_embeddings()
+    with pytest.raises(ValueError, match="it takes inputs of any length"):
+        model.resize_position_embeddings(64)
+    assert model.config.max_position_embeddings == 24
+
+
 @pytest.mark.parametrize("problem", ["single_label_classification", "multi_label_classification", "regression"])
 def test_sequence_classification_losses(problem, tmp_path):
     _, folder = native_and_folder("TUPE-R", tmp_path, num_classes=1 if problem == "regression" else 3)

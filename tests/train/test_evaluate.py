@@ -84,6 +84,45 @@ def test_tupe_validate_past_max_positions_is_a_clear_error(data_dir, tmp_path, c
     assert "--leave-unmasked-prob 0.7 + --random-token-prob 0.5 must be <= 1" in capsys.readouterr().err
 
 
+def test_tupe_validate_resizes_tables_to_run_past_the_trained_length(data_dir, tmp_path, capsys):
+    """--max-positions: TUPE's tables resized (tupe/model/lengths.py) so that 64-token blocks run on
+    a model trained with 32 positions; within 32 tokens the loss is the one without resizing;
+    --position-init random is seeded (the same loss twice) and differs from copy."""
+    from tupe import save_pretrained
+    from tupe.checkpoint import load_vocabulary
+    from tupe.train.validate import main as validate
+
+    for scheme in ("TUPE-R", "RoPE"):
+        model = model_for(data_dir, scheme)
+        with torch.no_grad():   # confident predictions, so that a change of positions shows in the loss
+            model.lm_head.layer_norm.weight.mul_(100)
+        save_pretrained(model, tmp_path / scheme, vocabulary=load_vocabulary(data_dir, model.cfg.vocab_size))
+    common = [str(data_dir), "--path", str(tmp_path / "TUPE-R"), "--cpu", "--skip-invalid-size-inputs-valid-test"]
+
+    def loss(*flags):
+        capsys.readouterr()
+        assert validate([*common, *flags]) == 0
+        out = capsys.readouterr()
+        return json.loads(out.out.splitlines()[-1]), out.err
+
+    assert validate([*common, "--tokens-per-sample", "64"]) == 1
+    assert "or resize the tables first (tupe-validate --max-positions" in capsys.readouterr().err
+    plain, _ = loss("--tokens-per-sample", "32")
+    within, said = loss("--tokens-per-sample", "32", "--max-positions", "64")
+    assert within["loss"] == plain["loss"] and within["max_positions"] == 64
+    assert "positional tables resized from 32 to 64 positions (rows past 32: copy)" in said
+    copy, _ = loss("--tokens-per-sample", "64", "--max-positions", "64")
+    random1, _ = loss("--tokens-per-sample", "64", "--max-positions", "64", "--position-init", "random")
+    random2, _ = loss("--tokens-per-sample", "64", "--max-positions", "64", "--position-init", "random")
+    assert copy["tokens_per_sample"] == 64 and copy["position_init"] == "copy" and random1["position_init"] == "random"
+    assert random1["loss"] == random2["loss"] and abs(random1["loss"] - copy["loss"]) > 1e-3
+    with pytest.raises(SystemExit) as e:                    # an init without a resize does nothing
+        validate([*common, "--position-init", "random"])
+    assert e.value.code == 2 and "--position-init does nothing here" in capsys.readouterr().err
+    assert validate([str(data_dir), "--path", str(tmp_path / "RoPE"), "--cpu", "--max-positions", "64"]) == 1
+    assert "--max-positions: RoPE: a RoPE model's max_positions is its trained length" in capsys.readouterr().err
+
+
 def test_tupe_validate_with_rope_scaling(data_dir, tmp_path, capsys):
     from tupe import save_pretrained
     from tupe.checkpoint import load_vocabulary

@@ -23,7 +23,8 @@ transformers model (BERT's rule; the native API instead treats the pad id as pad
 transformers' conventions the classes follow: layers are ``GradientCheckpointingLayer``s
 (``activation_checkpointing_enable`` / ``gradient_checkpointing_enable`` with their kwargs and
 ``every_n_layers``); ``output_hidden_states`` may be a flag or the indices of the hidden states to
-keep (``_can_record_outputs``); ``attn_implementation`` picks the native kernel of that name.
+keep (``_can_record_outputs``); ``attn_implementation`` picks the native kernel of that name;
+``resize_position_embeddings`` resizes the positional tables (TUPE, BERT-A).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from transformers.modeling_outputs import (
 
 from ..model.attention import HF_KERNELS
 from ..model.dropout import Dropout
+from ..model.lengths import resize_positions
 from ..model.positional import RelativePositionBias
 from ..model.transformer import ClassificationHead, Encoder, EncoderLayer, MaskedLMHead, SelfAttention
 from .configuration import TupeHfConfig
@@ -102,6 +104,23 @@ class TupePreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, RelativePositionBias):   # a computed (non-persistent) buffer
             init.copy_(module.bucket, module.bucket_table())
+
+    def get_position_embeddings(self) -> nn.Embedding:
+        """The learned positional table: TUPE's untied positions (row 0 is [CLS]'s, then one row per
+        position) or BERT-A's absolute embedding. RoPE, ALiBi and NoPE have none (NotImplementedError)."""
+        encoder = next(m for m in self.modules() if isinstance(m, Encoder))
+        table = encoder.untied_pos.pos if encoder.untied_pos is not None else encoder.embed_positions
+        if table is None:
+            raise NotImplementedError(f"{encoder.cfg.name} has no position embedding table")
+        return table
+
+    def resize_position_embeddings(self, new_num_position_embeddings: int, init: str = "copy") -> None:
+        """Positional tables for ``new_num_position_embeddings`` positions (``max_position_embeddings``),
+        in place: cut, or extended with rows repeating the trained ones ("copy", Longformer's way)
+        or drawn as at initialisation ("random"); inputs of up to the old length give the same
+        outputs (``tupe.model.lengths.resize_positions``; refused for RoPE, ALiBi and NoPE)."""
+        resize_positions(self, new_num_position_embeddings, init)
+        self.config.max_position_embeddings = new_num_position_embeddings
 
     def _outputs_flags(self, output_hidden_states, output_attentions, return_dict):
         cfg = self.config

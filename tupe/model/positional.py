@@ -9,7 +9,8 @@ forward with the sequence length T (and the device, which only the parameter-fre
 * ``flex_terms(T, device)``: the same term factored, for ``attn_impl="flex"`` (flex.py);
 * ``rotary(T, device)``: (cos, sin) tables that rotate q and k (RoPE), or None;
 * ``logit_scale``: the attention's logits use 1/sqrt(logit_scale * d) (TUPE: 2);
-* ``max_length``: the longest input its tables cover (None: any length; RoPE, ALiBi, NoPE).
+* ``max_length``: the longest input its tables cover (None: any length; RoPE, ALiBi, NoPE);
+* ``resize(L, init)``: its tables made to cover L positions (``lengths.resize_positions``).
 
 ``POSITIONAL`` lists the modules with the encoder attribute each lives under (which fixes its
 checkpoint keys) and when a configuration has it. This is where the TUPE math lives:
@@ -38,6 +39,24 @@ from torch import nn
 
 from ..config import TupeConfig
 
+POSITION_INITS = ("copy", "random")    # how ``resize`` fills rows past the trained length
+
+
+def resized_rows(table: torch.Tensor, first: int, length: int, init: str) -> nn.Parameter:
+    """(first + L, C) -> (first + length, C): the first ``first`` rows (not positions: TUPE's
+    [CLS] row) kept, the L position rows cut or extended by ``init``; the same dtype, device
+    and ``requires_grad``."""
+    with torch.no_grad():
+        head, rows = table[:first], table[first:]
+        L = rows.size(0)
+        if length <= L:
+            new = rows[:length]
+        elif init == "copy":
+            new = rows.repeat(math.ceil(length / L), 1)[:length]
+        else:
+            new = torch.cat([rows, rows.new_empty(length - L, rows.size(1)).normal_(0.0, 0.02)])
+        return nn.Parameter(torch.cat([head, new]).clone(), requires_grad=table.requires_grad)
+
 
 class PositionalScheme:
     """The interface of every positional module (a mixin beside ``nn.Module`` or ``nn.Embedding``);
@@ -60,6 +79,12 @@ class PositionalScheme:
     def rotary(self, seq_len: int, device=None) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
         return None
 
+    def resize(self, max_positions: int, init: str) -> None:
+        """Its tables made to cover ``max_positions`` positions (new rows by ``init``: "copy" or
+        "random", ``resized_rows``); nothing to do without tables."""
+        if self.max_length is not None:
+            raise NotImplementedError(f"{type(self).__name__} has tables but no resize")
+
 
 class AbsolutePositionEmbedding(PositionalScheme, nn.Embedding):
     """BERT-A / BERT-R: a learned table added to the input, row i for token i."""
@@ -70,6 +95,10 @@ class AbsolutePositionEmbedding(PositionalScheme, nn.Embedding):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.weight[: x.size(1)]
+
+    def resize(self, max_positions: int, init: str) -> None:
+        self.weight = resized_rows(self.weight, 0, max_positions, init)
+        self.num_embeddings = self.max_length = max_positions
 
 
 class UntiedPositionalCorrelation(PositionalScheme, nn.Module):
@@ -95,6 +124,10 @@ class UntiedPositionalCorrelation(PositionalScheme, nn.Module):
         self.pos_ln = nn.LayerNorm(C, eps=1e-5)
         self.pos_q_linear = nn.Linear(C, C)
         self.pos_k_linear = nn.Linear(C, C)
+
+    def resize(self, max_positions: int, init: str) -> None:
+        self.pos.weight = resized_rows(self.pos.weight, 1, max_positions, init)      # row 0: [CLS]'s
+        self.pos.num_embeddings, self.max_length = max_positions + 1, max_positions
 
     def projections(self, T: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows 0..T of the table through LayerNorm and U^Q (scaled), U^K: 2 x (H, T+1, d)."""
@@ -195,6 +228,11 @@ class RelativePositionBias(PositionalScheme, nn.Module):
         """The bucket of every distance j - i = -(L-1) .. L-1 (a computed buffer)."""
         distance = torch.arange(-(self.max_positions - 1), self.max_positions)
         return relative_position_bucket(distance, self.num_buckets, self.max_distance)
+
+    def resize(self, max_positions: int, init: str) -> None:
+        """The same buckets for the distances both lengths have (no parameter changes)."""
+        self.max_positions = self.max_length = max_positions
+        self.bucket = self.bucket_table().to(self.bucket.device)
 
     def forward(self, seq_len: int, device=None) -> torch.Tensor:
         per_distance, cls_row, cls_col = self.factors(seq_len)

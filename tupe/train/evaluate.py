@@ -67,7 +67,8 @@ def make_task(model, data: str, tokens_per_sample: int, *, batch: int = 16, max_
         name = getattr(getattr(model, "cfg", None), "name", "this model")
         raise EvaluationError(f"blocks of {tokens_per_sample} tokens exceed max_positions={limit}: the positional "
                               f"tables of {name} cover {limit} positions (RoPE, ALiBi and NoPE have none and take "
-                              f"any length); evaluate at {limit} tokens or fewer")
+                              f"any length); evaluate at {limit} tokens or fewer, or resize the tables first "
+                              f"(tupe-validate --max-positions; tupe.model.lengths.resize_positions)")
     cls = ElectraTask if isinstance(model, ElectraModel) else MaskedLMTask
     task = cls(argparse.Namespace(
         data=str(data), tokens_per_sample=tokens_per_sample, sample_break_mode=sample_break_mode, mask_prob=mask_prob,

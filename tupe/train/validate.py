@@ -1,8 +1,9 @@
 """``tupe-validate DATA --path CHECKPOINT``: masked-LM loss and perplexity of a checkpoint on
 binarized splits, without training (fairseq's validate.py); for an ELECTRA checkpoint its
 objective, generator and discriminator losses, discriminator accuracy and replaced fraction.
-``--tokens-per-sample`` evaluates at another block length, ``--shuffle-order`` with the word order
-destroyed (``train/evaluate.py``).
+``--tokens-per-sample`` evaluates at another block length (past the trained length: with
+``--max-positions`` for TUPE and BERT-A, ``--rope-scaling`` for RoPE), ``--shuffle-order`` with the
+word order destroyed (``train/evaluate.py``).
 
 As fairseq's validate.py, the evaluation is set up as the run that saved the checkpoint set up
 its validation: block length, sample break mode, masking and seed (and so the same masks),
@@ -24,6 +25,8 @@ from ..checkpoint import CheckpointError, check_data_dictionary, load_model_and_
 from ..cli import HelpFormatter, at_least, refuse_inert
 from ..config import ROPE_SCALINGS
 from ..logs import cli_logging
+from ..model.lengths import resize_positions
+from ..model.positional import POSITION_INITS
 from .evaluate import evaluate, make_task, with_rope_scaling
 from .options import MASKING_DEFAULTS, add_masking_args, masking_shares_error
 from .tasks import TaskError
@@ -56,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RoPE models: evaluate with this frequency scaling (default: the model's own)")
     p.add_argument("--rope-scaling-factor", type=at_least(1.0, float), default=None,
                    help="its factor (default: block length / max_positions, at least 1)")
+    p.add_argument("--max-positions", type=at_least(2), default=None,
+                   help="TUPE and BERT-A models: resize the positional tables to this many positions first (to "
+                        "evaluate past the trained length; outputs within it are unchanged; tupe/model/lengths.py)")
+    p.add_argument("--position-init", choices=list(POSITION_INITS), default="copy",
+                   help="--max-positions' rows past the trained length: copy (repeat the trained rows) or random "
+                        "(drawn as at initialisation, seeded by --seed)")
     p.add_argument("--shuffle-order", action="store_true",
                    help="word-order probe: permute each block's unpredicted tokens (same masks and seed)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if CUDA is available")
@@ -96,7 +105,8 @@ def main(argv=None) -> int:
     cli_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
-    refuse_inert(parser, argv, [("rope_scaling_factor", args.rope_scaling is not None, "it is --rope-scaling's factor")])
+    refuse_inert(parser, argv, [("rope_scaling_factor", args.rope_scaling is not None, "it is --rope-scaling's factor"),
+                                ("position_init", args.max_positions is not None, "it is for --max-positions")])
     try:
         model, run = load_model_and_run_args(args.path, whole_electra=True)   # one read of the checkpoint
         settings, from_run = evaluation_settings(args, run)   # from_run: what the run's own validation used
@@ -114,6 +124,16 @@ def main(argv=None) -> int:
             raise CheckpointError(f"{args.path}: its masked-LM head was never trained (made new when an ELECTRA "
                                   f"discriminator or a transformers classifier without one was loaded): its "
                                   f"masked-LM loss would say nothing about the model")
+        if args.max_positions is not None:
+            trained = model.cfg.max_positions
+            torch.manual_seed(settings["seed"])                 # --position-init random: the same rows each time
+            try:
+                resize_positions(model, args.max_positions, args.position_init)
+            except ValueError as e:
+                raise TaskError(f"--max-positions: {e}") from None
+            print(f"tupe-validate: positional tables resized from {trained} to {args.max_positions} positions"
+                  + (f" (rows past {trained}: {args.position_init})" if args.max_positions > trained else ""),
+                  file=sys.stderr)
         length = settings.pop("tokens_per_sample") or model.cfg.max_positions
         if args.rope_scaling is not None:
             factor = args.rope_scaling_factor or max(1.0, length / model.cfg.max_positions)
@@ -131,6 +151,8 @@ def main(argv=None) -> int:
                               "tokens_per_sample": task.args.tokens_per_sample,
                               **({"rope_scaling": model.cfg.rope_scaling,
                                   "rope_scaling_factor": model.cfg.rope_scaling_factor} if args.rope_scaling else {}),
+                              **({"max_positions": args.max_positions, "position_init": args.position_init}
+                                 if args.max_positions else {}),
                               **({"shuffled_order": True} if args.shuffle_order else {})}))
     except (TaskError, CheckpointError, FileNotFoundError) as e:
         print(f"tupe-validate: error: {e}", file=sys.stderr)
