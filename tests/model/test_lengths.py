@@ -113,3 +113,17 @@ def test_electra_resizes_both_encoders():
     with torch.no_grad():
         assert model.generator.encoder.encode(embeds=torch.randn(1, 32, model.gen_cfg.encoder_embed_dim)) \
             .last_hidden_state.shape[1] == 32
+
+
+def test_rope_scaling_reaches_every_config_of_an_electra_model():
+    """with_rope_scaling (tupe-validate --rope-scaling) goes through the same replace_config: the
+    generator's configurations said the model's old scaling before (only its encoder was changed)."""
+    from tupe.train.evaluate import with_rope_scaling
+
+    cfg = tiny_config(max_positions=16, pos_encoding="rope")
+    model = ElectraModel(cfg, generator_config(cfg, divisor=2))
+    with_rope_scaling(model, "dynamic", 4.0)
+    configs = [model.cfg, model.gen_cfg, model.generator.cfg, model.generator.encoder.cfg,
+               model.discriminator.cfg, model.discriminator.encoder.cfg]
+    assert all((c.rope_scaling, c.rope_scaling_factor) == ("dynamic", 4.0) for c in configs)
+    assert model.generator.encoder.rotary.scaling == model.discriminator.encoder.rotary.scaling == "dynamic"

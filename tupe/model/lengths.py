@@ -30,6 +30,20 @@ from .positional import POSITION_INITS
 from .transformer import Encoder
 
 
+def replace_config(model: nn.Module, **changes) -> None:
+    """Every configuration a module of ``model`` holds (``cfg``; ELECTRA's ``gen_cfg``) replaced by
+    one with ``changes`` (validated first: a ConfigError changes nothing); one config shared by
+    several modules stays shared."""
+    new: dict[int, TupeConfig] = {}                # old config (by identity) -> changed
+    holders = [(module, attr, getattr(module, attr)) for module in model.modules() for attr in ("cfg", "gen_cfg")
+               if isinstance(getattr(module, attr, None), TupeConfig)]
+    for _, _, old in holders:
+        if id(old) not in new:
+            new[id(old)] = dataclasses.replace(old, **changes)
+    for module, attr, old in holders:
+        setattr(module, attr, new[id(old)])
+
+
 def resize_positions(model: nn.Module, max_positions: int, init: str = "copy") -> nn.Module:
     """``model`` (any module holding TUPE encoders: TupeModel, ElectraModel, a tupe.hf model)
     with positional tables for ``max_positions`` positions, in place; its configurations say the
@@ -47,14 +61,7 @@ def resize_positions(model: nn.Module, max_positions: int, init: str = "copy") -
                             "run it past that length with rope_scaling (tupe-validate --rope-scaling)"))
     if encoders[0].max_length is None:
         raise ValueError(f"{cfg.name} has no positional table to resize: it takes inputs of any length")
-    new_cfgs: dict[int, TupeConfig] = {}          # old config (by identity) -> resized: sharing kept
-    for module in model.modules():
-        for attr in ("cfg", "gen_cfg"):
-            old = getattr(module, attr, None)
-            if isinstance(old, TupeConfig):
-                if id(old) not in new_cfgs:
-                    new_cfgs[id(old)] = dataclasses.replace(old, max_positions=max_positions)   # validated
-                setattr(module, attr, new_cfgs[id(old)])
+    replace_config(model, max_positions=max_positions)
     for encoder in encoders:
         for module in encoder.positional_modules():
             module.resize(max_positions, init)

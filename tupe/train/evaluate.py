@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 from typing import Optional
 
 import torch
 
 from ..config import ConfigError
 from ..model.electra import ElectraModel
+from ..model.lengths import replace_config
 from ..model.positional import RotaryEmbedding
 from ..model.transformer import Encoder
 from .tasks import ElectraTask, MaskedLMTask, TaskError
@@ -46,14 +46,11 @@ def with_rope_scaling(model, scaling: str, factor: float):
     if not all(e.rotary is not None for e in encoders):
         raise EvaluationError(f"RoPE scaling needs a RoPE model; this is {model.cfg.name}")
     try:
-        cfg = dataclasses.replace(model.cfg, rope_scaling=scaling, rope_scaling_factor=float(factor))   # validated
+        replace_config(model, rope_scaling=scaling, rope_scaling_factor=float(factor))   # validated
     except ConfigError as e:
         raise EvaluationError(f"RoPE scaling: {e}") from None
     for encoder in encoders:
-        encoder.cfg = cfg if encoder.cfg is model.cfg else dataclasses.replace(
-            encoder.cfg, rope_scaling=scaling, rope_scaling_factor=float(factor))
         encoder.rotary = RotaryEmbedding(encoder.cfg)
-    model.cfg = cfg
     return model
 
 
