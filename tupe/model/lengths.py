@@ -30,6 +30,17 @@ from .positional import POSITION_INITS
 from .transformer import Encoder
 
 
+def resize_refusal(cfg: TupeConfig):
+    """Why the positional tables of a model with ``cfg`` cannot be resized, or None."""
+    if cfg.pos_encoding == "rope":
+        return (f"{cfg.name}: a RoPE model's max_positions is its trained length, which its scaling reads; "
+                + ("its relative bias's table keeps it at that length" if cfg.rel_pos else
+                   "run it past that length with rope_scaling (tupe-validate --rope-scaling)"))
+    if cfg.pos_encoding not in ("tupe", "absolute"):
+        return f"{cfg.name} has no positional table to resize: it takes inputs of any length"
+    return None
+
+
 def replace_config(model: nn.Module, **changes) -> None:
     """Every configuration a module of ``model`` holds (``cfg``; ELECTRA's ``gen_cfg``) replaced by
     one with ``changes`` (validated first: a ConfigError changes nothing); one config shared by
@@ -54,13 +65,8 @@ def resize_positions(model: nn.Module, max_positions: int, init: str = "copy") -
     encoders = [m for m in model.modules() if isinstance(m, Encoder)]
     if not encoders:
         raise ValueError("no TUPE encoder in this model")
-    cfg = encoders[0].cfg
-    if cfg.pos_encoding == "rope":
-        raise ValueError(f"{cfg.name}: a RoPE model's max_positions is its trained length, which its scaling reads; "
-                         + ("its relative bias's table keeps it at that length" if cfg.rel_pos else
-                            "run it past that length with rope_scaling (tupe-validate --rope-scaling)"))
-    if encoders[0].max_length is None:
-        raise ValueError(f"{cfg.name} has no positional table to resize: it takes inputs of any length")
+    if why := resize_refusal(encoders[0].cfg):
+        raise ValueError(why)
     replace_config(model, max_positions=max_positions)
     for encoder in encoders:
         for module in encoder.positional_modules():

@@ -17,6 +17,8 @@ from ..config import POS_ENCODINGS, PRESETS, ROPE_SCALINGS, TRAINING_FIELDS, Con
 from ..model import TupeModel
 from ..model.attention import ALIASES, ATTN_IMPLS
 from ..model.electra import generator_config as electra_generator_config
+from ..model.lengths import resize_refusal
+from ..model.positional import POSITION_INITS
 
 # Configuration fields that come from the data's dictionary, not from a flag.
 DICTIONARY_FIELDS = ("vocab_size", "padding_idx")
@@ -201,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--restore-file", default="checkpoint_last.pt",
                    help="checkpoint to start from: a file (absolute, or inside --save-dir), or a model folder; the model's "
                         "architecture is taken from it (docs/checkpoints.md)")
+    g.add_argument("--position-init", choices=list(POSITION_INITS), default=None,
+                   help="with a checkpoint to start from and another --max-positions than its own: its positional "
+                        "tables (TUPE, BERT-A) resized to --max-positions, rows past its length copying the trained "
+                        "ones or drawn as at initialisation (random); with --reset-optimizer (docs/checkpoints.md)")
     g.add_argument("--reset-optimizer", action="store_true",
                    help="start the optimizer (and loss scaler) afresh, and the update count at 0")
     g.add_argument("--reset-lr-scheduler", action="store_true", help="start the learning-rate schedule afresh")
@@ -389,13 +395,18 @@ def config_with_checkpoint(args: argparse.Namespace, flags_cfg: TupeConfig, stor
         values[name] = theirs
         if theirs == ours:
             continue
+        if name == "max_positions" and getattr(args, "position_init", None) and gave_field(args, name):
+            values[name] = ours                      # the checkpoint's tables resized (restore.check_resize)
+            continue
         if name in DICTIONARY_FIELDS:
             conflicts.append(f"{name}: the checkpoint has {theirs!r}, the data's dictionary gives {ours!r} "
                              f"(this checkpoint was trained with another dict.txt)")
         elif (flag := gave_field(args, name)) is not None:
             shown = "given" if name in INVERTED_FLAGS else repr(ours)
+            resizable = name == "max_positions" and resize_refusal(stored) is None
             conflicts.append(f"{name}: the checkpoint has {theirs!r}, {flag} asks for {shown} "
-                             f"(leave {flag.split()[0]} out to take the checkpoint's value)")
+                             f"(leave {flag.split()[0]} out to take the checkpoint's value"
+                             + (", or add --position-init copy|random to resize its positional tables)" if resizable else ")"))
         else:
             taken.append(f"{name}={theirs!r}")
     if conflicts:

@@ -29,6 +29,7 @@ from ..checkpoint import (
 from ..config import ConfigError, TupeConfig
 from ..hub import INPUTS, SCORE_RANGES, read_labels, task_score_range, write_labels
 from ..model.electra import is_electra_state, split_electra_state
+from ..model.lengths import resize_positions, resize_refusal
 from .options import ConfigConflict, checkpoint_args, config_with_checkpoint, inert_flags, model_config
 
 
@@ -107,6 +108,7 @@ def run_config(args: argparse.Namespace, dictionary, r: Optional[RestorePoint],
                 f"; this resumes the run in {r.path.parent} (another model than these flags alone make: for a "
                 f"new run, choose another --save-dir)" if args.restore_file == "checkpoint_last.pt" else ""))
     args.max_positions = cfg.max_positions
+    check_resize(args, r, cfg)
     if r is not None:
         check_task_change(args, r)
         changed = changed_flags(r.state.get("args"), checkpoint_args(args, cfg)) if resumes(args, r.state) else []
@@ -127,12 +129,33 @@ def run_config(args: argparse.Namespace, dictionary, r: Optional[RestorePoint],
 # what does not change the training: where things go, how progress is shown, when the run stops
 # (extending --max-update is how a run is continued), what is saved and validated when
 _NOT_TRAINING = {"data", "save_dir", "restore_file", "tensorboard_logdir", "log_format", "log_interval", "no_progress_bar",
-                 "num_workers", "reset_optimizer", "reset_lr_scheduler", "reset_meters", "reset_dataloader", "cpu",
+                 "num_workers", "position_init", "reset_optimizer", "reset_lr_scheduler", "reset_meters", "reset_dataloader",
+                 "cpu",
                  "distributed_world_size", "ddp_backend", "find_unused_parameters", "lm_head_trained", "max_update",
                  "save_interval", "save_interval_updates", "keep_interval_updates", "keep_updates_list",
                  "no_epoch_checkpoints", "no_last_checkpoints", "no_best_checkpoints", "no_save", "validate_interval",
                  "validate_interval_updates", "disable_validation", "valid_subset", "max_tokens_valid",
                  "max_sentences_valid", "skip_invalid_size_inputs_valid_test"}
+
+
+def check_resize(args: argparse.Namespace, r: Optional[RestorePoint], cfg: TupeConfig) -> None:
+    """--position-init: the checkpoint's positional tables are resized to --max-positions when its
+    weights are loaded (``load_weights``); refused where that cannot happen or would do nothing."""
+    init = getattr(args, "position_init", None)
+    if init is None:
+        return
+    if r is None or r.cfg.max_positions == cfg.max_positions:
+        raise TrainingError("--position-init does nothing here (it resizes the positional tables of the checkpoint "
+                            "to start from to another --max-positions" + (
+                                f"; {r.path.name} has {cfg.max_positions} already" if r is not None else "") + ")")
+    if args.task == "electra":
+        raise TrainingError("--position-init: not with --task electra (its generator's tables too); resize an "
+                            "ELECTRA checkpoint in Python (tupe.model.resize_positions) and save it")
+    if why := resize_refusal(r.cfg):
+        raise TrainingError(f"--position-init: {why}")
+    if r.state.get("last_optimizer_state") and not args.reset_optimizer:
+        raise TrainingError(f"--position-init: {r.path.name}'s optimizer state is for tables of {r.cfg.max_positions} "
+                            f"positions; add --reset-optimizer")
 
 
 def check_task_change(args: argparse.Namespace, r: RestorePoint) -> None:
@@ -204,11 +227,17 @@ def read_for_resume(args: argparse.Namespace, save_dir: Path, path: Path) -> dic
 
 
 def load_weights(model, loaded, path: Path, log: Callable[[str], None],
-                 label_words: Optional[list] = None) -> None:
-    """A loaded checkpoint's weights into the run's model: heads this task does not use are
+                 label_words: Optional[list] = None, position_init: Optional[str] = None) -> None:
+    """A loaded checkpoint's weights into the run's model (its positional tables first resized to
+    the run's max_positions with --position-init, ``check_resize``): heads this task does not use are
     dropped, a new head is kept as initialised (both said). A kept head whose classes were other
     label words, or the same in another order, in the checkpoint's run (its labels.json) than this
     task's ``label_words`` is said too: class i keeps its weights, whatever its word now is."""
+    if loaded.cfg.max_positions != model.cfg.max_positions:
+        trained = loaded.cfg.max_positions
+        resize_positions(loaded, model.cfg.max_positions, position_init)
+        log(f"| positional tables of {path.name} resized from {trained} to {model.cfg.max_positions} positions"
+            + (f" (rows past {trained}: {position_init})" if model.cfg.max_positions > trained else ""))
     ours = model.head_sizes
     recorded = read_labels(path, loaded) if label_words else {}
     for name, k in loaded.head_sizes.items():

@@ -277,7 +277,8 @@ class Trainer:
             load_electra_state(self.model, r.state["model"], r.path, "this command's model (--generator-* flags)")
         else:
             loaded = r.loaded or build_and_load(r.cfg, checkpoint_tensors(r.state["model"], r.path), r.path)
-            load_weights(self.model, loaded, r.path, self.log.info, getattr(self.task, "label_words", None))
+            load_weights(self.model, loaded, r.path, self.log.info, getattr(self.task, "label_words", None),
+                         self.args.position_init)
             if self.task.name != "masked_lm":      # a head this task does not train stays as it came
                 self.model.lm_head_trained = loaded.lm_head_trained if r.loaded is not None else lm_head_trained(r.state)
         self.restore_from = None                         # the state is not needed any more
