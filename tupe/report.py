@@ -392,11 +392,14 @@ def probe_sections(out: Path, state: dict, plt) -> tuple[list[str], list[str]]:
         header = ["scheme", *[f"{n} tokens{' (trained)' if n == trained else ''}" for n in columns], "past the trained length"]
         rows = []
         for name, row in lengths.items():
-            base, _, variant = name.partition(" + ")       # "RoPE + dynamic NTK": the RoPE model, scaled
+            base, _, variant = name.partition(" + ")       # "RoPE + dynamic NTK": the RoPE model, scaled; "+ copied rows"
             cfg, _ = read_config(out / "pretrain" / base / f"lr{state['best_lr'][base]:g}" / "checkpoint_last.pt")
             cells = [f"{row[str(n)]['loss']:.3f}" if "loss" in row.get(str(n), {}) else "refused" for n in columns]
-            note = (f"the same model, RoPE's base raised past {trained} tokens (dynamic NTK, factor "
-                    f"{max(columns) / trained:g})" if variant else beyond_training(cfg, trained))
+            note = {"dynamic NTK": f"the same model, RoPE's base raised past {trained} tokens (dynamic NTK, factor "
+                                   f"{max(columns) / trained:g})",
+                    "copied rows": f"the same model, its table's rows past {trained} replaced by copies of the trained "
+                                   f"ones (position {trained} + k takes row k, Longformer's way)",
+                    }.get(variant) or beyond_training(cfg, trained)
             rows.append([name, *cells, note])
             points = [(n, row[str(n)]["loss"]) for n in columns if "loss" in row.get(str(n), {})]
             if points:
@@ -411,7 +414,8 @@ def probe_sections(out: Path, state: dict, plt) -> tuple[list[str], list[str]]:
                f"Validation loss (bits per masked token) of each scheme's best model on the validation text cut "
                f"into blocks of each length (same masking rate and seed). The schemes with positional tables have "
                f"tables for {max(columns)} positions, trained on {trained}-token blocks only: rows past {trained} keep "
-               f"their initial values, which is what an absolute scheme brings to a longer input; RoPE, ALiBi and "
+               f"their initial values, which is what an absolute scheme brings to a longer input (+ copied rows: the "
+               f"same model with those rows replaced by copies of the trained ones); RoPE, ALiBi and "
                f"NoPE have no table. Longer blocks hold more context, but (with sentence-aligned blocks) also the "
                f"sentences longer than {trained} tokens that training skipped: NoPE's row, a model without positions, "
                f"shows what the longer blocks do to any model; a scheme's rise beyond NoPE's is its own.", ""]

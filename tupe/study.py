@@ -42,6 +42,7 @@ from .cli import HelpFormatter, at_least, comma_list, rates, read_json, refuse_i
 from .cli import glue as sweep
 from .config import SCHEMES, TupeConfig
 from .logs import cli_logging
+from .model.lengths import resize_positions, resize_refusal
 from .model.positional import positional_modules
 from .preprocess.cli import main as preprocess
 from .report import OBJECTIVES, STUDY_FILE, final_valid_loss, make_report, read_metrics, run_names, split_name
@@ -347,6 +348,10 @@ def probe_models(plan: StudyPlan, state: dict, data: Path, out: Path) -> None:
         if model.cfg.pos_encoding == "rope" and len(lengths) > 1:   # + dynamic NTK scaling past the trained length
             with_rope_scaling(model, "dynamic", max(lengths) / plan.tokens_per_sample)   # (in place: last use)
             evaluate_lengths(model, plan, data, lengths, state["lengths"].setdefault(f"{name} + dynamic NTK", {}))
+        if resize_refusal(model.cfg) is None and len(lengths) > 1:   # + the trained rows copied past the trained length
+            resize_positions(model, plan.tokens_per_sample)              # (in place: last use) untrained rows dropped,
+            resize_positions(model, max(lengths), "copy")                # the trained ones repeated (Longformer's way)
+            evaluate_lengths(model, plan, data, lengths, state["lengths"].setdefault(f"{name} + copied rows", {}))
         log(f"{name}: loss at " + ", ".join(f"{n}: {row[str(n)].get('loss', float('nan')):.3f}" for n in lengths)
             + f" bits; word order shuffled {shuffled:.3f} (intact {intact:.3f})")
 
