@@ -111,7 +111,7 @@ def test_tupe_validate_resizes_tables_to_run_past_the_trained_length(data_dir, t
     within, said = loss("--tokens-per-sample", "32", "--max-positions", "64")
     assert within["loss"] == plain["loss"] and within["max_positions"] == 64
     assert "positional tables resized from 32 to 64 positions (rows past 32: copy)" in said
-    copy, _ = loss("--tokens-per-sample", "64", "--max-positions", "64")
+    copy, _ = loss("--max-positions", "64")                   # blocks of that length by default
     random1, _ = loss("--tokens-per-sample", "64", "--max-positions", "64", "--position-init", "random")
     random2, _ = loss("--tokens-per-sample", "64", "--max-positions", "64", "--position-init", "random")
     assert copy["tokens_per_sample"] == 64 and copy["position_init"] == "copy" and random1["position_init"] == "random"

@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="its factor (default: block length / max_positions, at least 1)")
     p.add_argument("--max-positions", type=at_least(2), default=None,
                    help="TUPE and BERT-A models: resize the positional tables to this many positions first (to "
-                        "evaluate past the trained length; outputs within it are unchanged; tupe/model/lengths.py)")
+                        "evaluate past the trained length; outputs within it are unchanged; tupe/model/lengths.py); "
+                        "--tokens-per-sample defaults to it")
     p.add_argument("--position-init", choices=list(POSITION_INITS), default="copy",
                    help="--max-positions' rows past the trained length: copy (repeat the trained rows) or random "
                         "(drawn as at initialisation, seeded by --seed)")
@@ -107,6 +108,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     refuse_inert(parser, argv, [("rope_scaling_factor", args.rope_scaling is not None, "it is --rope-scaling's factor"),
                                 ("position_init", args.max_positions is not None, "it is for --max-positions")])
+    if args.max_positions is not None and args.tokens_per_sample is None:
+        args.tokens_per_sample = args.max_positions        # evaluated at the length asked for
     try:
         model, run = load_model_and_run_args(args.path, whole_electra=True)   # one read of the checkpoint
         settings, from_run = evaluation_settings(args, run)   # from_run: what the run's own validation used
