@@ -182,6 +182,27 @@ def test_kill_and_resume_gives_identical_weights(data_dir, tmp_path):
     assert records(tmp_path / "a")[-1]["epoch"] >= 2
     assert "loaded checkpoint" in resumed.stdout
     assert_same_tensors(tmp_path / "a" / "checkpoint_last.pt", tmp_path / "b" / "checkpoint_last.pt")
+    # metrics.jsonl is one history: updates 25-26, logged before the kill and again after the resume
+    # from update 24, appear once (they appeared twice before), with the uninterrupted run's losses
+    assert "dropped 2 record(s) past update 24" in resumed.stdout
+    for kind in ("train", "valid"):
+        a, b = ([(r["num_updates"], r["epoch"], r["loss"]) for r in records(tmp_path / x, kind)] for x in "ab")
+        assert a == b and len(a) == len({u for u, *_ in a})
+
+
+def test_a_new_run_into_a_used_save_dir_keeps_the_earlier_history_apart(data_dir, tmp_path, capsys):
+    """A run from update 0 into a --save-dir whose metrics.jsonl holds an earlier run's records (no
+    checkpoint to resume: a finetuning command run again, a run killed before its first save):
+    before, its records were appended to the earlier ones and read as one curve by the reports."""
+    args = tiny_args(data_dir, tmp_path / "s", "--max-update", "3", "--no-last-checkpoints", "--no-epoch-checkpoints")
+    assert main(args) == 0
+    first = (tmp_path / "s" / "metrics.jsonl").read_text()
+    assert main(args) == 0
+    assert "records of an earlier run in this --save-dir (this run starts at update 0) moved to metrics.earlier-1.jsonl" \
+        in capsys.readouterr().out
+    assert (tmp_path / "s" / "metrics.earlier-1.jsonl").read_text() == first
+    assert [r["num_updates"] for r in records(tmp_path / "s")] == [1, 2, 3]
+    assert main(args) == 0 and (tmp_path / "s" / "metrics.earlier-2.jsonl").is_file()
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,43 @@ def drop_cut_record(path: Path, log) -> None:
         f"writing it)")
 
 
+def continue_history(path: Path, start: int, log) -> None:
+    """``metrics.jsonl`` made one run's history before a run that starts at update ``start``
+    appends to it (its last record cut short dropped first, ``drop_cut_record``):
+
+    * resuming (``start`` > 0): records past ``start`` were logged after the checkpoint it resumes
+      from (a kill -9 before the next save); they are dropped, as the run logs those updates again;
+    * from update 0 (a new run, e.g. a finetuning command run again into its --save-dir): the
+      records are an earlier run's; the file is moved aside to ``metrics.earlier-N.jsonl``, so that
+      the two histories are not read as one (curves, reports), and nothing of it is lost.
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    drop_cut_record(path, log)
+    lines = path.read_text().splitlines(keepends=True)
+    if start == 0:
+        n = 1
+        while (earlier := path.with_name(f"metrics.earlier-{n}.jsonl")).exists():
+            n += 1
+        path.rename(earlier)
+        log(f"| {path}: {len(lines)} records of an earlier run in this --save-dir (this run starts at update 0) "
+            f"moved to {earlier.name}")
+        return
+
+    def updates(line: str) -> int:
+        try:
+            return int(json.loads(line).get("num_updates") or 0)
+        except (ValueError, AttributeError):
+            return 0                                       # not a record of an update: kept
+    keep = [line for line in lines if updates(line) <= start]
+    if len(keep) < len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, path)
+        log(f"| {path}: dropped {len(lines) - len(keep)} record(s) past update {start}, logged after the checkpoint "
+            f"this run resumes from (the run logs those updates again)")
+
+
 class MetricsLogger:
     """One place for every log line; rank 0 only (others get ``enabled=False``)."""
 
@@ -51,6 +89,7 @@ class MetricsLogger:
         # metrics.jsonl is opened at the first record: a run that fails before it starts leaves none
         self.jsonl_path = save_dir / "metrics.jsonl" if enabled and save_dir is not None else None
         self.jsonl = None
+        self.start_update: Optional[int] = None       # where the run starts (set after restoring): continue_history
         self.tb_dir = tensorboard_logdir if enabled else ""
         self._writers: dict = {}
         self.bar = None
@@ -85,7 +124,10 @@ class MetricsLogger:
         try:
             if self.jsonl is None:
                 self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
-                drop_cut_record(self.jsonl_path, self.info)
+                if self.start_update is None:
+                    drop_cut_record(self.jsonl_path, self.info)
+                else:
+                    continue_history(self.jsonl_path, self.start_update, self.info)
                 self.jsonl = open(self.jsonl_path, "a", buffering=1)
             self.jsonl.write(json.dumps(record) + "\n")
         except OSError as e:

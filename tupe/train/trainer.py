@@ -85,6 +85,7 @@ class Trainer:
         self.stop_signal: Optional[int] = None       # SIGINT/SIGTERM received: exit 128 + its number
         self._last_valid_is_best = False
         self.restore()
+        self.log.start_update = self.num_updates      # metrics.jsonl continues from here (logger.continue_history)
         self.schedule = self._schedule()
         self.ddp = self.model
         if self.world > 1:
