@@ -205,6 +205,21 @@ def test_a_new_run_into_a_used_save_dir_keeps_the_earlier_history_apart(data_dir
     assert main(args) == 0 and (tmp_path / "s" / "metrics.earlier-2.jsonl").is_file()
 
 
+def test_a_run_from_another_checkpoint_says_it_does_not_resume_the_save_dirs(data_dir, pretrained, tmp_path, capsys):
+    """As in fairseq, --restore-file OTHER starts from OTHER even where --save-dir holds an earlier
+    (e.g. interrupted finetuning) run's checkpoint_last.pt; that is said, with how to resume it."""
+    assert main(tiny_args(data_dir, tmp_path / "s", "--max-update", "2", "--tokens-per-sample", "64",
+                          "--max-positions", "512")) == 0
+    capsys.readouterr()
+    assert main(tiny_args(data_dir, tmp_path / "s", "--max-update", "2", "--tokens-per-sample", "64",
+                          "--restore-file", str(pretrained), "--reset-optimizer", "--reset-dataloader",
+                          "--reset-meters")) == 0
+    out = capsys.readouterr().out
+    assert f"| note: {tmp_path / 's' / 'checkpoint_last.pt'} (an earlier run's) is not resumed: this run starts " \
+           f"from {pretrained}" in out and "give --restore-file checkpoint_last.pt without the --reset-* flags" in out
+    assert "moved to metrics.earlier-1.jsonl" in out
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_signal_saves_and_exits_with_the_signal_code(data_dir, tmp_path, sig, code):
     """Ctrl-C / SIGTERM: checkpoint_last.pt saved, the run is not reported as finished (no

@@ -108,6 +108,11 @@ def run_config(args: argparse.Namespace, dictionary, r: Optional[RestorePoint],
                 f"; this resumes the run in {r.path.parent} (another model than these flags alone make: for a "
                 f"new run, choose another --save-dir)" if args.restore_file == "checkpoint_last.pt" else ""))
     args.max_positions = cfg.max_positions
+    last = Path(args.save_dir) / "checkpoint_last.pt"
+    if r is not None and last.is_file() and r.path.resolve() != last.resolve():   # a finetuning command run again
+        log(f"| note: {last} (an earlier run's) is not resumed: this run starts from {r.path}, and its checkpoints "
+            f"replace that run's; to continue that run instead, give --restore-file checkpoint_last.pt without the "
+            f"--reset-* flags")
     check_resize(args, r, cfg)
     if r is not None:
         check_task_change(args, r)
