@@ -58,3 +58,25 @@ def test_masked_positions_only(reference):
     assert out.shape == (3, model.cfg.vocab_size)
     want = torch.from_numpy(expected["logits_0"])[mask]
     torch.testing.assert_close(out, want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("init", ["copy", "random"])
+def test_resized_original_checkpoint_still_matches_the_original(init):
+    """The original code's checkpoint with its tables grown 4x (tupe/model/lengths.py): on the
+    inputs the original computed, the same outputs; inputs past its length now run."""
+    from tupe.model import resize_positions
+
+    model = tupe.load_model(FIXTURE / "checkpoint.pt")
+    expected = np.load(FIXTURE / "expected.npz")
+    length = model.cfg.max_positions
+    resize_positions(model, 4 * length, init)
+    for k in (0, 1):
+        tokens = torch.from_numpy(expected[f"tokens_{k}"]).long()
+        real = tokens.ne(1)
+        with torch.no_grad():
+            logits = model(tokens)
+        torch.testing.assert_close(logits[real], torch.from_numpy(expected[f"logits_{k}"])[real], atol=1e-5, rtol=0)
+    long = torch.from_numpy(expected["tokens_0"]).long()[:1].repeat(1, 4)      # 68 tokens, the original's 40
+    assert length < long.size(1) <= 4 * length
+    with torch.no_grad():
+        assert torch.isfinite(model(long)).all()
