@@ -194,3 +194,30 @@ def test_dynamic_loss_scaler():
     u = DynamicLossScaler(init_scale=2e-4, scale_window=10)
     with pytest.raises(FloatingPointError, match="minimum loss scale"):
         u.update(True)
+
+
+def test_continue_history_keeps_what_the_resumed_run_does_not_log_again(tmp_path):
+    """logger.continue_history on a file of its own: resuming at update 2 drops the records past 2
+    (and a last record cut short), keeps records without an update count; nothing to do on an
+    empty file; from update 0 the whole file is moved aside, under the next free name."""
+    import json
+
+    from tupe.train.logger import continue_history
+
+    path, said = tmp_path / "metrics.jsonl", []
+    records = [{"type": "train", "num_updates": 1}, {"type": "valid", "num_updates": 2}, {"type": "note"},
+               {"type": "train", "num_updates": 3}, {"type": "best", "num_updates": 2}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"type": "tra')
+    continue_history(path, 2, said.append)
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [records[i] for i in (0, 1, 2, 4)]
+    assert "dropped 1 record(s) past update 2" in said[-1] and "cut short" in said[-2]
+    empty = tmp_path / "empty" / "metrics.jsonl"
+    empty.parent.mkdir()
+    empty.write_text("")
+    continue_history(empty, 0, said.append)
+    assert empty.is_file() and len(said) == 2
+    (tmp_path / "metrics.earlier-1.jsonl").write_text("x\n")
+    kept = path.read_text()
+    continue_history(path, 0, said.append)
+    assert not path.exists() and (tmp_path / "metrics.earlier-2.jsonl").read_text() == kept
+    assert "4 records of an earlier run" in said[-1]

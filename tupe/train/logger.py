@@ -55,6 +55,8 @@ def continue_history(path: Path, start: int, log) -> None:
         return
     drop_cut_record(path, log)
     lines = path.read_text().splitlines(keepends=True)
+    if not lines:
+        return
     if start == 0:
         n = 1
         while (earlier := path.with_name(f"metrics.earlier-{n}.jsonl")).exists():

@@ -154,8 +154,8 @@ def check_resize(args: argparse.Namespace, r: Optional[RestorePoint], cfg: TupeC
                             "to start from to another --max-positions" + (
                                 f"; {r.path.name} has {cfg.max_positions} already" if r is not None else "") + ")")
     if args.task == "electra":
-        raise TrainingError("--position-init: not with --task electra (its generator's tables too); resize an "
-                            "ELECTRA checkpoint in Python (tupe.model.resize_positions) and save it")
+        raise TrainingError("--position-init: not with --task electra (it resizes the checkpoint of a masked-LM or "
+                            "finetuning run; an ELECTRA model has a generator's tables too)")
     if why := resize_refusal(r.cfg):
         raise TrainingError(f"--position-init: {why}")
     if r.state.get("last_optimizer_state") and not args.reset_optimizer:
