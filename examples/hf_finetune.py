@@ -4,6 +4,8 @@
     python examples/hf_finetune.py --model hf/tupe-r --train glue_data/SST-2/train.tsv \
         --valid glue_data/SST-2/dev.tsv --text-columns sentence --label-column label --out runs/sst2
 
+Rows longer than the model's positions: --max-length N --position-init copy (or random) resizes a
+TUPE or BERT-A model's positional tables to N first (resize_position_embeddings, docs/study.md).
 A pair task names two text columns (e.g. --text-columns sentence1 sentence2). The files have a
 header line; labels are read as words and numbered as tupe-preprocess numbers them (most frequent
 in --train first, ties alphabetical: tupe.preprocess.glue.label_words), so class ids agree.
@@ -74,6 +76,9 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-length", type=int, default=None,
                    help="cut rows to this many tokens (default and most: the model's max_positions)")
+    p.add_argument("--position-init", choices=["copy", "random"], default=None,
+                   help="with a --max-length past the model's positions: resize its positional tables to it first, "
+                        "rows past its length copying the trained ones or drawn as at initialisation")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
 
@@ -84,11 +89,20 @@ def main(argv=None):
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     longest = tokenizer.model_max_length           # the model's max_positions (its positional tables)
-    if args.max_length is not None and args.max_length > longest:
-        sys.exit(f"--max-length {args.max_length}: the model covers {longest} positions")
+    if args.max_length is not None and args.max_length > longest and args.position_init is None:
+        sys.exit(f"--max-length {args.max_length}: the model covers {longest} positions (add --position-init copy "
+                 f"or random to resize its positional tables to {args.max_length})")
+    if args.position_init is not None and (args.max_length is None or args.max_length <= longest):
+        sys.exit(f"--position-init: it resizes the model to a --max-length past its {longest} positions")
     max_length = args.max_length or longest
     model = AutoModelForSequenceClassification.from_pretrained(
         args.model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id)
+    if args.position_init is not None:
+        try:                                       # before the optimizer exists: the tables are new parameters
+            model.resize_position_embeddings(max_length, args.position_init)
+        except ValueError as e:                    # RoPE, ALiBi, NoPE: no table
+            sys.exit(f"--position-init: {e}")
+        tokenizer.model_max_length = max_length   # saved with the model below
     train = TextDataset(args.train, tokenizer, train_x, train_y, label2id, max_length)
     valid = TextDataset(args.valid, tokenizer, valid_x, valid_y, label2id, max_length)
 

@@ -81,6 +81,28 @@ def finetuned_hf(exported, topic_task, tmp_path_factory):
     return out, summary
 
 
+def test_finetuning_example_resizes_for_longer_rows(exported, topic_task, tmp_path):
+    """examples/hf_finetune.py --max-length past the model's positions: refused, naming
+    --position-init; with it the tables are resized and the saved model and tokenizer say so."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import hf_finetune
+    finally:
+        sys.path.pop(0)
+    common = ["--model", str(exported), "--train", str(topic_task / "train.tsv"), "--valid", str(topic_task / "dev.tsv"),
+              "--text-columns", "sentence", "--label-column", "label", "--out", str(tmp_path / "o"), "--epochs", "1"]
+    longest = json.loads((exported / "config.json").read_text())["max_positions"]
+    with pytest.raises(SystemExit, match=f"the model covers {longest} positions \\(add --position-init copy"):
+        hf_finetune.main([*common, "--max-length", str(longest + 16)])
+    with pytest.raises(SystemExit, match="--position-init: it resizes the model to a --max-length past"):
+        hf_finetune.main([*common, "--position-init", "copy"])
+    hf_finetune.main([*common, "--max-length", str(longest + 16), "--position-init", "copy"])
+    assert json.loads((tmp_path / "o" / "config.json").read_text())["max_positions"] == longest + 16
+    assert json.loads((tmp_path / "o" / "tokenizer_config.json").read_text())["model_max_length"] == longest + 16
+
+
 def test_finetuning_example_names_a_malformed_row(tmp_path):
     """examples/hf_finetune.py: a row with a field too few or too many is an error naming the
     file and line (csv.DictReader would read None or put the extra field aside, silently)."""
