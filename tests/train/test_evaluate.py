@@ -109,7 +109,9 @@ def test_tupe_validate_resizes_tables_to_run_past_the_trained_length(data_dir, t
     assert "or resize the tables first (tupe-validate --max-positions" in capsys.readouterr().err
     plain, _ = loss("--tokens-per-sample", "32")
     within, said = loss("--tokens-per-sample", "32", "--max-positions", "64")
-    assert within["loss"] == plain["loss"] and within["max_positions"] == 64
+    assert within["loss"] == plain["loss"] and (within["max_positions"], within["trained_max_positions"]) == (64, 32)
+    shrunk, _ = loss("--max-positions", "16")                 # nothing past the trained length: no init said
+    assert shrunk["tokens_per_sample"] == 16 and "position_init" not in shrunk
     assert "positional tables resized from 32 to 64 positions (rows past 32: copy)" in said
     copy, _ = loss("--max-positions", "64")                   # blocks of that length by default
     random1, _ = loss("--tokens-per-sample", "64", "--max-positions", "64", "--position-init", "random")

@@ -127,6 +127,7 @@ def main(argv=None) -> int:
             raise CheckpointError(f"{args.path}: its masked-LM head was never trained (made new when an ELECTRA "
                                   f"discriminator or a transformers classifier without one was loaded): its "
                                   f"masked-LM loss would say nothing about the model")
+        resized = {}                                            # what the output line says of a resize
         if args.max_positions is not None:
             trained = model.cfg.max_positions
             torch.manual_seed(settings["seed"])                 # --position-init random: the same rows each time
@@ -137,6 +138,8 @@ def main(argv=None) -> int:
             print(f"tupe-validate: positional tables resized from {trained} to {args.max_positions} positions"
                   + (f" (rows past {trained}: {args.position_init})" if args.max_positions > trained else ""),
                   file=sys.stderr)
+            resized = {"max_positions": args.max_positions, "trained_max_positions": trained,
+                       **({"position_init": args.position_init} if args.max_positions > trained else {})}
         length = settings.pop("tokens_per_sample") or model.cfg.max_positions
         if args.rope_scaling is not None:
             factor = args.rope_scaling_factor or max(1.0, length / model.cfg.max_positions)
@@ -154,8 +157,7 @@ def main(argv=None) -> int:
                               "tokens_per_sample": task.args.tokens_per_sample,
                               **({"rope_scaling": model.cfg.rope_scaling,
                                   "rope_scaling_factor": model.cfg.rope_scaling_factor} if args.rope_scaling else {}),
-                              **({"max_positions": args.max_positions, "position_init": args.position_init}
-                                 if args.max_positions else {}),
+                              **resized,
                               **({"shuffled_order": True} if args.shuffle_order else {})}))
     except (TaskError, CheckpointError, FileNotFoundError) as e:
         print(f"tupe-validate: error: {e}", file=sys.stderr)
