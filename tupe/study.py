@@ -37,7 +37,7 @@ from typing import Optional
 
 import torch
 
-from .checkpoint import load_model
+from .checkpoint import load_model, read_config
 from .cli import HelpFormatter, at_least, comma_list, rates, read_json, refuse_inert, write_json
 from .cli import glue as sweep
 from .config import SCHEMES, TupeConfig
@@ -335,10 +335,15 @@ def probe_models(plan: StudyPlan, state: dict, data: Path, out: Path) -> None:
     state.setdefault("order_probe", {})
     for name in plan.names:
         objective, _ = split_name(name)
-        if objective != "mlm" or (name in state["order_probe"] and all(str(n) in state["lengths"].get(name, {})
-                                                                       for n in lengths)):
+        if objective != "mlm":
             continue
-        model = load_model(out / "pretrain" / name / f"lr{state['best_lr'][name]:g}" / "checkpoint_last.pt")
+        path = out / "pretrain" / name / f"lr{state['best_lr'][name]:g}" / "checkpoint_last.pt"
+        cfg, _ = read_config(path)
+        rows = [name, *([f"{name} + dynamic NTK"] if cfg.pos_encoding == "rope" and len(lengths) > 1 else []),
+                *([f"{name} + copied rows"] if resize_refusal(cfg) is None and len(lengths) > 1 else [])]
+        if name in state["order_probe"] and all(str(n) in state["lengths"].get(r, {}) for r in rows for n in lengths):
+            continue                                 # done (a study of an earlier version gains its new rows)
+        model = load_model(path)
         row = state["lengths"].setdefault(name, {})
         evaluate_lengths(model, plan, data, lengths, row)
         task = make_task(model, str(data), plan.tokens_per_sample, batch=plan.batch, seed=plan.seed)

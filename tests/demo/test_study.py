@@ -87,6 +87,20 @@ def test_quick_study_report_has_every_section(quick_study):
     assert all(r.rstrip(" |").rsplit(" | ", 1)[1] in ("0/2", "1/2", "2/2") for r in rows if not r.startswith("| BERT-A"))
 
 
+def test_a_resumed_study_computes_the_length_rows_it_lacks(quick_study):
+    """A study made before a row kind existed ("+ copied rows") gains it when resumed; the rows it
+    has are the same numbers (the evaluation is seeded), and nothing is trained again."""
+    out, args = quick_study
+    path = out / "study.json"
+    before = json.loads(path.read_text())
+    lacking = json.loads(path.read_text())
+    del lacking["lengths"]["TUPE-R + copied rows"]
+    path.write_text(json.dumps(lacking))
+    assert study(args) == 0
+    after = json.loads(path.read_text())
+    assert after["lengths"] == before["lengths"] and after["runs"] == before["runs"]
+
+
 def test_study_resumes_without_rerunning(quick_study, capsys):
     out, args = quick_study
     before = {p: p.stat().st_mtime for p in out.glob("pretrain/*/*/checkpoint_last.pt")}
