@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests.conftest import random_tokens, tiny_config
-from tupe import TupeModel, load_model, save_pretrained
+from tupe import ConfigError, TupeModel, load_model, save_pretrained
 from tupe.config import SCHEMES, scheme_overrides
 from tupe.model import resize_positions
 from tupe.model.electra import ElectraModel, generator_config
@@ -90,7 +90,7 @@ def test_bad_init_and_length_change_nothing():
     model = model_of("TUPE-A")
     with pytest.raises(ValueError, match="init 'zeros': one of copy, random"):
         resize_positions(model, 40, "zeros")
-    with pytest.raises(Exception, match="max_positions"):
+    with pytest.raises(ConfigError, match="max_positions must be a positive integer, got 0"):
         resize_positions(model, 0)
     assert model.cfg.max_positions == 16 and table_of(model).shape[0] == 17
 
