@@ -28,6 +28,7 @@ from transformers import (
 )
 
 import tupe.hf  # noqa: F401  (registers TUPE with the Auto classes)
+from tupe.model.positional import POSITION_INITS
 from tupe.preprocess.glue import label_words
 
 
@@ -76,7 +77,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-length", type=int, default=None,
                    help="cut rows to this many tokens (default and most: the model's max_positions)")
-    p.add_argument("--position-init", choices=["copy", "random"], default=None,
+    p.add_argument("--position-init", choices=POSITION_INITS, default=None,
                    help="with a --max-length past the model's positions: resize its positional tables to it first, "
                         "rows past its length copying the trained ones or drawn as at initialisation")
     p.add_argument("--seed", type=int, default=1)

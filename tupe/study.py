@@ -43,7 +43,7 @@ from .cli import glue as sweep
 from .config import SCHEMES, TupeConfig
 from .logs import cli_logging
 from .model.lengths import resize_positions, resize_refusal
-from .model.positional import positional_modules
+from .model.positional import has_tables
 from .preprocess.cli import main as preprocess
 from .report import OBJECTIVES, STUDY_FILE, final_valid_loss, make_report, read_metrics, run_names, split_name
 from .train.cpu import cpu_bf16_flags
@@ -112,8 +112,7 @@ class StudyPlan:
         """A scheme with positional tables gets tables for every evaluated length (rows past the
         trained length stay as initialised: what the length section reports); one without (RoPE,
         ALiBi, NoPE) keeps max_positions = the trained length, which RoPE's scaling reads."""
-        cfg = TupeConfig.from_scheme(scheme, vocab_size=8, arch="bert_tiny", max_positions=8)
-        tables = any(m.max_length for m in positional_modules(cfg).values())
+        tables = has_tables(TupeConfig.from_scheme(scheme, vocab_size=8, arch="bert_tiny", max_positions=8))
         return max([self.tokens_per_sample, *self.eval_lengths]) if tables else self.tokens_per_sample
 
     @property

@@ -127,3 +127,16 @@ def test_rope_scaling_reaches_every_config_of_an_electra_model():
                model.discriminator.cfg, model.discriminator.encoder.cfg]
     assert all((c.rope_scaling, c.rope_scaling_factor) == ("dynamic", 4.0) for c in configs)
     assert model.generator.encoder.rotary.scaling == model.discriminator.encoder.rotary.scaling == "dynamic"
+
+
+def test_a_relative_table_alone_is_resized():
+    """ALiBi with the relative bias (a combination the registry does not name: ALiBi-R) is limited
+    by its bucket table; it was refused as "no table: any length", which was not true of it."""
+    torch.manual_seed(0)
+    model = TupeModel(tiny_config(max_positions=16, pos_encoding="alibi", rel_pos=True)).eval()
+    short = random_tokens(2, 16, pad_to=16)
+    before = features(model, short)
+    with pytest.raises(ValueError, match="exceeds max_positions=16"):
+        features(model, random_tokens(1, 24))
+    resize_positions(model, 24)
+    assert torch.equal(features(model, short), before) and features(model, random_tokens(1, 24)).shape[1] == 24

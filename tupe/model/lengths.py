@@ -26,7 +26,7 @@ import dataclasses
 from torch import nn
 
 from ..config import TupeConfig
-from .positional import POSITION_INITS
+from .positional import POSITION_INITS, has_tables
 from .transformer import Encoder
 
 
@@ -36,7 +36,7 @@ def resize_refusal(cfg: TupeConfig):
         return (f"{cfg.name}: a RoPE model's max_positions is its trained length, which its scaling reads; "
                 + ("its relative bias's table keeps it at that length" if cfg.rel_pos else
                    "run it past that length with rope_scaling (tupe-validate --rope-scaling)"))
-    if cfg.pos_encoding not in ("tupe", "absolute"):
+    if not has_tables(cfg):
         return f"{cfg.name} has no positional table to resize: it takes inputs of any length"
     return None
 

@@ -357,6 +357,12 @@ def positional_modules(cfg: TupeConfig) -> dict[str, nn.Module]:
     return {name: cls(cfg) for name, cls, when in POSITIONAL if when(cfg)}
 
 
+def has_tables(cfg: TupeConfig) -> bool:
+    """Whether a positional module of ``cfg`` has tables that cover a limited length (``max_length``:
+    TUPE's untied positions, BERT's absolute ones, the relative bias's distances)."""
+    return any(m.max_length is not None for m in positional_modules(cfg).values())
+
+
 def logit_scale(cfg: TupeConfig) -> int:
     """The attention's logits use 1/sqrt(logit_scale * d): 2 for TUPE, else 1."""
     return max((cls.logit_scale for _, cls, when in POSITIONAL if when(cfg)), default=1)
